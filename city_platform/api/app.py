@@ -1,0 +1,124 @@
+"""The FastAPI application: routers, error mapping and access log.
+
+Every error leaves as RFC 7807 ProblemDetails JSON with an NGSI-LD error type (CIM 009 5.5.2);
+an unexpected exception is logged with its traceback and answered 500 without one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from city_platform.broker import ContextBroker
+from city_platform.errors import (
+    BadRequestData,
+    InvalidRequest,
+    OperationNotSupported,
+    PlatformError,
+    ResourceNotFound,
+)
+from city_platform.ldcontext import ContextResolver
+from city_platform.storage.base import Storage
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("city_platform.access")
+
+API_PREFIX = "/ngsi-ld/v1"
+
+
+def problem_response(error: PlatformError) -> Response:
+    return Response(
+        orjson.dumps(error.problem()), status_code=error.status, media_type="application/json"
+    )
+
+
+def create_app(storage: Storage, *, allow_remote_contexts: bool = True) -> FastAPI:
+    """Build the platform app around a storage backend (opened and closed by the lifespan)."""
+    from city_platform.api.routes import batch, entities, meta, subscriptions, temporal, types  # noqa: PLC0415  # noqa: PLC0415
+    from city_platform.subscriptions.manager import SubscriptionManager  # noqa: PLC0415
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with storage:
+            manager = SubscriptionManager(app.state.broker)
+            app.state.subscriptions = manager
+            async with manager:
+                yield
+
+    app = FastAPI(
+        title="r197-testbed smart-city platform",
+        summary="An NGSI-LD (ETSI GS CIM 009) context broker subset",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.broker = ContextBroker(storage)
+    app.state.resolver = ContextResolver(allow_remote=allow_remote_contexts)
+    for module in (entities, batch, temporal, subscriptions, types):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(meta.router)
+
+    @app.exception_handler(PlatformError)
+    async def on_platform_error(request: Request, exc: PlatformError) -> Response:
+        log.warning(
+            "%s %s -> %d %s: %s",
+            request.method,
+            request.url.path,
+            exc.status,
+            exc.type_name,
+            exc.detail,
+        )
+        return problem_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+        )
+        return problem_response(InvalidRequest(details or "invalid request"))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            error: PlatformError = ResourceNotFound(f"no resource at {request.url.path}")
+        elif exc.status_code == 405:
+            error = OperationNotSupported(
+                f"{request.method} is not supported on {request.url.path}"
+            )
+            return Response(
+                orjson.dumps(error.problem()), status_code=405, media_type="application/json"
+            )
+        else:
+            error = BadRequestData(str(exc.detail))
+        return problem_response(error)
+
+    @app.middleware("http")
+    async def access(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            response = problem_response(PlatformError("internal error; see the platform log"))
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                "method=%s path=%s status=%d ms=%.2f tenant=%s client=%s",
+                request.method,
+                request.url.path,
+                response.status_code,
+                (time.perf_counter() - start) * 1000,
+                request.headers.get("ngsild-tenant", ""),
+                request.client.host if request.client else "-",
+            )
+        return response
+
+    return app

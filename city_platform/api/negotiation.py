@@ -1,0 +1,157 @@
+"""Content negotiation and JSON-LD context selection (CIM 009 6.3.4 - 6.3.6).
+
+- Request bodies are ``application/json`` (context from the ``Link`` header, ``@context`` in
+  the body is an error) or ``application/ld+json`` (``@context`` in the body, mandatory);
+  PATCH also takes ``application/merge-patch+json``.  Anything else is 415.
+- Responses are ``application/json`` with a ``Link`` header naming the context, or
+  ``application/ld+json`` with ``@context`` in the body.  Anything else acceptable is 406.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+
+from city_platform.errors import (
+    BadRequestData,
+    InvalidRequest,
+    NotAcceptable,
+    UnsupportedMediaType,
+)
+from city_platform.ldcontext import CORE_CONTEXT_URL
+
+JSON = "application/json"
+JSON_LD = "application/ld+json"
+MERGE_PATCH = "application/merge-patch+json"
+GEO_JSON = "application/geo+json"
+CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
+MAX_BODY = 8 * 1024 * 1024
+
+_LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
+
+
+def context_from_link(header: str | None) -> str | None:
+    """The context URL of an RFC 8288 Link header with rel=json-ld#context, if any."""
+    if not header:
+        return None
+    for match in _LINK.finditer(header):
+        params = match.group(2).replace(" ", "")
+        if f'rel="{CONTEXT_REL}"' in params or f"rel={CONTEXT_REL}" in params:
+            return match.group(1)
+    return None
+
+
+def _media_types(header: str) -> list[tuple[str, float]]:
+    out = []
+    for part in header.split(","):
+        fields = [f.strip() for f in part.split(";")]
+        media = fields[0].lower()
+        q = 1.0
+        for f in fields[1:]:
+            if f.startswith("q="):
+                try:
+                    q = float(f[2:])
+                except ValueError:
+                    q = 0.0
+        if media:
+            out.append((media, q))
+    return out
+
+
+def choose_response_type(accept: str | None, *, geo: bool = False) -> str:
+    """Pick JSON or JSON-LD (or GeoJSON where offered) from an Accept header, else 406."""
+    if not accept:
+        return JSON
+    offered = [JSON, JSON_LD, *([GEO_JSON] if geo else [])]
+    best, best_q = None, 0.0
+    for media, q in _media_types(accept):
+        if q <= 0:
+            continue
+        if media in offered:
+            candidate = media
+        elif media in ("*/*", "application/*"):
+            candidate = JSON
+        else:
+            continue
+        if q > best_q:
+            best, best_q = candidate, q
+    if best is None:
+        raise NotAcceptable(
+            f"none of the media types in Accept {accept!r} can be produced; "
+            f"offered: {', '.join(offered)}"
+        )
+    return best
+
+
+async def read_body(request: Request, *, patch: bool = False) -> tuple[Any, Any]:
+    """The parsed JSON body and the @context it names (Link header or inline)."""
+    raw_type = request.headers.get("content-type", "")
+    media = raw_type.split(";")[0].strip().lower()
+    allowed = (JSON, JSON_LD, MERGE_PATCH) if patch else (JSON, JSON_LD)
+    if media not in allowed:
+        raise UnsupportedMediaType(
+            f"Content-Type {raw_type or '(none)'!r} is not supported; use {' or '.join(allowed)}"
+        )
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise BadRequestData(f"request body larger than {MAX_BODY} bytes")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+    if media == JSON_LD:
+        context = _inline_context(body)
+        if context is None:
+            raise BadRequestData("an application/ld+json body must carry @context")
+        return body, context
+    if _has_inline_context(body):
+        raise BadRequestData(
+            "@context in an application/json body: send it in a Link header "
+            "or use Content-Type application/ld+json"
+        )
+    return body, context_from_link(request.headers.get("link"))
+
+
+def _has_inline_context(body: Any) -> bool:
+    if isinstance(body, dict):
+        return "@context" in body
+    if isinstance(body, list):
+        return any(isinstance(i, dict) and "@context" in i for i in body)
+    return False
+
+
+def _inline_context(body: Any) -> Any:
+    if isinstance(body, dict):
+        return body.get("@context")
+    if isinstance(body, list):
+        contexts = [i.get("@context") for i in body if isinstance(i, dict)]
+        if contexts and all(c is not None for c in contexts):
+            return contexts[0]
+    return None
+
+
+def render(
+    body: Any,
+    *,
+    media: str,
+    context: Any,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Serialize an answer for the negotiated media type, attaching the context (6.3.6)."""
+    out_headers = dict(headers or {})
+    if media == JSON_LD:
+        ctx_value = context if context is not None else CORE_CONTEXT_URL
+        if isinstance(body, dict):
+            body = {**body, "@context": ctx_value}
+        elif isinstance(body, list):
+            body = [{**i, "@context": ctx_value} if isinstance(i, dict) else i for i in body]
+    else:
+        url = context if isinstance(context, str) else CORE_CONTEXT_URL
+        link = f'<{url}>; rel="{CONTEXT_REL}"; type="{JSON_LD}"'
+        out_headers["Link"] = f"{out_headers['Link']}, {link}" if "Link" in out_headers else link
+    return Response(orjson.dumps(body), status_code=status, media_type=media, headers=out_headers)

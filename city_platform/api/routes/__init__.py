@@ -1,0 +1,1 @@
+"""One module per NGSI-LD resource, thin handlers named ``<verb>_<resource>``."""

@@ -1,0 +1,75 @@
+"""``/entityOperations``: batch create, upsert, update and delete (CIM 009 5.6.7 - 5.6.10).
+
+Batch upsert is the gateway's hot path: one request, one storage transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from city_platform.api.deps import Broker, Resolver, Tenant
+from city_platform.api.negotiation import read_body, render
+from city_platform.api.params import parse_options
+from city_platform.broker import BatchResult
+from city_platform.errors import BadRequestData
+
+router = APIRouter(prefix="/entityOperations", tags=["batch"])
+
+Str = Annotated[str | None, Query()]
+_JSON = "application/json"
+
+
+def _answer(result: BatchResult, *, created_status: bool) -> Response:
+    if result.errors:
+        return render(result.body(), media=_JSON, context=None, status=207)
+    if created_status:
+        return render(result.created, media=_JSON, context=None, status=201)
+    return Response(status_code=204)
+
+
+@router.post("/create", summary="Batch entity creation (5.6.7)")
+async def create_batch(
+    request: Request, broker: Broker, resolver: Resolver, tenant: Tenant
+) -> Response:
+    body, source = await read_body(request)
+    ctx = await resolver.resolve(source)
+    result = await broker.batch_write(tenant, body, ctx, mode="create")
+    return _answer(result, created_status=True)
+
+
+@router.post("/upsert", summary="Batch entity upsert (5.6.8)")
+async def upsert_batch(
+    request: Request, broker: Broker, resolver: Resolver, tenant: Tenant, options: Str = None
+) -> Response:
+    opts = parse_options(options)
+    if {"replace", "update"} <= opts.flags:
+        raise BadRequestData("options: 'replace' and 'update' exclude each other")
+    body, source = await read_body(request)
+    ctx = await resolver.resolve(source)
+    result = await broker.batch_write(
+        tenant, body, ctx, mode="upsert", replace="update" not in opts.flags
+    )
+    return _answer(result, created_status=bool(result.created))
+
+
+@router.post("/update", summary="Batch entity update (5.6.9)")
+async def update_batch(
+    request: Request, broker: Broker, resolver: Resolver, tenant: Tenant, options: Str = None
+) -> Response:
+    opts = parse_options(options)
+    body, source = await read_body(request)
+    ctx = await resolver.resolve(source)
+    result = await broker.batch_write(
+        tenant, body, ctx, mode="update", overwrite="noOverwrite" not in opts.flags
+    )
+    return _answer(result, created_status=False)
+
+
+@router.post("/delete", summary="Batch entity delete (5.6.10)")
+async def delete_batch(request: Request, broker: Broker, tenant: Tenant) -> Response:
+    body, _ = await read_body(request)
+    result = await broker.batch_delete(tenant, body)
+    return _answer(result, created_status=False)

@@ -1,0 +1,236 @@
+"""``/entities``: create, query, retrieve, update, append, patch and delete (CIM 009 5.6, 5.7)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from city_platform.api.deps import Accept, Broker, LinkContext, Resolver, Tenant, link_source
+from city_platform.api.negotiation import read_body, render
+from city_platform.api.params import parse_bool, parse_options, parse_page
+from city_platform.entities import render_entity
+from city_platform.errors import BadRequestData
+from city_platform.ldcontext import Context
+from city_platform.search import EntitySearch, split_list
+
+router = APIRouter(prefix="/entities", tags=["entities"])
+
+Str = Annotated[str | None, Query()]
+
+
+def _update_result(
+    ctx: Context, updated: list[str], skipped: list[str], reason: str
+) -> dict[str, object]:
+    return {
+        "updated": [ctx.compact(i) for i in updated],
+        "notUpdated": [{"attributeName": ctx.compact(i), "reason": reason} for i in skipped],
+    }
+
+
+@router.post("", status_code=201, summary="Create entity (5.6.1)")
+async def create_entity(
+    request: Request, broker: Broker, resolver: Resolver, tenant: Tenant
+) -> Response:
+    body, source = await read_body(request)
+    ctx = await resolver.resolve(source)
+    entity_id = await broker.create(tenant, body, ctx)
+    headers = {"Location": f"/ngsi-ld/v1/entities/{quote(entity_id, safe=':')}"}
+    if tenant:
+        headers["NGSILD-Tenant"] = tenant
+    return Response(status_code=201, headers=headers)
+
+
+@router.get("", summary="Query entities (5.7.2)")
+async def query_entities(
+    request: Request,
+    broker: Broker,
+    tenant: Tenant,
+    ctx: LinkContext,
+    accept: Accept,
+    id: Str = None,  # the NGSI-LD parameter name
+    type: Str = None,
+    idPattern: Str = None,
+    attrs: Str = None,
+    q: Str = None,
+    georel: Str = None,
+    geometry: Str = None,
+    coordinates: Str = None,
+    geoproperty: Str = None,
+    limit: Str = None,
+    offset: Str = None,
+    count: Str = None,
+    options: Str = None,
+    format: Str = None,
+) -> Response:
+    opts = parse_options(options, format)
+    lim, off = parse_page(limit, offset)
+    want_count = parse_bool(count, "count")
+    attr_list = split_list(attrs)
+    if not any((id, type, idPattern, attr_list, q, georel)):
+        raise BadRequestData(
+            "query entities needs at least one of type, id, idPattern, attrs, q or a geo-query"
+        )
+    search = EntitySearch.build(
+        ctx,
+        ids=split_list(id),
+        types=type,
+        id_pattern=idPattern,
+        attrs=attr_list,
+        q=q,
+        georel=georel,
+        geometry=geometry,
+        coordinates=coordinates,
+        geoproperty=geoproperty,
+    )
+    await broker.check_tenant(tenant)
+    found, total = await broker.storage.find_entities(
+        tenant, search.where, predicate=search.predicate(), limit=lim, offset=off, count=want_count
+    )
+    projection = search.where.attrs
+    body = [
+        render_entity(e, ctx, attrs=projection, mode=opts.mode, sys_attrs=opts.sys_attrs)
+        for e in found
+    ]
+    headers: dict[str, str] = {}
+    if total is not None:
+        headers["NGSILD-Results-Count"] = str(total)
+    links = _page_links(request, lim, off, len(found), total)
+    if links:
+        headers["Link"] = links  # render() adds the context link after these
+    return render(body, media=accept, context=link_source(request), headers=headers)
+
+
+def _page_links(request: Request, lim: int, off: int, got: int, total: int | None) -> str:
+    """RFC 8288 next/prev links for pagination (5.5.9)."""
+    params = dict(request.query_params)
+    parts = []
+    if off > 0 and lim > 0:
+        params["offset"] = str(max(off - lim, 0))
+        parts.append(f'</ngsi-ld/v1/entities?{urlencode(params)}>; rel="prev"')
+    more = got == lim and lim > 0 and (total is None or off + lim < total)
+    if more:
+        params["offset"] = str(off + lim)
+        parts.append(f'</ngsi-ld/v1/entities?{urlencode(params)}>; rel="next"')
+    return ", ".join(parts)
+
+
+@router.get("/{entity_id}", summary="Retrieve entity (5.7.1)")
+async def retrieve_entity(
+    request: Request,
+    entity_id: str,
+    broker: Broker,
+    tenant: Tenant,
+    ctx: LinkContext,
+    accept: Accept,
+    attrs: Str = None,
+    options: Str = None,
+    format: Str = None,
+) -> Response:
+    opts = parse_options(options, format)
+    entity = await broker.get(tenant, entity_id)
+    names = split_list(attrs)
+    projection = {ctx.expand(a) for a in names} if names else None
+    body = render_entity(entity, ctx, attrs=projection, mode=opts.mode, sys_attrs=opts.sys_attrs)
+    return render(body, media=accept, context=link_source(request))
+
+
+@router.delete("/{entity_id}", status_code=204, summary="Delete entity (5.6.6)")
+async def delete_entity(entity_id: str, broker: Broker, tenant: Tenant) -> Response:
+    await broker.delete(tenant, entity_id)
+    return Response(status_code=204)
+
+
+@router.post("/{entity_id}/attrs", summary="Append entity attributes (5.6.3)")
+async def append_attrs(
+    request: Request,
+    entity_id: str,
+    broker: Broker,
+    resolver: Resolver,
+    tenant: Tenant,
+    options: Str = None,
+) -> Response:
+    opts = parse_options(options)
+    body, source = await read_body(request)
+    ctx = await resolver.resolve(source)
+    overwrite = "noOverwrite" not in opts.flags
+    updated, skipped = await broker.add_attrs(tenant, entity_id, body, ctx, overwrite=overwrite)
+    if skipped:
+        result = _update_result(ctx, updated, skipped, "attribute exists and noOverwrite was given")
+        return render(result, media="application/json", context=source, status=207)
+    return Response(status_code=204)
+
+
+@router.patch("/{entity_id}/attrs", summary="Update entity attributes (5.6.2)")
+async def update_attrs(
+    request: Request, entity_id: str, broker: Broker, resolver: Resolver, tenant: Tenant
+) -> Response:
+    body, source = await read_body(request, patch=True)
+    ctx = await resolver.resolve(source)
+    updated, skipped = await broker.add_attrs(tenant, entity_id, body, ctx, only_existing=True)
+    if skipped:
+        result = _update_result(ctx, updated, skipped, "attribute does not exist")
+        return render(result, media="application/json", context=source, status=207)
+    return Response(status_code=204)
+
+
+@router.patch(
+    "/{entity_id}/attrs/{attr}", status_code=204, summary="Partial attribute update (5.6.4)"
+)
+async def patch_attr(
+    request: Request, entity_id: str, attr: str, broker: Broker, resolver: Resolver, tenant: Tenant
+) -> Response:
+    body, source = await read_body(request, patch=True)
+    ctx = await resolver.resolve(source)
+    await broker.patch_attr(tenant, entity_id, attr, body, ctx)
+    return Response(status_code=204)
+
+
+@router.delete("/{entity_id}/attrs/{attr}", status_code=204, summary="Delete attribute (5.6.5)")
+async def delete_attr(
+    entity_id: str,
+    attr: str,
+    broker: Broker,
+    tenant: Tenant,
+    ctx: LinkContext,
+    datasetId: Str = None,
+    deleteAll: Str = None,
+) -> Response:
+    await broker.delete_attr(
+        tenant,
+        entity_id,
+        attr,
+        ctx,
+        dataset_id=datasetId,
+        delete_all=parse_bool(deleteAll, "deleteAll"),
+    )
+    return Response(status_code=204)
+
+
+@router.patch("/{entity_id}", status_code=204, summary="Merge entity (5.6.17)")
+async def merge_entity(
+    request: Request, entity_id: str, broker: Broker, resolver: Resolver, tenant: Tenant
+) -> Response:
+    body, source = await read_body(request, patch=True)
+    if isinstance(body, dict) and body.get("id", entity_id) != entity_id:
+        raise BadRequestData("the id in the body differs from the id in the URL")
+    ctx = await resolver.resolve(source)
+    fragment = (
+        {k: v for k, v in body.items() if k not in ("id", "type")}
+        if isinstance(body, dict)
+        else body
+    )
+    await broker.add_attrs(tenant, entity_id, fragment, ctx)
+    return Response(status_code=204)
+
+
+@router.put("/{entity_id}", status_code=204, summary="Replace entity (5.6.18)")
+async def replace_entity(
+    request: Request, entity_id: str, broker: Broker, resolver: Resolver, tenant: Tenant
+) -> Response:
+    body, source = await read_body(request)
+    ctx = await resolver.resolve(source)
+    await broker.replace(tenant, entity_id, body, ctx)
+    return Response(status_code=204)

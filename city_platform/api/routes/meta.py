@@ -1,0 +1,26 @@
+"""Served @context documents and the health endpoint (the testbed works offline, 5.5.7)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from city_platform.errors import ResourceNotFound
+from city_platform.ldcontext import SHIPPED_FILES, shipped_document
+
+router = APIRouter(tags=["meta"])
+
+
+@router.get("/ngsi-ld/contexts/{name}", summary="A JSON-LD context shipped with the platform")
+async def get_context(name: str) -> Response:
+    if name not in SHIPPED_FILES:
+        raise ResourceNotFound(
+            f"no shipped context named {name!r}; known: {', '.join(SHIPPED_FILES)}"
+        )
+    return Response(shipped_document(name), media_type="application/ld+json")
+
+
+@router.get("/health", summary="Liveness and storage readiness")
+async def get_health(request: Request) -> dict[str, object]:
+    broker = request.app.state.broker
+    return {"status": "ok", "storage": type(broker.storage).__name__}

@@ -1,0 +1,352 @@
+"""Entities: validation of what clients send, the stored form, merging, and rendering.
+
+Pure functions, no I/O.  The stored form keys every type and attribute by expanded IRI, so that
+clients with different ``@context`` see the same data under their own terms (CIM 009 5.5.7)::
+
+    {"id": "urn:ngsi-ld:Room:1",
+     "type": ["https://uri.etsi.org/ngsi-ld/default-context/Room"],
+     "createdAt": "...Z", "modifiedAt": "...Z",
+     "attrs": {"<attr IRI>": [<instance>, ...]}}     # one instance per datasetId (4.5.5)
+
+An instance keeps its reserved members by their short names (``type``, ``value``, ``object``,
+``observedAt``, ``unitCode``, ``datasetId``, ``createdAt``, ``modifiedAt``, ...) and its
+sub-attributes under their IRIs (an IRI always holds ``:``, a reserved name never does).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from city_platform.errors import BadRequestData
+from city_platform.ldcontext import Context
+from city_platform.query.geo import validate_geometry
+
+Entity = dict[str, Any]
+Instance = dict[str, Any]
+Mode = Literal["normalized", "keyValues", "concise"]
+
+ATTR_TYPES = frozenset(
+    {
+        "Property",
+        "Relationship",
+        "GeoProperty",
+        "LanguageProperty",
+        "ListProperty",
+        "ListRelationship",
+        "JsonProperty",
+        "VocabProperty",
+    }
+)
+# Which member holds the value of each attribute type (CIM 009 4.5).
+VALUE_KEY = {
+    "Property": "value",
+    "GeoProperty": "value",
+    "Relationship": "object",
+    "LanguageProperty": "languageMap",
+    "ListProperty": "valueList",
+    "ListRelationship": "objectList",
+    "JsonProperty": "json",
+    "VocabProperty": "vocab",
+}
+RESERVED = frozenset(
+    {
+        "type",
+        "value",
+        "object",
+        "objectType",
+        "languageMap",
+        "valueList",
+        "objectList",
+        "json",
+        "vocab",
+        "observedAt",
+        "unitCode",
+        "datasetId",
+        "createdAt",
+        "modifiedAt",
+        "deletedAt",
+        "instanceId",
+        "lang",
+        "previousValue",
+    }
+)
+SYSTEM = ("createdAt", "modifiedAt", "deletedAt")
+ENTITY_MEMBERS = frozenset({"id", "type", "@context", "scope", "createdAt", "modifiedAt"})
+GEO_TYPES = frozenset(
+    {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"}
+)
+DEFAULT_GEO_ATTRS = frozenset({"location", "observationSpace", "operationSpace"})
+
+# CIM 009 4.6.2: these characters may not appear in names; ids must be URIs (RFC 3986).
+_FORBIDDEN = re.compile(r"[<>\"'=;()\s\\]")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]+$")
+
+
+def now_iso() -> str:
+    """The current UTC time in the millisecond ISO 8601 form the API returns."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_datetime(text: object, what: str) -> datetime:
+    """Parse an ISO 8601 DateTime (naive means UTC), or raise BadRequestData naming ``what``."""
+    if not isinstance(text, str):
+        raise BadRequestData(f"{what} must be an ISO 8601 DateTime string, got {text!r}")
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRequestData(f"{what} is not a valid ISO 8601 DateTime: {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def utc_key(text: str) -> str:
+    """A sortable UTC form of a validated DateTime, used for history ordering."""
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def check_uri(value: object, what: str) -> str:
+    if not isinstance(value, str) or not _URI.match(value):
+        raise BadRequestData(f"{what} must be a URI, got {value!r}")
+    return value
+
+
+def check_name(name: object, what: str) -> str:
+    if not isinstance(name, str) or not name or _FORBIDDEN.search(name):
+        raise BadRequestData(f"{what} {name!r} is not a valid name (CIM 009 4.6.2)")
+    return name
+
+
+def expand_types(raw: object, ctx: Context) -> list[str]:
+    types = raw if isinstance(raw, list) else [raw]
+    if not types:
+        raise BadRequestData("entity type must not be empty")
+    return [ctx.expand(check_name(t, "entity type")) for t in types]
+
+
+def _looks_normalized(raw: dict[str, Any]) -> bool:
+    return raw.get("type") in ATTR_TYPES or any(k in raw for k in VALUE_KEY.values())
+
+
+def normalize_instance(
+    name: str, raw: object, ctx: Context, *, now: str, sub: bool = False
+) -> Instance:
+    """Validate one attribute instance (normalized or concise form, 4.5) into stored form."""
+    if not isinstance(raw, dict) or not _looks_normalized(raw):
+        # Concise form (CIM 009 4.5.3): a bare value, or a GeoJSON geometry for geo attributes.
+        if isinstance(raw, dict) and raw.get("type") in GEO_TYPES and "coordinates" in raw:
+            raw = {"type": "GeoProperty", "value": raw}
+        else:
+            raw = {"type": "Property", "value": raw}
+    atype = raw.get("type")
+    if atype is None:
+        atype = next(
+            (t for t, k in VALUE_KEY.items() if k in raw and t != "GeoProperty"), "Property"
+        )
+        value = raw.get("value")
+        if atype == "Property" and isinstance(value, dict) and value.get("type") in GEO_TYPES:
+            atype = "GeoProperty"
+    if atype not in ATTR_TYPES:
+        raise BadRequestData(f"attribute {name!r}: unknown attribute type {atype!r}")
+    key = VALUE_KEY[atype]
+    if key not in raw or raw[key] is None:
+        raise BadRequestData(f"attribute {name!r}: a {atype} needs a non-null {key!r} member")
+    value = raw[key]
+    out: Instance = {"type": atype, key: value}
+    if atype == "Relationship":
+        if isinstance(value, list):
+            for item in value:
+                check_uri(item, f"attribute {name!r}: object")
+        else:
+            check_uri(value, f"attribute {name!r}: object")
+    elif atype == "GeoProperty":
+        try:
+            validate_geometry(value)
+        except BadRequestData as exc:
+            raise BadRequestData(f"attribute {name!r}: {exc.detail}") from None
+    elif atype == "LanguageProperty" and not isinstance(value, dict):
+        raise BadRequestData(f"attribute {name!r}: languageMap must be an object")
+    for meta, item in raw.items():
+        if meta in ("type", key) or meta in SYSTEM:
+            continue  # system attributes are set by the platform only (4.8)
+        if meta == "observedAt":
+            parse_datetime(item, f"attribute {name!r}: observedAt")
+            out[meta] = item
+        elif meta == "unitCode":
+            if not isinstance(item, str):
+                raise BadRequestData(f"attribute {name!r}: unitCode must be a string")
+            out[meta] = item
+        elif meta == "datasetId":
+            if sub:
+                raise BadRequestData(f"sub-attribute {name!r}: datasetId is not allowed")
+            out[meta] = check_uri(item, f"attribute {name!r}: datasetId")
+        elif meta in RESERVED:
+            out[meta] = item
+        else:
+            sub_name = check_name(meta, f"attribute {name!r}: sub-attribute")
+            out[ctx.expand(sub_name)] = normalize_instance(sub_name, item, ctx, now=now, sub=True)
+    out["createdAt"] = now
+    out["modifiedAt"] = now
+    return out
+
+
+def normalize_attribute(name: str, raw: object, ctx: Context, *, now: str) -> list[Instance]:
+    """One attribute: a single instance, or a list of instances with distinct datasetIds."""
+    check_name(name, "attribute name")
+    if name in ("id", "type"):
+        raise BadRequestData(f"{name!r} cannot be used as an attribute name")
+    if (
+        isinstance(raw, list)
+        and raw
+        and all(isinstance(i, dict) and _looks_normalized(i) for i in raw)
+    ):
+        instances = [normalize_instance(name, item, ctx, now=now) for item in raw]
+        seen: set[str | None] = set()
+        for inst in instances:
+            ds = inst.get("datasetId")
+            if ds in seen:
+                raise BadRequestData(f"attribute {name!r}: datasetId {ds!r} appears twice")
+            seen.add(ds)
+        return instances
+    return [normalize_instance(name, raw, ctx, now=now)]
+
+
+def normalize_fragment(doc: dict[str, Any], ctx: Context, *, now: str) -> dict[str, list[Instance]]:
+    """The attributes of an entity or of an attribute fragment, keyed by IRI."""
+    attrs: dict[str, list[Instance]] = {}
+    for name, raw in doc.items():
+        if name in ENTITY_MEMBERS:
+            continue
+        attrs[ctx.expand(name)] = normalize_attribute(name, raw, ctx, now=now)
+    return attrs
+
+
+def normalize_entity(doc: object, ctx: Context, *, now: str) -> Entity:
+    """Validate a whole entity (create, upsert, replace) into stored form."""
+    if not isinstance(doc, dict):
+        raise BadRequestData("an entity must be a JSON object")
+    if "id" not in doc:
+        raise BadRequestData("entity has no 'id'")
+    if "type" not in doc:
+        raise BadRequestData("entity has no 'type'")
+    entity_id = check_uri(doc["id"], "entity id")
+    return {
+        "id": entity_id,
+        "type": expand_types(doc["type"], ctx),
+        "createdAt": now,
+        "modifiedAt": now,
+        "attrs": normalize_fragment(doc, ctx, now=now),
+    }
+
+
+def merge_attrs(
+    entity: Entity,
+    attrs: dict[str, list[Instance]],
+    *,
+    now: str,
+    overwrite: bool = True,
+    only_existing: bool = False,
+) -> tuple[list[str], list[str]]:
+    """Merge attribute instances into ``entity`` in place (append / update semantics, 5.6.3-4).
+
+    Returns (updated, not_updated) lists of attribute IRIs.  An instance replaces the stored
+    instance with the same datasetId and keeps its createdAt.
+    """
+    updated: list[str] = []
+    skipped: list[str] = []
+    current = entity["attrs"]
+    for iri, instances in attrs.items():
+        existing = current.get(iri)
+        if existing is None and only_existing:
+            skipped.append(iri)
+            continue
+        target = existing if existing is not None else []
+        changed = False
+        for inst in instances:
+            ds = inst.get("datasetId")
+            idx = next((i for i, old in enumerate(target) if old.get("datasetId") == ds), -1)
+            if idx < 0:
+                if only_existing:
+                    continue
+                target.append(inst)
+            elif not overwrite:
+                continue
+            else:
+                inst["createdAt"] = target[idx].get("createdAt", now)
+                target[idx] = inst
+            changed = True
+        if changed:
+            current[iri] = target
+            updated.append(iri)
+        else:
+            skipped.append(iri)
+    if updated:
+        entity["modifiedAt"] = now
+    return updated, skipped
+
+
+def patch_instance(old: Instance, patch: Instance, *, now: str) -> Instance:
+    """Partial attribute update (5.6.4): the given members replace those of the old instance."""
+    merged = dict(old)
+    if patch["type"] != old.get("type"):
+        merged = {k: v for k, v in old.items() if k not in VALUE_KEY.values()}
+    for key, item in patch.items():
+        if key not in SYSTEM:
+            merged[key] = item
+    merged["modifiedAt"] = now
+    return merged
+
+
+def instance_value(inst: Instance) -> Any:
+    return inst.get(VALUE_KEY.get(inst.get("type", "Property"), "value"))
+
+
+def _render_instance(inst: Instance, ctx: Context, mode: Mode, sys_attrs: bool) -> Any:
+    if mode == "keyValues":
+        return instance_value(inst)
+    out: dict[str, Any] = {}
+    for key, item in inst.items():
+        if key in SYSTEM and not sys_attrs:
+            continue
+        if ":" in key and key not in RESERVED:
+            out[ctx.compact(key)] = _render_instance(item, ctx, mode, sys_attrs)
+        else:
+            out[key] = item
+    if mode == "concise":
+        atype = out.pop("type", "Property")
+        if atype not in ("Property", "GeoProperty", "Relationship"):
+            out["type"] = atype  # other types are not implied by their members
+        if len(out) == 1 and atype in ("Property", "GeoProperty") and "value" in out:
+            return out["value"]
+    return out
+
+
+def render_entity(
+    entity: Entity,
+    ctx: Context,
+    *,
+    attrs: Collection[str] | None = None,
+    mode: Mode = "normalized",
+    sys_attrs: bool = False,
+) -> dict[str, Any]:
+    """Compact a stored entity for a client under its context (5.2.2 / 4.5.3 representations)."""
+    types = [ctx.compact(t) for t in entity["type"]]
+    out: dict[str, Any] = {"id": entity["id"], "type": types[0] if len(types) == 1 else types}
+    if sys_attrs and mode != "keyValues":
+        for key in ("createdAt", "modifiedAt"):
+            if key in entity:
+                out[key] = entity[key]
+    for iri, instances in entity["attrs"].items():
+        if attrs is not None and iri not in attrs:
+            continue
+        rendered = [_render_instance(i, ctx, mode, sys_attrs) for i in instances]
+        if mode == "keyValues":
+            default = next((i for i in instances if "datasetId" not in i), instances[0])
+            out[ctx.compact(iri)] = instance_value(default)
+        else:
+            out[ctx.compact(iri)] = rendered[0] if len(rendered) == 1 else rendered
+    return out

@@ -1,0 +1,124 @@
+"""The storage interface every backend implements.
+
+Backends store and find; they know nothing of contexts, representations or NGSI-LD merge rules,
+which live in :mod:`city_platform.broker`.  Everything is keyed by tenant ("" is the default
+tenant, CIM 009 4.14) and by expanded IRIs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Entity = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    """One attribute instance as it was written at one time (the temporal representation, 4.5.7)."""
+
+    entity_id: str
+    attr: str
+    dataset_id: str | None
+    observed_at: str | None  # sortable UTC key, see entities.utc_key
+    modified_at: str
+    instance_id: str
+    instance: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EntityFilter:
+    """What a backend can filter on cheaply; q and geo-queries are applied by the caller."""
+
+    ids: frozenset[str] | None = None
+    types: frozenset[str] | None = None
+    id_pattern: str | None = None
+    # Keep entities that have at least one of these attributes (5.7.2 ``attrs``).
+    attrs: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    entity_ids: frozenset[str]
+    attrs: frozenset[str] | None = None
+    timerel: Literal["before", "after", "between"] | None = None
+    time_at: str | None = None  # UTC keys
+    end_time_at: str | None = None
+    timeproperty: Literal["observedAt", "modifiedAt"] = "observedAt"
+    last_n: int | None = None  # per entity and attribute
+
+
+class Storage(ABC):
+    """An entity store with attribute history and subscriptions, per tenant."""
+
+    async def __aenter__(self) -> Storage:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @abstractmethod
+    async def open(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def tenant_exists(self, tenant: str) -> bool: ...
+
+    @abstractmethod
+    async def get_entities(self, tenant: str, ids: Iterable[str]) -> dict[str, Entity]: ...
+
+    @abstractmethod
+    async def insert_entity(self, tenant: str, entity: Entity, history: list[HistoryRow]) -> bool:
+        """Insert unless the id exists; returns False (and writes nothing) when it does."""
+
+    @abstractmethod
+    async def write_entities(
+        self, tenant: str, entities: list[Entity], history: list[HistoryRow]
+    ) -> None:
+        """Insert or replace whole entities and append history, atomically."""
+
+    @abstractmethod
+    async def delete_entities(self, tenant: str, ids: Iterable[str]) -> set[str]:
+        """Delete entities with their history; returns the ids that existed."""
+
+    @abstractmethod
+    async def find_entities(
+        self,
+        tenant: str,
+        where: EntityFilter,
+        *,
+        predicate: Callable[[Entity], bool] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        count: bool = False,
+    ) -> tuple[list[Entity], int | None]:
+        """Matching entities in a stable order, a page of them, and the total when ``count``."""
+
+    @abstractmethod
+    async def history(self, tenant: str, query: HistoryQuery) -> list[HistoryRow]:
+        """History rows, oldest first within each entity and attribute."""
+
+    @abstractmethod
+    async def delete_history(
+        self, tenant: str, entity_id: str, attr: str | None, dataset_id: str | None = None
+    ) -> int: ...
+
+    @abstractmethod
+    async def put_subscription(self, tenant: str, sub_id: str, doc: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    async def get_subscription(self, tenant: str, sub_id: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    async def list_subscriptions(
+        self, tenant: str | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """(tenant, doc) pairs; every tenant's when ``tenant`` is None."""
+
+    @abstractmethod
+    async def delete_subscription(self, tenant: str, sub_id: str) -> bool: ...

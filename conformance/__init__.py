@@ -1,0 +1,1 @@
+"""The conformance suite run with ``pytest conformance/`` (issue 4)."""

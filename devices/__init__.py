@@ -1,0 +1,1 @@
+"""Simulated field devices speaking MQTT and CoAP over IPv6 (issue 3)."""

@@ -1,0 +1,1 @@
+"""The gateway: transports, the pure normalizer and the uplink to the platform (issue 3)."""

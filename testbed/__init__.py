@@ -1,0 +1,1 @@
+"""The ``testbed`` command: starts and stops the parts of the testbed."""

@@ -1,0 +1,118 @@
+"""``testbed``: one command with a subcommand per program."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from testbed.settings import Settings, load_settings
+
+log = logging.getLogger("testbed")
+
+EPILOG = """\
+Settings come from defaults, then --config FILE (TOML), then TESTBED_* environment variables
+(e.g. TESTBED_PLATFORM__PORT=9000), then the command-line flags.
+"""
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if verbosity < 2:
+        logging.getLogger("city_platform.access").setLevel(logging.WARNING)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="testbed",
+        description="r197-testbed: an IoT / smart-city interoperability testbed "
+        "(NGSI-LD platform, devices, gateway, conformance suite), IPv6 first.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, help="TOML configuration file")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="-v for INFO (connections, startup), -vv for DEBUG and access logs",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    plat = sub.add_parser(
+        "platform",
+        help="run the NGSI-LD smart-city platform (HTTP API under /ngsi-ld/v1)",
+        description="Run the NGSI-LD context broker: entities, batch operations, queries, "
+        "temporal history, subscriptions. Listens on IPv6 '::' by default (which also accepts "
+        "IPv4 where the OS maps it). OpenAPI docs at /docs.",
+        epilog=EPILOG + "\nExample: testbed platform --host ::1 --port 8000 --db :memory:",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    plat.add_argument("--host", help="address to listen on (default '::'; '::1' for loopback only)")
+    plat.add_argument("--port", type=int, help="TCP port (default 8000)")
+    plat.add_argument(
+        "--db", help="SQLite file, or ':memory:' (default: a file under the user data dir)"
+    )
+    plat.add_argument(
+        "--no-remote-contexts",
+        action="store_true",
+        help="never fetch @context URLs over the network (shipped ones only)",
+    )
+    plat.set_defaults(func=run_platform)
+    return parser
+
+
+def run_platform(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn  # noqa: PLC0415  # heavy: imported only for the programs that serve HTTP
+
+    from city_platform.api.app import create_app  # noqa: PLC0415
+    from city_platform.storage.sqlite import SqliteStorage  # noqa: PLC0415
+
+    cfg = settings.platform
+    host = args.host or cfg.host
+    port = args.port if args.port is not None else cfg.port
+    db = args.db or cfg.db
+    app = create_app(
+        SqliteStorage(db),
+        allow_remote_contexts=cfg.allow_remote_contexts and not args.no_remote_contexts,
+    )
+    shown = f"[{host}]" if ":" in host else host
+    print(
+        f"platform: NGSI-LD API at http://{shown}:{port}/ngsi-ld/v1 (docs at /docs), storage {db}",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        settings = load_settings(args.config)
+    except (OSError, ValueError, ValidationError) as exc:
+        parser.error(f"cannot read settings: {exc}")
+    result: int = args.func(args, settings)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Settings of every program: defaults < config file (TOML) < ``TESTBED_*`` environment < flags.
+
+Read only at the entry point; inside, the programs take plain keyword arguments.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_db_path() -> Path:
+    return Path(platformdirs.user_data_dir("r197-testbed")) / "platform.db"
+
+
+class PlatformSettings(BaseModel):
+    host: str = "::"
+    port: int = Field(default=8000, ge=0, le=65535)
+    db: str = Field(default_factory=lambda: str(default_db_path()))
+    allow_remote_contexts: bool = True
+
+
+class Settings(BaseSettings):
+    """All settings; ``TESTBED_PLATFORM__PORT=9000`` sets ``platform.port``."""
+
+    model_config = SettingsConfigDict(env_prefix="TESTBED_", env_nested_delimiter="__")
+
+    platform: PlatformSettings = Field(default_factory=PlatformSettings)
+
+
+def load_settings(config: Path | None) -> Settings:
+    """Defaults, then the TOML file (if any), then the environment (pydantic-settings)."""
+    data: dict[str, Any] = {}
+    if config is not None:
+        with config.open("rb") as handle:
+            data = tomllib.load(handle)
+    env = Settings()
+    merged = Settings.model_validate(data) if data else env
+    # Environment variables win over the file: re-apply those that were set explicitly.
+    for section, values in env.model_dump(exclude_unset=True).items():
+        current = getattr(merged, section).model_dump()
+        current.update(values)
+        setattr(merged, section, type(getattr(merged, section)).model_validate(current))
+    return merged
