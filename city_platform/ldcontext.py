@@ -70,6 +70,7 @@ class Context:
     vocab: str
     source: Any = None
     reverse: dict[str, str] = field(default_factory=dict)
+    _cache: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.reverse:
@@ -85,6 +86,14 @@ class Context:
         iri = self.terms.get(term)
         if iri is not None:
             return iri
+        iri = self._cache.get(term)
+        if iri is None:
+            iri = self._expand(term)
+            if len(self._cache) < 100_000:  # bounded: names come from clients
+                self._cache[term] = iri
+        return iri
+
+    def _expand(self, term: str) -> str:
         prefix, sep, suffix = term.partition(":")
         if sep:
             base = self.terms.get(prefix)
