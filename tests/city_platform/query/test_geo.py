@@ -29,9 +29,12 @@ def test_near_max_distance_uses_metres_on_the_sphere() -> None:
     far_500 = parse_geoquery(
         georel="near;minDistance==500", geometry="Point", coordinates=str(GENEVA)
     )
-    assert near_1k is not None and near_1k.matches(east)
-    assert near_500 is not None and not near_500.matches(east)
-    assert far_500 is not None and far_500.matches(east)
+    assert near_1k is not None
+    assert near_1k.matches(east)
+    assert near_500 is not None
+    assert not near_500.matches(east)
+    assert far_500 is not None
+    assert far_500.matches(east)
 
 
 def test_near_distance_to_a_polygon_is_to_its_edge() -> None:
