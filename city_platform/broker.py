@@ -92,6 +92,10 @@ class ContextBroker:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
+    def publish(self, changes: list[Change]) -> None:
+        """Tell the listeners about changes committed outside this class (temporal writes)."""
+        self._emit(changes)
+
     def _emit(self, changes: list[Change]) -> None:
         if not changes:
             return

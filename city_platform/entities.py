@@ -305,7 +305,7 @@ def instance_value(inst: Instance) -> Any:
     return inst.get(VALUE_KEY.get(inst.get("type", "Property"), "value"))
 
 
-def _render_instance(inst: Instance, ctx: Context, mode: Mode, sys_attrs: bool) -> Any:
+def render_instance(inst: Instance, ctx: Context, mode: Mode, sys_attrs: bool) -> Any:
     if mode == "keyValues":
         return instance_value(inst)
     out: dict[str, Any] = {}
@@ -313,7 +313,7 @@ def _render_instance(inst: Instance, ctx: Context, mode: Mode, sys_attrs: bool) 
         if key in SYSTEM and not sys_attrs:
             continue
         if ":" in key and key not in RESERVED:
-            out[ctx.compact(key)] = _render_instance(item, ctx, mode, sys_attrs)
+            out[ctx.compact(key)] = render_instance(item, ctx, mode, sys_attrs)
         else:
             out[key] = item
     if mode == "concise":
@@ -343,7 +343,7 @@ def render_entity(
     for iri, instances in entity["attrs"].items():
         if attrs is not None and iri not in attrs:
             continue
-        rendered = [_render_instance(i, ctx, mode, sys_attrs) for i in instances]
+        rendered = [render_instance(i, ctx, mode, sys_attrs) for i in instances]
         if mode == "keyValues":
             default = next((i for i in instances if "datasetId" not in i), instances[0])
             out[ctx.compact(iri)] = instance_value(default)

@@ -46,7 +46,7 @@ class HistoryQuery:
     timerel: Literal["before", "after", "between"] | None = None
     time_at: str | None = None  # UTC keys
     end_time_at: str | None = None
-    timeproperty: Literal["observedAt", "modifiedAt"] = "observedAt"
+    timeproperty: Literal["observedAt", "modifiedAt", "createdAt"] = "observedAt"
     last_n: int | None = None  # per entity and attribute
 
 
@@ -107,6 +107,18 @@ class Storage(ABC):
     async def delete_history(
         self, tenant: str, entity_id: str, attr: str | None, dataset_id: str | None = None
     ) -> int: ...
+
+    @abstractmethod
+    async def replace_history_instance(
+        self, tenant: str, entity_id: str, attr: str, row: HistoryRow
+    ) -> bool:
+        """Replace the history instance with ``row.instance_id``; False when there is none."""
+
+    @abstractmethod
+    async def delete_history_instance(
+        self, tenant: str, entity_id: str, attr: str, instance_id: str
+    ) -> bool:
+        """Delete one history instance; False when there is none."""
 
     @abstractmethod
     async def put_subscription(self, tenant: str, sub_id: str, doc: dict[str, Any]) -> None: ...

@@ -292,6 +292,34 @@ class SqliteStorage(Storage):
                 params.append(dataset_id or None)
         return self.db.execute(sql, params).rowcount
 
+    async def replace_history_instance(
+        self, tenant: str, entity_id: str, attr: str, row: HistoryRow
+    ) -> bool:
+        cur = self.db.execute(
+            "UPDATE history SET dataset_id=?, observed_at=?, modified_at=?, doc=? "
+            "WHERE tenant=? AND entity_id=? AND attr=? AND instance_id=?",
+            (
+                row.dataset_id,
+                row.observed_at,
+                row.modified_at,
+                orjson.dumps(row.instance),
+                tenant,
+                entity_id,
+                attr,
+                row.instance_id,
+            ),
+        )
+        return cur.rowcount > 0
+
+    async def delete_history_instance(
+        self, tenant: str, entity_id: str, attr: str, instance_id: str
+    ) -> bool:
+        cur = self.db.execute(
+            "DELETE FROM history WHERE tenant=? AND entity_id=? AND attr=? AND instance_id=?",
+            (tenant, entity_id, attr, instance_id),
+        )
+        return cur.rowcount > 0
+
     async def put_subscription(self, tenant: str, sub_id: str, doc: dict[str, Any]) -> None:
         self._ensure_tenant(tenant)
         self.db.execute(

@@ -1,0 +1,248 @@
+"""Temporal representation of entities (CIM 009 4.5.7, 4.5.9, 5.6.11-5.6.16, 5.7.3-5.7.4).
+
+Every attribute instance the platform writes is also appended to the history (see
+:func:`city_platform.broker.history_rows`); this module turns a temporal query's parameters into
+a :class:`HistoryQuery`, renders history rows in the normalized or ``temporalValues`` form, and
+writes temporal payloads (arrays of instances) back.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from city_platform import entities as ent
+from city_platform.broker import Change, ContextBroker, history_rows
+from city_platform.errors import BadRequestData, ResourceNotFound
+from city_platform.ldcontext import Context
+from city_platform.storage.base import HistoryQuery, HistoryRow
+
+TimeProperty = Literal["observedAt", "modifiedAt", "createdAt"]
+Timerel = Literal["before", "after", "between"]
+_TIMERELS: tuple[Timerel, ...] = ("before", "after", "between")
+_TIMEPROPERTIES: tuple[TimeProperty, ...] = ("observedAt", "modifiedAt", "createdAt")
+MAX_LAST_N = 100_000
+# The member that lists the values in the temporalValues form, per attribute type (4.5.9).
+_VALUES_KEY = {
+    "Property": "values",
+    "GeoProperty": "values",
+    "Relationship": "objects",
+    "LanguageProperty": "languageMaps",
+    "ListProperty": "valueLists",
+    "ListRelationship": "objectLists",
+    "JsonProperty": "jsons",
+    "VocabProperty": "vocabs",
+}
+
+
+@dataclass(frozen=True)
+class TimeFilter:
+    timerel: Timerel | None = None
+    time_at: str | None = None  # sortable UTC keys
+    end_time_at: str | None = None
+    last_n: int | None = None
+    timeproperty: TimeProperty = "observedAt"
+
+    def query(self, entity_ids: Iterable[str], attrs: frozenset[str] | None) -> HistoryQuery:
+        return HistoryQuery(
+            entity_ids=frozenset(entity_ids),
+            attrs=attrs,
+            timerel=self.timerel,
+            time_at=self.time_at,
+            end_time_at=self.end_time_at,
+            timeproperty=self.timeproperty,
+            last_n=self.last_n,
+        )
+
+
+def _time_key(text: str, name: str) -> str:
+    ent.parse_datetime(text, name)
+    return ent.utc_key(text)
+
+
+def parse_time_filter(
+    *,
+    timerel: str | None,
+    time_at: str | None,
+    end_time_at: str | None,
+    last_n: str | None,
+    timeproperty: str | None,
+) -> TimeFilter:
+    """Validate the temporal query parameters (6.3.10 timerel, 6.3.11 lastN, timeproperty)."""
+    rel: Timerel | None = None
+    start = end = None
+    if timerel is not None:
+        rel = next((r for r in _TIMERELS if r == timerel), None)
+        if rel is None:
+            raise BadRequestData(f"timerel must be one of {', '.join(_TIMERELS)}, got {timerel!r}")
+        if time_at is None:
+            raise BadRequestData(f"timerel={timerel} needs timeAt")
+        start = _time_key(time_at, "timeAt")
+        if rel == "between":
+            if end_time_at is None:
+                raise BadRequestData("timerel=between needs endTimeAt")
+            end = _time_key(end_time_at, "endTimeAt")
+            if end <= start:
+                raise BadRequestData("endTimeAt must be later than timeAt")
+        elif end_time_at is not None:
+            raise BadRequestData(f"endTimeAt is only allowed with timerel=between, not {rel}")
+    elif time_at is not None or end_time_at is not None:
+        raise BadRequestData("timeAt and endTimeAt need timerel")
+    n = None
+    if last_n is not None:
+        try:
+            n = int(last_n)
+        except ValueError:
+            raise BadRequestData(f"lastN must be a positive integer, got {last_n!r}") from None
+        if not 0 < n <= MAX_LAST_N:
+            raise BadRequestData(f"lastN must be between 1 and {MAX_LAST_N}, got {n}")
+    prop: TimeProperty = "observedAt"
+    if timeproperty is not None:
+        found = next((p for p in _TIMEPROPERTIES if p == timeproperty), None)
+        if found is None:
+            raise BadRequestData(
+                f"timeproperty must be one of {', '.join(_TIMEPROPERTIES)}, got {timeproperty!r}"
+            )
+        prop = found
+    return TimeFilter(rel, start, end, n, prop)
+
+
+def render_temporal(
+    entity: ent.Entity,
+    rows: list[HistoryRow],
+    ctx: Context,
+    *,
+    temporal_values: bool = False,
+    sys_attrs: bool = False,
+    timeproperty: TimeProperty = "observedAt",
+) -> dict[str, Any]:
+    """An entity's temporal representation from its history rows (oldest first per attribute)."""
+    types = [ctx.compact(t) for t in entity["type"]]
+    out: dict[str, Any] = {"id": entity["id"], "type": types[0] if len(types) == 1 else types}
+    if sys_attrs:
+        out["createdAt"] = entity.get("createdAt")
+        out["modifiedAt"] = entity.get("modifiedAt")
+    by_attr: dict[str, list[HistoryRow]] = {}
+    for row in rows:
+        by_attr.setdefault(row.attr, []).append(row)
+    for iri, attr_rows in by_attr.items():
+        name = ctx.compact(iri)
+        if temporal_values:
+            out[name] = _simplified(attr_rows, timeproperty)
+        else:
+            out[name] = [
+                ent.render_instance(r.instance, ctx, "normalized", sys_attrs) for r in attr_rows
+            ]
+    return out
+
+
+def _simplified(rows: list[HistoryRow], timeproperty: TimeProperty) -> Any:
+    """The temporalValues form (4.5.9): per datasetId, [value, time] pairs."""
+    groups: dict[str | None, dict[str, Any]] = {}
+    for row in rows:
+        inst = row.instance
+        atype = inst.get("type", "Property")
+        group = groups.get(row.dataset_id)
+        if group is None:
+            group = {"type": atype, _VALUES_KEY.get(atype, "values"): []}
+            if row.dataset_id is not None:
+                group["datasetId"] = row.dataset_id
+            groups[row.dataset_id] = group
+        when = inst.get(timeproperty) or (
+            row.observed_at if timeproperty == "observedAt" else row.modified_at
+        )
+        group[_VALUES_KEY.get(atype, "values")].append([ent.instance_value(inst), when])
+    items = list(groups.values())
+    return items[0] if len(items) == 1 else items
+
+
+def _instances(name: str, raw: object, ctx: Context, now: str) -> list[ent.Instance]:
+    """A temporal attribute: an array of instances (several may share a datasetId)."""
+    ent.check_name(name, "attribute name")
+    if name in ("id", "type"):
+        raise BadRequestData(f"{name!r} cannot be used as an attribute name")
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise BadRequestData(f"attribute {name!r}: empty array of instances")
+    return [ent.normalize_instance(name, item, ctx, now=now) for item in items]
+
+
+def _latest(instances: list[ent.Instance]) -> list[ent.Instance]:
+    """The newest instance per datasetId, which becomes the entity's current value."""
+    best: dict[str | None, ent.Instance] = {}
+    for inst in instances:
+        ds = inst.get("datasetId")
+        old = best.get(ds)
+        key = ent.utc_key(inst["observedAt"]) if "observedAt" in inst else ""
+        if old is None or key >= (ent.utc_key(old["observedAt"]) if "observedAt" in old else ""):
+            best[ds] = inst
+    return list(best.values())
+
+
+async def write_temporal(
+    broker: ContextBroker,
+    tenant: str,
+    doc: object,
+    ctx: Context,
+    *,
+    entity_id: str | None = None,
+) -> bool:
+    """Create or update a temporal representation (5.6.11 / 5.6.12); True when created."""
+    if not isinstance(doc, dict):
+        raise BadRequestData("a temporal entity must be a JSON object")
+    now = ent.now_iso()
+    if entity_id is None:
+        if "id" not in doc or "type" not in doc:
+            raise BadRequestData("a temporal entity needs 'id' and 'type'")
+        entity_id = ent.check_uri(doc["id"], "entity id")
+    history: dict[str, list[ent.Instance]] = {}
+    for name, raw in doc.items():
+        if name in ent.ENTITY_MEMBERS:
+            continue
+        history[ctx.expand(name)] = _instances(name, raw, ctx, now)
+    current = (await broker.storage.get_entities(tenant, [entity_id])).get(entity_id)
+    created = current is None
+    if current is None:
+        if "type" not in doc:
+            raise ResourceNotFound(f"entity {entity_id!r} not found")
+        entity: ent.Entity = {
+            "id": entity_id,
+            "type": ent.expand_types(doc["type"], ctx),
+            "createdAt": now,
+            "modifiedAt": now,
+            "attrs": {},
+        }
+    else:
+        entity = current
+        if "type" in doc:
+            for t in ent.expand_types(doc["type"], ctx):
+                if t not in entity["type"]:
+                    entity["type"].append(t)
+    previous = None if created else copy.deepcopy(entity)
+    latest = {iri: _latest(instances) for iri, instances in history.items()}
+    ent.merge_attrs(entity, latest, now=now)
+    rows = history_rows(entity_id, history, now)
+    await broker.storage.write_entities(tenant, [entity], rows)
+    broker.publish([Change(tenant, entity, previous, frozenset(history))])
+    return created
+
+
+async def history_for(
+    broker: ContextBroker,
+    tenant: str,
+    entities: list[ent.Entity],
+    time_filter: TimeFilter,
+    attrs: Collection[str] | None,
+) -> dict[str, list[HistoryRow]]:
+    """History rows per entity id for a page of entities."""
+    if not entities:
+        return {}
+    query = time_filter.query(
+        (e["id"] for e in entities), frozenset(attrs) if attrs is not None else None
+    )
+    by_entity: dict[str, list[HistoryRow]] = {e["id"]: [] for e in entities}
+    for row in await broker.storage.history(tenant, query):
+        by_entity[row.entity_id].append(row)
+    return by_entity
