@@ -1,0 +1,304 @@
+"""Benchmark of the NGSI-LD platform alone, through its real HTTP API on [::1].
+
+Measures, against a ``testbed platform`` process with a SQLite file database:
+
+1. batch-upsert throughput in attribute updates per second (batches of 100 entities x 5
+   Properties, each with ``observedAt`` so that every update is also a history row);
+2. single-entity GET latency p50/p99 with ``--entities`` entities stored;
+3. ``lastN=100`` temporal query latency with ``--history`` history rows stored.
+
+The stored data for 2 and 3 is seeded straight into the database before the server starts (it is
+the setup, not the measurement); every measured operation goes through HTTP.
+
+    python -m benchmarks.platform            # full: 50k updates, 100k entities, 1M history rows
+    python -m benchmarks.platform --quick    # about a tenth of that
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform as host
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from city_platform.broker import history_rows
+from city_platform.storage.sqlite import SqliteStorage
+
+ROOT = Path(__file__).resolve().parent.parent
+NS = "https://uri.etsi.org/ngsi-ld/default-context/"
+PROPS = ("p0", "p1", "p2", "p3", "p4")
+HOT_ATTR_ROWS = 1000  # history rows per hot entity (lastN targets)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET6) as sock:
+        sock.bind(("::1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def stored_entity(n: int, now: str) -> dict[str, Any]:
+    attrs = {
+        NS + p: [
+            {
+                "type": "Property",
+                "value": n + i,
+                "unitCode": "CEL",
+                "observedAt": now,
+                "createdAt": now,
+                "modifiedAt": now,
+            }
+        ]
+        for i, p in enumerate(PROPS)
+    }
+    return {
+        "id": f"urn:ngsi-ld:Bench:{n}",
+        "type": [NS + "Bench"],
+        "createdAt": now,
+        "modifiedAt": now,
+        "attrs": attrs,
+    }
+
+
+async def seed(db: Path, entities: int, history: int) -> int:
+    """Store ``entities`` entities and about ``history`` history rows; returns the hot count."""
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    now = iso(base)
+    per_entity = len(PROPS)
+    rest = max(history - entities * per_entity, 0)
+    hot = max(min(rest // HOT_ATTR_ROWS, entities), 1)
+    async with SqliteStorage(db) as storage:
+        chunk = 2000
+        for start in range(0, entities, chunk):
+            batch = [stored_entity(n, now) for n in range(start, min(start + chunk, entities))]
+            rows = [r for e in batch for r in history_rows(e["id"], e["attrs"], now)]
+            await storage.write_entities("", batch, rows)
+            if (start // chunk) % 10 == 9 or start + chunk >= entities:
+                log(f"  seeded {start + len(batch):,} / {entities:,} entities")
+        for n in range(hot):
+            entity = stored_entity(n, now)
+            extra = {
+                NS + "p0": [
+                    {
+                        "type": "Property",
+                        "value": k,
+                        "observedAt": iso(base + timedelta(seconds=k + 1)),
+                    }
+                    for k in range(HOT_ATTR_ROWS)
+                ]
+            }
+            await storage.write_entities("", [entity], history_rows(entity["id"], extra, now))
+            if n % 100 == 0:
+                log(f"  seeded history of {n + 1:,} / {hot:,} hot entities")
+    return hot
+
+
+class Server:
+    def __init__(self, db: Path) -> None:
+        self.port = free_port()
+        self.db = db
+        self.api = f"http://[::1]:{self.port}/ngsi-ld/v1"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Server:
+        cmd = [sys.executable, "-m", "testbed", "platform", "--host", "::1"]
+        cmd += ["--port", str(self.port), "--db", str(self.db), "--no-remote-contexts"]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.api.rsplit("/ngsi-ld", 1)[0] + "/health").status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("platform did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=15)
+
+
+def upsert_batches(updates: int, entities: int) -> Iterator[list[dict[str, Any]]]:
+    """Batches of 100 entities x 5 Properties with fresh observedAt values."""
+    start = datetime(2026, 2, 1, tzinfo=UTC)
+    per_batch = 100
+    sent = 0
+    k = 0
+    while sent < updates:
+        when = iso(start + timedelta(milliseconds=k))
+        batch = [
+            {
+                "id": f"urn:ngsi-ld:Bench:{(k * per_batch + i) % entities}",
+                "type": "Bench",
+                **{
+                    p: {"type": "Property", "value": k + j, "unitCode": "CEL", "observedAt": when}
+                    for j, p in enumerate(PROPS)
+                },
+            }
+            for i in range(per_batch)
+        ]
+        sent += per_batch * len(PROPS)
+        k += 1
+        yield batch
+
+
+async def bench_upsert(api: str, updates: int, entities: int, clients: int) -> dict[str, float]:
+    batches = list(upsert_batches(updates, entities))
+    queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
+    for b in batches:
+        queue.put_nowait(b)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            batch = queue.get_nowait()
+            r = await client.post(
+                "/entityOperations/upsert", params={"options": "update"}, json=batch
+            )
+            if r.status_code not in (201, 204):
+                raise RuntimeError(f"upsert answered {r.status_code}: {r.text[:200]}")
+
+    async with httpx.AsyncClient(base_url=api, timeout=60) as client:
+        began = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(clients)))
+        elapsed = time.perf_counter() - began
+    done = len(batches) * 100 * len(PROPS)
+    return {"updates": done, "seconds": elapsed, "updates_per_s": done / elapsed}
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    q = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {
+        "n": len(ordered),
+        "p50_ms": q[49] * 1000,
+        "p99_ms": q[98] * 1000,
+        "max_ms": ordered[-1] * 1000,
+    }
+
+
+def bench_latency(api: str, paths: list[str], params: dict[str, str]) -> dict[str, float]:
+    samples = []
+    with httpx.Client(base_url=api, timeout=30) as client:
+        for path in paths[:20]:  # warm-up: connection, caches
+            client.get(path, params=params)
+        for path in paths:
+            began = time.perf_counter()
+            r = client.get(path, params=params)
+            samples.append(time.perf_counter() - began)
+            if r.status_code != 200:
+                raise RuntimeError(f"GET {path} answered {r.status_code}: {r.text[:200]}")
+    return percentiles(samples)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    rng = random.Random(197)
+    with tempfile.TemporaryDirectory(prefix="r197-bench-") as tmp:
+        db = Path(tmp) / "platform.db"
+        log(f"seeding {args.entities:,} entities and ~{args.history:,} history rows into {db}")
+        hot = asyncio.run(seed(db, args.entities, args.history))
+        with Server(db) as server:
+            log(f"batch upsert: {args.updates:,} attribute updates, {args.clients} clients")
+            upsert = asyncio.run(
+                bench_upsert(server.api, args.updates, args.entities, args.clients)
+            )
+            log(f"GET /entities/{{id}}: {args.samples:,} requests")
+            ids = [
+                f"/entities/urn:ngsi-ld:Bench:{rng.randrange(args.entities)}"
+                for _ in range(args.samples)
+            ]
+            get = bench_latency(server.api, ids, {})
+            log(f"GET /temporal/entities/{{id}}?lastN=100: {args.samples // 4:,} requests")
+            hot_ids = [
+                f"/temporal/entities/urn:ngsi-ld:Bench:{rng.randrange(hot)}"
+                for _ in range(max(args.samples // 4, 50))
+            ]
+            last_n = bench_latency(server.api, hot_ids, {"attrs": "p0", "lastN": "100"})
+            size = db.stat().st_size + sum(
+                p.stat().st_size for p in Path(tmp).glob("platform.db-*")
+            )
+    return {
+        "machine": f"{host.machine()}, {os.cpu_count()} CPUs, Python {host.python_version()}",
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "entities": args.entities,
+        "history_rows": args.history,
+        "db_bytes": size,
+        "batch_upsert": upsert,
+        "get_entity": get,
+        "temporal_last_n_100": last_n,
+    }
+
+
+def table(result: dict[str, Any]) -> str:
+    up, get, tn = result["batch_upsert"], result["get_entity"], result["temporal_last_n_100"]
+    rows = [
+        (
+            "batch upsert (100 entities x 5 Properties)",
+            f"{up['updates_per_s']:,.0f} attribute updates/s "
+            f"({up['updates']:,} in {up['seconds']:.1f} s)",
+        ),
+        (
+            f"GET /entities/{{id}}, {result['entities']:,} entities stored",
+            f"p50 {get['p50_ms']:.2f} ms, p99 {get['p99_ms']:.2f} ms",
+        ),
+        (
+            f"temporal lastN=100, {result['history_rows']:,} history rows",
+            f"p50 {tn['p50_ms']:.2f} ms, p99 {tn['p99_ms']:.2f} ms",
+        ),
+    ]
+    head = [f"Platform benchmark ({result['machine']}, {result['date']})", ""]
+    return "\n".join(
+        [*head, "| measure | figure |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.platform",
+        description="Measure the NGSI-LD platform through its HTTP API on [::1] "
+        "(batch-upsert throughput, GET latency, temporal lastN latency).",
+    )
+    parser.add_argument("--quick", action="store_true", help="about a tenth of the full sizes")
+    parser.add_argument("--updates", type=int, help="attribute updates to upsert (full: 50,000)")
+    parser.add_argument("--entities", type=int, help="entities stored (full: 100,000)")
+    parser.add_argument("--history", type=int, help="history rows stored (full: 1,000,000)")
+    parser.add_argument("--samples", type=int, help="GET requests to time (full: 5,000)")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent upsert clients")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    scale = 10 if args.quick else 1
+    args.updates = args.updates or 50_000 // scale
+    args.entities = args.entities or 100_000 // scale
+    args.history = args.history or 1_000_000 // scale
+    args.samples = args.samples or 5_000 // scale
+    result = run(args)
+    print(table(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
