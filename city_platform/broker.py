@@ -6,6 +6,7 @@ Routes translate HTTP to these calls; backends only store.  Every write reports 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
 from collections.abc import Callable
@@ -55,8 +56,14 @@ class BatchResult:
         return {"success": self.success, "errors": self.errors}
 
 
+# Instance ids are a per-process random prefix plus a counter: unique across restarts and
+# processes, and much cheaper than one uuid4 per history row on the ingestion hot path.
+_INSTANCE_PREFIX = f"urn:ngsi-ld:attribute:instance:{uuid.uuid4()}:"
+_instance_counter = itertools.count(1)
+
+
 def _instance_id() -> str:
-    return "urn:ngsi-ld:attribute:instance:" + str(uuid.uuid4())
+    return _INSTANCE_PREFIX + str(next(_instance_counter))
 
 
 def history_rows(
