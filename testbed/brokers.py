@@ -1,0 +1,254 @@
+"""The MQTT broker of a testbed run: Mosquitto when installed, else the embedded amqtt broker.
+
+Mosquitto runs as a child process with a configuration we write (its own port, IPv6 listener,
+password file and ACL so that a device may only publish under its own id, DESIGN 3).  amqtt is
+pure Python and runs in our event loop; it speaks MQTT 3.1.1 only and has no per-topic ACL, so
+the command says which broker it uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+log = logging.getLogger(__name__)
+
+MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto")
+GATEWAY_USER = "gateway"
+
+# Each device publishes and reads only under its own id; %u is the MQTT username (= device id).
+_ACL = """\
+user {gateway}
+topic read city/#
+topic read $share/#
+topic write city/+/+/cmd
+topic read $SYS/#
+
+pattern write city/+/%u/up/#
+pattern readwrite city/+/%u/status
+pattern read city/+/%u/cmd
+"""
+
+
+class Broker(Protocol):
+    name: Literal["mosquitto", "amqtt"]
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str: ...
+
+    async def __aenter__(self) -> Broker: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+
+def find_mosquitto() -> str | None:
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    return next((p for p in MOSQUITTO_PATHS if Path(p).exists()), None)
+
+
+def _url(host: str, port: int) -> str:
+    return f"mqtt://[{host}]:{port}" if ":" in host else f"mqtt://{host}:{port}"
+
+
+def wait_for_port(
+    host: str, port: int, timeout: float = 10.0, alive: Callable[[], bool] | None = None
+) -> None:
+    """Block until a TCP listener answers on (host, port), or the process is gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if alive is not None and not alive():
+            raise TimeoutError("the process exited")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"nothing listens on [{host}]:{port} after {timeout} s"
+                ) from None
+            time.sleep(0.05)
+
+
+class MosquittoBroker:
+    """Mosquitto as a child process with a generated configuration.
+
+    ``users`` maps usernames to passwords; with none, anonymous clients are allowed and no ACL
+    applies (the plugfest mode).  ``persistence`` keeps sessions and retained messages across a
+    restart of the same instance (its files live in ``workdir``).
+    """
+
+    name: Literal["mosquitto", "amqtt"] = "mosquitto"
+
+    def __init__(
+        self,
+        *,
+        host: str = "::1",
+        port: int = 1883,
+        users: Mapping[str, str] | None = None,
+        workdir: Path | None = None,
+        persistence: bool = True,
+        executable: str | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.users = dict(users or {})
+        self.persistence = persistence
+        self.executable = executable or find_mosquitto()
+        if self.executable is None:
+            raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto)")
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return _url(self.host, self.port)
+
+    @property
+    def workdir(self) -> Path:
+        """Where the configuration and persistence files live (a temporary one by default)."""
+        if self._workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="r197-mosquitto-")
+            self._workdir = Path(self._tmp.name)
+        return self._workdir
+
+    def write_config(self) -> Path:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        lines = [
+            "per_listener_settings false",
+            f"listener {self.port} {self.host}",
+            "max_queued_messages 100000",
+            "log_type error",
+            "log_type warning",
+            "log_dest stderr",
+        ]
+        if os.geteuid() == 0:
+            # As root Mosquitto drops to user 'mosquitto', which cannot read our 0600 files.
+            lines.append("user root")
+        if self.persistence:
+            lines += ["persistence true", f"persistence_location {self.workdir}/"]
+        if self.users:
+            passwd = self.workdir / "passwd"
+            passwd.write_text("".join(f"{u}:{p}\n" for u, p in self.users.items()))
+            passwd.chmod(0o600)
+            # mosquitto_passwd -U hashes a plain-text file in place: one call for any fleet size.
+            tool = Path(self.executable or "").with_name("mosquitto_passwd")
+            cmd = str(tool) if tool.exists() else "mosquitto_passwd"
+            subprocess.run([cmd, "-U", str(passwd)], check=True, capture_output=True)
+            acl = self.workdir / "acl"
+            acl.write_text(_ACL.format(gateway=GATEWAY_USER))
+            acl.chmod(0o600)
+            lines += ["allow_anonymous false", f"password_file {passwd}", f"acl_file {acl}"]
+        else:
+            lines += ["allow_anonymous true"]
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        return conf
+
+    def start(self) -> None:
+        conf = self.write_config()
+        assert self.executable is not None
+        self.proc = subprocess.Popen(
+            [self.executable, "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_for_port(
+                self.host,
+                self.port,
+                alive=lambda: self.proc is not None and self.proc.poll() is None,
+            )
+        except TimeoutError as exc:
+            err = self.stop()
+            raise RuntimeError(f"mosquitto did not start: {exc}\n{err}") from None
+        log.info("mosquitto listening at %s", self.url)
+
+    def stop(self) -> str:
+        """Stop the broker; returns what it wrote on stderr."""
+        if self.proc is None:
+            return ""
+        proc, self.proc = self.proc, None
+        proc.terminate()
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        return err.decode(errors="replace")
+
+    def close(self) -> None:
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    async def __aenter__(self) -> MosquittoBroker:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.close)
+
+
+class AmqttBroker:
+    """The embedded pure-Python broker (MQTT 3.1.1 only), for machines without Mosquitto."""
+
+    name: Literal["mosquitto", "amqtt"] = "amqtt"
+
+    def __init__(self, *, host: str = "::1", port: int = 1883) -> None:
+        self.host = host
+        self.port = port
+        self._broker: Any = None
+
+    @property
+    def url(self) -> str:
+        return _url(self.host, self.port)
+
+    async def __aenter__(self) -> AmqttBroker:
+        from amqtt.broker import Broker as _Amqtt  # noqa: PLC0415  # optional dependency
+
+        # amqtt writes IPv6 bind addresses without brackets (DESIGN 8).
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+            "auth": {"allow-anonymous": True},
+            "topic-check": {"enabled": False},
+        }
+        self._broker = _Amqtt(config)
+        await self._broker.start()
+        log.info("amqtt listening at %s", self.url)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._broker is not None:
+            with contextlib.suppress(Exception):
+                await self._broker.shutdown()
+            self._broker = None
+
+
+def choose_broker(
+    *,
+    prefer: Literal["auto", "mosquitto", "amqtt"] = "auto",
+    host: str = "::1",
+    port: int = 1883,
+    users: Mapping[str, str] | None = None,
+    workdir: Path | None = None,
+) -> Broker:
+    """Mosquitto when installed (or asked for), else amqtt."""
+    if prefer == "mosquitto" or (prefer == "auto" and find_mosquitto() is not None):
+        return MosquittoBroker(host=host, port=port, users=users, workdir=workdir)
+    return AmqttBroker(host=host, port=port)
