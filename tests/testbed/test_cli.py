@@ -1,0 +1,72 @@
+"""The ``testbed`` command: help, settings precedence, and a platform that keeps its data."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from testbed.settings import load_settings
+from tests.conftest import ROOT, PlatformProcess
+
+
+def test_help_lists_every_program() -> None:
+    """`testbed --help` explains the command and names its subcommands."""
+    out = subprocess.run(
+        [sys.executable, "-m", "testbed", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0
+    assert "platform" in out.stdout
+    assert "TESTBED_" in out.stdout
+
+
+def test_unknown_option_is_a_readable_error() -> None:
+    """A wrong flag exits 2 with a usage line, not a traceback."""
+    out = subprocess.run(
+        [sys.executable, "-m", "testbed", "platform", "--prot", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert "usage:" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_settings_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TOML file sets values; TESTBED_* variables win over it."""
+    cfg = tmp_path / "city.toml"
+    cfg.write_text('[platform]\nport = 9001\nhost = "::1"\n')
+    assert load_settings(cfg).platform.port == 9001
+    monkeypatch.setenv("TESTBED_PLATFORM__PORT", "9002")
+    settings = load_settings(cfg)
+    assert settings.platform.port == 9002
+    assert settings.platform.host == "::1"
+
+
+def test_platform_keeps_entities_across_a_restart(tmp_path: Path) -> None:
+    """With --db FILE, entities created before a restart are served after it."""
+    proc = PlatformProcess(db=str(tmp_path / "city.db"))
+    proc.start()
+    try:
+        r = httpx.post(
+            proc.api + "/entities", json={"id": "urn:ngsi-ld:Thing:1", "type": "Thing", "a": 1}
+        )
+        assert r.status_code == 201
+    finally:
+        proc.stop()
+    proc.start()
+    try:
+        r = httpx.get(proc.api + "/entities/urn:ngsi-ld:Thing:1", params={"options": "keyValues"})
+        assert r.status_code == 200
+        assert r.json()["a"] == 1
+    finally:
+        proc.stop()
