@@ -30,7 +30,10 @@ def free_port(
 class PlatformProcess:
     """``testbed platform`` running as a real process on [::1]."""
 
-    def __init__(self, *, db: str = ":memory:", port: int | None = None) -> None:
+    def __init__(
+        self, *, db: str = ":memory:", port: int | None = None, verbose: str = "-v"
+    ) -> None:
+        self.verbose = verbose
         self.port = port or free_port()
         self.db = db
         self.base = f"http://[::1]:{self.port}"
@@ -44,7 +47,7 @@ class PlatformProcess:
                 sys.executable,
                 "-m",
                 "testbed",
-                "-v",
+                self.verbose,
                 "platform",
                 "--host",
                 "::1",

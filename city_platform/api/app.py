@@ -7,8 +7,7 @@ an unexpected exception is logged with its traceback and answered 500 without on
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import orjson
@@ -17,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from city_platform.api.access import AccessLog
 from city_platform.broker import ContextBroker
 from city_platform.errors import (
     BadRequestData,
@@ -29,7 +29,6 @@ from city_platform.ldcontext import ContextResolver
 from city_platform.storage.base import Storage
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("city_platform.access")
 
 API_PREFIX = "/ngsi-ld/v1"
 
@@ -99,26 +98,10 @@ def create_app(storage: Storage, *, allow_remote_contexts: bool = True) -> FastA
             error = BadRequestData(str(exc.detail))
         return problem_response(error)
 
-    @app.middleware("http")
-    async def access(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        start = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.url.path)
-            response = problem_response(PlatformError("internal error; see the platform log"))
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(
-                "method=%s path=%s status=%d ms=%.2f tenant=%s client=%s",
-                request.method,
-                request.url.path,
-                response.status_code,
-                (time.perf_counter() - start) * 1000,
-                request.headers.get("ngsild-tenant", ""),
-                request.client.host if request.client else "-",
-            )
-        return response
+    @app.exception_handler(Exception)
+    async def on_unhandled(request: Request, exc: Exception) -> Response:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return problem_response(PlatformError("internal error; see the platform log"))
 
+    app.add_middleware(AccessLog)
     return app

@@ -70,3 +70,20 @@ def test_platform_keeps_entities_across_a_restart(tmp_path: Path) -> None:
         assert r.json()["a"] == 1
     finally:
         proc.stop()
+
+
+def test_platform_writes_structured_access_logs() -> None:
+    """With -vv every request is one key=value line: method, path, status, duration, tenant."""
+    proc = PlatformProcess(verbose="-vv")
+    proc.start()
+    try:
+        httpx.get(proc.api + "/entities/urn:ngsi-ld:Nothing:1", headers={"NGSILD-Tenant": "t1"})
+    finally:
+        out = proc.stop()
+    line = next(
+        x for x in out.splitlines() if "path=/ngsi-ld/v1/entities/urn:ngsi-ld:Nothing:1" in x
+    )
+    assert "method=GET" in line
+    assert "status=404" in line
+    assert "tenant=t1" in line
+    assert "ms=" in line
