@@ -47,7 +47,7 @@ def create_app(storage: Storage, *, allow_remote_contexts: bool = True) -> FastA
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with storage:
-            manager = SubscriptionManager(app.state.broker)
+            manager = SubscriptionManager(app.state.broker, app.state.resolver)
             app.state.subscriptions = manager
             async with manager:
                 yield

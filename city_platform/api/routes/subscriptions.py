@@ -1,5 +1,88 @@
-"""``/subscriptions`` (CIM 009 5.8): being written."""
+"""``/subscriptions`` (CIM 009 5.8): create, query, retrieve, update and delete subscriptions."""
 
-from fastapi import APIRouter
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from city_platform.api.deps import Accept, LinkContext, Resolver, Tenant, link_source
+from city_platform.api.negotiation import read_body, render
+from city_platform.api.params import parse_bool, parse_options, parse_page
+from city_platform.subscriptions.manager import SubscriptionManager
 
 router = APIRouter(prefix="/subscriptions", tags=["subscriptions"])
+
+Str = Annotated[str | None, Query()]
+
+
+def get_manager(request: Request) -> SubscriptionManager:
+    manager: SubscriptionManager = request.app.state.subscriptions
+    return manager
+
+
+Manager = Annotated[SubscriptionManager, Depends(get_manager)]
+
+
+@router.post("", status_code=201, summary="Create subscription (5.8.1)")
+async def create_subscription(
+    request: Request, manager: Manager, resolver: Resolver, tenant: Tenant
+) -> Response:
+    body, source = await read_body(request)
+    ctx = await resolver.resolve(source)
+    sub_id = await manager.create(tenant, body, ctx, source)
+    headers = {"Location": f"/ngsi-ld/v1/subscriptions/{quote(sub_id, safe=':')}"}
+    return Response(status_code=201, headers=headers)
+
+
+@router.get("", summary="Query subscriptions (5.8.4)")
+async def query_subscriptions(
+    request: Request,
+    manager: Manager,
+    tenant: Tenant,
+    ctx: LinkContext,
+    accept: Accept,
+    limit: Str = None,
+    offset: Str = None,
+    count: Str = None,
+    options: Str = None,
+) -> Response:
+    opts = parse_options(options)
+    lim, off = parse_page(limit, offset)
+    everything = manager.all(tenant, ctx, sys_attrs=opts.sys_attrs)
+    headers = {"NGSILD-Results-Count": str(len(everything))} if parse_bool(count, "count") else {}
+    page = everything[off : off + lim]
+    return render(page, media=accept, context=link_source(request), headers=headers)
+
+
+@router.get("/{sub_id}", summary="Retrieve subscription (5.8.3)")
+async def retrieve_subscription(
+    request: Request,
+    sub_id: str,
+    manager: Manager,
+    tenant: Tenant,
+    ctx: LinkContext,
+    accept: Accept,
+    options: Str = None,
+) -> Response:
+    opts = parse_options(options)
+    body = manager.render(tenant, sub_id, ctx, sys_attrs=opts.sys_attrs)
+    return render(body, media=accept, context=link_source(request))
+
+
+@router.patch("/{sub_id}", status_code=204, summary="Update subscription (5.8.2)")
+async def update_subscription(
+    request: Request, sub_id: str, manager: Manager, resolver: Resolver, tenant: Tenant
+) -> Response:
+    body, source = await read_body(request, patch=True)
+    ctx = await resolver.resolve(source)
+    await manager.update(tenant, sub_id, body, ctx)
+    return Response(status_code=204)
+
+
+@router.delete("/{sub_id}", status_code=204, summary="Delete subscription (5.8.5)")
+async def delete_subscription(sub_id: str, manager: Manager, tenant: Tenant) -> Response:
+    await manager.delete(tenant, sub_id)
+    return Response(status_code=204)

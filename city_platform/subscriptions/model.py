@@ -1,0 +1,263 @@
+"""Subscriptions (CIM 009 5.2.12): validation into the stored form, and rendering back.
+
+The stored form keeps entity types and attribute names as expanded IRIs, the ``q`` and
+``geoQ`` as written (they are parsed again with the subscription's context when it is loaded),
+and the ``@context`` the subscription was made with (``jsonldContext``), so that notifications
+are compacted with the subscriber's terms.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any, Literal
+
+from city_platform import entities as ent
+from city_platform.errors import BadRequestData, OperationNotSupported
+from city_platform.ldcontext import Context
+from city_platform.search import EntitySearch
+
+Format = Literal["normalized", "keyValues", "concise"]
+FORMATS = ("normalized", "keyValues", "concise")
+ACCEPTS = ("application/json", "application/ld+json")
+TRIGGERS = frozenset(
+    {
+        "entityCreated",
+        "entityUpdated",
+        "entityDeleted",
+        "attributeCreated",
+        "attributeUpdated",
+        "attributeDeleted",
+    }
+)
+# 5.2.12: without notificationTrigger, attribute creation and update notify.
+DEFAULT_TRIGGERS = ["attributeCreated", "attributeUpdated"]
+STATUS_MEMBERS = (
+    "status",
+    "timesSent",
+    "timesFailed",
+    "lastNotification",
+    "lastSuccess",
+    "lastFailure",
+)
+UPDATABLE = frozenset(
+    {
+        "subscriptionName",
+        "description",
+        "entities",
+        "watchedAttributes",
+        "notificationTrigger",
+        "q",
+        "geoQ",
+        "notification",
+        "expiresAt",
+        "throttling",
+        "isActive",
+        "timeInterval",
+        "scopeQ",
+        "lang",
+    }
+)
+
+
+def _check_entities(raw: object, ctx: Context) -> list[dict[str, str]]:
+    if not isinstance(raw, list) or not raw:
+        raise BadRequestData("entities must be a non-empty array of entity selectors")
+    out = []
+    for item in raw:
+        if not isinstance(item, dict) or "type" not in item:
+            raise BadRequestData("every entity selector needs a 'type' (5.2.33)")
+        sel = {"type": ctx.expand(ent.check_name(item["type"], "entities[].type"))}
+        if "id" in item:
+            sel["id"] = ent.check_uri(item["id"], "entities[].id")
+        if "idPattern" in item:
+            pattern = item["idPattern"]
+            try:
+                re.compile(pattern)
+            except (re.error, TypeError):
+                raise BadRequestData(f"entities[].idPattern {pattern!r} is not a regex") from None
+            sel["idPattern"] = pattern
+        out.append(sel)
+    return out
+
+
+def _check_attr_list(raw: object, what: str, ctx: Context) -> list[str]:
+    if not isinstance(raw, list) or not raw:
+        raise BadRequestData(f"{what} must be a non-empty array of attribute names")
+    return [ctx.expand(ent.check_name(a, what)) for a in raw]
+
+
+def _check_notification(raw: object, ctx: Context, old: dict[str, Any] | None) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise BadRequestData("notification must be an object (5.2.14)")
+    out: dict[str, Any] = dict(old or {})
+    if "attributes" in raw:
+        out["attributes"] = _check_attr_list(raw["attributes"], "notification.attributes", ctx)
+    fmt = raw.get("format", out.get("format", "normalized"))
+    if fmt not in FORMATS:
+        raise BadRequestData(f"notification.format must be one of {', '.join(FORMATS)}")
+    out["format"] = fmt
+    endpoint = raw.get("endpoint", out.get("endpoint"))
+    if not isinstance(endpoint, dict) or "uri" not in endpoint:
+        raise BadRequestData("notification.endpoint.uri is mandatory (5.2.15)")
+    uri = endpoint["uri"]
+    if not isinstance(uri, str) or not re.match(r"^https?://[^\s/]+", uri):
+        if isinstance(uri, str) and re.match(r"^mqtts?://", uri):
+            raise OperationNotSupported("MQTT notification endpoints are not supported")
+        raise BadRequestData(f"notification.endpoint.uri must be an http(s) URL, got {uri!r}")
+    accept = endpoint.get("accept", "application/json")
+    if accept not in ACCEPTS:
+        raise BadRequestData(f"notification.endpoint.accept must be one of {', '.join(ACCEPTS)}")
+    out["endpoint"] = {"uri": uri, "accept": accept}
+    if "receiverInfo" in endpoint:
+        info = endpoint["receiverInfo"]
+        if not isinstance(info, list) or not all(
+            isinstance(i, dict)
+            and isinstance(i.get("key"), str)
+            and isinstance(i.get("value"), str)
+            for i in info
+        ):
+            raise BadRequestData("notification.endpoint.receiverInfo must be key/value pairs")
+        out["endpoint"]["receiverInfo"] = info
+    if "sysAttrs" in raw:
+        out["sysAttrs"] = bool(raw["sysAttrs"])
+    out.setdefault("status", "ok")
+    out.setdefault("timesSent", 0)
+    return out
+
+
+def _apply(doc: dict[str, Any], out: dict[str, Any], ctx: Context) -> None:
+    """Validate the members of ``doc`` into ``out`` (create and update share this)."""
+    if "timeInterval" in doc:
+        raise OperationNotSupported("periodic subscriptions (timeInterval) are not supported")
+    if "entities" in doc:
+        out["entities"] = _check_entities(doc["entities"], ctx)
+    if "watchedAttributes" in doc:
+        out["watchedAttributes"] = _check_attr_list(
+            doc["watchedAttributes"], "watchedAttributes", ctx
+        )
+    if "notificationTrigger" in doc:
+        trig = doc["notificationTrigger"]
+        if not isinstance(trig, list) or not trig or not set(trig) <= TRIGGERS:
+            raise BadRequestData(f"notificationTrigger must be a list of {sorted(TRIGGERS)}")
+        out["notificationTrigger"] = list(trig)
+    for key in ("subscriptionName", "description", "q"):
+        if key in doc:
+            if not isinstance(doc[key], str):
+                raise BadRequestData(f"{key} must be a string")
+            out[key] = doc[key]
+    if "geoQ" in doc:
+        geo = doc["geoQ"]
+        if not isinstance(geo, dict):
+            raise BadRequestData("geoQ must be an object (5.2.13)")
+        out["geoQ"] = geo
+    if "notification" in doc:
+        out["notification"] = _check_notification(doc["notification"], ctx, out.get("notification"))
+    if "expiresAt" in doc:
+        ent.parse_datetime(doc["expiresAt"], "expiresAt")
+        out["expiresAt"] = doc["expiresAt"]
+    if "throttling" in doc:
+        thr = doc["throttling"]
+        if isinstance(thr, bool) or not isinstance(thr, int | float) or thr <= 0:
+            raise BadRequestData("throttling must be a positive number of seconds")
+        out["throttling"] = thr
+    if "isActive" in doc:
+        if not isinstance(doc["isActive"], bool):
+            raise BadRequestData("isActive must be true or false")
+        out["isActive"] = doc["isActive"]
+    if "entities" not in out and "watchedAttributes" not in out:
+        raise BadRequestData("a subscription needs entities or watchedAttributes (5.2.12)")
+    if "notification" not in out:
+        raise BadRequestData("a subscription needs a notification member (5.2.12)")
+    search_for(out, ctx)  # q and geoQ errors are 400 now, not at the first change
+
+
+def search_for(stored: dict[str, Any], ctx: Context) -> EntitySearch | None:
+    """The q / geoQ filter of a subscription (None when it has neither)."""
+    geo = stored.get("geoQ") or {}
+    if "q" not in stored and not geo:
+        return None
+    coords = geo.get("coordinates")
+    return EntitySearch.build(
+        ctx,
+        q=stored.get("q"),
+        georel=geo.get("georel"),
+        geometry=geo.get("geometry"),
+        coordinates=coords if coords is None or isinstance(coords, str | list) else str(coords),
+        geoproperty=geo.get("geoproperty"),
+    )
+
+
+def new_subscription(doc: object, ctx: Context, *, context_source: Any, now: str) -> dict[str, Any]:
+    """Create Subscription (5.8.1): the stored form of a valid request body."""
+    if not isinstance(doc, dict):
+        raise BadRequestData("a subscription must be a JSON object")
+    if doc.get("type") != "Subscription":
+        raise BadRequestData("a subscription's type must be 'Subscription'")
+    sub_id = doc.get("id") or f"urn:ngsi-ld:Subscription:{uuid.uuid4()}"
+    out: dict[str, Any] = {
+        "id": ent.check_uri(sub_id, "subscription id"),
+        "type": "Subscription",
+        "isActive": True,
+        "notificationTrigger": list(DEFAULT_TRIGGERS),
+        "jsonldContext": context_source,
+        "createdAt": now,
+        "modifiedAt": now,
+    }
+    _apply(doc, out, ctx)
+    return out
+
+
+def update_subscription(
+    stored: dict[str, Any], fragment: object, ctx: Context, *, now: str
+) -> dict[str, Any]:
+    """Update Subscription (5.8.2): merge a fragment into the stored form."""
+    if not isinstance(fragment, dict) or not fragment:
+        raise BadRequestData("the body must be a non-empty subscription fragment")
+    unknown = set(fragment) - UPDATABLE - {"id", "type", "@context"}
+    if unknown:
+        raise BadRequestData(f"unknown subscription members: {', '.join(sorted(unknown))}")
+    if fragment.get("id", stored["id"]) != stored["id"]:
+        raise BadRequestData("the id of a subscription cannot change")
+    out = dict(stored)
+    _apply(fragment, out, ctx)
+    out["modifiedAt"] = now
+    return out
+
+
+def status_of(stored: dict[str, Any], now: str) -> str:
+    """active / paused / expired (5.2.12)."""
+    if not stored.get("isActive", True):
+        return "paused"
+    expires = stored.get("expiresAt")
+    if expires and ent.utc_key(expires) <= ent.utc_key(now):
+        return "expired"
+    return "active"
+
+
+def render_subscription(
+    stored: dict[str, Any], ctx: Context, *, now: str, sys_attrs: bool = False
+) -> dict[str, Any]:
+    """The subscription as a client sees it, compacted with ``ctx``."""
+    out: dict[str, Any] = {"id": stored["id"], "type": "Subscription"}
+    for key in ("subscriptionName", "description"):
+        if key in stored:
+            out[key] = stored[key]
+    if "entities" in stored:
+        out["entities"] = [{**s, "type": ctx.compact(s["type"])} for s in stored["entities"]]
+    if "watchedAttributes" in stored:
+        out["watchedAttributes"] = [ctx.compact(a) for a in stored["watchedAttributes"]]
+    for key in ("notificationTrigger", "q", "geoQ", "expiresAt", "throttling", "isActive"):
+        if key in stored:
+            out[key] = stored[key]
+    note = dict(stored["notification"])
+    if "attributes" in note:
+        note["attributes"] = [ctx.compact(a) for a in note["attributes"]]
+    out["notification"] = note
+    out["status"] = status_of(stored, now)
+    if isinstance(stored.get("jsonldContext"), str):
+        out["jsonldContext"] = stored["jsonldContext"]
+    if sys_attrs:
+        out["createdAt"] = stored["createdAt"]
+        out["modifiedAt"] = stored["modifiedAt"]
+    return out

@@ -1,0 +1,98 @@
+"""HTTP delivery of notifications (CIM 009 5.11.2 / 7.2), with retries.
+
+This is the one place where httpx errors become delivery outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from city_platform.ldcontext import CORE_CONTEXT_URL
+
+log = logging.getLogger(__name__)
+
+JSON_LD = "application/ld+json"
+CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
+RETRY_DELAYS = (0.5, 2.0)  # three tries in all, then the notification counts as failed
+TIMEOUT = httpx.Timeout(5.0, connect=2.0)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    detail: str = ""
+
+
+def notification_body(sub_id: str, data: list[dict[str, Any]], now: str) -> dict[str, Any]:
+    return {
+        "id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}",
+        "type": "Notification",
+        "subscriptionId": sub_id,
+        "notifiedAt": now,
+        "data": data,
+    }
+
+
+class Notifier:
+    """Posts notifications; one shared connection pool for every subscription."""
+
+    def __init__(self, client: httpx.AsyncClient | None = None) -> None:
+        self._client = client or httpx.AsyncClient(timeout=TIMEOUT)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def send(
+        self,
+        endpoint: dict[str, Any],
+        body: dict[str, Any],
+        *,
+        context: Any,
+        tenant: str,
+    ) -> Outcome:
+        """Deliver ``body`` to ``endpoint``, retrying transient failures."""
+        headers = {
+            str(i["key"]): str(i["value"]) for i in endpoint.get("receiverInfo", ()) if "key" in i
+        }
+        if tenant:
+            headers["NGSILD-Tenant"] = tenant
+        ctx_value = context if context is not None else CORE_CONTEXT_URL
+        if endpoint.get("accept") == JSON_LD:
+            payload = orjson.dumps({**body, "@context": ctx_value})
+            headers["Content-Type"] = JSON_LD
+        else:
+            payload = orjson.dumps(body)
+            headers["Content-Type"] = "application/json"
+            url = ctx_value if isinstance(ctx_value, str) else CORE_CONTEXT_URL
+            headers["Link"] = f'<{url}>; rel="{CONTEXT_REL}"; type="{JSON_LD}"'
+        outcome = Outcome(ok=False)
+        for attempt, delay in enumerate((*RETRY_DELAYS, None)):
+            outcome = await self._post(endpoint["uri"], payload, headers)
+            if outcome.ok:
+                return outcome
+            log.info(
+                "notification to %s failed (try %d): %s",
+                endpoint["uri"],
+                attempt + 1,
+                outcome.detail,
+            )
+            if delay is not None:
+                await asyncio.sleep(delay)
+        log.warning("notification to %s failed: %s", endpoint["uri"], outcome.detail)
+        return outcome
+
+    async def _post(self, uri: str, payload: bytes, headers: dict[str, str]) -> Outcome:
+        try:
+            answer = await self._client.post(uri, content=payload, headers=headers)
+        except httpx.HTTPError as exc:
+            return Outcome(ok=False, detail=f"{type(exc).__name__}: {exc}")
+        if 200 <= answer.status_code < 300:
+            return Outcome(ok=True)
+        return Outcome(ok=False, detail=f"HTTP {answer.status_code}")
