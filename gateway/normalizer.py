@@ -1,0 +1,240 @@
+"""The pure normalizer: one inbound payload -> the NGSI-LD entity updates it stands for.
+
+No I/O and no clock: the time a payload was received comes with it (relative SenML times are
+resolved against it, RFC 8428 section 4.5.3).  Every payload either yields entity updates or
+raises :class:`RejectedPayload` with a reason; nothing in between.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from gateway import senml
+from gateway.errors import RejectedPayload
+from gateway.profiles import Measurement, Profile, Profiles, device_from_base_name
+from gateway.vendor import decode_vendor_csv, decode_vendor_json
+
+Format = Literal["senml-json", "senml-cbor", "vendor-json", "vendor-csv"]
+Protocol = Literal["mqtt", "coap"]
+FORMATS: tuple[Format, ...] = ("senml-json", "senml-cbor", "vendor-json", "vendor-csv")
+MEDIA_TYPES: dict[str, Format] = {
+    "application/senml+json": "senml-json",
+    "application/senml+cbor": "senml-cbor",
+    "application/vnd.r197.vendor+json": "vendor-json",
+    "application/json": "vendor-json",
+    "text/csv": "vendor-csv",
+    "text/plain": "vendor-csv",
+}
+# CoAP Content-Formats (RFC 7252 section 12.3, RFC 8428 section 12.3).
+COAP_FORMATS: dict[int, Format] = {
+    110: "senml-json",
+    112: "senml-cbor",
+    50: "vendor-json",
+    0: "vendor-csv",
+}
+MAX_PAYLOAD = 64 * 1024
+_DIGITS = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A payload as a transport received it."""
+
+    protocol: Protocol
+    payload: bytes
+    format: Format
+    received_at: float  # seconds since the Unix epoch
+    device_id: str | None = None  # from the topic, path or directory; None: from the payload
+    source: str | None = None  # the sender's IP address
+
+
+@dataclass(frozen=True)
+class Normalized:
+    device_id: str
+    kind: str
+    readings: int  # measurements turned into attribute updates
+    entities: list[dict[str, Any]] = field(default_factory=list)
+    observed_at: float = 0.0  # the newest reading's time
+
+
+def iso(t: float) -> str:
+    """UTC ISO 8601 with milliseconds and 'Z' (the platform's observedAt form)."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def format_for_media_type(media_type: str | None) -> Format | None:
+    if not media_type:
+        return None
+    return MEDIA_TYPES.get(media_type.split(";")[0].strip().lower())
+
+
+def _convert(m: Measurement, value: object, factor: float, offset: float) -> float | str:
+    if m.is_text:
+        if not isinstance(value, str) or value not in m.values:
+            raise RejectedPayload(
+                "invalid-value", f"{m.senml}: {value!r} is not one of {list(m.values)}"
+            )
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RejectedPayload("invalid-value", f"{m.senml}: expected a number, got {value!r}")
+    converted = round(value * factor + offset, _DIGITS)
+    if (m.minimum is not None and converted < m.minimum) or (
+        m.maximum is not None and converted > m.maximum
+    ):
+        raise RejectedPayload(
+            "invalid-value",
+            f"{m.attribute}={converted} {m.unit_code or ''} outside [{m.minimum}, {m.maximum}]",
+        )
+    return converted
+
+
+class _Builder:
+    """Collects converted readings per observation time, then renders entities."""
+
+    def __init__(self, device_id: str, profile: Profile) -> None:
+        self.device_id = device_id
+        self.profile = profile
+        self.by_time: dict[float, dict[str, tuple[float | str, Measurement]]] = defaultdict(dict)
+        self.location: dict[float, dict[str, float]] = defaultdict(dict)
+        self.readings = 0
+
+    def add(self, t: float, m: Measurement, value: float | str) -> None:
+        self.by_time[t][m.attribute] = (value, m)
+        self.readings += 1
+
+    def add_position(self, t: float, axis: str, value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise RejectedPayload("invalid-value", f"{axis} must be a number")
+        limit = 90 if axis == "lat" else 180
+        if not -limit <= value <= limit:
+            raise RejectedPayload("invalid-value", f"{axis}={value} out of range")
+        self.location[t][axis] = float(value)
+
+    def build(self, inbound: Inbound) -> Normalized:
+        if not self.by_time:
+            raise RejectedPayload("malformed", "no readings in the payload")
+        entity_type = self.profile.entity_type
+        entity_id = f"urn:ngsi-ld:{entity_type}:{self.device_id}"
+        device_ref = f"urn:ngsi-ld:Device:{self.device_id}"
+        entities: list[dict[str, Any]] = []
+        for t in sorted(self.by_time):
+            when = iso(t)
+            doc: dict[str, Any] = {"id": entity_id, "type": entity_type}
+            for attr, (value, m) in self.by_time[t].items():
+                prop: dict[str, Any] = {"type": "Property", "value": value, "observedAt": when}
+                if m.unit_code:
+                    prop["unitCode"] = m.unit_code
+                doc[attr] = prop
+            pos = self.location.get(t) or {}
+            if "lat" in pos and "lon" in pos:
+                doc["location"] = {
+                    "type": "GeoProperty",
+                    "value": {"type": "Point", "coordinates": [pos["lon"], pos["lat"]]},
+                    "observedAt": when,
+                }
+            doc["refDevice"] = {"type": "Relationship", "object": device_ref}
+            entities.append(doc)
+        newest = max(self.by_time)
+        device: dict[str, Any] = {
+            "id": device_ref,
+            "type": "Device",
+            "deviceCategory": {"type": "Property", "value": [self.profile.kind]},
+            "supportedProtocol": {"type": "Property", "value": [inbound.protocol]},
+            "controlledProperty": {
+                "type": "Property",
+                "value": sorted({a for attrs in self.by_time.values() for a in attrs}),
+            },
+            "dateLastValueReported": {"type": "Property", "value": iso(newest)},
+        }
+        if inbound.source:
+            device["ipAddress"] = {"type": "Property", "value": [inbound.source]}
+        entities.append(device)
+        return Normalized(
+            device_id=self.device_id,
+            kind=self.profile.kind,
+            readings=self.readings,
+            entities=entities,
+            observed_at=newest,
+        )
+
+
+def _check_device(claimed: str | None, inbound: Inbound) -> str:
+    if inbound.device_id and claimed and claimed != inbound.device_id:
+        raise RejectedPayload(
+            "mismatched-device",
+            f"payload names device {claimed!r} but arrived as {inbound.device_id!r}",
+        )
+    device_id = inbound.device_id or claimed
+    if not device_id:
+        raise RejectedPayload("unknown-device", "no device id in the topic, path or payload")
+    return device_id
+
+
+def _normalize_senml(inbound: Inbound, profiles: Profiles) -> Normalized:
+    decode = senml.decode_json if inbound.format == "senml-json" else senml.decode_cbor
+    records = senml.resolve(decode(inbound.payload), now=inbound.received_at)
+    claimed: str | None = None
+    parsed: list[tuple[str, senml.Record]] = []
+    for record in records:
+        prefix, _, measurement = record.name.rpartition(":")
+        if prefix:
+            owner = device_from_base_name(prefix + ":")
+            if owner is None:
+                raise RejectedPayload("malformed", f"SenML name {record.name!r} is not ours")
+            if claimed is not None and owner != claimed:
+                raise RejectedPayload("mismatched-device", "one pack names several devices")
+            claimed = owner
+        parsed.append((measurement, record))
+    device_id = _check_device(claimed, inbound)
+    profile = profiles.for_device(device_id)
+    out = _Builder(device_id, profile)
+    for name, record in parsed:
+        value = record.value if record.value is not None else record.sum
+        if name in ("lat", "lon"):
+            out.add_position(record.time, name, value)
+            continue
+        m = profile.by_senml(name)
+        if m is None:
+            raise RejectedPayload("unknown-measurement", f"{profile.kind} has no {name!r}")
+        if m.unit is not None and record.unit is not None and record.unit != m.unit:
+            raise RejectedPayload(
+                "wrong-unit", f"{name} in {record.unit!r}; the profile expects {m.unit!r}"
+            )
+        out.add(record.time, m, _convert(m, value, m.factor, m.offset))
+    return out.build(inbound)
+
+
+def _normalize_vendor(inbound: Inbound, profiles: Profiles) -> Normalized:
+    csv = inbound.format == "vendor-csv"
+    reading = decode_vendor_csv(inbound.payload) if csv else decode_vendor_json(inbound.payload)
+    device_id = _check_device(reading.device_id, inbound)
+    profile = profiles.for_device(device_id)
+    out = _Builder(device_id, profile)
+    for name, value in reading.fields.items():
+        m = profile.by_senml(name) if csv else profile.by_vendor(name)
+        if m is None:
+            raise RejectedPayload("unknown-measurement", f"{profile.kind} has no field {name!r}")
+        if csv:
+            out.add(reading.time, m, _convert(m, value, m.factor, m.offset))
+        else:
+            out.add(reading.time, m, _convert(m, value, m.vendor_factor, m.vendor_offset))
+    if reading.lat is not None and reading.lon is not None:
+        out.add_position(reading.time, "lat", reading.lat)
+        out.add_position(reading.time, "lon", reading.lon)
+    return out.build(inbound)
+
+
+def normalize(inbound: Inbound, profiles: Profiles) -> Normalized:
+    """Decode, validate, convert and map one payload (raises :class:`RejectedPayload`)."""
+    if len(inbound.payload) > MAX_PAYLOAD:
+        raise RejectedPayload(
+            "oversized", f"{len(inbound.payload)} bytes; the limit is {MAX_PAYLOAD}"
+        )
+    if inbound.format in ("senml-json", "senml-cbor"):
+        return _normalize_senml(inbound, profiles)
+    if inbound.format in ("vendor-json", "vendor-csv"):
+        return _normalize_vendor(inbound, profiles)
+    raise RejectedPayload("unsupported-format", f"unknown format {inbound.format!r}")

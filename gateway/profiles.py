@@ -1,0 +1,123 @@
+"""Device profiles: which Smart Data Model and attribute mapping a kind of device gets.
+
+Profiles are data files (``gateway/profile_data/<kind>.toml``); a device's kind is the prefix of its
+id before the first ``-`` (docs/wire-formats.md), or named by its SenML base name
+``urn:dev:r197:<device id>:``.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from gateway.errors import RejectedPayload
+
+_DEVICE_ID = re.compile(r"^[a-z][a-z0-9]*-[A-Za-z0-9_.-]{1,64}$")
+BASE_NAME = re.compile(r"^urn:dev:r197:([^:]+):$")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    senml: str
+    attribute: str
+    unit: str | None = None  # the SenML unit devices must send
+    unit_code: str | None = None  # UN/CEFACT code on the platform
+    factor: float = 1.0
+    offset: float = 0.0
+    vendor_field: str | None = None
+    vendor_factor: float = 1.0
+    vendor_offset: float = 0.0
+    minimum: float | None = None
+    maximum: float | None = None
+    values: tuple[str, ...] = ()  # allowed strings for text measurements
+    actuator: bool = False
+
+    @property
+    def is_text(self) -> bool:
+        return bool(self.values)
+
+
+@dataclass(frozen=True)
+class Profile:
+    kind: str
+    entity_type: str
+    measurements: tuple[Measurement, ...]
+
+    def by_senml(self, name: str) -> Measurement | None:
+        return next((m for m in self.measurements if m.senml == name), None)
+
+    def by_vendor(self, field: str) -> Measurement | None:
+        return next((m for m in self.measurements if m.vendor_field == field), None)
+
+
+def _measurement(raw: dict[str, object]) -> Measurement:
+    def num(key: str, default: float | None) -> float | None:
+        value = raw.get(key, default)
+        return None if value is None else float(value)  # type: ignore[arg-type]
+
+    values = raw.get("values", [])
+    return Measurement(
+        senml=str(raw["senml"]),
+        attribute=str(raw["attribute"]),
+        unit=str(raw["unit"]) if "unit" in raw else None,
+        unit_code=str(raw["unit_code"]) if "unit_code" in raw else None,
+        factor=num("factor", 1.0) or 0.0,
+        offset=num("offset", 0.0) or 0.0,
+        vendor_field=str(raw["vendor_field"]) if "vendor_field" in raw else None,
+        vendor_factor=num("vendor_factor", 1.0) or 0.0,
+        vendor_offset=num("vendor_offset", 0.0) or 0.0,
+        minimum=num("min", None),
+        maximum=num("max", None),
+        values=tuple(str(v) for v in values) if isinstance(values, list) else (),
+        actuator=bool(raw.get("actuator", False)),
+    )
+
+
+def parse_profile(text: str) -> Profile:
+    doc = tomllib.loads(text)
+    measurements = doc.get("measurement", [])
+    return Profile(
+        kind=str(doc["kind"]),
+        entity_type=str(doc["entity_type"]),
+        measurements=tuple(_measurement(m) for m in measurements),
+    )
+
+
+class Profiles:
+    """All known profiles by kind (the shipped ones, plus any from ``extra_dir``)."""
+
+    def __init__(self, extra_dir: Path | None = None) -> None:
+        self._by_kind: dict[str, Profile] = {}
+        for entry in resources.files("gateway.profile_data").iterdir():
+            if entry.name.endswith(".toml"):
+                profile = parse_profile(entry.read_text(encoding="utf-8"))
+                self._by_kind[profile.kind] = profile
+        if extra_dir is not None:
+            for path in sorted(extra_dir.glob("*.toml")):
+                profile = parse_profile(path.read_text(encoding="utf-8"))
+                self._by_kind[profile.kind] = profile
+
+    def kinds(self) -> list[str]:
+        return sorted(self._by_kind)
+
+    def get(self, kind: str) -> Profile | None:
+        return self._by_kind.get(kind)
+
+    def for_device(self, device_id: str) -> Profile:
+        """The profile of a device id ``<kind>-<n>`` (auto-provisioning, issue 3)."""
+        if not _DEVICE_ID.match(device_id):
+            raise RejectedPayload("unknown-device", f"{device_id!r} is not a <kind>-<n> device id")
+        kind = device_id.split("-", 1)[0]
+        profile = self._by_kind.get(kind)
+        if profile is None:
+            raise RejectedPayload("unknown-device", f"no profile for device kind {kind!r}")
+        return profile
+
+
+def device_from_base_name(name: str) -> str | None:
+    """The device id in a SenML base name ``urn:dev:r197:<device id>:``."""
+    match = BASE_NAME.match(name)
+    return match.group(1) if match else None

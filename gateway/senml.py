@@ -1,0 +1,155 @@
+"""The gateway's own SenML decoder (RFC 8428), JSON and CBOR, with record resolution.
+
+Devices carry their own SenML encoder on purpose (DESIGN 2): the two are tested against each
+other and against the RFC's examples.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+import orjson
+
+from gateway.errors import RejectedPayload
+
+# RFC 8428 Table 4: CBOR labels.
+CBOR_LABELS = {
+    -1: "bver",
+    -2: "bn",
+    -3: "bt",
+    -4: "bu",
+    -5: "bv",
+    -6: "bs",
+    0: "n",
+    1: "u",
+    2: "v",
+    3: "vs",
+    4: "vb",
+    5: "s",
+    6: "t",
+    7: "ut",
+    8: "vd",
+}
+VALUE_FIELDS = ("v", "vs", "vb", "vd")
+KNOWN = frozenset({*CBOR_LABELS.values()})
+# Section 4.5.1: names start with a letter or digit, then letters, digits, ':', '.', '/', '_', '-'.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:./_-]*$")
+RELATIVE_LIMIT = 2**28  # section 4.5.3: smaller resolved times are relative to "now"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A resolved SenML record (section 4.6)."""
+
+    name: str
+    time: float  # seconds since the Unix epoch
+    unit: str | None
+    value: float | str | bool | bytes | None
+    sum: float | None = None
+
+
+def _number(value: object, label: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RejectedPayload("malformed", f"SenML {label} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise RejectedPayload("invalid-value", f"SenML {label} is not finite: {value!r}")
+    return float(value)
+
+
+def decode_json(payload: bytes) -> list[dict[str, Any]]:
+    try:
+        pack = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise RejectedPayload("malformed", f"not JSON: {exc}") from None
+    if not isinstance(pack, list):
+        raise RejectedPayload("malformed", "a SenML pack is a JSON array of records")
+    return pack
+
+
+def decode_cbor(payload: bytes) -> list[dict[str, Any]]:
+    try:
+        pack = cbor2.loads(payload)
+    except (cbor2.CBORDecodeError, ValueError, TypeError, EOFError) as exc:
+        raise RejectedPayload("malformed", f"not CBOR: {exc}") from None
+    if not isinstance(pack, list):
+        raise RejectedPayload("malformed", "a SenML pack is a CBOR array of maps")
+    records = []
+    for raw in pack:
+        if not isinstance(raw, dict):
+            raise RejectedPayload("malformed", "every SenML record is a CBOR map")
+        record = {}
+        for key, value in raw.items():
+            if key not in CBOR_LABELS:
+                raise RejectedPayload("malformed", f"unknown SenML CBOR label {key!r}")
+            record[CBOR_LABELS[key]] = value
+        records.append(record)
+    return records
+
+
+def resolve(pack: list[dict[str, Any]], *, now: float) -> list[Record]:
+    """Resolve base values into self-contained records (section 4.6)."""
+    bn, bt, bu, bv, bs = "", 0.0, None, 0.0, 0.0
+    out: list[Record] = []
+    for raw in pack:
+        if not isinstance(raw, dict):
+            raise RejectedPayload("malformed", "every SenML record is an object")
+        unknown = [k for k in raw if k not in KNOWN and not str(k).endswith("_")]
+        if unknown:
+            raise RejectedPayload("malformed", f"unknown SenML fields {unknown}")
+        if any(str(k).endswith("_") for k in raw):
+            # Section 4.4: fields ending in '_' must be understood; we understand none.
+            raise RejectedPayload("malformed", "SenML must-understand fields are not supported")
+        if "bver" in raw and raw["bver"] != 10:
+            _number(raw["bver"], "bver")
+        if "bn" in raw:
+            if not isinstance(raw["bn"], str):
+                raise RejectedPayload("malformed", "SenML bn must be a string")
+            bn = raw["bn"]
+        if "bt" in raw:
+            bt = _number(raw["bt"], "bt")
+        if "bu" in raw:
+            if not isinstance(raw["bu"], str):
+                raise RejectedPayload("malformed", "SenML bu must be a string")
+            bu = raw["bu"]
+        if "bv" in raw:
+            bv = _number(raw["bv"], "bv")
+        if "bs" in raw:
+            bs = _number(raw["bs"], "bs")
+        present = [f for f in VALUE_FIELDS if f in raw]
+        if len(present) > 1:
+            raise RejectedPayload("malformed", f"a SenML record has one value field, not {present}")
+        if not present and "s" not in raw:
+            if "n" in raw:
+                raise RejectedPayload("malformed", f"SenML record {raw['n']!r} has no value")
+            continue  # a record that only sets base fields
+        name = bn + (raw.get("n") or "")
+        if not isinstance(raw.get("n", ""), str) or not _NAME.match(name):
+            raise RejectedPayload("malformed", f"invalid SenML name {name!r} (section 4.5.1)")
+        t = bt + (_number(raw["t"], "t") if "t" in raw else 0.0)
+        if t < RELATIVE_LIMIT:
+            t = now + t
+        unit = raw.get("u", bu)
+        if unit is not None and not isinstance(unit, str):
+            raise RejectedPayload("malformed", "SenML u must be a string")
+        value: float | str | bool | bytes | None = None
+        if "v" in raw:
+            value = bv + _number(raw["v"], "v")
+        elif "vs" in raw:
+            if not isinstance(raw["vs"], str):
+                raise RejectedPayload("malformed", "SenML vs must be a string")
+            value = raw["vs"]
+        elif "vb" in raw:
+            if not isinstance(raw["vb"], bool):
+                raise RejectedPayload("malformed", "SenML vb must be a boolean")
+            value = raw["vb"]
+        elif "vd" in raw:
+            value = raw["vd"]
+        total = bs + _number(raw["s"], "s") if "s" in raw else None
+        out.append(Record(name=name, time=t, unit=unit, value=value, sum=total))
+    if not out:
+        raise RejectedPayload("malformed", "the SenML pack holds no readings")
+    return out
