@@ -1,0 +1,70 @@
+"""A small Prometheus text-format registry (exposition format 0.0.4) for the gateway."""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def _labels(pairs: tuple[tuple[str, str], ...]) -> str:
+    if not pairs:
+        return ""
+    body = ",".join(
+        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for k, v in pairs
+    )
+    return "{" + body + "}"
+
+
+class Metrics:
+    """Counters with labels, gauges and one latency histogram."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, dict[tuple[tuple[str, str], ...], float]] = defaultdict(dict)
+        self.gauges: dict[str, float] = {}
+        self.help: dict[str, str] = {}
+        self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self._sum = 0.0
+        self._count = 0
+
+    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        key = tuple(sorted(labels.items()))
+        series = self.counters[name]
+        series[key] = series.get(key, 0.0) + amount
+
+    def value(self, name: str, **labels: str) -> float:
+        if not labels:
+            return sum(self.counters.get(name, {}).values())
+        key = tuple(sorted(labels.items()))
+        return self.counters.get(name, {}).get(key, 0.0)
+
+    def set(self, name: str, value: float) -> None:
+        self.gauges[name] = value
+
+    def observe_latency(self, seconds: float) -> None:
+        self._buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self._sum += seconds
+        self._count += 1
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for name in sorted(self.counters):
+            lines.append(f"# TYPE {name} counter")
+            for key, value in sorted(self.counters[name].items()):
+                lines.append(f"{name}{_labels(key)} {value:g}")
+        for name in sorted(self.gauges):
+            lines.append(f"# TYPE {name} gauge")
+            lines.append(f"{name} {self.gauges[name]:g}")
+        hist = "r197_gateway_e2e_latency_seconds"
+        lines.append(f"# HELP {hist} device timestamp to platform confirmation")
+        lines.append(f"# TYPE {hist} histogram")
+        running = 0
+        for bound, count in zip(LATENCY_BUCKETS, self._buckets, strict=False):
+            running += count
+            lines.append(f'{hist}_bucket{{le="{bound:g}"}} {running}')
+        lines.append(f'{hist}_bucket{{le="+Inf"}} {self._count}')
+        lines.append(f"{hist}_sum {self._sum:g}")
+        lines.append(f"{hist}_count {self._count}")
+        return "\n".join(lines) + "\n"

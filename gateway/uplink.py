@@ -1,0 +1,200 @@
+"""The uplink: normalized readings -> durable queue -> batch upserts to the platform.
+
+Readings are committed to the :class:`DurableQueue` in small group commits and leave it only
+when the platform has answered 201/204 (or 207 for the entities it accepted).  While the
+platform is unreachable the sender retries with jittered exponential back-off; nothing is
+dropped.  Order per device is kept: items leave in the order they were accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.metrics import Metrics
+from gateway.normalizer import Normalized
+from gateway.queue import DurableQueue
+
+log = logging.getLogger(__name__)
+
+UPSERT = "/ngsi-ld/v1/entityOperations/upsert"
+RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class Uplink:
+    """Async context manager; ``submit`` never blocks, ``accept`` waits for durability."""
+
+    def __init__(
+        self,
+        *,
+        platform_url: str,
+        queue_path: str | Path,
+        tenant: str = "",
+        batch_entities: int = 500,
+        flush_interval: float = 0.01,
+        metrics: Metrics | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self.platform_url = platform_url.rstrip("/")
+        self.queue_path = queue_path
+        self.tenant = tenant
+        self.batch_entities = batch_entities
+        self.flush_interval = flush_interval
+        self.metrics = metrics or Metrics()
+        self.max_backoff = max_backoff
+        self._transport = transport
+        self._buffer: list[tuple[float, int, list[dict[str, Any]]]] = []
+        self._committed: asyncio.Future[None] | None = None
+        self._has_buffer = asyncio.Event()
+        self._has_queue = asyncio.Event()
+        self._queue: DurableQueue | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.platform_up = False
+
+    async def __aenter__(self) -> Uplink:
+        self._queue = DurableQueue(self.queue_path)
+        if len(self._queue):
+            log.info("uplink: %d queued items from an earlier run", len(self._queue))
+            self._has_queue.set()
+        headers = {"NGSILD-Tenant": self.tenant} if self.tenant else {}
+        self._client = httpx.AsyncClient(
+            base_url=self.platform_url,
+            headers=headers,
+            timeout=httpx.Timeout(10.0, connect=3.0),
+            transport=self._transport,
+        )
+        self._tasks = [
+            asyncio.create_task(self._flusher(), name="uplink flusher"),
+            asyncio.create_task(self._sender(), name="uplink sender"),
+        ]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._flush()  # what was accepted in memory is on disk before we go
+        if self._client is not None:
+            await self._client.aclose()
+        if self._queue is not None:
+            self._queue.close()
+
+    @property
+    def queued(self) -> int:
+        """Items not yet confirmed by the platform (on disk and in the commit buffer)."""
+        return (len(self._queue) if self._queue else 0) + len(self._buffer)
+
+    def submit(self, item: Normalized) -> None:
+        """Hand over a normalized payload; it is on disk within ``flush_interval``."""
+        self._buffer.append((item.observed_at, item.readings, item.entities))
+        self._has_buffer.set()
+
+    async def accept(self, item: Normalized) -> None:
+        """Hand over and wait until it is committed to the durable queue."""
+        self.submit(item)
+        if self._committed is None:
+            self._committed = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._committed)
+
+    def _flush(self) -> None:
+        if not self._buffer or self._queue is None:
+            return
+        batch, self._buffer = self._buffer, []
+        self._queue.put(batch)
+        self.metrics.set("r197_gateway_queued", self.queued)
+        self._has_queue.set()
+        done, self._committed = self._committed, None
+        if done is not None and not done.done():
+            done.set_result(None)
+
+    async def _flusher(self) -> None:
+        while True:
+            await self._has_buffer.wait()
+            await asyncio.sleep(self.flush_interval)  # group commit
+            self._has_buffer.clear()
+            self._flush()
+
+    async def _sender(self) -> None:
+        backoff = 0.2
+        while True:
+            await self._has_queue.wait()
+            assert self._queue is not None
+            items = self._take()
+            if not items:
+                self._has_queue.clear()
+                continue
+            docs = [d for _, _, _, ds in items for d in ds]
+            status, detail = await self._post(docs)
+            if status in (201, 204, 207):
+                self._confirmed(items, status, detail)
+                backoff = 0.2
+            elif status is None or status in RETRYABLE:
+                if self.platform_up:
+                    log.warning("uplink: platform unavailable (%s); queueing", detail)
+                self.platform_up = False
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))  # noqa: S311
+                backoff = min(backoff * 2, self.max_backoff)
+            else:
+                # A permanent refusal of the whole batch: retrying cannot help.
+                log.error("uplink: platform refused a batch with %s: %s", status, detail[:300])
+                self._queue.ack([seq for seq, _, _, _ in items])
+                readings = sum(n for _, _, n, _ in items)
+                self.metrics.inc("r197_gateway_rejected_total", readings, reason="platform-refused")
+
+    def _take(self) -> list[tuple[int, float, int, list[dict[str, Any]]]]:
+        assert self._queue is not None
+        items: list[tuple[int, float, int, list[dict[str, Any]]]] = []
+        count = 0
+        for item in self._queue.peek(max(self.batch_entities // 2, 1)):
+            if items and count + len(item[3]) > self.batch_entities:
+                break
+            items.append(item)
+            count += len(item[3])
+        return items
+
+    async def _post(self, docs: list[dict[str, Any]]) -> tuple[int | None, str]:
+        assert self._client is not None
+        try:
+            answer = await self._client.post(UPSERT, params={"options": "update"}, json=docs)
+        except httpx.HTTPError as exc:
+            return None, f"{type(exc).__name__}: {exc}"
+        return answer.status_code, answer.text if answer.status_code >= 300 else ""
+
+    def _confirmed(
+        self, items: list[tuple[int, float, int, list[dict[str, Any]]]], status: int, body: str
+    ) -> None:
+        assert self._queue is not None
+        if not self.platform_up:
+            log.info("uplink: platform reachable at %s", self.platform_url)
+        self.platform_up = True
+        self._queue.ack([seq for seq, _, _, _ in items])
+        now = time.time()
+        readings = 0
+        for _, observed, n, _ in items:
+            readings += n
+            self.metrics.observe_latency(max(now - observed, 0.0))
+        self.metrics.inc("r197_gateway_forwarded_total", readings)
+        if status == 207:
+            log.warning("uplink: platform refused some entities: %s", body[:300])
+            self.metrics.inc("r197_gateway_rejected_total", 1, reason="platform-partial")
+        self.metrics.set("r197_gateway_queued", self.queued)
+
+    async def drain(self, within: float = 30.0) -> bool:
+        """Wait until everything accepted so far is confirmed by the platform."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if not self._buffer and self._queue is not None and len(self._queue) == 0:
+                return True
+            await asyncio.sleep(0.02)
+        return False
