@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from testbed import gateway_cmd
 from testbed.settings import Settings, load_settings
 
 log = logging.getLogger("testbed")
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="never fetch @context URLs over the network (shipped ones only)",
     )
     plat.set_defaults(func=run_platform)
+    gateway_cmd.register(sub, EPILOG)
     return parser
 
 

@@ -25,12 +25,35 @@ class PlatformSettings(BaseModel):
     allow_remote_contexts: bool = True
 
 
+def default_queue_path() -> Path:
+    return Path(platformdirs.user_data_dir("r197-testbed")) / "gateway-queue.db"
+
+
+class GatewaySettings(BaseModel):
+    platform_url: str = "http://[::1]:8000"
+    tenant: str = ""
+    queue: str = Field(default_factory=lambda: str(default_queue_path()))
+    broker_url: str | None = "mqtt://[::1]:1883"
+    broker_username: str | None = "gateway"
+    broker_password: str | None = None
+    shared_group: str = "r197-gateways"
+    coap_host: str | None = "::1"
+    coap_port: int = Field(default=5684, ge=0, le=65535)
+    rd_url: str | None = "coap://[::1]:5783"
+    http_host: str = "::1"
+    http_port: int = Field(default=8081, ge=0, le=65535)
+    southbound: bool = True
+    batch_entities: int = Field(default=500, ge=1, le=1000)
+    profiles_dir: str | None = None
+
+
 class Settings(BaseSettings):
     """All settings; ``TESTBED_PLATFORM__PORT=9000`` sets ``platform.port``."""
 
     model_config = SettingsConfigDict(env_prefix="TESTBED_", env_nested_delimiter="__")
 
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
 
 
 def load_settings(config: Path | None) -> Settings:

@@ -1,0 +1,246 @@
+"""The gateway daemon: transports -> normalizer -> uplink, plus metrics and southbound.
+
+Every inbound payload goes through :meth:`Gateway.ingest`: it is normalized (pure), counted,
+and handed to the uplink; a rejected payload is counted per reason and device and logged at
+most once a minute per (device, reason), so a flood of bad input neither stops good data nor
+floods the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import uvicorn
+
+from gateway.errors import RejectedPayload
+from gateway.http import build_app
+from gateway.metrics import Metrics
+from gateway.normalizer import Inbound, normalize
+from gateway.profiles import Profiles
+from gateway.southbound import Actuators, actuator_subscription
+from gateway.transports.coap import CoapIngest, CoapObserver
+from gateway.transports.mqtt import MqttIngest
+from gateway.uplink import Uplink
+
+log = logging.getLogger(__name__)
+LOG_EVERY = 60.0  # seconds between two log lines for the same (device, reason)
+
+
+@dataclass
+class GatewayConfig:
+    platform_url: str = "http://[::1]:8000"
+    tenant: str = ""
+    queue_path: Path = field(default_factory=lambda: Path("gateway-queue.db"))
+    broker_url: str | None = "mqtt://[::1]:1883"
+    broker_username: str | None = "gateway"
+    broker_password: str | None = None
+    shared_group: str = "r197-gateways"
+    coap_host: str | None = "::1"  # CoAP ingest for push devices; None: off
+    coap_port: int = 5684
+    rd_url: str | None = "coap://[::1]:5783"  # resource directory to observe devices; None: off
+    http_host: str = "::1"
+    http_port: int = 8081  # /metrics, /health, /notify; 0 picks a free port
+    southbound: bool = True
+    batch_entities: int = 500
+    profiles_dir: Path | None = None
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside our loop: signals stay with the program's own handlers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.profiles = Profiles(config.profiles_dir)
+        self.actuators = Actuators(self.profiles)
+        self.uplink = Uplink(
+            platform_url=config.platform_url,
+            queue_path=config.queue_path,
+            tenant=config.tenant,
+            batch_entities=config.batch_entities,
+            metrics=self.metrics,
+        )
+        self.mqtt: MqttIngest | None = None
+        self.observer: CoapObserver | None = None
+        self._last_log: dict[tuple[str, str], float] = {}
+        self._protocol_of: dict[str, str] = {}
+        self._http: uvicorn.Server | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.http_port = config.http_port
+
+    # -- the pipeline -------------------------------------------------------------------------
+
+    def _normalize(self, inbound: Inbound) -> tuple[Any, RejectedPayload | None]:
+        self.metrics.inc("r197_gateway_received_total", protocol=inbound.protocol)
+        try:
+            item = normalize(inbound, self.profiles)
+        except RejectedPayload as exc:
+            device = inbound.device_id or "unknown"
+            self.metrics.inc("r197_gateway_rejected_total", reason=exc.reason, device=device)
+            now = time.monotonic()
+            if now - self._last_log.get((device, exc.reason), -LOG_EVERY) >= LOG_EVERY:
+                self._last_log[(device, exc.reason)] = now
+                log.warning("rejected payload from %s over %s: %s", device, inbound.protocol, exc)
+            return None, exc
+        self.metrics.inc("r197_gateway_normalized_total", item.readings, protocol=inbound.protocol)
+        self._protocol_of[item.device_id] = inbound.protocol
+        for entity in item.entities[:-1]:
+            self.actuators.wrote(item.device_id, entity)
+        return item, None
+
+    def ingest(self, inbound: Inbound) -> RejectedPayload | None:
+        """Normalize and queue; never raises for bad input."""
+        item, rejected = self._normalize(inbound)
+        if item is not None:
+            self.uplink.submit(item)
+        return rejected
+
+    async def ingest_durably(self, inbound: Inbound) -> RejectedPayload | None:
+        """As :meth:`ingest`, returning once the reading is on disk (CoAP answers after it)."""
+        item, rejected = self._normalize(inbound)
+        if item is not None:
+            await self.uplink.accept(item)
+        return rejected
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config
+        await self._stack.enter_async_context(self.uplink)
+        if cfg.coap_host:
+            await self._stack.enter_async_context(
+                CoapIngest(host=cfg.coap_host, port=cfg.coap_port, handler=self.ingest_durably)
+            )
+        if cfg.broker_url:
+            self.mqtt = MqttIngest(
+                url=cfg.broker_url,
+                handler=self.ingest,
+                username=cfg.broker_username,
+                password=cfg.broker_password,
+                group=cfg.shared_group,
+            )
+            self._tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt ingest"))
+        if cfg.rd_url:
+            self.observer = CoapObserver(rd_url=cfg.rd_url, handler=self.ingest_durably)
+            self._tasks.append(asyncio.create_task(self.observer.run(), name="coap observe"))
+        await self._start_http()
+        if cfg.southbound:
+            self._tasks.append(asyncio.create_task(self._subscribe(), name="southbound"))
+
+    async def shutdown(self) -> None:
+        if self._http is not None:
+            self._http.should_exit = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self._stack.aclose()
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+    async def _start_http(self) -> None:
+        app = build_app(self.metrics, self._on_notification, self.health)
+        config = uvicorn.Config(
+            app,
+            host=self.config.http_host,
+            port=self.config.http_port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+        self._http = _EmbeddedServer(config)
+        self._tasks.append(asyncio.create_task(self._http.serve(), name="gateway http"))
+        while not self._http.started:  # noqa: ASYNC110  # uvicorn offers no start event
+            await asyncio.sleep(0.01)
+        sockets = [s for server in self._http.servers for s in server.sockets]
+        self.http_port = sockets[0].getsockname()[1] if sockets else self.config.http_port
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "platform": "up" if self.uplink.platform_up else "unreachable",
+            "queued": self.uplink.queued,
+            "mqtt": bool(self.mqtt and self.mqtt.connected.is_set()),
+            "coapObserved": self.observer.observed if self.observer else 0,
+            "received": self.metrics.value("r197_gateway_received_total"),
+            "normalized": self.metrics.value("r197_gateway_normalized_total"),
+            "forwarded": self.metrics.value("r197_gateway_forwarded_total"),
+            "rejected": self.metrics.value("r197_gateway_rejected_total"),
+        }
+
+    # -- southbound ---------------------------------------------------------------------------
+
+    async def _subscribe(self) -> None:
+        """Create (or refresh) the actuator subscription, retrying until the platform answers."""
+        host = self.config.http_host
+        shown = f"[{host}]" if ":" in host else host
+        endpoint = f"http://{shown}:{self.http_port}/notify"
+        sub_id = f"urn:ngsi-ld:Subscription:r197-gateway-{self.http_port}"
+        doc = actuator_subscription(self.profiles, endpoint, sub_id)
+        headers = {"NGSILD-Tenant": self.config.tenant} if self.config.tenant else {}
+        api = self.config.platform_url.rstrip("/") + "/ngsi-ld/v1/subscriptions"
+        delay = 0.5
+        async with httpx.AsyncClient(headers=headers, timeout=5) as client:
+            while True:
+                try:
+                    answer = await client.post(api, json=doc)
+                    if answer.status_code == 409:
+                        patch = {k: v for k, v in doc.items() if k not in ("id", "type")}
+                        answer = await client.patch(f"{api}/{sub_id}", json=patch)
+                    if answer.status_code in (201, 204):
+                        log.info("southbound: subscribed to actuator changes at %s", endpoint)
+                        return
+                    log.warning("southbound: subscription refused: %s", answer.text[:200])
+                except httpx.HTTPError as exc:
+                    log.debug("southbound: platform not reachable yet: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _on_notification(self, body: dict[str, Any]) -> None:
+        for entity in body.get("data", []):
+            if not isinstance(entity, dict):
+                continue
+            found = self.actuators.commands(entity)
+            if found is None:
+                continue
+            kind, device, command = found
+            try:
+                await self._relay(kind, device, command)
+                self.metrics.inc("r197_gateway_commands_total", device=device)
+            except Exception as exc:  # one failed device must not stop the rest
+                log.warning("southbound: command to %s failed: %s", device, exc)
+                self.metrics.inc("r197_gateway_command_failures_total", device=device)
+
+    async def _relay(self, kind: str, device: str, command: dict[str, Any]) -> None:
+        protocol = self._protocol_of.get(device, "mqtt")
+        if protocol == "mqtt":
+            if self.mqtt is None:
+                raise RuntimeError("no MQTT connection for commands")
+            topic = f"city/{kind}/{device}/cmd"
+            await self.mqtt.publish(topic, orjson.dumps(command), "application/json")
+            log.info("southbound: %s <- %s", device, command)
+            return
+        if self.observer is None:
+            raise RuntimeError("no CoAP client for commands")
+        await self.observer.put_actuators(device, command)

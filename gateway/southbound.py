@@ -1,0 +1,86 @@
+"""Southbound: actuator changes made in the platform are relayed to the devices.
+
+The gateway subscribes (NGSI-LD subscription, CIM 009 5.8) to the actuator attributes of its
+profiles (streetlight ``powerState`` and ``illuminanceLevel``).  A notified value that differs
+from the last value the gateway itself wrote is a command from a city application: it goes to
+the device as MQTT ``city/<kind>/<device>/cmd`` (JSON, SenML names and units) or as CoAP PUTs
+to ``/actuators/<name>``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gateway.profiles import Profile, Profiles
+
+log = logging.getLogger(__name__)
+
+
+def actuator_subscription(profiles: Profiles, endpoint: str, sub_id: str) -> dict[str, Any]:
+    """The subscription document for every actuator attribute of every profile."""
+    entities = []
+    watched: list[str] = []
+    for kind in profiles.kinds():
+        profile = profiles.get(kind)
+        assert profile is not None
+        attrs = [m.attribute for m in profile.measurements if m.actuator]
+        if attrs:
+            entities.append({"type": profile.entity_type})
+            watched.extend(a for a in attrs if a not in watched)
+    return {
+        "id": sub_id,
+        "type": "Subscription",
+        "description": "r197 gateway: relay actuator changes to devices",
+        "entities": entities,
+        "watchedAttributes": watched,
+        "notification": {
+            "format": "keyValues",
+            "attributes": watched,
+            "endpoint": {"uri": endpoint, "accept": "application/json"},
+        },
+    }
+
+
+class Actuators:
+    """Remembers what the gateway wrote, and turns notifications into device commands."""
+
+    def __init__(self, profiles: Profiles) -> None:
+        self.profiles = profiles
+        self._written: dict[tuple[str, str], Any] = {}
+
+    def wrote(self, device_id: str, entity: dict[str, Any]) -> None:
+        """Record the actuator values of an entity update the gateway sends (loop guard)."""
+        for name, prop in entity.items():
+            if isinstance(prop, dict) and "value" in prop:
+                self._written[(device_id, name)] = prop["value"]
+
+    def _profile(self, entity_type: str) -> Profile | None:
+        for kind in self.profiles.kinds():
+            profile = self.profiles.get(kind)
+            if profile is not None and profile.entity_type == entity_type:
+                return profile
+        return None
+
+    def commands(self, entity: dict[str, Any]) -> tuple[str, str, dict[str, Any]] | None:
+        """(kind, device id, command in SenML names/units) for a notified entity, if changed."""
+        profile = self._profile(str(entity.get("type")))
+        prefix = f"urn:ngsi-ld:{profile.entity_type}:" if profile else ""
+        entity_id = str(entity.get("id", ""))
+        if profile is None or not entity_id.startswith(prefix):
+            return None
+        device_id = entity_id[len(prefix) :]
+        command: dict[str, Any] = {}
+        for m in profile.measurements:
+            if not m.actuator or m.attribute not in entity:
+                continue
+            value = entity[m.attribute]
+            if self._written.get((device_id, m.attribute)) == value:
+                continue
+            if m.is_text:
+                if value in m.values:
+                    command[m.senml] = value
+            elif isinstance(value, int | float) and m.factor:
+                command[m.senml] = round((value - m.offset) / m.factor, 6)
+            self._written[(device_id, m.attribute)] = value
+        return (profile.kind, device_id, command) if command else None

@@ -1,0 +1,1 @@
+"""Southbound transports, one module per protocol: MQTT, CoAP ingest (push), CoAP observe."""

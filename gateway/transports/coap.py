@@ -1,0 +1,203 @@
+"""CoAP transports with aiocoap, UDP over IPv6 only.
+
+- :class:`CoapIngest` is the endpoint push devices POST readings to (``/up/<device id>``),
+  answering 2.04 Changed, or 4.00 / 4.04 / 4.13 / 4.15 from the rejection (RFC 7252 5.9).
+- :class:`CoapObserver` finds devices in the resource directory (RFC 9176 endpoint lookup),
+  observes their ``/sensors`` resource (RFC 7641) in SenML CBOR and re-observes a device
+  whose observation ends (device restart, lost notifications).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiocoap
+from aiocoap import resource
+
+from gateway.errors import RejectedPayload
+from gateway.normalizer import COAP_FORMATS, Inbound
+
+log = logging.getLogger(__name__)
+
+# The handler answers None when the reading is durably accepted, else the rejection.
+Handler = Callable[[Inbound], Awaitable[RejectedPayload | None]]
+SENML_CBOR = 112
+_LINK = re.compile(r"<([^>]*)>((?:;[^,;]+(?:=(?:\"[^\"]*\"|[^,;]*))?)*)")
+_ATTR = re.compile(r";([^=;,]+)(?:=(\"[^\"]*\"|[^;,]*))?")
+
+
+def parse_link_format(text: str) -> list[tuple[str, dict[str, str]]]:
+    """RFC 6690 links as (target, attributes)."""
+    links = []
+    for match in _LINK.finditer(text):
+        attrs = {k: v.strip('"') for k, v in _ATTR.findall(match.group(2))}
+        links.append((match.group(1), attrs))
+    return links
+
+
+def _code(pair: tuple[int, int]) -> aiocoap.numbers.codes.Code:
+    return aiocoap.numbers.codes.Code(pair[0] << 5 | pair[1])
+
+
+class _UpResource(resource.Resource, resource.PathCapable):  # type: ignore[misc]
+    def __init__(self, handler: Handler) -> None:
+        super().__init__()
+        self.handler = handler
+
+    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        path = request.opt.uri_path
+        if len(path) != 1 or not path[0]:
+            return aiocoap.Message(code=aiocoap.NOT_FOUND, payload=b"POST to /up/<device id>")
+        fmt = COAP_FORMATS.get(int(request.opt.content_format or 0))
+        if request.opt.content_format is None:
+            fmt = None
+        if fmt is None:
+            return aiocoap.Message(
+                code=aiocoap.UNSUPPORTED_CONTENT_FORMAT,
+                payload=b"Content-Format must be 110, 112, 50 or 0",
+            )
+        remote = request.remote.hostinfo if request.remote is not None else None
+        host = urlsplit(f"coap://{remote}").hostname if remote else None
+        inbound = Inbound("coap", request.payload, fmt, time.time(), path[0], host)
+        rejected = await self.handler(inbound)
+        if rejected is not None:
+            return aiocoap.Message(
+                code=_code(rejected.coap_code), payload=rejected.detail.encode()[:200]
+            )
+        return aiocoap.Message(code=aiocoap.CHANGED)
+
+
+class CoapIngest:
+    """The gateway's CoAP server for push devices."""
+
+    def __init__(self, *, host: str, port: int, handler: Handler) -> None:
+        self.host = host
+        self.port = port
+        site = resource.Site()
+        site.add_resource(
+            [".well-known", "core"], resource.WKCResource(site.get_resources_as_linkheader)
+        )
+        site.add_resource(["up"], _UpResource(handler))
+        self._site = site
+        self._context: Any = None
+
+    async def __aenter__(self) -> CoapIngest:
+        self._context = await aiocoap.Context.create_server_context(
+            self._site, bind=(self.host, self.port), transports=["udp6"]
+        )
+        log.info("CoAP ingest listening at coap://[%s]:%d/up/<device>", self.host, self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._context is not None:
+            await self._context.shutdown()
+
+
+class CoapObserver:
+    """Discovers CoAP devices in the resource directory and observes their readings."""
+
+    def __init__(self, *, rd_url: str, handler: Handler, rescan: float = 5.0) -> None:
+        self.rd_url = rd_url.rstrip("/")
+        self.handler = handler
+        self.rescan = rescan
+        self._context: Any = None
+        self._observing: dict[str, asyncio.Task[None]] = {}
+        self.bases: dict[str, str] = {}
+        self.lookup_path: str | None = None
+
+    async def run(self) -> None:
+        self._context = await aiocoap.Context.create_client_context(transports=["udp6"])
+        try:
+            while True:
+                try:
+                    for device, base in await self._endpoints():
+                        task = self._observing.get(device)
+                        if task is None or task.done():
+                            self._observing[device] = asyncio.create_task(
+                                self._observe(device, base), name=f"observe {device}"
+                            )
+                except (aiocoap.error.Error, OSError) as exc:
+                    log.info("CoAP: resource directory %s unavailable: %s", self.rd_url, exc)
+                await asyncio.sleep(self.rescan)
+        finally:
+            for task in self._observing.values():
+                task.cancel()
+            for task in self._observing.values():
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await self._context.shutdown()
+
+    @property
+    def observed(self) -> int:
+        return sum(1 for t in self._observing.values() if not t.done())
+
+    async def _get(self, uri: str) -> aiocoap.Message:
+        request = aiocoap.Message(code=aiocoap.GET, uri=uri)
+        response: aiocoap.Message = await self._context.request(request).response
+        return response
+
+    async def _endpoints(self) -> list[tuple[str, str]]:
+        """(device id, base URI) of every registered endpoint (RFC 9176 section 7)."""
+        if self.lookup_path is None:
+            wkc = await self._get(f"{self.rd_url}/.well-known/core?rt=core.rd-lookup-ep")
+            links = parse_link_format(wkc.payload.decode())
+            if not links:
+                raise aiocoap.error.NotFound("no core.rd-lookup-ep in the directory")
+            self.lookup_path = links[0][0]
+        answer = await self._get(self.rd_url + self.lookup_path)
+        found = []
+        for target, attrs in parse_link_format(answer.payload.decode()):
+            device = attrs.get("ep")
+            base = attrs.get("base") or target
+            if device and base.startswith("coap://"):
+                found.append((device, base.rstrip("/")))
+                self.bases[device] = base.rstrip("/")
+        return found
+
+    async def _observe(self, device: str, base: str) -> None:
+        request = aiocoap.Message(code=aiocoap.GET, uri=f"{base}/sensors", observe=0)
+        request.opt.accept = SENML_CBOR
+        host = urlsplit(base).hostname
+        pending = self._context.request(request)
+        try:
+            first = await pending.response
+            await self._handle(device, host, first)
+            log.info("CoAP: observing %s at %s/sensors", device, base)
+            async for notification in pending.observation:
+                await self._handle(device, host, notification)
+        except (aiocoap.error.Error, OSError) as exc:
+            log.info("CoAP: observation of %s ended (%s); will re-observe", device, exc)
+        finally:
+            with contextlib.suppress(Exception):
+                pending.observation.cancel()
+
+    async def _handle(self, device: str, host: str | None, message: aiocoap.Message) -> None:
+        if not message.code.is_successful():
+            log.warning("CoAP: %s answered %s", device, message.code)
+            return
+        fmt = COAP_FORMATS.get(int(message.opt.content_format or 0))
+        if fmt is None:
+            log.warning("CoAP: %s sent Content-Format %s", device, message.opt.content_format)
+            return
+        await self.handler(Inbound("coap", message.payload, fmt, time.time(), device, host))
+
+    async def put_actuators(self, device: str, command: dict[str, Any]) -> None:
+        """PUT each commanded value as text to ``/actuators/<name>`` (wire contract)."""
+        base = self.bases.get(device)
+        if base is None or self._context is None:
+            raise LookupError(f"CoAP device {device!r} is not in the resource directory")
+        for name, value in command.items():
+            request = aiocoap.Message(
+                code=aiocoap.PUT, uri=f"{base}/actuators/{name}", payload=str(value).encode()
+            )
+            request.opt.content_format = 0
+            answer = await self._context.request(request).response
+            if not answer.code.is_successful():
+                raise RuntimeError(f"{device} answered {answer.code} to PUT {name}")
