@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from testbed import gateway_cmd
+from testbed import devices_cmd, gateway_cmd
 from testbed.settings import Settings, load_settings
 
 log = logging.getLogger("testbed")
@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plat.set_defaults(func=run_platform)
     gateway_cmd.register(sub, EPILOG)
+    devices_cmd.register(sub, EPILOG)
     return parser
 
 

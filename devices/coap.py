@@ -1,0 +1,264 @@
+"""CoAP devices (aiocoap): each its own UDP server on [::1], registered in a resource directory.
+
+Resources (docs/wire-formats.md): ``/.well-known/core`` (RFC 6690), observable ``/sensors``
+(RFC 7641) in SenML JSON or CBOR by ``Accept`` (4.06 otherwise), ``/log`` large enough for
+Block2 (RFC 7959), and for streetlights ``/actuators/powerState`` and ``/actuators/dimmingLevel``.
+Push devices POST their readings to the gateway instead, as sleepy devices do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from typing import Any
+
+import aiocoap
+import cbor2
+from aiocoap import resource
+
+from devices.device import CONTENT_FORMATS, SimDevice
+
+log = logging.getLogger(__name__)
+
+SENML_JSON, SENML_CBOR, LINK_FORMAT, TEXT = 110, 112, 40, 0
+RD_LIFETIME = 300  # seconds; the registration is refreshed at half of it
+
+
+class Sensors(resource.ObservableResource):  # type: ignore[misc]
+    def __init__(self, device: SimDevice) -> None:
+        super().__init__()
+        self.device = device
+
+    def get_link_description(self) -> dict[str, Any]:
+        desc: dict[str, Any] = super().get_link_description()
+        desc.update({"rt": f"r197.{self.device.kind}", "if": "core.s", "ct": "110 112"})
+        return desc
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        accept = request.opt.accept
+        accept = SENML_JSON if accept is None else int(accept)
+        if accept not in (SENML_JSON, SENML_CBOR):
+            return aiocoap.Message(code=aiocoap.NOT_ACCEPTABLE)
+        if not self.device.current:
+            self.device.read()
+        payload, _ = self.device.encode("senml-json" if accept == SENML_JSON else "senml-cbor")
+        self.device.counters.sent += 1
+        return aiocoap.Message(payload=payload, content_format=accept)
+
+
+class Log(resource.Resource):  # type: ignore[misc]
+    def __init__(self, device: SimDevice) -> None:
+        super().__init__()
+        self.device = device
+
+    def get_link_description(self) -> dict[str, Any]:
+        desc: dict[str, Any] = super().get_link_description()
+        desc.update({"rt": "r197.log", "ct": "110"})
+        return desc
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        if not self.device.history:
+            self.device.read()
+        return aiocoap.Message(payload=self.device.log_pack(), content_format=SENML_JSON)
+
+
+class Actuator(resource.Resource):  # type: ignore[misc]
+    def __init__(self, device: SimDevice, name: str, on_change: Any) -> None:
+        super().__init__()
+        self.device = device
+        self.name = name
+        self.on_change = on_change
+
+    def get_link_description(self) -> dict[str, Any]:
+        desc: dict[str, Any] = super().get_link_description()
+        desc.update({"rt": f"r197.{self.name}", "if": "core.a", "ct": "0 110 112"})
+        return desc
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        value = (
+            self.device.state.power_state
+            if self.name == "powerState"
+            else self.device.state.dimming
+        )
+        return aiocoap.Message(payload=str(value).encode(), content_format=TEXT)
+
+    async def render_put(self, request: aiocoap.Message) -> aiocoap.Message:
+        fmt = request.opt.content_format
+        value: Any
+        try:
+            if fmt is None or int(fmt) == TEXT:
+                text = request.payload.decode()
+                value = text if self.name == "powerState" else float(text)
+            elif int(fmt) in (SENML_JSON, SENML_CBOR):
+                records = (
+                    json.loads(request.payload)
+                    if int(fmt) == SENML_JSON
+                    else [{"v": r.get(2), "vs": r.get(3)} for r in cbor2.loads(request.payload)]
+                )
+                first = records[0]
+                value = first.get("vs") if self.name == "powerState" else first.get("v")
+            else:
+                return aiocoap.Message(code=aiocoap.UNSUPPORTED_CONTENT_FORMAT)
+        except (ValueError, TypeError, IndexError, AttributeError, cbor2.CBORDecodeError):
+            return aiocoap.Message(code=aiocoap.BAD_REQUEST, payload=b"unreadable value")
+        valid = (
+            value in ("on", "off")
+            if self.name == "powerState"
+            else isinstance(value, float | int) and 0 <= value <= 100
+        )
+        if not valid:
+            return aiocoap.Message(code=aiocoap.BAD_REQUEST, payload=b"value out of range")
+        self.device.state.apply_command({self.name: value})
+        self.device.counters.commands += 1
+        self.on_change()
+        return aiocoap.Message(code=aiocoap.CHANGED)
+
+
+class CoapDevice:
+    """A CoAP server for one device, reading every ``interval`` and notifying observers."""
+
+    def __init__(self, device: SimDevice, *, host: str, port: int, rd: str | None) -> None:
+        self.device = device
+        self.host = host
+        self.port = port
+        self.rd = rd.rstrip("/") if rd else None
+        self.site = resource.Site()
+        self.sensors = Sensors(device)
+        self.site.add_resource(
+            [".well-known", "core"], resource.WKCResource(self.site.get_resources_as_linkheader)
+        )
+        self.site.add_resource(["sensors"], self.sensors)
+        self.site.add_resource(["log"], Log(device))
+        if device.kind == "streetlight":
+            for name in ("powerState", "dimmingLevel"):
+                self.site.add_resource(["actuators", name], Actuator(device, name, self._changed))
+        self.context: Any = None
+        self.registered = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def uri(self) -> str:
+        return f"coap://[{self.host}]:{self.port}"
+
+    def _changed(self) -> None:
+        self.device.read()
+        self.sensors.updated_state()
+
+    async def __aenter__(self) -> CoapDevice:
+        self.context = await aiocoap.Context.create_server_context(
+            self.site, bind=(self.host, self.port), transports=["udp6"]
+        )
+        self._tasks.append(asyncio.create_task(self._sampling(), name=f"{self.device.device_id}"))
+        if self.rd:
+            self._tasks.append(asyncio.create_task(self._registration()))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.context is not None:
+            await self.context.shutdown()
+
+    async def _sampling(self) -> None:
+        interval = self.device.spec.group.interval
+        self.device.read()
+        await asyncio.sleep(random.random() * min(interval, 5.0))
+        next_at = time.monotonic()
+        while True:
+            if self.device.read() is not None:
+                self.sensors.updated_state()
+            next_at += interval
+            await asyncio.sleep(max(next_at - time.monotonic(), 0.0))
+
+    async def _registration(self) -> None:
+        """Register in the RD (RFC 9176 5.3) after discovering its interface; refresh it."""
+        backoff = 1.0
+        location: str | None = None
+        while True:
+            try:
+                if location is None:
+                    location = await self._register()
+                    log.info("%s registered in the RD at %s", self.device.device_id, location)
+                else:
+                    refresh = aiocoap.Message(code=aiocoap.POST, uri=f"{self.rd}{location}")
+                    answer = await self.context.request(refresh).response
+                    if not answer.code.is_successful():
+                        location = None
+                        continue
+                self.registered = True
+                backoff = 1.0
+                await asyncio.sleep(RD_LIFETIME / 2)
+            except (aiocoap.error.Error, OSError) as exc:
+                self.registered = False
+                log.info("%s: RD not reachable (%s)", self.device.device_id, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    async def _register(self) -> str:
+        ask = aiocoap.Message(code=aiocoap.GET, uri=f"{self.rd}/.well-known/core?rt=core.rd")
+        wkc = await self.context.request(ask).response
+        text = wkc.payload.decode()
+        if "<" not in text:
+            raise aiocoap.error.NotFound("no core.rd link in the directory")
+        path = text[text.index("<") + 1 : text.index(">")]
+        links = self.site.get_resources_as_linkheader()
+        query = f"ep={self.device.device_id}&lt={RD_LIFETIME}&base={self.uri}"
+        register = aiocoap.Message(
+            code=aiocoap.POST,
+            uri=f"{self.rd}{path}?{query}",
+            payload=str(links).encode(),
+            content_format=LINK_FORMAT,
+        )
+        answer = await self.context.request(register).response
+        if answer.code != aiocoap.CREATED:
+            raise aiocoap.error.Error(f"registration answered {answer.code}")
+        return "/" + "/".join(answer.opt.location_path)
+
+
+class PushDevice:
+    """A sleepy device: wakes up, POSTs a reading to the gateway, sleeps."""
+
+    def __init__(self, device: SimDevice, *, gateway: str, context: Any) -> None:
+        self.device = device
+        self.url = f"{gateway.rstrip('/')}/up/{device.device_id}"
+        self.context = context
+        self.last_code: str | None = None
+
+    async def push_once(self) -> None:
+        if self.device.read() is None:
+            return
+        payload, _ = self.device.encode()
+        fmt = self.device.spec.group.format
+        request = aiocoap.Message(
+            code=aiocoap.POST, uri=self.url, payload=payload, content_format=CONTENT_FORMATS[fmt]
+        )
+        if self.device.spec.group.qos == 0:
+            request.mtype = aiocoap.NON
+        try:
+            answer = await asyncio.wait_for(self.context.request(request).response, 30)
+        except (aiocoap.error.Error, OSError, TimeoutError) as exc:
+            self.device.counters.failed += 1
+            log.info("%s: push failed (%s)", self.device.device_id, exc)
+            return
+        self.last_code = str(answer.code)
+        if answer.code.is_successful():
+            self.device.counters.sent += 1
+        else:
+            self.device.counters.failed += 1
+            log.warning("%s: gateway answered %s", self.device.device_id, answer.code)
+
+    async def run(self) -> None:
+        interval = self.device.spec.group.interval
+        await asyncio.sleep(random.random() * min(interval, 5.0))
+        next_at = time.monotonic()
+        while True:
+            await self.push_once()
+            next_at += interval
+            await asyncio.sleep(max(next_at - time.monotonic(), 0.0))

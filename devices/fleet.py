@@ -1,0 +1,123 @@
+"""A fleet: every device of a scenario, started and stopped together in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiocoap
+
+from devices.coap import CoapDevice, PushDevice
+from devices.device import SimDevice
+from devices.mqtt import MqttDevice
+from devices.scenario import Scenario
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FleetStatus:
+    devices: int
+    mqtt_online: int
+    coap_servers: int
+    coap_registered: int
+    sent: int
+    failed: int
+    commands: int
+
+    def line(self) -> str:
+        return (
+            f"devices {self.devices}: MQTT online {self.mqtt_online}, CoAP servers "
+            f"{self.coap_servers} ({self.coap_registered} in the RD), readings sent {self.sent}, "
+            f"failed {self.failed}, commands {self.commands}"
+        )
+
+
+class Fleet:
+    """``async with Fleet(scenario):`` runs every device until the block ends."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        broker: str | None = None,
+        rd: str | None = None,
+        gateway: str | None = None,
+        password: str | None = None,
+        use_rd: bool = True,
+    ) -> None:
+        self.scenario = scenario
+        ends = scenario.endpoints
+        self.broker = broker or ends.broker
+        self.rd = (rd or ends.rd) if use_rd else None
+        self.gateway = gateway or ends.gateway
+        self.password = password or scenario.password
+        self.devices = [SimDevice(spec) for spec in scenario.devices()]
+        self.mqtt: list[MqttDevice] = []
+        self.coap: list[CoapDevice] = []
+        self.push: list[PushDevice] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stack = contextlib.AsyncExitStack()
+        self._client: Any = None
+
+    async def __aenter__(self) -> Fleet:
+        host = self.scenario.endpoints.coap_host
+        try:
+            for dev in self.devices:
+                protocol = dev.spec.group.protocol
+                if protocol == "mqtt":
+                    mqtt = MqttDevice(dev, broker=self.broker, password=self.password)
+                    self.mqtt.append(mqtt)
+                    self._tasks.append(asyncio.create_task(mqtt.run(), name=dev.device_id))
+                elif protocol == "coap":
+                    assert dev.spec.coap_port is not None
+                    server = CoapDevice(dev, host=host, port=dev.spec.coap_port, rd=self.rd)
+                    await self._stack.enter_async_context(server)
+                    self.coap.append(server)
+                else:
+                    if self._client is None:
+                        self._client = await aiocoap.Context.create_client_context(
+                            transports=["udp6"]
+                        )
+                    push = PushDevice(dev, gateway=self.gateway, context=self._client)
+                    self.push.append(push)
+                    self._tasks.append(asyncio.create_task(push.run(), name=dev.device_id))
+        except BaseException:
+            await self.__aexit__()
+            raise
+        log.info(
+            "fleet: %d MQTT, %d CoAP, %d push devices",
+            len(self.mqtt),
+            len(self.coap),
+            len(self.push),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self._stack.aclose()
+        if self._client is not None:
+            await self._client.shutdown()
+            self._client = None
+
+    def status(self) -> FleetStatus:
+        return FleetStatus(
+            devices=len(self.devices),
+            mqtt_online=sum(1 for m in self.mqtt if m.online),
+            coap_servers=len(self.coap),
+            coap_registered=sum(1 for c in self.coap if c.registered),
+            sent=sum(d.counters.sent for d in self.devices),
+            failed=sum(d.counters.failed for d in self.devices),
+            commands=sum(d.counters.commands for d in self.devices),
+        )
+
+    def device(self, device_id: str) -> SimDevice:
+        return next(d for d in self.devices if d.device_id == device_id)

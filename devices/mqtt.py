@@ -1,0 +1,130 @@
+"""MQTT devices (aiomqtt): readings, retained online/offline status with a will, commands.
+
+Topics and payloads follow docs/wire-formats.md.  Each device is one MQTT client (its own
+session, credentials and will), as a real fleet is; they share one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from urllib.parse import urlsplit
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from devices.device import SimDevice
+
+log = logging.getLogger(__name__)
+
+
+def broker_address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "tcp"):
+        raise ValueError(f"broker URL must look like mqtt://[::1]:1883, got {url!r}")
+    return parts.hostname or "::1", parts.port or 1883
+
+
+class MqttDevice:
+    """Publishes readings every ``interval`` seconds until cancelled."""
+
+    def __init__(self, device: SimDevice, *, broker: str, password: str) -> None:
+        self.device = device
+        self.host, self.port = broker_address(broker)
+        self.password = password
+        group = device.spec.group
+        kind = device.kind
+        self.base = f"city/{kind}/{device.device_id}"
+        self.v5 = group.mqtt_version == "5"
+        self.online = False
+        self.client: aiomqtt.Client | None = None
+
+    def _client(self) -> aiomqtt.Client:
+        dev = self.device
+        return aiomqtt.Client(
+            self.host,
+            self.port,
+            username=dev.device_id,
+            password=self.password,
+            identifier=dev.device_id,
+            protocol=aiomqtt.ProtocolVersion.V5 if self.v5 else aiomqtt.ProtocolVersion.V311,
+            will=aiomqtt.Will(f"{self.base}/status", b"offline", qos=1, retain=True),
+            keepalive=60,
+        )
+
+    async def run(self) -> None:
+        dev = self.device
+        group = dev.spec.group
+        backoff = 1.0
+        await asyncio.sleep(random.random() * min(group.interval, 5.0))  # spread the fleet
+        while True:
+            try:
+                async with self._client() as client:
+                    self.client = client
+                    await client.publish(f"{self.base}/status", b"online", qos=1, retain=True)
+                    self.online = True
+                    backoff = 1.0
+                    tasks = [asyncio.create_task(self._publish_loop(client))]
+                    if dev.kind == "streetlight":
+                        await client.subscribe(f"{self.base}/cmd", qos=1)
+                        tasks.append(asyncio.create_task(self._commands(client)))
+                    try:
+                        await asyncio.gather(*tasks)
+                    finally:
+                        for task in tasks:
+                            task.cancel()
+            except aiomqtt.MqttError as exc:
+                self.online = False
+                self.client = None
+                log.info("%s: MQTT connection lost (%s), retrying", dev.device_id, exc)
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
+                backoff = min(backoff * 2, 30.0)
+            except asyncio.CancelledError:
+                self.online = False
+                raise
+
+    async def publish_once(self, client: aiomqtt.Client) -> None:
+        dev = self.device
+        if dev.read() is None:
+            return
+        fmt = dev.spec.group.format
+        payload, media_type = dev.encode()
+        props = None
+        if self.v5:
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.ContentType = media_type
+        await client.publish(
+            f"{self.base}/up/{fmt}", payload, qos=dev.spec.group.qos, properties=props
+        )
+        dev.counters.sent += 1
+
+    async def _publish_loop(self, client: aiomqtt.Client) -> None:
+        interval = self.device.spec.group.interval
+        next_at = time.monotonic()
+        while True:
+            await self.publish_once(client)
+            next_at += interval
+            await asyncio.sleep(max(next_at - time.monotonic(), 0.0))
+
+    async def _commands(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            try:
+                command = json.loads(message.payload)
+            except (ValueError, TypeError):
+                log.warning("%s: ignoring a malformed command", self.device.device_id)
+                continue
+            if isinstance(command, dict):
+                self.device.state.apply_command(command)
+                self.device.counters.commands += 1
+                log.info("%s: command %s", self.device.device_id, command)
+                await self.publish_once(client)  # report the new state at once
+
+    async def disconnect_abruptly(self) -> None:
+        """Drop the TCP connection without DISCONNECT, so the broker sends the will."""
+        sock = self.client._client.socket() if self.client is not None else None
+        if sock is not None:
+            sock.close()  # a test hook: simulate a crash

@@ -1,0 +1,95 @@
+"""``testbed devices``: run the simulated devices of a scenario."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from testbed.settings import Settings
+
+DESCRIPTION = """\
+Run the simulated field devices of a scenario (TOML): MQTT devices publishing to the broker,
+CoAP devices each serving /.well-known/core, observable /sensors and /log on their own IPv6
+port and registering in the resource directory, and CoAP push devices POSTing to the gateway.
+Shipped scenarios: workshop (20 devices, every domain), city-1000, and one per domain
+(airquality, weather, noise, traffic, parking, streetlight, flood, energy).
+"""
+
+
+def register(sub: Any, epilog: str) -> None:
+    parser = sub.add_parser(
+        "devices",
+        help="run simulated MQTT and CoAP devices from a scenario",
+        description=DESCRIPTION,
+        epilog=epilog + "\nExample: testbed devices --scenario workshop --broker mqtt://[::1]:1883",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--scenario", default="workshop", help="a scenario file, or a shipped scenario's name"
+    )
+    parser.add_argument("--broker", help="MQTT broker URL (default from the scenario)")
+    parser.add_argument("--password", help="MQTT password of every device")
+    parser.add_argument("--rd", help="resource directory URL, or 'off'")
+    parser.add_argument("--gateway", help="CoAP URL push devices POST to")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.set_defaults(func=run_devices)
+
+
+def resolve_scenario(name: str) -> Path:
+    path = Path(name)
+    if path.exists():
+        return path
+    from devices.scenario import shipped  # noqa: PLC0415
+
+    if shipped(name).exists():
+        return shipped(name)
+    raise FileNotFoundError(f"no scenario file {name!r} and no shipped scenario of that name")
+
+
+def run_devices(args: argparse.Namespace, settings: Settings) -> int:
+    from devices.fleet import Fleet  # noqa: PLC0415  # heavy imports
+    from devices.scenario import ScenarioError, load_scenario  # noqa: PLC0415
+    from testbed.daemon import run_until_signal  # noqa: PLC0415
+
+    try:
+        scenario = load_scenario(resolve_scenario(args.scenario))
+    except (FileNotFoundError, ScenarioError) as exc:
+        print(f"testbed devices: {exc}", file=sys.stderr)
+        return 2
+    fleet = Fleet(
+        scenario,
+        broker=args.broker,
+        rd=None if args.rd == "off" else args.rd,
+        use_rd=args.rd != "off",
+        gateway=args.gateway,
+        password=args.password,
+    )
+
+    async def start() -> None:
+        await fleet.__aenter__()
+        print(
+            f"devices: {len(fleet.devices)} devices from {args.scenario} "
+            f"(broker {fleet.broker}, RD {fleet.rd or 'off'}, push to {fleet.gateway})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def tick() -> None:
+        print(f"devices: {fleet.status().line()}", file=sys.stderr, flush=True)
+
+    async def main() -> None:
+        if args.duration is None:
+            await run_until_signal(start, fleet.__aexit__, tick=tick, interval=10.0)
+            return
+        await start()
+        try:
+            await asyncio.sleep(args.duration)
+            tick()
+        finally:
+            await fleet.__aexit__()
+
+    asyncio.run(main())
+    return 0
