@@ -44,6 +44,7 @@ class GatewayConfig:
     broker_username: str | None = "gateway"
     broker_password: str | None = None
     shared_group: str = "r197-gateways"
+    client_id: str = "r197-gateway"  # stable, so the broker keeps our session across restarts
     coap_host: str | None = "::1"  # CoAP ingest for push devices; None: off
     coap_port: int = 5684
     rd_url: str | None = "coap://[::1]:5783"  # resource directory to observe devices; None: off
@@ -134,6 +135,7 @@ class Gateway:
                 username=cfg.broker_username,
                 password=cfg.broker_password,
                 group=cfg.shared_group,
+                client_id=cfg.client_id,
             )
             self._tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt ingest"))
         if cfg.rd_url:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from testbed import devices_cmd, gateway_cmd
+from testbed import devices_cmd, gateway_cmd, up
 from testbed.settings import Settings, load_settings
 
 log = logging.getLogger("testbed")
@@ -28,6 +28,7 @@ def _setup_logging(verbosity: int) -> None:
     )
     if verbosity < 2:
         logging.getLogger("city_platform.access").setLevel(logging.WARNING)
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     plat.set_defaults(func=run_platform)
     gateway_cmd.register(sub, EPILOG)
     devices_cmd.register(sub, EPILOG)
+    up.register(sub, EPILOG)
     return parser
 
 

@@ -24,6 +24,7 @@ from gateway.normalizer import FORMATS, Format, Inbound, format_for_media_type
 log = logging.getLogger(__name__)
 
 TOPIC = "city/+/+/up/+"
+SESSION_EXPIRY = 3600  # seconds the broker keeps our session (and queued readings) while away
 Handler = Callable[[Inbound], object]  # its result (a rejection or None) is not needed here
 
 
@@ -69,13 +70,20 @@ class MqttIngest:
         self.username = username
         self.password = password
         self.group = group
-        self.client_id = client_id or f"r197-gateway-{random.randrange(16**6):06x}"  # noqa: S311
+        self.client_id = client_id or "r197-gateway"
         self.shared = shared
         self.client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         self.protocol = "5"
 
     def _client(self, version: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
+        # A persistent session under a stable client id: readings published while the gateway
+        # restarts wait in the broker (MQTT 5 3.1.2.11.2 session expiry, 3.1.1 clean session 0).
+        v5 = version == aiomqtt.ProtocolVersion.V5
+        props = None
+        if v5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = SESSION_EXPIRY
         return aiomqtt.Client(
             self.host,
             self.port,
@@ -83,6 +91,9 @@ class MqttIngest:
             password=self.password,
             identifier=self.client_id,
             protocol=version,
+            clean_session=None if v5 else False,
+            clean_start=False,
+            properties=props,
             max_queued_incoming_messages=100_000,
             keepalive=30,
         )
