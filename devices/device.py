@@ -92,7 +92,8 @@ class SimDevice:
             where = (self.spec.lon, self.spec.lat) if self._with_location() else None
             payload = vendor.to_json(self.device_id, t, values, where)
         else:
-            payload = vendor.to_csv(self.device_id, t, values)
+            where = (self.spec.lon, self.spec.lat) if self._with_location() else None
+            payload = vendor.to_csv(self.device_id, t, values, where)
         return payload, MEDIA_TYPES[fmt]
 
     def log_pack(self) -> bytes:

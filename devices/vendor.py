@@ -57,8 +57,13 @@ def to_json(
 
 
 def to_csv(
-    device_id: str, time: float, values: dict[str, tuple[float | str | bool, str | None]]
+    device_id: str,
+    time: float,
+    values: dict[str, tuple[float | str | bool, str | None]],
+    location: tuple[float, float] | None = None,
 ) -> bytes:
-    """SenML names and units, units implied; integer epoch seconds."""
+    """SenML names and units, units implied; integer epoch seconds; lat/lon now and then."""
     fields = ",".join(f"{name}={value}" for name, (value, _unit) in values.items())
+    if location is not None:
+        fields += f",lat={location[1]},lon={location[0]}"
     return f"{device_id},{int(time)},{fields}".encode()
