@@ -209,7 +209,9 @@ class CoapDevice:
             raise aiocoap.error.NotFound("no core.rd link in the directory")
         path = text[text.index("<") + 1 : text.index(">")]
         links = self.site.get_resources_as_linkheader()
-        query = f"ep={self.device.device_id}&lt={RD_LIFETIME}&base={self.uri}"
+        query = f"ep={self.device.device_id}&lt={RD_LIFETIME}"
+        if self.host not in ("::", "0.0.0.0"):  # noqa: S104
+            query += f"&base={self.uri}"  # else the RD takes our source address (RFC 9176 5.3)
         register = aiocoap.Message(
             code=aiocoap.POST,
             uri=f"{self.rd}{path}?{query}",

@@ -34,6 +34,7 @@ def register(sub: Any, epilog: str) -> None:
     parser.add_argument("--password", help="MQTT password of every device")
     parser.add_argument("--rd", help="resource directory URL, or 'off'")
     parser.add_argument("--gateway", help="CoAP URL push devices POST to")
+    parser.add_argument("--coap-host", help="address CoAP devices bind to (default ::1)")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.set_defaults(func=run_devices)
 
@@ -59,6 +60,8 @@ def run_devices(args: argparse.Namespace, settings: Settings) -> int:
     except (FileNotFoundError, ScenarioError) as exc:
         print(f"testbed devices: {exc}", file=sys.stderr)
         return 2
+    if args.coap_host:
+        scenario.endpoints.coap_host = args.coap_host
     fleet = Fleet(
         scenario,
         broker=args.broker,
