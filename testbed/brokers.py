@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto")
 GATEWAY_USER = "gateway"
+OBSERVER_USER = "observer"  # read-only, for students and tools such as mosquitto_sub
 
 # Each device publishes and reads only under its own id; %u is the MQTT username (= device id).
 _ACL = """\
@@ -32,6 +33,10 @@ user {gateway}
 topic read city/#
 topic read $share/#
 topic write city/+/+/cmd
+topic read $SYS/#
+
+user observer
+topic read city/#
 topic read $SYS/#
 
 pattern write city/+/%u/up/#

@@ -23,8 +23,10 @@ from typing import Any, TextIO
 import httpx
 import platformdirs
 
-from testbed.brokers import Broker, MosquittoBroker, choose_broker
+from testbed.brokers import OBSERVER_USER, Broker, MosquittoBroker, choose_broker
 from testbed.settings import Settings
+
+OBSERVER_PASSWORD = "observer"  # noqa: S105  # read-only lab account, printed at start
 
 DESCRIPTION = """\
 Start a whole smart city on this machine: MQTT broker, NGSI-LD platform, CoAP resource
@@ -181,7 +183,11 @@ async def _run(args: argparse.Namespace, scenario: Any, city: City) -> int:
     ports = city.ports
     gateway_password = secrets.token_urlsafe(12)
     mqtt_ids = [s.device_id for s in scenario.devices() if s.group.protocol == "mqtt"]
-    users = {"gateway": gateway_password, **dict.fromkeys(mqtt_ids, scenario.password)}
+    users = {
+        "gateway": gateway_password,
+        OBSERVER_USER: OBSERVER_PASSWORD,
+        **dict.fromkeys(mqtt_ids, scenario.password),
+    }
     broker = choose_broker(prefer=args.broker, port=ports.broker, users=users)
     if broker.name == "amqtt":
         for group in scenario.groups:
@@ -199,6 +205,13 @@ async def _run(args: argparse.Namespace, scenario: Any, city: City) -> int:
         city.broker = broker
         note = "" if isinstance(broker, MosquittoBroker) else " (embedded, MQTT 3.1.1 only)"
         print(f"broker    {broker.name}{note} at {broker.url}", file=out)
+        if isinstance(broker, MosquittoBroker):
+            print(
+                f"          read-only user {OBSERVER_USER!r}, password {OBSERVER_PASSWORD!r}: "
+                f"mosquitto_sub -h ::1 -p {ports.broker} -u {OBSERVER_USER} "
+                f"-P {OBSERVER_PASSWORD} -t 'city/#' -v",
+                file=out,
+            )
         city.spawn(
             "platform",
             [
