@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from gateway.metrics import Metrics
 from gateway.normalizer import Inbound, normalize
 from gateway.profiles import Profiles
 from gateway.southbound import Actuators, actuator_subscription
+from gateway.thinning import Thinning
 from gateway.transports.coap import CoapIngest, CoapObserver
 from gateway.transports.mqtt import MqttIngest
 from gateway.uplink import Uplink
@@ -53,6 +54,7 @@ class GatewayConfig:
     southbound: bool = True
     batch_entities: int = 500
     profiles_dir: Path | None = None
+    static_refresh: float = 60.0  # seconds between re-sends of unchanged refDevice/location/Device
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -69,6 +71,7 @@ class Gateway:
         self.metrics = Metrics()
         self.profiles = Profiles(config.profiles_dir)
         self.actuators = Actuators(self.profiles)
+        self.thinning = Thinning(config.static_refresh)
         self.uplink = Uplink(
             platform_url=config.platform_url,
             queue_path=config.queue_path,
@@ -100,9 +103,11 @@ class Gateway:
                 log.warning("rejected payload from %s over %s: %s", device, inbound.protocol, exc)
             return None, exc
         self.metrics.inc("r197_gateway_normalized_total", item.readings, protocol=inbound.protocol)
+        item = replace(item, entities=self.thinning.thin(item.entities, time.monotonic()))
         self._protocol_of[item.device_id] = inbound.protocol
-        for entity in item.entities[:-1]:
-            self.actuators.wrote(item.device_id, entity)
+        for entity in item.entities:
+            if entity.get("type") != "Device":
+                self.actuators.wrote(item.device_id, entity)
         return item, None
 
     def ingest(self, inbound: Inbound) -> RejectedPayload | None:
