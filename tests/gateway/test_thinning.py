@@ -1,4 +1,4 @@
-# ruff: noqa: E501  # entity documents read best on one line
+# entity documents read best on one line
 """Unchanged static attributes are sent with the first reading, on change, and on refresh."""
 
 from __future__ import annotations
