@@ -1,0 +1,185 @@
+"""The conformance suite's pytest plugin: IUT/PICS/PIXIT, reference roles, verdicts, reports.
+
+pytest conformance/                       # our reference stack on [::1]
+pytest conformance/ --iut iut.yaml        # somebody else's implementation
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance import report
+from conformance.iut import IutConfig, IutError, RoleConfig, load_iut
+from conformance.model import Case, Inconclusive, Result
+from conformance.stack import ReferenceStack
+
+RESULTS = pytest.StashKey[list[Result]]()
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("r197", "R197 conformance suite")
+    group.addoption("--iut", type=Path, help="YAML file naming the implementation under test")
+    group.addoption(
+        "--r197-report", type=Path, default=Path("conformance-report"),
+        help="directory for report.json, report.html and junit.xml (default conformance-report)",
+    )  # fmt: skip
+
+
+def _conformance_run(config: pytest.Config) -> bool:
+    return any(str(HERE) in str(Path(a).resolve()) for a in config.args)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "r197(case): an R197 conformance test case")
+    config.stash[RESULTS] = []
+    if _conformance_run(config) and not config.option.xmlpath:
+        out: Path = config.option.r197_report
+        out.mkdir(parents=True, exist_ok=True)
+        config.option.xmlpath = str(out / "junit.xml")
+
+
+def _case(item: pytest.Item) -> Case | None:
+    marker = item.get_closest_marker("r197")
+    return marker.args[0] if marker else None
+
+
+@pytest.fixture(scope="session")
+def iut(pytestconfig: pytest.Config) -> IutConfig:
+    try:
+        return load_iut(pytestconfig.option.iut)
+    except IutError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceStack]:
+    reference = ReferenceStack(tmp_path_factory.mktemp("reference"))
+    yield reference
+    reference.close()
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker(iut: IutConfig, stack: ReferenceStack) -> RoleConfig:
+    return iut.roles.get("mqtt-broker") or stack.broker()
+
+
+@pytest.fixture(scope="session")
+def ngsild_platform(iut: IutConfig, stack: ReferenceStack) -> RoleConfig:
+    return iut.roles.get("ngsild-platform") or stack.platform()
+
+
+@pytest.fixture(scope="session")
+def coap_device(iut: IutConfig, stack: ReferenceStack) -> RoleConfig:
+    return iut.roles.get("coap-device") or stack.coap_device()
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    iut: IutConfig, stack: ReferenceStack, mqtt_broker: RoleConfig, ngsild_platform: RoleConfig
+) -> RoleConfig:
+    return iut.roles.get("gateway") or stack.gateway(mqtt_broker, ngsild_platform)
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> dict[str, float]:
+    """Measured figures of a case (bytes per reading ...), copied into the reports."""
+    store: dict[str, float] = {}
+    request.node.r197_figures = store
+    return store
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    meta = _case(item)
+    if meta is None:
+        return
+    iut: IutConfig = item.session._r197_iut if hasattr(item.session, "_r197_iut") else None  # type: ignore[attr-defined]
+    if iut is None:
+        try:
+            iut = load_iut(item.config.option.iut)
+        except IutError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        item.session._r197_iut = iut  # type: ignore[attr-defined]
+    missing = [p for p in meta.pics if not iut.supports(p)]
+    if missing:
+        item.r197_na = f"PICS {', '.join(missing)} not supported"  # type: ignore[attr-defined]
+        pytest.skip(f"N/A: {item.r197_na}")  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    outcome = yield
+    rep: pytest.TestReport = outcome.get_result()
+    meta = _case(item)
+    if meta is None:
+        return
+    verdict = None
+    detail = ""
+    if rep.when == "setup":
+        if rep.skipped and getattr(item, "r197_na", None):
+            verdict, detail = "n/a", item.r197_na  # type: ignore[attr-defined]
+        elif rep.failed:
+            verdict, detail = "error", str(call.excinfo.value) if call.excinfo else "setup failed"
+    elif rep.when == "call":
+        if rep.passed:
+            verdict = "pass"
+        elif call.excinfo is not None and call.excinfo.errisinstance(Inconclusive):
+            verdict, detail = "inconclusive", str(call.excinfo.value)
+            rep.outcome = "skipped"  # inconclusive is not a failure of the run
+            rep.longrepr = ("", 0, f"inconclusive: {detail}")
+        elif call.excinfo is not None and call.excinfo.errisinstance(AssertionError):
+            verdict, detail = "fail", str(call.excinfo.value).split("\n")[0][:500]
+        elif rep.skipped:
+            verdict, detail = "n/a", str(rep.longrepr)[:300]
+        else:
+            verdict = "error"
+            detail = f"{call.excinfo.typename}: {call.excinfo.value}" if call.excinfo else ""
+    if verdict is None:
+        return
+    figures = getattr(item, "r197_figures", {})
+    rep.user_properties += [
+        ("r197_id", meta.id), ("r197_verdict", verdict), ("r197_theme", meta.theme),
+        ("r197_clauses", "; ".join(meta.clauses)),
+    ]  # fmt: skip
+    rep.user_properties += [(f"r197_figure_{k}", str(v)) for k, v in figures.items()]
+    item.config.stash[RESULTS].append(
+        Result(meta, item.nodeid, verdict, detail[:1000], rep.duration, dict(figures))  # type: ignore[arg-type]
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    results = session.config.stash.get(RESULTS, [])
+    if not results:
+        return
+    try:
+        iut = load_iut(session.config.option.iut)
+    except IutError:
+        return
+    roles = {name: role.url for name, role in iut.roles.items()}
+    doc = report.to_json(results, iut.implementation, roles)
+    out: Path = session.config.option.r197_report
+    report.write(out, doc)
+    session.config.stash[RESULTS] = []
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(doc["summary"].items()))
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None:
+        tr.write_line(
+            f"R197 conformance ({iut.implementation}): {summary}; report in {out}/report.html"
+        )
+
+
+def wait_until(predicate: Any, within: float = 10.0, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False

@@ -1,0 +1,94 @@
+"""The implementation under test: roles it fills (PIXIT) and what it supports (PICS).
+
+Example (``conformance/examples/mosquitto.yaml``)::
+
+    implementation: Mosquitto 2.0
+    roles:
+      mqtt-broker:
+        url: mqtt://[::1]:1883
+    pics:
+      mqtt.v5: true
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+Role = Literal["mqtt-broker", "mqtt-device", "coap-device", "gateway", "ngsild-platform"]
+
+# What the reference stack supports; an IUT file overrides these for the roles it fills.
+REFERENCE_PICS: dict[str, bool] = {
+    "mqtt.v311": True,
+    "mqtt.v5": True,
+    "mqtt.qos2": True,
+    "mqtt.retain": True,
+    "mqtt.will": True,
+    "mqtt.shared-subscriptions": True,
+    "mqtt.persistent-sessions": True,
+    "mqtt.message-expiry": True,
+    "mqtt.user-properties": True,
+    "coap.observe": True,
+    "coap.block2": True,
+    "coap.link-format": True,
+    "coap.accept": True,
+    "coap.etag": False,
+    "senml.json": True,
+    "senml.cbor": True,
+    "ngsild.temporal": True,
+    "ngsild.subscriptions": True,
+    "ngsild.geo": True,
+    "ngsild.tenants": True,
+    "gateway.vendor-json": True,
+    "gateway.coap-push": True,
+    "ipv6.only": True,
+}
+
+
+class RoleConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str
+    username: str | None = None
+    password: str | None = None
+    tenant: str | None = None
+    # Role-specific PIXIT, e.g. CoAP resource paths: {"observable": "/time", "large": "/..."}
+    resources: dict[str, str] = Field(default_factory=dict)
+    device_id: str | None = None
+
+
+class IutConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    implementation: str = "r197 reference stack"
+    roles: dict[Role, RoleConfig] = Field(default_factory=dict)
+    pics: dict[str, bool] = Field(default_factory=dict)
+    pixit: dict[str, Any] = Field(default_factory=dict)
+
+    def supports(self, item: str) -> bool:
+        if item in self.pics:
+            return self.pics[item]
+        return REFERENCE_PICS.get(item, False)
+
+
+class IutError(ValueError):
+    pass
+
+
+def load_iut(path: Path | None) -> IutConfig:
+    if path is None:
+        return IutConfig()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise IutError(f"{path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise IutError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return IutConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise IutError(f"{path}: {problems}") from None

@@ -1,0 +1,75 @@
+"""Test-case metadata and verdicts (the Sparkplug TCK style: every case has a stable id).
+
+A case declares its id ``R197-<GROUP>-<nn>``, objective, the clauses it traces to, the
+Resolution 197 theme it serves, and the PICS items it needs::
+
+    @case("R197-MQTT-01", "CONNECT is answered with CONNACK",
+          clauses=["MQTT 3.1.1 3.2", "[MQTT-3.2.0-1]"], theme="interoperability",
+          pics=["mqtt.v311"])
+    def test_connack(mqtt_broker): ...
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+import pytest
+
+Theme = Literal["interoperability", "ipv6", "security", "energy-efficiency", "resilience"]
+Verdict = Literal["pass", "fail", "inconclusive", "n/a", "error"]
+THEMES: tuple[Theme, ...] = (
+    "interoperability",
+    "ipv6",
+    "security",
+    "energy-efficiency",
+    "resilience",
+)
+_ID = re.compile(r"^R197-[A-Z0-9]+-\d{2}$")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Inconclusive(Exception):  # a verdict, named as the standards name it
+    """Raise when the observation cannot decide pass or fail (e.g. the IUT sent nothing)."""
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    objective: str
+    clauses: tuple[str, ...]
+    theme: Theme
+    pics: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not _ID.match(self.id):
+            raise ValueError(f"test case id {self.id!r} is not R197-<GROUP>-<nn>")
+
+
+@dataclass
+class Result:
+    case: Case
+    nodeid: str
+    verdict: Verdict
+    detail: str = ""
+    duration: float = 0.0
+    figures: dict[str, float] = field(default_factory=dict)
+
+
+def case(
+    case_id: str,
+    objective: str,
+    *,
+    clauses: list[str],
+    theme: Theme,
+    pics: list[str] | None = None,
+) -> Callable[[F], F]:
+    """Declare a conformance test case."""
+    meta = Case(case_id, objective, tuple(clauses), theme, tuple(pics or ()))
+
+    def wrap(fn: F) -> F:
+        return pytest.mark.r197(meta)(fn)  # type: ignore[no-any-return]
+
+    return wrap

@@ -1,0 +1,310 @@
+"""R197-MQTT: broker behaviour seen by clients (MQTT 3.1.1 OASIS 2014, MQTT 5.0 OASIS 2019)."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+
+from conformance.iut import RoleConfig
+from conformance.model import case
+from conformance.mqtt_client import ProbeClient, address
+
+
+def topic() -> str:
+    return f"r197test/{uuid.uuid4().hex[:10]}"
+
+
+@case("R197-MQTT-01", "CONNECT with clean session is accepted and session present is 0",
+      clauses=["MQTT 3.1.1 3.2.2.2", "[MQTT-3.2.2-1]"], theme="interoperability", pics=["mqtt.v311"])  # fmt: skip
+def test_connect_311(mqtt_broker: RoleConfig) -> None:
+    client = ProbeClient(mqtt_broker)
+    flags, rc = client.connect()
+    client.disconnect()
+    assert rc == 0, f"CONNACK return code {rc}"
+    assert not flags.session_present
+
+
+@case("R197-MQTT-02", "MQTT 5 CONNECT is accepted with reason code Success",
+      clauses=["MQTT 5 3.2.2.2"], theme="interoperability", pics=["mqtt.v5"])  # fmt: skip
+def test_connect_v5(mqtt_broker: RoleConfig) -> None:
+    client = ProbeClient(mqtt_broker, v5=True)
+    _flags, rc = client.connect()
+    client.disconnect()
+    assert rc == 0, f"CONNACK reason code {rc}"
+
+
+def _round_trip(role: RoleConfig, qos: int) -> None:
+    t = topic()
+    sub, pub = ProbeClient(role), ProbeClient(role)
+    sub.connect()
+    sub.subscribe(t, qos)
+    time.sleep(0.2)
+    pub.connect()
+    pub.publish(t, b"hello", qos=qos)
+    message = sub.receive()
+    duplicate = sub.receive(timeout=0.5) if qos == 2 else None
+    sub.disconnect()
+    pub.disconnect()
+    assert message is not None, f"no QoS {qos} message delivered"
+    assert message.payload == b"hello"
+    assert message.qos == qos
+    assert duplicate is None, "QoS 2 message delivered twice"
+
+
+@case("R197-MQTT-03", "A QoS 0 PUBLISH reaches a matching subscriber",
+      clauses=["MQTT 3.1.1 4.3.1", "[MQTT-4.3.1-1]"], theme="interoperability", pics=["mqtt.v311"])  # fmt: skip
+def test_qos0(mqtt_broker: RoleConfig) -> None:
+    _round_trip(mqtt_broker, 0)
+
+
+@case("R197-MQTT-04", "A QoS 1 PUBLISH is acknowledged and delivered at QoS 1",
+      clauses=["MQTT 3.1.1 4.3.2", "[MQTT-4.3.2-2]"], theme="interoperability", pics=["mqtt.v311"])  # fmt: skip
+def test_qos1(mqtt_broker: RoleConfig) -> None:
+    _round_trip(mqtt_broker, 1)
+
+
+@case("R197-MQTT-05", "A QoS 2 PUBLISH is delivered exactly once",
+      clauses=["MQTT 3.1.1 4.3.3", "[MQTT-4.3.3-2]"], theme="interoperability", pics=["mqtt.qos2"])  # fmt: skip
+def test_qos2(mqtt_broker: RoleConfig) -> None:
+    _round_trip(mqtt_broker, 2)
+
+
+@case("R197-MQTT-06", "A retained message is sent to a new subscriber with the retain flag",
+      clauses=["MQTT 3.1.1 3.3.1.3", "[MQTT-3.3.1-6]", "[MQTT-3.3.1-8]"], theme="interoperability",
+      pics=["mqtt.retain"])  # fmt: skip
+def test_retained(mqtt_broker: RoleConfig) -> None:
+    t = topic()
+    pub = ProbeClient(mqtt_broker)
+    pub.connect()
+    pub.publish(t, b"kept", retain=True)
+    sub = ProbeClient(mqtt_broker)
+    sub.connect()
+    sub.subscribe(t)
+    message = sub.receive()
+    pub.publish(t, b"", retain=True)  # clean up
+    pub.disconnect()
+    sub.disconnect()
+    assert message is not None, "retained message not delivered"
+    assert message.payload == b"kept"
+    assert message.retain
+
+
+@case("R197-MQTT-07", "A zero-length retained PUBLISH clears the retained message",
+      clauses=["MQTT 3.1.1 3.3.1.3", "[MQTT-3.3.1-10]", "[MQTT-3.3.1-11]"], theme="interoperability",
+      pics=["mqtt.retain"])  # fmt: skip
+def test_retained_cleared(mqtt_broker: RoleConfig) -> None:
+    t = topic()
+    pub = ProbeClient(mqtt_broker)
+    pub.connect()
+    pub.publish(t, b"kept", retain=True)
+    pub.publish(t, b"", retain=True)
+    pub.disconnect()
+    sub = ProbeClient(mqtt_broker)
+    sub.connect()
+    sub.subscribe(t)
+    message = sub.receive(timeout=1.5)
+    sub.disconnect()
+    assert message is None, f"retained message still delivered: {message.payload!r}"
+
+
+@case("R197-MQTT-08", "The will message is published when a client disconnects abnormally",
+      clauses=["MQTT 3.1.1 3.1.2.5", "[MQTT-3.1.2-8]"], theme="resilience", pics=["mqtt.will"])  # fmt: skip
+def test_will_on_abnormal_disconnect(mqtt_broker: RoleConfig) -> None:
+    t = topic()
+    sub = ProbeClient(mqtt_broker)
+    sub.connect()
+    sub.subscribe(t)
+    dying = ProbeClient(mqtt_broker, will=(t, b"gone"), keepalive=2)
+    dying.connect()
+    time.sleep(0.2)
+    dying.drop()
+    message = sub.receive(timeout=8)
+    sub.disconnect()
+    assert message is not None, "no will message after an abnormal disconnect"
+    assert message.payload == b"gone"
+
+
+@case("R197-MQTT-09", "The will message is discarded on a normal DISCONNECT",
+      clauses=["MQTT 3.1.1 3.14.4", "[MQTT-3.14.4-3]", "[MQTT-3.1.2-10]"], theme="interoperability",
+      pics=["mqtt.will"])  # fmt: skip
+def test_no_will_on_disconnect(mqtt_broker: RoleConfig) -> None:
+    t = topic()
+    sub = ProbeClient(mqtt_broker)
+    sub.connect()
+    sub.subscribe(t)
+    polite = ProbeClient(mqtt_broker, will=(t, b"gone"))
+    polite.connect()
+    polite.disconnect()
+    message = sub.receive(timeout=2)
+    sub.disconnect()
+    assert message is None, "will message sent after a normal DISCONNECT"
+
+
+@case("R197-MQTT-10", "QoS 1 messages published while a persistent-session client is away are delivered when it returns",
+      clauses=["MQTT 3.1.1 3.1.2.4", "[MQTT-3.1.2-4]", "[MQTT-3.1.2-5]"], theme="resilience",
+      pics=["mqtt.persistent-sessions"])  # fmt: skip
+def test_persistent_session(mqtt_broker: RoleConfig) -> None:
+    t = topic()
+    client_id = f"r197-persist-{uuid.uuid4().hex[:8]}"
+    away = ProbeClient(mqtt_broker, client_id=client_id, clean=False)
+    away.connect()
+    away.subscribe(t, 1)
+    away.disconnect()
+    pub = ProbeClient(mqtt_broker)
+    pub.connect()
+    pub.publish(t, b"while away", qos=1)
+    pub.disconnect()
+    back = ProbeClient(mqtt_broker, client_id=client_id, clean=False)
+    flags, _rc = back.connect()
+    message = back.receive()
+    back.disconnect()
+    cleanup = ProbeClient(mqtt_broker, client_id=client_id, clean=True)
+    cleanup.connect()
+    cleanup.disconnect()
+    assert flags.session_present, "session present flag not set [MQTT-3.2.2-2]"
+    assert message is not None, "queued QoS 1 message not delivered"
+    assert message.payload == b"while away"
+
+
+@case("R197-MQTT-11", "A '#' subscription does not match topics starting with '$'",
+      clauses=["MQTT 3.1.1 4.7.2", "[MQTT-4.7.2-1]"], theme="interoperability", pics=["mqtt.v311"])  # fmt: skip
+def test_dollar_topics(mqtt_broker: RoleConfig) -> None:
+    sub = ProbeClient(mqtt_broker)
+    sub.connect()
+    sub.subscribe("#", 0)
+    message = None
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        message = sub.receive(timeout=0.3)
+        if message is not None and message.topic.startswith("$"):
+            break
+        message = None
+    sub.disconnect()
+    assert message is None, f"'#' matched {message.topic if message else ''}"
+
+
+@case("R197-MQTT-12", "'+' matches exactly one topic level",
+      clauses=["MQTT 3.1.1 4.7.1.3", "[MQTT-4.7.1-3]"], theme="interoperability", pics=["mqtt.v311"])  # fmt: skip
+def test_single_level_wildcard(mqtt_broker: RoleConfig) -> None:
+    base = topic()
+    sub = ProbeClient(mqtt_broker)
+    sub.connect()
+    sub.subscribe(f"{base}/+/x")
+    pub = ProbeClient(mqtt_broker)
+    pub.connect()
+    pub.publish(f"{base}/a/b/x", b"two levels")
+    pub.publish(f"{base}/a/x", b"one level")
+    got = [sub.receive(timeout=1.5) for _ in range(2)]
+    pub.disconnect()
+    sub.disconnect()
+    payloads = [m.payload for m in got if m is not None]
+    assert payloads == [b"one level"], payloads
+
+
+@case("R197-MQTT-13", "User properties and content type are passed to subscribers unchanged",
+      clauses=["MQTT 5 3.3.2.3.9", "MQTT 5 3.3.2.3.7", "[MQTT-3.3.2-18]"], theme="interoperability",
+      pics=["mqtt.v5", "mqtt.user-properties"])  # fmt: skip
+def test_properties_pass_through(mqtt_broker: RoleConfig) -> None:
+    t = topic()
+    sub = ProbeClient(mqtt_broker, v5=True)
+    sub.connect()
+    sub.subscribe(t)
+    pub = ProbeClient(mqtt_broker, v5=True)
+    pub.connect()
+    pub.publish(t, b"[]", ContentType="application/senml+json", UserProperty=[("site", "geneva")])
+    message = sub.receive()
+    pub.disconnect()
+    sub.disconnect()
+    assert message is not None, "message not delivered"
+    props = message.properties
+    assert getattr(props, "ContentType", None) == "application/senml+json"
+    assert ("site", "geneva") in list(getattr(props, "UserProperty", []))
+
+
+@case("R197-MQTT-14", "A message whose expiry interval has passed is not delivered",
+      clauses=["MQTT 5 3.3.2.3.3", "[MQTT-3.3.2-5]"], theme="energy-efficiency",
+      pics=["mqtt.v5", "mqtt.message-expiry"])  # fmt: skip
+def test_message_expiry(mqtt_broker: RoleConfig) -> None:
+    t = topic()
+    pub = ProbeClient(mqtt_broker, v5=True)
+    pub.connect()
+    pub.publish(t, b"stale", retain=True, MessageExpiryInterval=1)
+    time.sleep(2.2)
+    sub = ProbeClient(mqtt_broker, v5=True)
+    sub.connect()
+    sub.subscribe(t)
+    message = sub.receive(timeout=1.5)
+    pub.publish(t, b"", retain=True)
+    pub.disconnect()
+    sub.disconnect()
+    assert message is None, "an expired retained message was delivered"
+
+
+@case("R197-MQTT-15", "A shared subscription delivers each message to one member of the group",
+      clauses=["MQTT 5 4.8.2", "[MQTT-4.8.2-1]"], theme="resilience",
+      pics=["mqtt.v5", "mqtt.shared-subscriptions"])  # fmt: skip
+def test_shared_subscription(mqtt_broker: RoleConfig) -> None:
+    t = topic()
+    members = [ProbeClient(mqtt_broker, v5=True) for _ in range(2)]
+    for m in members:
+        m.connect()
+        m.subscribe(f"$share/r197/{t}")
+    time.sleep(0.3)
+    pub = ProbeClient(mqtt_broker, v5=True)
+    pub.connect()
+    for n in range(10):
+        pub.publish(t, str(n).encode())
+    time.sleep(1.0)
+    received = [m.messages.qsize() for m in members]
+    for m in members:
+        m.disconnect()
+    pub.disconnect()
+    assert sum(received) == 10, f"members received {received} of 10 (each exactly once in total)"
+
+
+@case("R197-MQTT-16", "The broker closes a connection silent for 1.5 x the keep-alive",
+      clauses=["MQTT 3.1.1 3.1.2.10", "[MQTT-3.1.2-24]"], theme="resilience", pics=["mqtt.v311"])  # fmt: skip
+def test_keep_alive_timeout(mqtt_broker: RoleConfig) -> None:
+    host, port = address(mqtt_broker)
+    client_id = b"r197-ka"
+    var = b"\x00\x04MQTT\x04\x02\x00\x01"  # protocol name, level 4, clean session, keep-alive 1 s
+    flags = 0x02
+    payload = len(client_id).to_bytes(2, "big") + client_id
+    if mqtt_broker.username:
+        flags |= 0x80 | (0x40 if mqtt_broker.password else 0)
+        user = mqtt_broker.username.encode()
+        payload += len(user).to_bytes(2, "big") + user
+        if mqtt_broker.password:
+            pw = mqtt_broker.password.encode()
+            payload += len(pw).to_bytes(2, "big") + pw
+    var = var[:7] + bytes([flags]) + var[8:]
+    body = var + payload
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(bytes([0x10, len(body)]) + body)
+        connack = sock.recv(4)
+        assert connack[:1] == b"\x20", f"no CONNACK: {connack!r}"
+        began = time.monotonic()
+        sock.settimeout(6)
+        closed = sock.recv(16) == b""
+        elapsed = time.monotonic() - began
+    assert closed, "connection not closed"
+    assert elapsed < 4, f"closed after {elapsed:.1f} s, more than 1.5 x keep-alive"
+
+
+@case("R197-MQTT-17", "A zero-length client id with clean session is accepted (server assigns one)",
+      clauses=["MQTT 3.1.1 3.1.3.1", "[MQTT-3.1.3-6]"], theme="interoperability", pics=["mqtt.v311"])  # fmt: skip
+def test_empty_client_id(mqtt_broker: RoleConfig) -> None:
+    client = ProbeClient(mqtt_broker, client_id="")
+    _flags, rc = client.connect()
+    client.disconnect()
+    assert rc == 0, f"CONNACK return code {rc}"
+
+
+@case("R197-MQTT-18", "The broker is reachable at an IPv6 literal address",
+      clauses=["RFC 8200", "ITU-T Y.4200 8.2"], theme="ipv6", pics=["mqtt.v311"])  # fmt: skip
+def test_ipv6_literal(mqtt_broker: RoleConfig) -> None:
+    host, port = address(mqtt_broker)
+    assert ":" in host, f"the broker URL {mqtt_broker.url} is not an IPv6 literal"
+    with socket.create_connection((host, port), timeout=5) as sock:
+        assert sock.family == socket.AF_INET6
