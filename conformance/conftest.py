@@ -145,11 +145,11 @@ def pytest_runtest_makereport(
     if verdict is None:
         return
     figures = getattr(item, "r197_figures", {})
-    rep.user_properties += [
+    item.user_properties += [
         ("r197_id", meta.id), ("r197_verdict", verdict), ("r197_theme", meta.theme),
         ("r197_clauses", "; ".join(meta.clauses)),
     ]  # fmt: skip
-    rep.user_properties += [(f"r197_figure_{k}", str(v)) for k, v in figures.items()]
+    item.user_properties += [(f"r197_figure_{k}", str(v)) for k, v in figures.items()]
     item.config.stash[RESULTS].append(
         Result(meta, item.nodeid, verdict, detail[:1000], rep.duration, dict(figures))  # type: ignore[arg-type]
     )
