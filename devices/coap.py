@@ -28,6 +28,23 @@ SENML_JSON, SENML_CBOR, LINK_FORMAT, TEXT = 110, 112, 40, 0
 RD_LIFETIME = 300  # seconds; the registration is refreshed at half of it
 
 
+# Critical options (odd numbers, RFC 7252 5.4.6) this device understands: If-Match, Uri-Host,
+# If-None-Match, Uri-Port, OSCORE, Uri-Path, Uri-Query, Accept, Block2, Block1, Proxy-Uri,
+# Proxy-Scheme.  Any other critical option must be rejected with 4.02 (RFC 7252 5.4.1).
+KNOWN_CRITICAL = frozenset({1, 3, 5, 7, 9, 11, 15, 17, 23, 27, 35, 39})
+
+
+class StrictSite(resource.Site):  # type: ignore[misc]
+    """A site that rejects unrecognized critical options, as RFC 7252 5.4.1 requires."""
+
+    async def render_to_pipe(self, pipe: Any) -> Any:
+        for option in pipe.request.opt.option_list():
+            number = int(option.number)
+            if number & 1 and number not in KNOWN_CRITICAL:
+                raise aiocoap.error.BadOption(f"unrecognized critical option {number}")
+        return await super().render_to_pipe(pipe)
+
+
 class Sensors(resource.ObservableResource):  # type: ignore[misc]
     def __init__(self, device: SimDevice) -> None:
         super().__init__()
@@ -126,7 +143,7 @@ class CoapDevice:
         self.host = host
         self.port = port
         self.rd = rd.rstrip("/") if rd else None
-        self.site = resource.Site()
+        self.site = StrictSite()
         self.sensors = Sensors(device)
         self.site.add_resource(
             [".well-known", "core"], resource.WKCResource(self.site.get_resources_as_linkheader)

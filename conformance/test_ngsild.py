@@ -1,0 +1,251 @@
+"""R197-NGSILD: the smart-city platform's NGSI-LD API (ETSI GS CIM 009 V1.8.1)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from conformance.iut import RoleConfig
+from conformance.model import case
+
+ERR = "https://uri.etsi.org/ngsi-ld/errors/"
+
+
+@pytest.fixture
+def api(ngsild_platform: RoleConfig) -> Iterator[httpx.Client]:
+    """A client on the platform's API with a fresh tenant (or the configured one)."""
+    tenant = ngsild_platform.tenant or f"r197{uuid.uuid4().hex[:8]}"
+    headers = {"NGSILD-Tenant": tenant} if tenant != "default" else {}
+    with httpx.Client(
+        base_url=ngsild_platform.url.rstrip("/") + "/ngsi-ld/v1", headers=headers, timeout=10
+    ) as client:
+        yield client
+
+
+def entity(n: int = 1, value: float = 21.5, kind: str = "R197Room") -> dict[str, Any]:
+    return {
+        "id": f"urn:ngsi-ld:{kind}:{uuid.uuid4().hex[:6]}-{n}",
+        "type": kind,
+        "temperature": {"type": "Property", "value": value, "unitCode": "CEL",
+                        "observedAt": "2026-01-01T10:00:00Z"},
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [6.1432, 46.2044]}},
+    }  # fmt: skip
+
+
+def problem(r: httpx.Response, status: int, kind: str) -> None:
+    assert r.status_code == status, f"expected {status}, got {r.status_code}: {r.text[:200]}"
+    body = r.json()
+    assert body.get("type") == ERR + kind, f"ProblemDetails type {body.get('type')!r}"
+    assert "title" in body
+
+
+@case("R197-NGSILD-01", "Create entity answers 201 with a Location header",
+      clauses=["ETSI GS CIM 009 5.6.1"], theme="interoperability")  # fmt: skip
+def test_create(api: httpx.Client) -> None:
+    doc = entity()
+    r = api.post("/entities", json=doc)
+    assert r.status_code == 201, r.text
+    assert doc["id"] in r.headers.get("Location", "")
+
+
+@case("R197-NGSILD-02", "Creating an existing entity is 409 AlreadyExists",
+      clauses=["ETSI GS CIM 009 5.6.1.4", "ETSI GS CIM 009 5.5.2"], theme="interoperability")  # fmt: skip
+def test_create_twice(api: httpx.Client) -> None:
+    doc = entity()
+    api.post("/entities", json=doc)
+    problem(api.post("/entities", json=doc), 409, "AlreadyExists")
+
+
+@case("R197-NGSILD-03", "An invalid entity id is 400 BadRequestData",
+      clauses=["ETSI GS CIM 009 5.6.1.4", "ETSI GS CIM 009 4.6.2"], theme="interoperability")  # fmt: skip
+def test_bad_id(api: httpx.Client) -> None:
+    problem(api.post("/entities", json={**entity(), "id": "not a uri"}), 400, "BadRequestData")
+
+
+@case("R197-NGSILD-04", "Retrieve returns the entity's attributes faithfully (value, unitCode, observedAt)",
+      clauses=["ETSI GS CIM 009 5.7.1", "ETSI GS CIM 009 4.5.2"], theme="interoperability")  # fmt: skip
+def test_retrieve(api: httpx.Client) -> None:
+    doc = entity()
+    api.post("/entities", json=doc)
+    got = api.get(f"/entities/{doc['id']}").json()
+    assert got["temperature"]["value"] == 21.5
+    assert got["temperature"]["unitCode"] == "CEL"
+    assert got["temperature"]["observedAt"] == "2026-01-01T10:00:00Z"
+
+
+@case("R197-NGSILD-05", "A missing entity is 404 ResourceNotFound",
+      clauses=["ETSI GS CIM 009 5.7.1.4"], theme="interoperability")  # fmt: skip
+def test_missing(api: httpx.Client) -> None:
+    api.post("/entities", json=entity())  # the tenant exists
+    problem(api.get("/entities/urn:ngsi-ld:R197Room:none"), 404, "ResourceNotFound")
+
+
+@case("R197-NGSILD-06", "options=keyValues returns the simplified representation",
+      clauses=["ETSI GS CIM 009 4.5.4", "ETSI GS CIM 009 6.3.7"], theme="interoperability")  # fmt: skip
+def test_key_values(api: httpx.Client) -> None:
+    doc = entity()
+    api.post("/entities", json=doc)
+    got = api.get(f"/entities/{doc['id']}", params={"options": "keyValues"}).json()
+    assert got["temperature"] == 21.5
+
+
+@case("R197-NGSILD-07", "Query by type and q filter returns only matching entities",
+      clauses=["ETSI GS CIM 009 5.7.2", "ETSI GS CIM 009 4.9"], theme="interoperability")  # fmt: skip
+def test_query_q(api: httpx.Client) -> None:
+    kind = f"R197Q{uuid.uuid4().hex[:6]}"
+    docs = [entity(n, value=10 * n, kind=kind) for n in range(1, 4)]
+    for d in docs:
+        api.post("/entities", json=d)
+    r = api.get("/entities", params={"type": kind, "q": "temperature>15"})
+    assert r.status_code == 200, r.text
+    assert sorted(e["id"] for e in r.json()) == sorted(d["id"] for d in docs[1:])
+
+
+@case("R197-NGSILD-08", "A q syntax error is 400 with a detail",
+      clauses=["ETSI GS CIM 009 4.9", "ETSI GS CIM 009 5.5.2"], theme="interoperability")  # fmt: skip
+def test_q_error(api: httpx.Client) -> None:
+    api.post("/entities", json=entity())
+    r = api.get("/entities", params={"type": "R197Room", "q": "temperature>>1"})
+    assert r.status_code == 400, r.text
+    assert r.json().get("type") in (ERR + "InvalidRequest", ERR + "BadRequestData")
+    assert r.json().get("detail")
+
+
+@case("R197-NGSILD-09", "A geo-query near;maxDistance selects entities by distance",
+      clauses=["ETSI GS CIM 009 4.10"], theme="interoperability", pics=["ngsild.geo"])  # fmt: skip
+def test_geo(api: httpx.Client) -> None:
+    kind = f"R197G{uuid.uuid4().hex[:6]}"
+    doc = entity(kind=kind)
+    api.post("/entities", json=doc)
+    near = api.get("/entities", params={"type": kind, "georel": "near;maxDistance==2000",
+                                        "geometry": "Point", "coordinates": "[6.15,46.20]"})  # fmt: skip
+    far = api.get("/entities", params={"type": kind, "georel": "near;maxDistance==100",
+                                       "geometry": "Point", "coordinates": "[6.2,46.3]"})  # fmt: skip
+    assert [e["id"] for e in near.json()] == [doc["id"]]
+    assert far.json() == []
+
+
+@case("R197-NGSILD-10", "Batch upsert answers 201 (created) then 204 (updated)",
+      clauses=["ETSI GS CIM 009 5.6.8"], theme="interoperability")  # fmt: skip
+def test_batch_upsert(api: httpx.Client) -> None:
+    docs = [entity(n) for n in range(3)]
+    assert api.post("/entityOperations/upsert", json=docs).status_code == 201
+    r = api.post("/entityOperations/upsert", params={"options": "update"}, json=docs)
+    assert r.status_code == 204, r.text
+
+
+@case("R197-NGSILD-11", "A batch with a bad entity is 207 naming it in a BatchOperationResult",
+      clauses=["ETSI GS CIM 009 5.6.7", "ETSI GS CIM 009 5.2.17"], theme="interoperability")  # fmt: skip
+def test_batch_partial(api: httpx.Client) -> None:
+    good = entity()
+    r = api.post("/entityOperations/create", json=[good, {"id": "bad id", "type": "R197Room"}])
+    assert r.status_code == 207, r.text
+    body = r.json()
+    assert good["id"] in body["success"]
+    assert len(body["errors"]) == 1
+
+
+@case("R197-NGSILD-12", "Temporal retrieval returns every observed instance, lastN the newest",
+      clauses=["ETSI GS CIM 009 5.7.3", "ETSI GS CIM 009 4.5.7"], theme="interoperability",
+      pics=["ngsild.temporal"])  # fmt: skip
+def test_temporal(api: httpx.Client) -> None:
+    doc = entity()
+    api.post("/entities", json=doc)
+    for minute in (1, 2):
+        prop = {
+            "type": "Property",
+            "value": 20 + minute,
+            "observedAt": f"2026-01-01T10:0{minute}:00Z",
+        }
+        api.patch(f"/entities/{doc['id']}/attrs", json={"temperature": prop})
+    r = api.get(f"/temporal/entities/{doc['id']}", params={"attrs": "temperature", "lastN": "2"})
+    assert r.status_code == 200, r.text
+    assert [i["value"] for i in r.json()["temperature"]] == [21, 22]
+
+
+@case("R197-NGSILD-13", "An unsupported Content-Type is 415",
+      clauses=["ETSI GS CIM 009 6.3.4"], theme="interoperability")  # fmt: skip
+def test_415(api: httpx.Client) -> None:
+    r = api.post("/entities", content=b"x", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415, r.text
+
+
+@case("R197-NGSILD-14", "An unacceptable Accept is 406; application/ld+json carries @context",
+      clauses=["ETSI GS CIM 009 6.3.6"], theme="interoperability")  # fmt: skip
+def test_406_and_ld(api: httpx.Client) -> None:
+    doc = entity()
+    api.post("/entities", json=doc)
+    assert api.get(f"/entities/{doc['id']}", headers={"Accept": "text/csv"}).status_code == 406
+    ld = api.get(f"/entities/{doc['id']}", headers={"Accept": "application/ld+json"})
+    assert "@context" in ld.json()
+    plain = api.get(f"/entities/{doc['id']}", headers={"Accept": "application/json"})
+    assert "json-ld#context" in plain.headers.get("Link", "")
+
+
+@case("R197-NGSILD-15", "Tenants are isolated: an entity in one is not visible in another",
+      clauses=["ETSI GS CIM 009 4.14", "ETSI GS CIM 009 6.3.14"], theme="security",
+      pics=["ngsild.tenants"])  # fmt: skip
+def test_tenants(ngsild_platform: RoleConfig) -> None:
+    base = ngsild_platform.url.rstrip("/") + "/ngsi-ld/v1"
+    doc = entity()
+    a = {"NGSILD-Tenant": f"r197a{uuid.uuid4().hex[:6]}"}
+    b = {"NGSILD-Tenant": f"r197b{uuid.uuid4().hex[:6]}"}
+    assert httpx.post(f"{base}/entities", json=doc, headers=a).status_code == 201
+    httpx.post(f"{base}/entities", json=entity(), headers=b)
+    assert httpx.get(f"{base}/entities/{doc['id']}", headers=b).status_code == 404
+
+
+class _Receiver(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+@case("R197-NGSILD-16", "A subscription notifies a change of a watched attribute over HTTP",
+      clauses=["ETSI GS CIM 009 5.8.1", "ETSI GS CIM 009 5.11"], theme="interoperability",
+      pics=["ngsild.subscriptions"])  # fmt: skip
+def test_subscription(api: httpx.Client) -> None:
+    got: list[Any] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = _Receiver(("::1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        kind = f"R197S{uuid.uuid4().hex[:6]}"
+        sub = {"type": "Subscription", "entities": [{"type": kind}], "watchedAttributes": ["temperature"],
+               "notification": {"endpoint": {"uri": f"http://[::1]:{server.server_address[1]}/n",
+                                             "accept": "application/json"}}}  # fmt: skip
+        assert api.post("/subscriptions", json=sub).status_code == 201
+        doc = entity(kind=kind)
+        api.post("/entities", json=doc)
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        server.shutdown()
+    assert got, "no notification within 10 s"
+    assert got[0]["type"] == "Notification"
+    assert got[0]["data"][0]["id"] == doc["id"]
+
+
+@case("R197-NGSILD-17", "The platform answers on an IPv6 literal address",
+      clauses=["RFC 8200", "RFC 3986 3.2.2", "ITU-T Y.4200 8.2"], theme="ipv6")  # fmt: skip
+def test_ipv6(ngsild_platform: RoleConfig) -> None:
+    assert "[" in ngsild_platform.url, f"{ngsild_platform.url} is not an IPv6 literal URL"
+    r = httpx.get(ngsild_platform.url.rstrip("/") + "/ngsi-ld/v1/types")
+    assert r.status_code == 200
