@@ -249,3 +249,35 @@ def test_ipv6(ngsild_platform: RoleConfig) -> None:
     assert "[" in ngsild_platform.url, f"{ngsild_platform.url} is not an IPv6 literal URL"
     r = httpx.get(ngsild_platform.url.rstrip("/") + "/ngsi-ld/v1/types")
     assert r.status_code == 200
+
+
+@case("R197-NGSILD-18", "Delete entity answers 204, then the entity is 404",
+      clauses=["ETSI GS CIM 009 5.6.6"], theme="interoperability")  # fmt: skip
+def test_delete(api: httpx.Client) -> None:
+    doc = entity()
+    api.post("/entities", json=doc)
+    assert api.delete(f"/entities/{doc['id']}").status_code == 204
+    problem(api.get(f"/entities/{doc['id']}"), 404, "ResourceNotFound")
+
+
+@case("R197-NGSILD-19", "GET /types lists the types of stored entities",
+      clauses=["ETSI GS CIM 009 5.7.5"], theme="interoperability")  # fmt: skip
+def test_types(api: httpx.Client) -> None:
+    kind = f"R197T{uuid.uuid4().hex[:6]}"
+    api.post("/entities", json=entity(kind=kind))
+    r = api.get("/types")
+    assert r.status_code == 200, r.text
+    assert kind in r.json()["typeList"]
+
+
+@case("R197-NGSILD-20", "Append with noOverwrite keeps existing attributes and reports them (207)",
+      clauses=["ETSI GS CIM 009 5.6.3"], theme="interoperability")  # fmt: skip
+def test_append_no_overwrite(api: httpx.Client) -> None:
+    doc = entity()
+    api.post("/entities", json=doc)
+    r = api.post(f"/entities/{doc['id']}/attrs", params={"options": "noOverwrite"},
+                 json={"temperature": {"type": "Property", "value": 99}, "humidity": {"type": "Property", "value": 40}})  # fmt: skip
+    assert r.status_code == 207, r.text
+    got = api.get(f"/entities/{doc['id']}", params={"options": "keyValues"}).json()
+    assert got["temperature"] == 21.5
+    assert got["humidity"] == 40
