@@ -96,8 +96,14 @@ class Endpoint:
         self.mid = random.randrange(1, 60000)  # noqa: S311
 
     def request(self, msg: Message) -> Message:
+        """Send and return the response, following a separate response (RFC 7252 5.2.2)."""
         self.send(msg)
-        return self.receive()
+        answer = self.receive()
+        if answer.type == ACK and answer.code == 0 and msg.code != 0:
+            answer = self.receive()  # empty ACK: the response follows in its own message
+            if answer.type == CON:
+                self.send(Message(ACK, 0, answer.mid))
+        return answer
 
     def send(self, msg: Message) -> int:
         data = encode(msg)

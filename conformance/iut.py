@@ -48,6 +48,15 @@ REFERENCE_PICS: dict[str, bool] = {
 }
 
 
+# PIXIT defaults of the reference stack (an IUT file's pixit overrides them).
+REFERENCE_PIXIT: dict[str, Any] = {
+    # Mosquitto 2.0.11 checks keep-alive timers coarsely: it closes a silent 2 s keep-alive
+    # connection after 3 to 9 s, not within 1.5 x (MQTT-3.1.2-24). Documented in docs/interop.md.
+    "mqtt.keepalive_tolerance_s": 10.0,
+    "energy.max_bytes_per_reading": 600,
+}
+
+
 class RoleConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str
@@ -65,6 +74,9 @@ class IutConfig(BaseModel):
     roles: dict[Role, RoleConfig] = Field(default_factory=dict)
     pics: dict[str, bool] = Field(default_factory=dict)
     pixit: dict[str, Any] = Field(default_factory=dict)
+
+    def pixit_value(self, key: str) -> Any:
+        return self.pixit.get(key, REFERENCE_PIXIT.get(key))
 
     def supports(self, item: str) -> bool:
         if item in self.pics:

@@ -141,7 +141,11 @@ class ReferenceStack:
                 cmd += ["--broker-user", broker.username]
             proc = self._spawn("gateway", cmd)
             _wait_http(f"http://[::1]:{http_port}/health", proc)
-            time.sleep(1.0)  # its MQTT subscription is in place
+            deadline = time.monotonic() + 30  # until its MQTT subscription is in place
+            while time.monotonic() < deadline:
+                if httpx.get(f"http://[::1]:{http_port}/health", timeout=2).json().get("mqtt"):
+                    break
+                time.sleep(0.2)
             self._roles["gateway"] = RoleConfig(
                 url=f"coap://[::1]:{coap_port}",
                 resources={"metrics": f"http://[::1]:{http_port}/metrics", "push": "/up"},

@@ -119,7 +119,7 @@ def test_bytes_per_reading(
     data, _ = ep.sock.recvfrom(65535)
     wire = sent + len(data) + 2 * (40 + 8)
     figures["coap_get_senml_json_bytes"] = wire
-    budget = float(iut.pixit.get("energy.max_bytes_per_reading", 600))
+    budget = float(iut.pixit_value("energy.max_bytes_per_reading"))
     assert wire <= budget, f"{wire} bytes per reading, budget {budget}"
 
 

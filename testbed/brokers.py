@@ -230,8 +230,10 @@ class AmqttBroker:
         # amqtt writes IPv6 bind addresses without brackets (DESIGN 8).
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
-            "auth": {"allow-anonymous": True},
-            "topic-check": {"enabled": False},
+            # Only the anonymous plugin: amqtt's password-file plugin refuses unknown usernames.
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
+            },
         }
         self._broker = _Amqtt(config)
         await self._broker.start()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from conformance import cli as conformance_cli
+from conformance import matrix
 from testbed import devices_cmd, gateway_cmd, up
 from testbed.settings import Settings, load_settings
 
@@ -73,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     gateway_cmd.register(sub, EPILOG)
     devices_cmd.register(sub, EPILOG)
     up.register(sub, EPILOG)
+    conformance_cli.register(sub, EPILOG)
+    matrix.register(sub, EPILOG)
     return parser
 
 

@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -84,6 +85,9 @@ class MqttIngest:
         if v5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = SESSION_EXPIRY
+        session: dict[str, Any] = (
+            {"clean_start": False, "properties": props} if v5 else {"clean_session": False}
+        )
         return aiomqtt.Client(
             self.host,
             self.port,
@@ -91,16 +95,16 @@ class MqttIngest:
             password=self.password,
             identifier=self.client_id,
             protocol=version,
-            clean_session=None if v5 else False,
-            clean_start=False,
-            properties=props,
             max_queued_incoming_messages=100_000,
             keepalive=30,
+            timeout=5,
+            **session,
         )
 
     async def run(self) -> None:
         backoff = 0.5
         version = aiomqtt.ProtocolVersion.V5
+        ever_connected = False
         while True:
             try:
                 async with self._client(version) as client:
@@ -111,20 +115,35 @@ class MqttIngest:
                     await client.subscribe(topic, qos=1)
                     log.info("MQTT: subscribed to %s at [%s]:%d", topic, self.host, self.port)
                     self.connected.set()
+                    ever_connected = True
                     backoff = 0.5
                     async for message in client.messages:
                         self._on_message(message)
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
                 self.client = None
-                if version == aiomqtt.ProtocolVersion.V5 and "protocol" in str(exc).lower():
-                    log.info("MQTT: broker refuses MQTT 5 (%s); using 3.1.1", exc)
+                v5 = version == aiomqtt.ProtocolVersion.V5
+                if v5 and not ever_connected and await self._reachable():
+                    # A broker that refuses MQTT 5 (amqtt) says so in different ways, or just
+                    # closes the connection: fall back to 3.1.1 and a plain subscription.
+                    log.info("MQTT: MQTT 5 connection refused (%s); trying 3.1.1", exc)
                     version = aiomqtt.ProtocolVersion.V311
                     self.protocol = "3.1.1"
                     continue
                 log.info("MQTT: connection lost (%s); retrying in %.1f s", exc, backoff)
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.5))  # noqa: S311
                 backoff = min(backoff * 2, 10.0)
+
+    async def _reachable(self) -> bool:
+        """Whether the broker accepts TCP connections (then it is MQTT 5 it refused)."""
+        try:
+            _reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port), 3
+            )
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        return True
 
     def _on_message(self, message: aiomqtt.Message) -> None:
         content_type = None
