@@ -19,6 +19,12 @@ from conformance.model import Case, Inconclusive, Result
 from conformance.stack import ReferenceStack
 
 RESULTS = pytest.StashKey[list[Result]]()
+ROLE_FIXTURES = {
+    "mqtt_broker": "mqtt-broker",
+    "ngsild_platform": "ngsild-platform",
+    "coap_device": "coap-device",
+    "gateway": "gateway",
+}
 HERE = Path(__file__).resolve().parent
 
 
@@ -151,7 +157,19 @@ def pytest_runtest_makereport(
     ]  # fmt: skip
     item.user_properties += [(f"r197_figure_{k}", str(v)) for k, v in figures.items()]
     item.config.stash[RESULTS].append(
-        Result(meta, item.nodeid, verdict, detail[:1000], rep.duration, dict(figures))  # type: ignore[arg-type]
+        Result(
+            meta,
+            item.nodeid,
+            verdict,
+            detail[:1000],
+            rep.duration,
+            dict(figures),  # type: ignore[arg-type]
+            tuple(
+                role
+                for name, role in ROLE_FIXTURES.items()
+                if name in getattr(item, "fixturenames", ())
+            ),
+        )
     )
 
 

@@ -25,7 +25,10 @@ def build(reports: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]
     names = [r["implementation"] for r in reports]
     cases: dict[str, dict[str, Any]] = {}
     for report in reports:
+        under_test = set(report.get("roles", {}))
         for result in report["results"]:
+            if under_test and not under_test & set(result.get("roles", [])):
+                continue  # the case only exercised reference parts in this run
             row = cases.setdefault(result["id"], {"id": result["id"], "objective": result["objective"],
                                                   "theme": result["theme"], "verdicts": {}})  # fmt: skip
             row["verdicts"][report["implementation"]] = (
@@ -39,7 +42,7 @@ def markdown(reports: list[dict[str, Any]]) -> str:
     names, rows = build(reports)
     lines = ["| case | objective | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for row in rows:
-        cells = [SYMBOL.get(row["verdicts"].get(n, ("not run", ""))[0], "not run") for n in names]
+        cells = [SYMBOL.get(row["verdicts"].get(n, ("-", ""))[0], "-") for n in names]
         lines.append(f"| {row['id']} | {row['objective']} | " + " | ".join(cells) + " |")
     totals = []
     for n in names:
@@ -66,7 +69,7 @@ def to_html(reports: list[dict[str, Any]]) -> str:
     for row in rows:
         cells = []
         for n in names:
-            verdict, detail = row["verdicts"].get(n, ("not run", ""))
+            verdict, detail = row["verdicts"].get(n, ("-", ""))
             cells.append(
                 f"<td style='background:{colour.get(verdict, '#fff')}' title='{e(detail)}'>{e(verdict)}</td>"
             )

@@ -56,6 +56,7 @@ class Result:
     detail: str = ""
     duration: float = 0.0
     figures: dict[str, float] = field(default_factory=dict)
+    roles: tuple[str, ...] = ()  # the roles the case exercised
 
 
 def case(

@@ -39,6 +39,7 @@ def to_json(results: list[Result], implementation: str, roles: dict[str, str]) -
                 "detail": r.detail,
                 "duration": round(r.duration, 3),
                 "figures": r.figures,
+                "roles": list(r.roles),
                 "test": r.nodeid,
             }
             for r in sorted(results, key=lambda r: r.case.id)
