@@ -1,0 +1,199 @@
+# ruff: noqa: E501  # IUT documents read best on one line
+"""The suite must fail where implementations are wrong: broken variants of reference parts."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conformance.coap_raw import ACK, Message, decode, encode
+from testbed.brokers import MosquittoBroker
+from tests.conftest import ROOT, PlatformProcess, free_port
+
+
+def run_suite(tmp_path: Path, iut: dict[str, Any], select: str) -> dict[str, str]:
+    """Run `pytest conformance/ --iut ... -k select`; returns {case id: verdict}."""
+    iut_file = tmp_path / "iut.yaml"
+    iut_file.write_text(json.dumps(iut))  # JSON is YAML
+    report = tmp_path / "report"
+    cmd = [sys.executable, "-m", "pytest", "conformance", "--iut", str(iut_file)]
+    cmd += ["--r197-report", str(report), "-k", select, "-q", "-p", "no:cacheprovider"]
+    subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    doc = json.loads((report / "report.json").read_text())
+    verdicts: dict[str, str] = {}
+    for r in doc["results"]:
+        # A parametrized case fails when any of its runs fails.
+        if verdicts.get(r["id"]) != "fail":
+            verdicts[r["id"]] = r["verdict"]
+    return verdicts
+
+
+class BrokenCoap:
+    """A CoAP server that answers 2.05 to everything and never echoes the token."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        self.sock.bind(("::1", 0))
+        self.port = self.sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(2048)
+            except OSError:
+                return
+            request = decode(data)
+            answer = Message(ACK, 0x45, request.mid, b"", [(12, b"")], b"hello")  # token dropped
+            self.sock.sendto(encode(answer), addr)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def broken_coap() -> Iterator[BrokenCoap]:
+    server = BrokenCoap()
+    yield server
+    server.close()
+
+
+@pytest.mark.slow
+def test_suite_fails_a_coap_server_that_drops_tokens_and_ignores_paths(
+    tmp_path: Path, broken_coap: BrokenCoap
+) -> None:
+    """Token not echoed -> R197-COAP-04 fail; 2.05 for an unknown path -> R197-COAP-06 fail."""
+    iut = {
+        "implementation": "broken CoAP",
+        "roles": {"coap-device": {"url": f"coap://[::1]:{broken_coap.port}"}},
+    }
+    verdicts = run_suite(tmp_path, iut, "test_token_echo or test_not_found or test_wkc")
+    assert verdicts["R197-COAP-04"] == "fail"
+    assert verdicts["R197-COAP-06"] == "fail"
+    assert verdicts["R197-COAP-01"] == "fail"  # no link-format either
+
+
+class _WrongStatus(http.server.BaseHTTPRequestHandler):
+    """A 'platform' that answers 200 where NGSI-LD says 201, and never 409."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _V6Server(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+@pytest.mark.slow
+def test_suite_fails_a_platform_with_wrong_status_codes(tmp_path: Path) -> None:
+    """200 instead of 201 -> R197-NGSILD-01 fail; no 409 -> R197-NGSILD-02 fail."""
+    server = _V6Server(("::1", 0), _WrongStatus)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        iut = {"implementation": "broken platform",
+               "roles": {"ngsild-platform": {"url": f"http://[::1]:{server.server_address[1]}"}}}  # fmt: skip
+        verdicts = run_suite(tmp_path, iut, "test_create or test_create_twice")
+    finally:
+        server.shutdown()
+    assert verdicts["R197-NGSILD-01"] == "fail"
+    assert verdicts["R197-NGSILD-02"] in ("fail", "error")
+
+
+@pytest.mark.slow
+def test_suite_fails_a_gateway_that_does_not_convert_units(tmp_path: Path) -> None:
+    """A gateway whose weather profile forgets Pa -> hPa fails R197-GW-03 and only that."""
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    weather = (ROOT / "gateway" / "profile_data" / "weather.toml").read_text()
+    broken = weather.replace('unit_code = "A97"\nfactor = 0.01', 'unit_code = "A97"\nfactor = 1.0')
+    assert broken != weather
+    (profiles / "weather.toml").write_text(broken.replace("max = 1100", "max = 200000"))
+    platform = PlatformProcess()
+    platform.start()
+    broker = MosquittoBroker(port=free_port())
+    broker.start()
+    http_port, coap_port = free_port(), free_port(kind=socket.SOCK_DGRAM)
+    cmd = [
+        sys.executable,
+        "-m",
+        "testbed",
+        "gateway",
+        "--platform",
+        platform.base,
+        "--broker",
+        broker.url,
+    ]
+    cmd += ["--rd", "off", "--coap-port", str(coap_port), "--http-port", str(http_port)]
+    cmd += ["--queue", str(tmp_path / "q.db"), "--no-southbound"]
+    env = {**os.environ, "TESTBED_GATEWAY__PROFILES_DIR": str(profiles)}
+    gateway = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://[::1]:{http_port}/health", timeout=1).json().get("mqtt"):
+                    break
+            except httpx.HTTPError:
+                pass
+            threading.Event().wait(0.2)
+        iut = {
+            "implementation": "gateway without unit conversion",
+            "roles": {
+                "gateway": {"url": f"coap://[::1]:{coap_port}", "resources": {"push": "/up"}},
+                "mqtt-broker": {"url": broker.url},
+                "ngsild-platform": {"url": platform.base},
+            },
+        }
+        verdicts = run_suite(tmp_path, iut, "test_unit_conversion or test_senml_cbor_over_mqtt")
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=20)
+        broker.close()
+        platform.stop()
+    assert verdicts["R197-GW-03"] == "fail"
+    assert verdicts["R197-GW-01"] == "pass"
+
+
+@pytest.mark.slow
+def test_unsupported_pics_items_are_not_applicable(tmp_path: Path, broken_coap: BrokenCoap) -> None:
+    """Cases whose PICS item is false are N/A, never failed, even against a broken server."""
+    iut = {"implementation": "no observe", "roles": {"coap-device": {"url": f"coap://[::1]:{broken_coap.port}"}},
+           "pics": {"coap.observe": False, "coap.block2": False}}  # fmt: skip
+    verdicts = run_suite(tmp_path, iut, "test_observe or test_block2")
+    assert verdicts == {"R197-COAP-11": "n/a", "R197-COAP-12": "n/a", "R197-COAP-13": "n/a"}
+
+
+def test_an_invalid_iut_file_is_a_usage_error(tmp_path: Path) -> None:
+    """A role the suite does not know is refused with a message naming it."""
+    iut_file = tmp_path / "iut.yaml"
+    iut_file.write_text("roles:\n  toaster:\n    url: http://[::1]:1\n")
+    cmd = [sys.executable, "-m", "pytest", "conformance", "--iut", str(iut_file), "-q", "-k", "test_wkc",
+           "--r197-report", str(tmp_path / "r"), "-p", "no:cacheprovider"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode != 0
+    assert "toaster" in done.stdout + done.stderr
+
+
+def test_shutil_has_mosquitto() -> None:
+    """The fault tests need Debian's Mosquitto, which .ci/setup installs."""
+    assert shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()
