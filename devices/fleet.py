@@ -17,6 +17,8 @@ from devices.scenario import Scenario
 
 log = logging.getLogger(__name__)
 
+CONNECTS_PER_SECOND = 250  # MQTT devices connecting per second when a fleet starts
+
 
 @dataclass
 class FleetStatus:
@@ -69,7 +71,10 @@ class Fleet:
             for dev in self.devices:
                 protocol = dev.spec.group.protocol
                 if protocol == "mqtt":
-                    mqtt = MqttDevice(dev, broker=self.broker, password=self.password)
+                    delay = len(self.mqtt) / CONNECTS_PER_SECOND
+                    mqtt = MqttDevice(
+                        dev, broker=self.broker, password=self.password, start_delay=delay
+                    )
                     self.mqtt.append(mqtt)
                     self._tasks.append(asyncio.create_task(mqtt.run(), name=dev.device_id))
                 elif protocol == "coap":

@@ -32,8 +32,11 @@ def broker_address(url: str) -> tuple[str, int]:
 class MqttDevice:
     """Publishes readings every ``interval`` seconds until cancelled."""
 
-    def __init__(self, device: SimDevice, *, broker: str, password: str) -> None:
+    def __init__(
+        self, device: SimDevice, *, broker: str, password: str, start_delay: float = 0.0
+    ) -> None:
         self.device = device
+        self.start_delay = start_delay
         self.host, self.port = broker_address(broker)
         self.password = password
         group = device.spec.group
@@ -54,13 +57,16 @@ class MqttDevice:
             protocol=aiomqtt.ProtocolVersion.V5 if self.v5 else aiomqtt.ProtocolVersion.V311,
             will=aiomqtt.Will(f"{self.base}/status", b"offline", qos=1, retain=True),
             keepalive=60,
+            timeout=30,
         )
 
     async def run(self) -> None:
         dev = self.device
         group = dev.spec.group
         backoff = 1.0
-        await asyncio.sleep(random.random() * min(group.interval, 5.0))  # spread the fleet
+        # Connect at the fleet's pace (a storm of thousands of CONNECTs overloads broker and
+        # loop alike), then spread the readings over the interval.
+        await asyncio.sleep(self.start_delay + random.random() * min(group.interval, 1.0))
         while True:
             try:
                 async with self._client() as client:
