@@ -197,3 +197,79 @@ def test_an_invalid_iut_file_is_a_usage_error(tmp_path: Path) -> None:
 def test_shutil_has_mosquitto() -> None:
     """The fault tests need Debian's Mosquitto, which .ci/setup installs."""
     assert shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()
+
+
+class RetainStrippingProxy:
+    """A 'broker' in front of Mosquitto that clears the RETAIN flag of every PUBLISH it delivers."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream = upstream_port
+        self.server = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("::1", 0))
+        self.server.listen(16)
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("::1", self.upstream))
+            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket, strip: bool) -> None:
+        buffer = b""
+        try:
+            while data := src.recv(65536):
+                if not strip:
+                    dst.sendall(data)
+                    continue
+                buffer += data
+                while len(buffer) >= 2:
+                    length, shift, i = 0, 0, 1
+                    while i < len(buffer) and buffer[i] & 0x80:
+                        length |= (buffer[i] & 0x7F) << shift
+                        shift, i = shift + 7, i + 1
+                    if i >= len(buffer):
+                        break
+                    length |= buffer[i] << shift
+                    end = i + 1 + length
+                    if len(buffer) < end:
+                        break
+                    packet = bytearray(buffer[:end])
+                    if packet[0] >> 4 == 3:  # PUBLISH: clear RETAIN (MQTT 3.3.1.3)
+                        packet[0] &= 0xFE
+                    dst.sendall(bytes(packet))
+                    buffer = buffer[end:]
+        except OSError:
+            pass
+        finally:
+            src.close()
+            dst.close()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.mark.slow
+def test_suite_fails_a_broker_that_loses_the_retain_flag(tmp_path: Path) -> None:
+    """Retained messages delivered without RETAIN -> R197-MQTT-06 fail, while QoS 1 still passes."""
+    broker = MosquittoBroker(port=free_port())
+    broker.start()
+    try:
+        proxy = RetainStrippingProxy(broker.port)
+        try:
+            iut = {"implementation": "retain-stripping broker",
+                   "roles": {"mqtt-broker": {"url": f"mqtt://[::1]:{proxy.port}"}}}  # fmt: skip
+            verdicts = run_suite(tmp_path, iut, "test_retained or test_qos1")
+        finally:
+            proxy.close()
+    finally:
+        broker.close()
+    assert verdicts["R197-MQTT-06"] == "fail"
+    assert verdicts["R197-MQTT-04"] == "pass"
