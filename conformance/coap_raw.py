@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 CON, NON, ACK, RST = 0, 1, 2, 3
 GET, POST, PUT, DELETE = 1, 2, 3, 4
 URI_PATH, CONTENT_FORMAT, URI_QUERY, ACCEPT, OBSERVE, BLOCK2 = 11, 12, 15, 17, 6, 23
+ETAG, MAX_AGE, BLOCK1 = 4, 14, 27
 
 
 @dataclass

@@ -30,6 +30,8 @@ class ProbeClient:
         will: tuple[str, bytes] | None = None,
         keepalive: int = 30,
         session_expiry: int | None = None,
+        manual_ack: bool = False,
+        connect_properties: dict[str, Any] | None = None,
     ) -> None:
         self.host, self.port = address(role)
         self.v5 = v5
@@ -38,7 +40,7 @@ class ProbeClient:
         kwargs: dict[str, Any] = {"client_id": self.client_id, "protocol": protocol}
         if not v5:
             kwargs["clean_session"] = clean
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, **kwargs)
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, manual_ack=manual_ack, **kwargs)
         if role.username:
             self.client.username_pw_set(role.username, role.password)
         if will:
@@ -47,6 +49,9 @@ class ProbeClient:
         self.connack: queue.Queue[tuple[Any, Any]] = queue.Queue()
         self.client.on_message = lambda c, u, m: self.messages.put(m)
         self.client.on_connect = lambda c, u, flags, rc, props: self.connack.put((flags, rc))
+        self.disconnects: queue.Queue[Any] = queue.Queue()  # reason codes the broker sent
+        self.client.on_disconnect = lambda c, u, flags, rc, props: self.disconnects.put(rc)
+        self.connect_properties = connect_properties or {}
         self.clean = clean
         self.keepalive = keepalive
         self.session_expiry = session_expiry
@@ -56,10 +61,12 @@ class ProbeClient:
         kwargs: dict[str, Any] = {}
         if self.v5:
             kwargs["clean_start"] = self.clean
+            props = Properties(PacketTypes.CONNECT)
             if self.session_expiry is not None:
-                props = Properties(PacketTypes.CONNECT)
                 props.SessionExpiryInterval = self.session_expiry
-                kwargs["properties"] = props
+            for key, value in self.connect_properties.items():
+                setattr(props, key, value)
+            kwargs["properties"] = props
         self.client.connect(self.host, self.port, keepalive=self.keepalive, **kwargs)
         self.client.loop_start()
         return self.connack.get(timeout=timeout)

@@ -61,12 +61,18 @@ class ReferenceStack:
         self._broker: MosquittoBroker | None = None
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._roles: dict[str, RoleConfig] = {}
+        self._platform_port = 0
+        self._rd_url = ""
+        self._rd_device_port = 0
+        self._rd_device_rd = ""
 
-    def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, cmd: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
             cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )  # fmt: skip
         self._procs[name] = proc
         return proc
@@ -86,15 +92,72 @@ class ReferenceStack:
 
     def platform(self) -> RoleConfig:
         if "ngsild-platform" not in self._roles:
-            port = free_port()
-            proc = self._spawn(
-                "platform",
-                [sys.executable, "-m", "testbed", "platform", "--host", "::1", "--port", str(port),
-                 "--db", ":memory:", "--no-remote-contexts"],
-            )  # fmt: skip
-            _wait_http(f"http://[::1]:{port}/health", proc)
-            self._roles["ngsild-platform"] = RoleConfig(url=f"http://[::1]:{port}")
+            self._platform_port = free_port()
+            self._start_platform()
+            self._roles["ngsild-platform"] = RoleConfig(url=f"http://[::1]:{self._platform_port}")
         return self._roles["ngsild-platform"]
+
+    def _start_platform(self) -> None:
+        # A file database, so that a platform outage (R197-RES-02) keeps what was stored.
+        port = self._platform_port
+        proc = self._spawn(
+            "platform",
+            [sys.executable, "-m", "testbed", "platform", "--host", "::1", "--port", str(port),
+             "--db", str(self.workdir / "platform.db"), "--no-remote-contexts"],
+        )  # fmt: skip
+        _wait_http(f"http://[::1]:{port}/health", proc)
+
+    def stop_platform(self) -> None:
+        self._stop("platform")
+
+    def start_platform(self) -> None:
+        self._start_platform()
+
+    def _stop(self, name: str) -> None:
+        proc = self._procs.pop(name)
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def rd(self) -> str:
+        """A CoRE resource directory (aiocoap-rd, RFC 9176) that the reference gateway reads."""
+        if "rd" not in self._procs:
+            port = free_port(socket.SOCK_DGRAM)
+            rd = str(Path(sys.executable).with_name("aiocoap-rd"))
+            # UDP only: by default aiocoap-rd also binds TCP and WebSocket on the same port.
+            proc = self._spawn(
+                "rd", [rd, "--bind", f"[::1]:{port}"], env={"AIOCOAP_SERVER_TRANSPORT": "udp6"}
+            )
+            _wait_udp(port, proc)
+            self._rd_url = f"coap://[::1]:{port}"
+        return self._rd_url
+
+    def directory_device(self, rd_url: str) -> str:
+        """A reference CoAP device registered in ``rd_url``; returns its device id."""
+        if "rd-device" not in self._procs:
+            self._rd_device_port = free_port(socket.SOCK_DGRAM)
+            self._rd_device_rd = rd_url
+            self._start_directory_device()
+        return "streetlight-rd0001"
+
+    def _start_directory_device(self) -> None:
+        scenario = self.workdir / "rd-device.toml"
+        scenario.write_text(
+            f"[endpoints]\ncoap_base_port = {self._rd_device_port}\n[[groups]]\n"
+            'kind = "streetlight"\ncount = 1\nprotocol = "coap"\nformat = "senml-json"\n'
+            'interval = 1\nprefix = "rd"\n'
+        )
+        cmd = [sys.executable, "-m", "testbed", "devices", "--scenario", str(scenario)]
+        proc = self._spawn("rd-device", [*cmd, "--rd", self._rd_device_rd])
+        _wait_udp(self._rd_device_port, proc)
+
+    def restart_directory_device(self) -> None:
+        """Stop the directory device and start it again on the same port: it forgets observers."""
+        self._stop("rd-device")
+        self._start_directory_device()
 
     def coap_device(self) -> RoleConfig:
         if "coap-device" not in self._roles:
@@ -132,8 +195,8 @@ class ReferenceStack:
     def gateway(self, broker: RoleConfig, platform: RoleConfig) -> RoleConfig:
         if "gateway" not in self._roles:
             http_port, coap_port = free_port(), free_port(socket.SOCK_DGRAM)
-            cmd = [sys.executable, "-m", "testbed", "gateway", "--platform", platform.url]
-            cmd += ["--broker", broker.url, "--rd", "off", "--coap-port", str(coap_port)]
+            cmd = [sys.executable, "-m", "testbed", "-v", "gateway", "--platform", platform.url]
+            cmd += ["--broker", broker.url, "--rd", self.rd(), "--coap-port", str(coap_port)]
             cmd += ["--http-port", str(http_port), "--queue", str(self.workdir / "queue.db")]
             if broker.password:
                 cmd += ["--broker-password", broker.password]
@@ -148,7 +211,11 @@ class ReferenceStack:
                 time.sleep(0.2)
             self._roles["gateway"] = RoleConfig(
                 url=f"coap://[::1]:{coap_port}",
-                resources={"metrics": f"http://[::1]:{http_port}/metrics", "push": "/up"},
+                resources={
+                    "metrics": f"http://[::1]:{http_port}/metrics",
+                    "push": "/up",
+                    "rd": self.rd(),
+                },
             )
         return self._roles["gateway"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import time
 from collections.abc import Iterator
@@ -12,14 +13,18 @@ import pytest
 from conformance.coap_raw import (
     ACCEPT,
     ACK,
+    BLOCK1,
     BLOCK2,
     CON,
     CONTENT_FORMAT,
     DELETE,
+    ETAG,
     GET,
     NON,
     OBSERVE,
+    PUT,
     RST,
+    URI_PATH,
     URI_QUERY,
     Endpoint,
     Message,
@@ -30,6 +35,7 @@ from conformance.iut import RoleConfig
 from conformance.model import Inconclusive, case
 
 CONTENT, NOT_FOUND, BAD_OPTION, NOT_ALLOWED, NOT_ACCEPTABLE = 0x45, 0x84, 0x82, 0x85, 0x86
+VALID, CHANGED, CONTINUE, UNSUPPORTED_FORMAT = 0x43, 0x44, 0x5F, 0x8F
 
 
 @pytest.fixture
@@ -236,3 +242,235 @@ def test_ipv6_mtu(ep: Endpoint, coap_device: RoleConfig, figures: dict[str, floa
     assert max(sizes) + 48 <= 1280, (
         f"a {max(sizes)}-byte CoAP message exceeds 1280 bytes with IPv6+UDP"
     )
+
+
+def links_of(answer: Message) -> list[str]:
+    return [link for link in answer.payload.decode().split(",") if link]
+
+
+def wkc_query(ep: Endpoint, *queries: str) -> list[str]:
+    answer = get(ep, "/.well-known/core", extra=[(URI_QUERY, q.encode()) for q in queries])
+    assert answer.code == CONTENT, answer.code_text
+    return links_of(answer)
+
+
+@case("R197-COAP-16", "/.well-known/core filters on if= and on href= (exact and prefix*)",
+      clauses=["RFC 6690 4.1", "RFC 6690 3.1"], theme="interoperability", pics=["coap.link-format"])  # fmt: skip
+def test_wkc_if_href(ep: Endpoint) -> None:
+    everything = wkc_query(ep)
+    hrefs = [link[link.index("<") + 1 : link.index(">")] for link in everything]
+    target = hrefs[0]
+    only = wkc_query(ep, f"href={target}")
+    assert [link.split(">")[0] + ">" for link in only] == [f"<{target}>"], only
+    prefix = target[: max(2, len(target) // 2)]
+    by_prefix = wkc_query(ep, f"href={prefix}*")
+    assert by_prefix, f"href={prefix}* matched nothing"
+    assert all(link.startswith(f"<{prefix}") for link in by_prefix), by_prefix
+    ifs = sorted({p.split("=", 1)[1].strip('"') for link in everything for p in link.split(";")
+                  if p.startswith("if=")})  # fmt: skip
+    if not ifs:
+        raise Inconclusive("no link carries an if= attribute to filter on")
+    by_if = wkc_query(ep, f"if={ifs[0]}")
+    assert by_if, f"if={ifs[0]} matched nothing"
+    assert all(f"if={ifs[0]}" in link or f'if="{ifs[0]}' in link for link in by_if), by_if
+
+
+@case("R197-COAP-17", "Two Uri-Query filters both apply: the links match rt= and if=",
+      clauses=["RFC 7252 5.10.1", "RFC 7252 6.5", "RFC 9176 7"], theme="interoperability",
+      pics=["coap.link-format", "coap.multi-filter"])  # fmt: skip
+def test_wkc_two_filters(ep: Endpoint) -> None:
+    everything = wkc_query(ep)
+
+    def attr(link: str, key: str) -> str | None:
+        found = [p.split("=", 1)[1].strip('"') for p in link.split(";") if p.startswith(f"{key}=")]
+        return found[0] if found else None
+
+    pairs = [(attr(link, "rt"), attr(link, "if")) for link in everything]
+    pairs = [(rt, if_) for rt, if_ in pairs if rt and if_]
+    if not pairs:
+        raise Inconclusive("no link carries both rt= and if=")
+    rt, if_ = pairs[0]
+    # A second interface that the rt= link does not have: the intersection must then be empty.
+    other = next((i for _, i in pairs if i != if_), None)
+    both = wkc_query(ep, f"rt={rt}", f"if={if_}")
+    assert both, f"rt={rt}&if={if_} matched nothing"
+    assert all(attr(link, "rt") == rt and attr(link, "if") == if_ for link in both), both
+    if other is not None:
+        none = wkc_query(ep, f"rt={rt}", f"if={other}")
+        assert none == [], f"rt={rt}&if={other} should match nothing, got {none}"
+
+
+@case("R197-COAP-18", "Each Uri-Path option is one segment: a '/' inside one option is not a separator",
+      clauses=["RFC 7252 5.10.1", "RFC 7252 6.4", "RFC 7252 6.5"], theme="interoperability")  # fmt: skip
+def test_uri_path_segments(ep: Endpoint, coap_device: RoleConfig) -> None:
+    path = res(coap_device, "nested", res(coap_device, "actuator", "/actuators/powerState"))
+    segments = [p for p in path.strip("/").split("/") if p]
+    if len(segments) < 2:
+        raise Inconclusive(f"{path} has one segment; name a nested resource in the PIXIT")
+    right = get(ep, path)
+    assert right.code == CONTENT, f"{path} in {len(segments)} options: {right.code_text}"
+    joined = get(ep, "", extra=[(URI_PATH, "/".join(segments).encode())])
+    assert joined.code == NOT_FOUND, f"one option {'/'.join(segments)!r}: {joined.code_text}"
+
+
+@case("R197-COAP-19", "A PUT in a Content-Format the resource does not take is 4.15",
+      clauses=["RFC 7252 5.9.2.9", "RFC 7252 5.10.3"], theme="interoperability",
+      pics=["coap.actuator"])  # fmt: skip
+def test_unsupported_content_format(ep: Endpoint, coap_device: RoleConfig) -> None:
+    path = res(coap_device, "actuator", "/actuators/powerState")
+    msg = Message(CON, PUT, ep.next_mid(), b"\x09",
+                  [*path_options(path), (CONTENT_FORMAT, uint(41))], b"<on/>")  # fmt: skip
+    answer = ep.request(msg)
+    assert answer.code == UNSUPPORTED_FORMAT, answer.code_text
+
+
+@case("R197-COAP-20", "A GET carrying the current ETag is 2.03 Valid, without payload",
+      clauses=["RFC 7252 5.10.6", "RFC 7252 5.9.1.3"], theme="energy-efficiency",
+      pics=["coap.etag"])  # fmt: skip
+def test_etag_valid(ep: Endpoint, coap_device: RoleConfig) -> None:
+    path = res(coap_device, "stable", res(coap_device, "actuator", "/actuators/powerState"))
+    first = get(ep, path)
+    assert first.code == CONTENT, first.code_text
+    tag = first.option(ETAG)
+    assert tag is not None, "the 2.05 response carries no ETag"
+    again = get(ep, path, extra=[(ETAG, tag)])
+    assert again.code == VALID, f"GET with the current ETag answered {again.code_text}"
+    assert again.payload == b"", "2.03 Valid carried a payload"
+    assert again.option(ETAG) == tag, "2.03 Valid does not name the ETag it validates"
+    stale = get(ep, path, extra=[(ETAG, bytes(x ^ 0xFF for x in tag))])
+    assert stale.code == CONTENT, f"GET with a stale ETag answered {stale.code_text}"
+    assert stale.payload == first.payload
+
+
+@case("R197-COAP-21", "A request body sent in Block1 blocks gets 2.31 Continue, then the final response",
+      clauses=["RFC 7959 2.3", "RFC 7959 2.5", "RFC 7959 2.9.1"], theme="interoperability",
+      pics=["coap.block1", "coap.actuator"])  # fmt: skip
+def test_block1(ep: Endpoint, coap_device: RoleConfig) -> None:
+    path = res(coap_device, "actuator", "/actuators/powerState")
+    body = b'[{"n":"powerState","vs":"on"}]'.ljust(150)  # trailing spaces: still valid JSON
+    blocks = [body[i : i + 64] for i in range(0, len(body), 64)]
+    answers = []
+    for num, chunk in enumerate(blocks):
+        more = 0x08 if num < len(blocks) - 1 else 0
+        options = [*path_options(path), (CONTENT_FORMAT, uint(110)),
+                   (BLOCK1, uint((num << 4) | more | 2))]  # fmt: skip
+        answers.append(ep.request(Message(CON, PUT, ep.next_mid(), b"\x0e", options, chunk)))
+    for num, answer in enumerate(answers[:-1]):
+        assert answer.code == CONTINUE, f"block {num}: {answer.code_text}, expected 2.31"
+        echoed = answer.option(BLOCK1)
+        assert echoed is not None, f"block {num}: no Block1 option in the answer"
+        assert int.from_bytes(echoed, "big") >> 4 == num, f"block {num}: Block1 not echoed"
+    assert answers[-1].code == CHANGED, f"last block: {answers[-1].code_text}, expected 2.04"
+
+
+@case("R197-COAP-22", "A retransmitted CON request (same Message ID) gets the same response",
+      clauses=["RFC 7252 4.2", "RFC 7252 4.5"], theme="resilience")  # fmt: skip
+def test_duplicate_con(ep: Endpoint, coap_device: RoleConfig) -> None:
+    msg = Message(
+        CON, GET, ep.next_mid(), b"\x0d", path_options(res(coap_device, "observable", "/sensors"))
+    )
+    first = ep.request(msg)
+    time.sleep(1.2)  # as if our ACK was lost: the retransmission comes ACK_TIMEOUT later
+    second = ep.request(msg)
+    assert second.mid == msg.mid, f"answered with MID {second.mid}, sent {msg.mid}"
+    assert second.type == first.type
+    assert (second.code, second.payload) == (first.code, first.payload), (
+        "the duplicate was processed again instead of answered from the exchange"
+    )
+
+
+def observe_notifications(
+    ep: Endpoint, path: str, token: bytes, count: int, *, ack: bool = True
+) -> tuple[Message, list[Message]]:
+    ep.sock.settimeout(15)
+    first = get(ep, path, token=token, extra=[(OBSERVE, b"")])
+    if first.option(OBSERVE) is None:
+        raise Inconclusive("the registration was not accepted (no Observe option)")
+    seen: list[Message] = []
+    while len(seen) < count:
+        try:
+            note = ep.receive()
+        except TimeoutError:
+            raise Inconclusive(f"{len(seen)} of {count} notifications within 15 s") from None
+        if note.token != token or any(n.mid == note.mid for n in seen):
+            continue
+        if note.type == CON and ack:
+            ep.send(Message(ACK, 0, note.mid))
+        seen.append(note)
+    return first, seen
+
+
+@case("R197-COAP-23", "An unacknowledged CON notification is retransmitted with the same Message ID after ACK_TIMEOUT",
+      clauses=["RFC 7252 4.2", "RFC 7252 4.8", "RFC 7641 4.5"], theme="resilience", pics=["coap.observe"])  # fmt: skip
+def test_retransmission(ep: Endpoint, coap_device: RoleConfig) -> None:
+    path = res(coap_device, "observable", "/sensors")
+    ep.sock.settimeout(20)
+    get(ep, path, token=b"\x17", extra=[(OBSERVE, b"")])
+    deadline = time.monotonic() + 20
+    con = None
+    while con is None and time.monotonic() < deadline:
+        note = ep.receive()
+        if note.token != b"\x17":
+            continue
+        if note.type == CON:
+            con = note
+    if con is None:
+        raise Inconclusive("the device sent no CON notification to leave unacknowledged")
+    sent_at = time.monotonic()
+    ep.sock.settimeout(6)
+    again = None
+    try:
+        while again is None:
+            note = ep.receive()
+            if note.mid == con.mid:
+                again = note
+    except TimeoutError:
+        pass
+    waited = time.monotonic() - sent_at
+    ep.send(Message(RST, 0, con.mid))  # cancels the observation (RFC 7641 3.6)
+    assert again is not None, f"no retransmission of MID {con.mid} within 6 s"
+    assert again.payload == con.payload, "the retransmission differs from the original"
+    assert again.token == con.token
+    # First timeout is ACK_TIMEOUT x [1, ACK_RANDOM_FACTOR] = 2 to 3 s (RFC 7252 4.8).
+    assert 1.5 <= waited <= 4.0, f"retransmitted after {waited:.1f} s, expected 2 to 3 s"
+
+
+@case("R197-COAP-24", "Notifications carry increasing Observe sequence numbers",
+      clauses=["RFC 7641 3.4", "RFC 7641 4.4"], theme="interoperability", pics=["coap.observe"])  # fmt: skip
+def test_notification_order(ep: Endpoint, coap_device: RoleConfig) -> None:
+    path = res(coap_device, "observable", "/sensors")
+    first, notes = observe_notifications(ep, path, b"\x18", 3)
+    seqs = [int.from_bytes(m.option(OBSERVE) or b"", "big") for m in [first, *notes]]
+    # Deregister (RFC 7641 3.6): an observation left behind on a closed socket makes the
+    # device's later sends fail with ICMP errors, which aiocoap 0.4.17 can pin on another peer.
+    get(ep, path, token=b"\x18", extra=[(OBSERVE, uint(1))])
+    for earlier, later in itertools.pairwise(seqs):
+        # RFC 7641 3.4: later if V1 < V2 and V2 - V1 < 2^23, or V1 > V2 and V1 - V2 > 2^23.
+        newer = (earlier < later and later - earlier < 2**23) or (
+            earlier > later and earlier - later > 2**23
+        )
+        assert newer, f"Observe sequence {seqs} is not increasing"
+
+
+@case("R197-COAP-25", "An observation cancelled by a GET with Observe=1 gets no further notifications",
+      clauses=["RFC 7641 3.6"], theme="energy-efficiency", pics=["coap.observe"])  # fmt: skip
+def test_observe_cancel_by_get(ep: Endpoint, coap_device: RoleConfig) -> None:
+    path = res(coap_device, "observable", "/sensors")
+    _, notes = observe_notifications(ep, path, b"\x19", 1)
+    cancel = get(ep, path, token=b"\x19", extra=[(OBSERVE, uint(1))])
+    assert cancel.code == CONTENT, cancel.code_text
+    assert cancel.option(OBSERVE) is None, "the deregistration answer still carries Observe"
+    known = {m.mid for m in notes}
+    late = []
+    ep.sock.settimeout(4)
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        try:
+            note = ep.receive()
+        except OSError:
+            break
+        if note.token == b"\x19" and note.mid not in known and note.type != ACK:
+            late.append(note)
+            if note.type == CON:
+                ep.send(Message(ACK, 0, note.mid))
+    assert not late, f"{len(late)} notifications after the deregistration"

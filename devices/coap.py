@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import random
@@ -18,6 +19,7 @@ from typing import Any
 
 import aiocoap
 import cbor2
+from aiocoap import pipe as aiocoap_pipe
 from aiocoap import resource
 
 from devices.device import CONTENT_FORMATS, SimDevice
@@ -26,6 +28,27 @@ log = logging.getLogger(__name__)
 
 SENML_JSON, SENML_CBOR, LINK_FORMAT, TEXT = 110, 112, 40, 0
 RD_LIFETIME = 300  # seconds; the registration is refreshed at half of it
+
+
+def _tolerate_ended_pipes() -> None:
+    """Keep an observation alive when aiocoap 0.4.17 ends its pipe inside a callback.
+
+    ``Pipe._add_event`` asks ``_any_interest()`` after its callbacks ran; when one of them
+    ended the pipe (``_event_callbacks`` is then ``False``) that raises TypeError inside the
+    resource's notification loop and the device silently stops notifying every later
+    observer of the resource. An ended pipe has nothing left to end, so say so.
+    """
+    original = aiocoap_pipe.Pipe._any_interest
+
+    def _any_interest(self: Any) -> bool:
+        if self._event_callbacks is False:
+            return True
+        return bool(original(self))
+
+    aiocoap_pipe.Pipe._any_interest = _any_interest
+
+
+_tolerate_ended_pipes()
 
 
 # Critical options (odd numbers, RFC 7252 5.4.6) this device understands: If-Match, Uri-Host,
@@ -43,6 +66,47 @@ class StrictSite(resource.Site):  # type: ignore[misc]
             if number & 1 and number not in KNOWN_CRITICAL:
                 raise aiocoap.error.BadOption(f"unrecognized critical option {number}")
         return await super().render_to_pipe(pipe)
+
+
+def etag_of(payload: bytes) -> bytes:
+    """A strong entity tag (RFC 7252 5.10.6): 4 bytes of a hash of the representation."""
+    return hashlib.blake2b(payload, digest_size=4).digest()
+
+
+def validated(request: aiocoap.Message, response: aiocoap.Message) -> aiocoap.Message:
+    """Tag a 2.05 response; 2.03 Valid when the client holds it already (RFC 7252 5.9.1.3)."""
+    tag = etag_of(response.payload)
+    if tag in request.opt.etags:
+        answer = aiocoap.Message(code=aiocoap.VALID)
+        answer.opt.etag = tag
+        answer.opt.max_age = response.opt.max_age
+        return answer
+    response.opt.etag = tag
+    return response
+
+
+class LinkFilterWKC(resource.WKCResource):  # type: ignore[misc]
+    """``/.well-known/core`` where every query filter applies (RFC 6690 4.1, RFC 9176 7).
+
+    aiocoap's own filter closures bind the attribute name late, so with two Uri-Query options
+    both filter on the last attribute; this builds each filter with its own name and value.
+    """
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        links = self.listgenerator()
+        for query in request.opt.uri_query:
+            key, sep, want = query.partition("=")
+            if not sep:
+                continue  # no '=': not a filter (RFC 6690 4.1)
+            links.links = [link for link in links.links if _matches(link, key, want)]
+        return resource.link_format_to_message(request, links)
+
+
+def _matches(link: Any, key: str, want: str) -> bool:
+    values = [link.href] if key == "href" else " ".join(getattr(link, key, ())).split(" ")
+    if want.endswith("*"):  # prefix match (RFC 6690 4.1)
+        return any(v.startswith(want[:-1]) for v in values)
+    return want in values
 
 
 class Sensors(resource.ObservableResource):  # type: ignore[misc]
@@ -64,7 +128,12 @@ class Sensors(resource.ObservableResource):  # type: ignore[misc]
             self.device.read()
         payload, _ = self.device.encode("senml-json" if accept == SENML_JSON else "senml-cbor")
         self.device.counters.sent += 1
-        return aiocoap.Message(payload=payload, content_format=accept)
+        # Max-Age: the reading is fresh until the next one is due, so an observer that hears
+        # nothing for longer knows its registration is gone and registers again (RFC 7641 3.3.1).
+        max_age = max(1, round(self.device.spec.group.interval)) + 1
+        response = aiocoap.Message(payload=payload, content_format=accept)
+        response.opt.max_age = max_age
+        return validated(request, response)
 
 
 class Log(resource.Resource):  # type: ignore[misc]
@@ -101,7 +170,7 @@ class Actuator(resource.Resource):  # type: ignore[misc]
             if self.name == "powerState"
             else self.device.state.dimming
         )
-        return aiocoap.Message(payload=str(value).encode(), content_format=TEXT)
+        return validated(request, aiocoap.Message(payload=str(value).encode(), content_format=TEXT))
 
     async def render_put(self, request: aiocoap.Message) -> aiocoap.Message:
         fmt = request.opt.content_format
@@ -146,7 +215,8 @@ class CoapDevice:
         self.site = StrictSite()
         self.sensors = Sensors(device)
         self.site.add_resource(
-            [".well-known", "core"], resource.WKCResource(self.site.get_resources_as_linkheader)
+            [".well-known", "core"],
+            LinkFilterWKC(self.site.get_resources_as_linkheader, impl_info=None),
         )
         self.site.add_resource(["sensors"], self.sensors)
         self.site.add_resource(["log"], Log(device))

@@ -102,11 +102,17 @@ class Fleet:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        # Cancel until every device task has ended: on Python 3.11 asyncio.wait_for (used by
+        # aiomqtt) can swallow a cancellation, and a device that missed it would keep the
+        # fleet, and the event loop's shutdown, waiting for ever.
+        pending = {task for task in self._tasks if not task.done()}
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=1.0)
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            if not task.cancelled() and task.exception() is not None:
+                log.debug("fleet: %s ended with %r", task.get_name(), task.exception())
         self._tasks.clear()
         await self._stack.aclose()
         if self._client is not None:

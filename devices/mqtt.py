@@ -86,6 +86,11 @@ class MqttDevice:
             except aiomqtt.MqttError as exc:
                 self.online = False
                 self.client = None
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    # aiomqtt 2.5 turns a cancellation during CONNECT into MqttError; a
+                    # device being stopped must stop, not reconnect.
+                    raise asyncio.CancelledError from exc
                 log.info("%s: MQTT connection lost (%s), retrying", dev.device_id, exc)
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
                 backoff = min(backoff * 2, 30.0)
@@ -111,7 +116,12 @@ class MqttDevice:
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         interval = self.device.spec.group.interval
         next_at = time.monotonic()
+        me = asyncio.current_task()
         while True:
+            if me is not None and me.cancelling():
+                # Python 3.11's wait_for (inside aiomqtt's publish) can swallow a cancellation
+                # that races with the publish completing; stop anyway.
+                raise asyncio.CancelledError
             await self.publish_once(client)
             next_at += interval
             await asyncio.sleep(max(next_at - time.monotonic(), 0.0))

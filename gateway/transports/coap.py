@@ -100,6 +100,14 @@ class CoapIngest:
             await self._context.shutdown()
 
 
+STALE_MARGIN = 5.0  # seconds past Max-Age before an observation counts as lost
+
+
+def _max_age(message: aiocoap.Message) -> float:
+    value = message.opt.max_age
+    return float(60 if value is None else value)  # default Max-Age (RFC 7252 5.10.5)
+
+
 class CoapObserver:
     """Discovers CoAP devices in the resource directory and observes their readings."""
 
@@ -170,7 +178,22 @@ class CoapObserver:
             first = await pending.response
             await self._handle(device, host, first)
             log.info("CoAP: observing %s at %s/sensors", device, base)
-            async for notification in pending.observation:
+            notifications = aiter(pending.observation)
+            fresh_for = _max_age(first)
+            while True:
+                # A device that restarted has forgotten us and stays silent: once the last
+                # representation is older than its Max-Age plus a margin, register again
+                # (RFC 7641 3.3.1) instead of waiting for ever.
+                try:
+                    notification = await asyncio.wait_for(
+                        anext(notifications), fresh_for + STALE_MARGIN
+                    )
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    log.info("CoAP: %s silent past Max-Age; registering again", device)
+                    break
+                fresh_for = _max_age(notification)
                 await self._handle(device, host, notification)
         except (aiocoap.error.Error, OSError) as exc:
             log.info("CoAP: observation of %s ended (%s); will re-observe", device, exc)
