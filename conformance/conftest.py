@@ -112,7 +112,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         except IutError as exc:
             raise pytest.UsageError(str(exc)) from None
         item.session._r197_iut = iut  # type: ignore[attr-defined]
-    missing = [p for p in meta.pics if not iut.supports(p)]
+    roles = [role for name, role in ROLE_FIXTURES.items() if name in item.fixturenames]  # type: ignore[attr-defined]
+    missing = [p for p in meta.pics if not iut.supports(p, roles)]
     if missing:
         item.r197_na = f"PICS {', '.join(missing)} not supported"  # type: ignore[attr-defined]
         pytest.skip(f"N/A: {item.r197_na}")  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ Example (``conformance/examples/mosquitto.yaml``)::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +39,9 @@ REFERENCE_PICS: dict[str, bool] = {
     "coap.etag": True,
     "coap.block1": True,
     "coap.actuator": True,
+    # The actuator refuses a Content-Format it does not take (4.15); a resource that stores
+    # any payload whatever its format is free to accept it (RFC 7252 5.10.3).
+    "coap.format-check": True,
     "coap.multi-filter": True,
     "senml.json": True,
     "senml.cbor": True,
@@ -81,8 +85,14 @@ class IutConfig(BaseModel):
     def pixit_value(self, key: str) -> Any:
         return self.pixit.get(key, REFERENCE_PIXIT.get(key))
 
-    def supports(self, item: str) -> bool:
-        if item in self.pics:
+    def supports(self, item: str, roles: Iterable[str] | None = None) -> bool:
+        """Whether ``item`` holds for a case exercising ``roles`` (None: any role).
+
+        The file's PICS describe the IUT: a case that exercises only reference parts (a
+        gateway case in a run whose IUT is a CoAP device, say) is judged on the reference
+        stack's PICS, so an IUT's ``senml.cbor: false`` does not make it N/A.
+        """
+        if item in self.pics and (roles is None or any(r in self.roles for r in roles)):
             return self.pics[item]
         return REFERENCE_PICS.get(item, False)
 
@@ -101,9 +111,17 @@ def load_iut(path: Path | None) -> IutConfig:
     except yaml.YAMLError as exc:
         raise IutError(f"{path}: not valid YAML: {exc}") from None
     try:
-        return IutConfig.model_validate(data)
+        config = IutConfig.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         raise IutError(f"{path}: {problems}") from None
+    # A misspelt item would silently take the reference's value and turn an N/A into a fail.
+    unknown = sorted(set(config.pics) - set(REFERENCE_PICS))
+    if unknown:
+        raise IutError(
+            f"{path}: unknown PICS item(s) {', '.join(unknown)}; "
+            f"known items: {', '.join(sorted(REFERENCE_PICS))}"
+        )
+    return config

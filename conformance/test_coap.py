@@ -303,7 +303,8 @@ def test_wkc_two_filters(ep: Endpoint) -> None:
 @case("R197-COAP-18", "Each Uri-Path option is one segment: a '/' inside one option is not a separator",
       clauses=["RFC 7252 5.10.1", "RFC 7252 6.4", "RFC 7252 6.5"], theme="interoperability")  # fmt: skip
 def test_uri_path_segments(ep: Endpoint, coap_device: RoleConfig) -> None:
-    path = res(coap_device, "nested", res(coap_device, "actuator", "/actuators/powerState"))
+    # Every CoAP server with link-format has a two-segment path: /.well-known/core.
+    path = res(coap_device, "nested", "/.well-known/core")
     segments = [p for p in path.strip("/").split("/") if p]
     if len(segments) < 2:
         raise Inconclusive(f"{path} has one segment; name a nested resource in the PIXIT")
@@ -315,7 +316,7 @@ def test_uri_path_segments(ep: Endpoint, coap_device: RoleConfig) -> None:
 
 @case("R197-COAP-19", "A PUT in a Content-Format the resource does not take is 4.15",
       clauses=["RFC 7252 5.9.2.9", "RFC 7252 5.10.3"], theme="interoperability",
-      pics=["coap.actuator"])  # fmt: skip
+      pics=["coap.actuator", "coap.format-check"])  # fmt: skip
 def test_unsupported_content_format(ep: Endpoint, coap_device: RoleConfig) -> None:
     path = res(coap_device, "actuator", "/actuators/powerState")
     msg = Message(CON, PUT, ep.next_mid(), b"\x09",
@@ -363,9 +364,9 @@ def test_block1(ep: Endpoint, coap_device: RoleConfig) -> None:
     assert answers[-1].code == CHANGED, f"last block: {answers[-1].code_text}, expected 2.04"
 
 
-@case("R197-COAP-22", "A retransmitted CON request (same Message ID) gets the same response",
+@case("R197-COAP-22", "A retransmitted CON request (same Message ID) is acknowledged again, in the same exchange",
       clauses=["RFC 7252 4.2", "RFC 7252 4.5"], theme="resilience")  # fmt: skip
-def test_duplicate_con(ep: Endpoint, coap_device: RoleConfig) -> None:
+def test_duplicate_con(ep: Endpoint, coap_device: RoleConfig, figures: dict[str, float]) -> None:
     msg = Message(
         CON, GET, ep.next_mid(), b"\x0d", path_options(res(coap_device, "observable", "/sensors"))
     )
@@ -373,10 +374,12 @@ def test_duplicate_con(ep: Endpoint, coap_device: RoleConfig) -> None:
     time.sleep(1.2)  # as if our ACK was lost: the retransmission comes ACK_TIMEOUT later
     second = ep.request(msg)
     assert second.mid == msg.mid, f"answered with MID {second.mid}, sent {msg.mid}"
-    assert second.type == first.type
-    assert (second.code, second.payload) == (first.code, first.payload), (
-        "the duplicate was processed again instead of answered from the exchange"
-    )
+    assert second.type == first.type, f"first answer {first.type}, duplicate's {second.type}"
+    assert second.token == first.token, "the duplicate's answer is not in the same exchange"
+    assert second.code == first.code, f"{first.code_text}, then {second.code_text}"
+    # RFC 7252 4.5: a server SHOULD process a request once, but MAY process an idempotent GET
+    # again; so an answer from the exchange cache is reported, not required.
+    figures["duplicate_answered_from_cache"] = float(second.payload == first.payload)
 
 
 def observe_notifications(
