@@ -48,13 +48,19 @@ def fetch(ep: Endpoint, path: str, accept: int) -> Message:
 
 
 def records_json(payload: bytes) -> list[dict[str, object]]:
-    pack = json.loads(payload)
+    try:
+        pack = json.loads(payload)
+    except ValueError:
+        raise AssertionError(f"not JSON: {payload[:40]!r}") from None
     assert isinstance(pack, list), "a SenML pack is an array"
     return pack
 
 
 def records_cbor(payload: bytes) -> list[dict[str, object]]:
-    pack = cbor2.loads(payload)
+    try:
+        pack = cbor2.loads(payload)
+    except (cbor2.CBORDecodeError, ValueError):
+        raise AssertionError(f"not CBOR: {payload[:40]!r}") from None
     assert isinstance(pack, list), "a SenML pack is an array"
     return [{LABELS.get(k, str(k)): v for k, v in r.items()} for r in pack]
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -18,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conformance.coap_raw import ACK, Message, decode, encode
+from conformance.coap_raw import ACCEPT, ACK, CONTENT_FORMAT, Message, decode, encode, uint
 from testbed.brokers import MosquittoBroker
 from tests.conftest import ROOT, PlatformProcess, free_port
 
@@ -118,6 +119,33 @@ def test_suite_fails_a_platform_with_wrong_status_codes(tmp_path: Path) -> None:
     assert verdicts["R197-NGSILD-02"] in ("fail", "error")
 
 
+@contextlib.contextmanager
+def reference_gateway(
+    tmp_path: Path, platform_url: str, broker_url: str, env: dict[str, str] | None = None
+) -> Iterator[int]:
+    """Our gateway as a process on [::1], writing to ``platform_url``; yields its CoAP port."""
+    http_port, coap_port = free_port(), free_port(kind=socket.SOCK_DGRAM)
+    cmd = [sys.executable, "-m", "testbed", "gateway", "--platform", platform_url, "--broker", broker_url,
+           "--rd", "off", "--coap-port", str(coap_port), "--http-port", str(http_port),
+           "--queue", str(tmp_path / "q.db"), "--no-southbound"]  # fmt: skip
+    gateway = subprocess.Popen(
+        cmd, cwd=ROOT, env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://[::1]:{http_port}/health", timeout=1).json().get("mqtt"):
+                    break
+            except httpx.HTTPError:
+                pass
+            threading.Event().wait(0.2)
+        yield coap_port
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=20)
+
+
 @pytest.mark.slow
 def test_suite_fails_a_gateway_that_does_not_convert_units(tmp_path: Path) -> None:
     """A gateway whose weather profile forgets Pa -> hPa fails R197-GW-03 and only that."""
@@ -131,47 +159,160 @@ def test_suite_fails_a_gateway_that_does_not_convert_units(tmp_path: Path) -> No
     platform.start()
     broker = MosquittoBroker(port=free_port())
     broker.start()
-    http_port, coap_port = free_port(), free_port(kind=socket.SOCK_DGRAM)
-    cmd = [
-        sys.executable,
-        "-m",
-        "testbed",
-        "gateway",
-        "--platform",
-        platform.base,
-        "--broker",
-        broker.url,
-    ]
-    cmd += ["--rd", "off", "--coap-port", str(coap_port), "--http-port", str(http_port)]
-    cmd += ["--queue", str(tmp_path / "q.db"), "--no-southbound"]
-    env = {**os.environ, "TESTBED_GATEWAY__PROFILES_DIR": str(profiles)}
-    gateway = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    env = {"TESTBED_GATEWAY__PROFILES_DIR": str(profiles)}
     try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"http://[::1]:{http_port}/health", timeout=1).json().get("mqtt"):
-                    break
-            except httpx.HTTPError:
-                pass
-            threading.Event().wait(0.2)
-        iut = {
-            "implementation": "gateway without unit conversion",
-            "roles": {
-                "gateway": {"url": f"coap://[::1]:{coap_port}", "resources": {"push": "/up"}},
-                "mqtt-broker": {"url": broker.url},
-                "ngsild-platform": {"url": platform.base},
-            },
-        }
-        verdicts = run_suite(tmp_path, iut, "test_unit_conversion or test_senml_cbor_over_mqtt")
+        with reference_gateway(tmp_path, platform.base, broker.url, env) as coap_port:
+            iut = {
+                "implementation": "gateway without unit conversion",
+                "roles": {
+                    "gateway": {"url": f"coap://[::1]:{coap_port}", "resources": {"push": "/up"}},
+                    "mqtt-broker": {"url": broker.url},
+                    "ngsild-platform": {"url": platform.base},
+                },
+            }
+            verdicts = run_suite(tmp_path, iut, "test_unit_conversion or test_senml_cbor_over_mqtt")
     finally:
-        gateway.terminate()
-        gateway.wait(timeout=20)
         broker.close()
         platform.stop()
     assert verdicts["R197-GW-03"] == "fail"
     assert verdicts["R197-GW-01"] == "pass"
+
+
+class LossyUplink(http.server.BaseHTTPRequestHandler):
+    """Between a gateway and the platform: forwards everything but every 4th noise reading.
+
+    It answers the gateway with the platform's own status, so the gateway believes every
+    reading was stored: the fault of a gateway that loses readings without knowing it.
+    """
+
+    upstream = ""
+    seen = 0
+
+    def _forward(self, body: bytes | None) -> None:
+        answer = httpx.request(
+            self.command, self.upstream + self.path, content=body,
+            headers={k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")},
+            timeout=10,
+        )  # fmt: skip
+        self.send_response(answer.status_code)
+        for key in ("Content-Type", "Location"):
+            if key in answer.headers:
+                self.send_header(key, answer.headers[key])
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.path.split("?")[0].endswith("/entityOperations/upsert"):
+            kept = []
+            for entity in json.loads(body):
+                if str(entity.get("type", "")).endswith("NoiseLevelObserved"):
+                    type(self).seen += 1
+                    if type(self).seen % 4 == 0:
+                        continue
+                kept.append(entity)
+            body = json.dumps(kept).encode()
+        self._forward(body)
+
+    def do_GET(self) -> None:
+        self._forward(None)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_suite_fails_a_gateway_that_loses_readings(tmp_path: Path) -> None:
+    """A gateway whose uplink silently loses every 4th reading fails R197-GW-06."""
+    platform = PlatformProcess()
+    platform.start()
+    broker = MosquittoBroker(port=free_port())
+    broker.start()
+    LossyUplink.upstream = platform.base
+    proxy = _V6Server(("::1", 0), LossyUplink)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        with reference_gateway(
+            tmp_path, f"http://[::1]:{proxy.server_address[1]}", broker.url
+        ) as port:
+            iut = {
+                "implementation": "gateway that loses readings",
+                "roles": {
+                    "gateway": {"url": f"coap://[::1]:{port}", "resources": {"push": "/up"}},
+                    "mqtt-broker": {"url": broker.url},
+                    "ngsild-platform": {"url": platform.base},
+                },
+            }
+            verdicts = run_suite(tmp_path, iut, "test_one_in_one_out_in_order")
+    finally:
+        proxy.shutdown()
+        broker.close()
+        platform.stop()
+    assert LossyUplink.seen >= 4, "the gateway sent too few readings to lose one"
+    assert verdicts["R197-GW-06"] == "fail"
+
+
+class BadSenmlCoap(BrokenCoap):
+    """A CoAP 'sensor' whose payloads break RFC 8428 and waste bytes.
+
+    Two value fields per record, an unregistered unit, JSON labelled as CBOR when CBOR is
+    asked for, and a pack padded past the default energy budget.
+    """
+
+    PACK = json.dumps(
+        [
+            {"bn": "urn:dev:bad:", "n": f"temp {i}", "u": "celsius", "v": 20.5, "vs": "warm"}
+            for i in range(10)
+        ]
+    ).encode()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(2048)
+            except OSError:
+                return
+            request = decode(data)
+            accept = request.option(ACCEPT)
+            fmt = int.from_bytes(accept, "big") if accept is not None else 110
+            options = [(CONTENT_FORMAT, uint(fmt))]
+            answer = Message(ACK, 0x45, request.mid, request.token, options, self.PACK)
+            self.sock.sendto(encode(answer), addr)
+
+
+@pytest.mark.slow
+def test_suite_fails_a_device_with_bad_senml(tmp_path: Path) -> None:
+    """Every SenML and energy case fails against a device that gets its payloads wrong."""
+    server = BadSenmlCoap()
+    try:
+        iut = {
+            "implementation": "bad SenML",
+            "roles": {"coap-device": {"url": f"coap://[::1]:{server.port}"}},
+        }
+        verdicts = run_suite(tmp_path, iut, "test_payloads")
+    finally:
+        server.close()
+    assert verdicts["R197-SENML-01"] == "fail"  # "vs" beside "v", and names with spaces
+    assert verdicts["R197-SENML-02"] == "fail"  # the "CBOR" is not CBOR
+    assert verdicts["R197-SENML-03"] == "fail"  # "celsius" is not in the SenML units registry
+    assert verdicts["R197-SENML-04"] == "fail"
+    assert verdicts["R197-ENERGY-01"] == "fail"  # over the default 600-byte budget
+    assert verdicts["R197-ENERGY-02"] == "fail"  # no smaller encoding when asked for one
+
+
+@pytest.mark.slow
+def test_suite_fails_a_role_addressed_over_ipv4(tmp_path: Path) -> None:
+    """A platform reached only at an IPv4 address fails R197-IPV6-01."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WrongStatus)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        iut = {"implementation": "IPv4-only platform",
+               "roles": {"ngsild-platform": {"url": f"http://127.0.0.1:{server.server_address[1]}"}}}  # fmt: skip
+        verdicts = run_suite(tmp_path, iut, "test_ipv6_urls")
+    finally:
+        server.shutdown()
+    assert verdicts["R197-IPV6-01"] == "fail"
 
 
 @pytest.mark.slow
@@ -182,8 +323,12 @@ def test_unsupported_pics_items_are_not_applicable(tmp_path: Path, broken_coap: 
     verdicts = run_suite(tmp_path, iut, "test_observe or test_block2")
     # Every case that selects an observe or Block2 case: plain observe, cancel by RST and by
     # GET, Block2, and the resilience case that re-observes after a device restart.
-    assert verdicts == {"R197-COAP-11": "n/a", "R197-COAP-12": "n/a", "R197-COAP-13": "n/a",
-                        "R197-COAP-25": "n/a", "R197-RES-03": "n/a"}  # fmt: skip
+    coap = {k: v for k, v in verdicts.items() if k.startswith("R197-COAP")}
+    assert coap == {"R197-COAP-11": "n/a", "R197-COAP-12": "n/a", "R197-COAP-13": "n/a",
+                    "R197-COAP-25": "n/a"}  # fmt: skip
+    # R197-RES-03 observes the reference devices through the reference gateway: the IUT's
+    # PICS do not apply to it, so it runs.
+    assert verdicts["R197-RES-03"] == "pass"
 
 
 def test_an_invalid_iut_file_is_a_usage_error(tmp_path: Path) -> None:
