@@ -90,8 +90,9 @@ def publisher(port: int, fmt: str, count: int, devices: int, rate: float | None,
 class Stack:
     """Mosquitto (anonymous), platform and gateway processes on [::1]."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *, with_gateway: bool = True) -> None:
         self.tmp = tmp
+        self.with_gateway = with_gateway
         self.broker = MosquittoBroker(port=free_port(), persistence=False)
         self.platform_port = free_port()
         self.http_port = free_port()
@@ -108,6 +109,8 @@ class Stack:
             )
         )  # fmt: skip
         self._wait(f"http://[::1]:{self.platform_port}/health")
+        if not self.with_gateway:
+            return self
         self.procs.append(
             subprocess.Popen(
                 [py, "-m", "testbed", "gateway", "--platform", f"http://[::1]:{self.platform_port}",
@@ -137,6 +140,10 @@ class Stack:
             except httpx.HTTPError:
                 time.sleep(0.1)
         raise RuntimeError(f"{url} did not start")
+
+    @property
+    def gateway_pid(self) -> int:
+        return self.procs[1].pid
 
     def metrics(self) -> str:
         return httpx.get(f"http://[::1]:{self.http_port}/metrics", timeout=5).text

@@ -1,0 +1,624 @@
+# ruff: noqa: E501  # table rows read best on one line
+"""The benchmark suite: ``python -m benchmarks [--quick]`` (also ``testbed bench``).
+
+Runs every workload on [::1] with real processes, each figure the median of several runs with
+min and max, and writes a JSON file and a Markdown table (``benchmarks/results/``):
+
+1. broker ceiling: publish -> subscribe through Mosquitto alone, same payloads, QoS 0 and 1;
+2. gateway end to end per ingest path (MQTT SenML CBOR / SenML JSON / vendor JSON, CoAP push),
+   readings/s from devices to confirmed platform writes, for several device counts;
+3. latency device timestamp -> platform write at fixed offered loads, and the load where p99
+   crosses 100 ms;
+4. simulator scale: memory per device, CPU per 1,000 readings/s (simulator and gateway);
+5. bytes on the wire per reading per protocol x encoding, and idle bytes per device per hour;
+6. the platform alone (batch upsert, GET p99, temporal lastN);
+7. the Node-RED peer on the MQTT SenML JSON workload, run in turn with ours.
+
+    python -m benchmarks --quick     # about 3 minutes: a smoke run, small sizes, 3 runs each
+    python -m benchmarks             # about 15 minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import platform as host
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+
+from benchmarks import gateway as gw
+from benchmarks import platform as plat
+from benchmarks.peers import nodered
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def spread(samples: list[float]) -> dict[str, Any]:
+    """Median with min and max (and the samples), the shape of every figure."""
+    return {
+        "median": statistics.median(samples),
+        "min": min(samples),
+        "max": max(samples),
+        "samples": samples,
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# 1. Broker ceiling -------------------------------------------------------------------------
+
+
+def _subscriber(port: int, qos: int, count: int, ready: Any, last: Any) -> None:
+    """Counts ``count`` messages on bench/#; stores the monotonic time of the last one."""
+    got = 0
+    done = multiprocessing.Event()
+
+    def on_message(client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        nonlocal got
+        got += 1
+        if got == count:
+            last.value = time.monotonic()
+            done.set()
+
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+    client.on_message = on_message
+    client.connect("::1", port)
+    client.subscribe("bench/#", qos)
+    client.loop_start()
+    time.sleep(0.5)
+    ready.set()
+    done.wait(120)
+    client.loop_stop()
+    client.disconnect()
+
+
+def _ceiling_publisher(port: int, count: int, devices: int, qos: int) -> None:
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect("::1", port)
+    client.loop_start()
+    for n in range(count):
+        device = f"noise-b{n % devices}"
+        data = gw.payload("senml-cbor", device, time.time(), 40 + n % 50)
+        info = client.publish(f"bench/{device}/up/senml-cbor", data, qos=qos)
+        if n % 1000 == 999:
+            info.wait_for_publish(30)
+    client.loop_stop()
+    client.disconnect()
+
+
+def broker_ceiling(port: int, qos: int, count: int, devices: int) -> float:
+    ready, last = multiprocessing.Event(), multiprocessing.Value("d", 0.0)
+    sub = multiprocessing.Process(target=_subscriber, args=(port, qos, count, ready, last))
+    sub.start()
+    ready.wait(30)
+    began = time.monotonic()
+    pub = multiprocessing.Process(target=_ceiling_publisher, args=(port, count, devices, qos))
+    pub.start()
+    pub.join()
+    sub.join(150)
+    if not last.value:
+        raise RuntimeError(f"the subscriber did not receive {count} messages")
+    return count / (last.value - began)
+
+
+# 2. CoAP push ------------------------------------------------------------------------------
+
+
+def _coap_pusher(port: int, count: int, devices: int, concurrency: int) -> None:
+    import aiocoap  # noqa: PLC0415
+
+    async def run() -> None:
+        ctx = await aiocoap.Context.create_client_context(transports=["udp6"])
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for n in range(count):
+            queue.put_nowait(n)
+
+        async def worker() -> None:
+            while not queue.empty():
+                n = queue.get_nowait()
+                device = f"noise-p{n % devices}"
+                body = gw.payload("senml-cbor", device, time.time(), 40 + n % 50)
+                request = aiocoap.Message(
+                    code=aiocoap.POST, uri=f"coap://[::1]:{port}/up/{device}", payload=body
+                )
+                request.opt.content_format = 112
+                await ctx.request(request).response
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await ctx.shutdown()
+
+    asyncio.run(run())
+
+
+def coap_push_throughput(stack: gw.Stack, count: int, devices: int) -> dict[str, float]:
+    port = asyncio.run(gw.coap_port_of(stack))
+    before, cpu0 = stack.forwarded(), cpu_seconds(stack.gateway_pid)
+    began = time.monotonic()
+    proc = multiprocessing.Process(target=_coap_pusher, args=(port, count, devices, 64))
+    proc.start()
+    proc.join()
+    done = stack.wait_forwarded(before + count)
+    cpu = cpu_seconds(stack.gateway_pid) - cpu0
+    return {"readings_per_s": count / (done - began), "gateway_cpu_s_per_1000": cpu / count * 1000}
+
+
+def mqtt_throughput(stack: gw.Stack, fmt: str, count: int, devices: int) -> dict[str, float]:
+    cpu0 = cpu_seconds(stack.gateway_pid)
+    result = gw.throughput(stack, fmt, count, devices)
+    cpu = cpu_seconds(stack.gateway_pid) - cpu0
+    return {
+        "readings_per_s": result["readings_per_s"],
+        "gateway_cpu_s_per_1000": cpu / count * 1000,
+    }
+
+
+# 4. Simulator scale ------------------------------------------------------------------------
+
+SCALE_CODE = """
+import asyncio, os, time
+from devices.fleet import Fleet
+from devices.scenario import Scenario
+from testbed.brokers import MosquittoBroker
+def rss():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1]) * 1024
+def cpu():
+    t = os.times()
+    return t.user + t.system
+async def main():
+    count, rate = {count}, {rate}
+    spec = Scenario.model_validate({{"groups": [{{"kind": "noise", "count": count, "interval": count / rate, "qos": 0}}]}})
+    async with MosquittoBroker(port={port}, persistence=False) as broker:
+        base = rss()
+        async with Fleet(spec, broker=broker.url, use_rd=False) as fleet:
+            while fleet.status().mqtt_online < count:
+                await asyncio.sleep(0.5)
+            await asyncio.sleep(count / rate)  # every device has started publishing
+            sent0, cpu0, t0 = fleet.status().sent, cpu(), time.monotonic()
+            await asyncio.sleep({window})
+            sent, used, wall = fleet.status().sent - sent0, cpu() - cpu0, time.monotonic() - t0
+            print(base, rss(), sent / wall, used / wall)
+asyncio.run(main())
+"""
+
+
+def simulator_scale(count: int, rate: float, window: float) -> dict[str, float]:
+    import subprocess  # noqa: PLC0415
+
+    code = SCALE_CODE.format(count=count, rate=rate, port=gw.free_port(), window=window)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=gw.ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    )
+    base, full, per_s, cpu_share = (float(x) for x in out.stdout.split())
+    return {
+        "devices": count,
+        "rss_mb": full / 2**20,
+        "bytes_per_device": (full - base) / count,
+        "readings_per_s": per_s,
+        # share of one core used per 1,000 readings/s (1.0 = a whole core)
+        "cpu_per_1000_per_s": cpu_share / (per_s / 1000) if per_s else float("nan"),
+    }
+
+
+# 5. Idle bytes -----------------------------------------------------------------------------
+
+
+async def idle_bytes(stack: gw.Stack, keepalive: int, cycles: int) -> dict[str, float]:
+    """MQTT bytes an idle device costs: PINGREQ/PINGRESP through a counting relay."""
+    import aiomqtt  # noqa: PLC0415
+
+    relay = gw.Relay()
+    server = await gw.tcp_relay(stack.broker.port, relay)
+    port = server.sockets[0].getsockname()[1]
+    async with aiomqtt.Client("::1", port, identifier="noise-idle", keepalive=keepalive):
+        relay.bytes = relay.packets = 0
+        await asyncio.sleep(keepalive * cycles + 0.5)
+        app, packets = relay.bytes, relay.packets
+    server.close()
+    per_cycle = (app + packets * (40 + 32)) / cycles
+    return {
+        "keepalive_s": keepalive,
+        "app_bytes_per_cycle": app / cycles,
+        "wire_bytes_per_cycle": per_cycle,
+        # at the devices' 60 s keep-alive: 60 cycles an hour
+        "wire_bytes_per_hour_at_60s": per_cycle * 60,
+    }
+
+
+# 7. The Node-RED peer ----------------------------------------------------------------------
+
+
+def peer_run(tmp: Path, count: int, devices: int, rate: float | None) -> dict[str, float]:
+    """Node-RED alone between Mosquitto and the platform; readings/s, or latency at ``rate``."""
+    with gw.Stack(tmp, with_gateway=False) as stack:
+        port = gw.free_port()
+        with nodered.NodeRed(tmp / "nodered", port, stack.broker.port, stack.platform_port) as red:
+            cpu0 = cpu_seconds(red.pid)
+            began = time.monotonic()
+            gw.run_publisher(stack.broker.port, "senml-json", count, devices, rate)
+            deadline = time.monotonic() + 300
+            stats = red.stats()
+            while stats["confirmed"] < count:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Node-RED confirmed {stats['confirmed']} of {count}")
+                time.sleep(0.05)
+                stats = red.stats()
+            done = time.monotonic()
+            cpu = cpu_seconds(red.pid) - cpu0
+            samples = sorted(red.stats(since=0)["latencies_ms"])
+    q = statistics.quantiles(samples, n=100, method="inclusive")
+    return {
+        "readings_per_s": count / (done - began),
+        "cpu_s_per_1000": cpu / count * 1000,
+        "p50_ms": q[49],
+        "p95_ms": q[94],
+        "p99_ms": q[98],
+    }
+
+
+def ours_run(tmp: Path, count: int, devices: int, rate: float | None) -> dict[str, float]:
+    with gw.Stack(tmp) as stack:
+        cpu0 = cpu_seconds(stack.gateway_pid)
+        before = stack.buckets()
+        if rate is None:
+            result = gw.throughput(stack, "senml-json", count, devices)
+        else:
+            began = time.monotonic()
+            gw.run_publisher(stack.broker.port, "senml-json", count, devices, rate)
+            done = stack.wait_forwarded(count)
+            result = {"readings_per_s": count / (done - began)}
+        cpu = cpu_seconds(stack.gateway_pid) - cpu0
+        after = stack.buckets()
+    delta = [(le, n - b) for (le, n), (_, b) in zip(after, before, strict=True)]
+    return {
+        "readings_per_s": result["readings_per_s"],
+        "cpu_s_per_1000": cpu / count * 1000,
+        "p50_ms": gw.quantile(delta, 0.50) * 1000,
+        "p95_ms": gw.quantile(delta, 0.95) * 1000,
+        "p99_ms": gw.quantile(delta, 0.99) * 1000,
+    }
+
+
+# The suite ---------------------------------------------------------------------------------
+
+
+class Suite:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.quick = args.quick
+        self.runs = args.runs or 3
+        self.readings = args.readings or (3000 if self.quick else 20000)
+        self.result: dict[str, Any] = {
+            "machine": f"{host.machine()}, {os.cpu_count()} CPUs, Python {host.python_version()}",
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "mode": "quick" if self.quick else "full",
+            "runs": self.runs,
+        }
+
+    def repeat(self, what: str, fn: Callable[[], float]) -> dict[str, Any]:
+        samples = []
+        for n in range(self.runs):
+            log(f"  {what}: run {n + 1} of {self.runs}")
+            samples.append(fn())
+        return spread(samples)
+
+    def run(self, only: set[str]) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix="r197-bench-") as tmp_name:
+            tmp = Path(tmp_name)
+            if "ceiling" in only or "gateway" in only or "latency" in only or "wire" in only:
+                with gw.Stack(tmp / "stack") as stack:
+                    if "ceiling" in only:
+                        self.ceiling(stack)
+                    if "gateway" in only:
+                        self.gateway(stack)
+                    if "latency" in only:
+                        self.latency(stack)
+                    if "wire" in only:
+                        self.wire(stack)
+            if "scale" in only:
+                self.scale()
+            if "platform" in only:
+                self.platform()
+            if "peer" in only:
+                self.peer(tmp)
+        return self.result
+
+    def ceiling(self, stack: gw.Stack) -> None:
+        log("1. broker ceiling (Mosquitto alone)")
+        self.result["broker_ceiling"] = {
+            f"qos{qos}": self.repeat(
+                f"QoS {qos}, {self.readings:,} messages",
+                lambda qos=qos: broker_ceiling(stack.broker.port, qos, self.readings, 1000),  # type: ignore[misc]
+            )
+            for qos in (0, 1)
+        }
+
+    def gateway(self, stack: gw.Stack) -> None:
+        log("2. gateway end to end")
+        device_counts = [100] if self.quick else [100, 1000, 5000]
+        out: dict[str, Any] = {}
+        for devices in device_counts:
+            for path in ("senml-cbor", "senml-json", "vendor-json", "coap-push"):
+                runs = []
+                for n in range(self.runs):
+                    log(
+                        f"  {path}, {devices:,} devices, {self.readings:,} readings: run {n + 1} of {self.runs}"
+                    )
+                    if path == "coap-push":
+                        runs.append(coap_push_throughput(stack, self.readings, devices))
+                    else:
+                        runs.append(mqtt_throughput(stack, path, self.readings, devices))
+                out[f"{path}/{devices}"] = {
+                    "path": path,
+                    "devices": devices,
+                    "readings_per_s": spread([r["readings_per_s"] for r in runs]),
+                    "gateway_cpu_s_per_1000": spread([r["gateway_cpu_s_per_1000"] for r in runs]),
+                }
+        self.result["gateway"] = out
+
+    def latency(self, stack: gw.Stack) -> None:
+        log("3. latency at fixed offered loads (MQTT SenML CBOR, QoS 1)")
+        seconds = 3 if self.quick else 10
+        rates = [500.0, 2000.0] if self.quick else [500.0, 2000.0, 5000.0]
+        out = []
+        for rate in rates:
+            runs = []
+            for n in range(self.runs):
+                log(f"  {rate:,.0f} readings/s for {seconds} s: run {n + 1} of {self.runs}")
+                runs.append(gw.latency(stack, rate, seconds, 1000))
+            out.append(
+                {"offered_per_s": rate}
+                | {k: spread([r[k] for r in runs]) for k in ("p50_ms", "p95_ms", "p99_ms")}
+            )
+        self.result["latency"] = out
+        if self.quick:
+            return
+        log("  searching the load where p99 crosses 100 ms")
+        crossing = None
+        for rate in (1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 8000.0):
+            p99 = statistics.median(
+                gw.latency(stack, rate, 5, 1000)["p99_ms"] for _ in range(self.runs)
+            )
+            log(f"  {rate:,.0f}/s: p99 {p99:.0f} ms")
+            if p99 > 100:
+                crossing = rate
+                break
+        self.result["p99_over_100ms_at"] = crossing
+
+    def wire(self, stack: gw.Stack) -> None:
+        log("5. bytes on the wire, and idle bytes")
+        self.result["wire"] = asyncio.run(gw.wire_bytes(stack, 50 if self.quick else 200))
+        self.result["idle_mqtt"] = asyncio.run(idle_bytes(stack, 2, 2 if self.quick else 5))
+
+    def scale(self) -> None:
+        count = 1000 if self.quick else 5000
+        log(f"4. simulator scale: {count:,} MQTT devices at 1,000 readings/s")
+        runs = [
+            simulator_scale(count, 1000.0, 5 if self.quick else 15)
+            for _ in range(1 if self.quick else self.runs)
+        ]
+        self.result["scale"] = {
+            "devices": count,
+            "rss_mb": spread([r["rss_mb"] for r in runs]),
+            "bytes_per_device": spread([r["bytes_per_device"] for r in runs]),
+            "readings_per_s": spread([r["readings_per_s"] for r in runs]),
+            "cpu_per_1000_per_s": spread([r["cpu_per_1000_per_s"] for r in runs]),
+        }
+
+    def platform(self) -> None:
+        log("6. the platform alone")
+        scale = 10 if self.quick else 1
+        args = argparse.Namespace(
+            updates=50_000 // scale, entities=100_000 // scale, history=1_000_000 // scale,
+            samples=5_000 // scale, clients=4, repeats=self.runs,
+        )  # fmt: skip
+        result = plat.run(args)
+        runs = result["runs"]
+        self.result["platform"] = {
+            "entities": result["entities"],
+            "history_rows": result["history_rows"],
+            "upsert_updates_per_s": spread(runs["upsert_updates_per_s"]),
+            "get_p99_ms": spread(runs["get_p99_ms"]),
+            "last_n_p99_ms": spread(runs["last_n_p99_ms"]),
+        }
+
+    def peer(self, tmp: Path) -> None:
+        log("7. Node-RED peer, in turn with ours (MQTT SenML JSON)")
+        try:
+            version = nodered.install()
+        except nodered.PeerUnavailable as exc:
+            log(f"  peer skipped: {exc}")
+            self.result["peer"] = {"error": str(exc)}
+            return
+        devices = 100 if self.quick else 1000
+        rate = 1000.0 if self.quick else 2000.0
+        out: dict[str, Any] = {
+            "peer": f"Node-RED {version}",
+            "devices": devices,
+            "latency_load_per_s": rate,
+        }
+        for label, count, load in (
+            ("throughput", self.readings, None),
+            ("latency", int(rate * (3 if self.quick else 10)), rate),
+        ):
+            ours, peer, ratio = [], [], []
+            for n in range(self.runs):
+                log(f"  {label}: run {n + 1} of {self.runs}: ours")
+                o = ours_run(tmp / f"ours-{label}-{n}", count, devices, load)
+                log(f"  {label}: run {n + 1} of {self.runs}: Node-RED")
+                p = peer_run(tmp / f"peer-{label}-{n}", count, devices, load)
+                ours.append(o)
+                peer.append(p)
+                ratio.append(o["readings_per_s"] / p["readings_per_s"])
+            keys = ("readings_per_s", "cpu_s_per_1000", "p50_ms", "p95_ms", "p99_ms")
+            out[label] = {
+                "ours": {k: spread([r[k] for r in ours]) for k in keys},
+                "peer": {k: spread([r[k] for r in peer]) for k in keys},
+                "ratio_ours_to_peer": spread(ratio),
+            }
+        self.result["peer"] = out
+
+
+def fmt(figure: dict[str, Any], spec: str = ",.0f", unit: str = "") -> str:
+    return f"{figure['median']:{spec}}{unit} ({figure['min']:{spec}} to {figure['max']:{spec}})"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [
+        f"Benchmarks ({result['mode']}, {result['machine']}, {result['date']}); median of {result['runs']} runs (min to max).",
+        "",
+    ]
+    if "broker_ceiling" in result:
+        c = result["broker_ceiling"]
+        lines += ["| workload | figure |", "|---|---|"]
+        lines += [f"| broker ceiling, Mosquitto alone, QoS 0 | {fmt(c['qos0'])} msg/s |",
+                  f"| broker ceiling, Mosquitto alone, QoS 1 | {fmt(c['qos1'])} msg/s |", ""]  # fmt: skip
+    if "gateway" in result:
+        qos1 = result.get("broker_ceiling", {}).get("qos1", {}).get("median")
+        lines += [
+            "| ingest path | devices | readings/s | of QoS 1 ceiling | gateway CPU s per 1,000 readings |",
+            "|---|---|---|---|---|",
+        ]
+        for g in result["gateway"].values():
+            share = (
+                f"{g['readings_per_s']['median'] / qos1:.0%}"
+                if qos1 and g["path"] != "coap-push"
+                else "-"
+            )
+            lines.append(
+                f"| {g['path']} | {g['devices']:,} | {fmt(g['readings_per_s'])} | {share} | {fmt(g['gateway_cpu_s_per_1000'], '.2f')} |"
+            )
+        lines.append("")
+    if "latency" in result:
+        lines += [
+            "| offered load (MQTT SenML CBOR, QoS 1) | p50 | p95 | p99 |",
+            "|---|---|---|---|",
+        ]
+        for lat in result["latency"]:
+            lines.append(
+                f"| {lat['offered_per_s']:,.0f} readings/s | {fmt(lat['p50_ms'], '.1f', ' ms')} | {fmt(lat['p95_ms'], '.1f', ' ms')} | {fmt(lat['p99_ms'], '.1f', ' ms')} |"
+            )
+        if "p99_over_100ms_at" in result:
+            at = result["p99_over_100ms_at"]
+            lines.append(
+                f"\np99 crosses 100 ms at: {f'{at:,.0f} readings/s' if at else 'not within 8,000 readings/s'}"
+            )
+        lines.append("")
+    if "scale" in result:
+        s = result["scale"]
+        lines += [f"Simulator: {s['devices']:,} MQTT devices in one process, RSS {fmt(s['rss_mb'], ',.0f', ' MB')}, "
+                  f"{fmt(s['bytes_per_device'], ',.0f', ' B')} per device; at {fmt(s['readings_per_s'])} readings/s "
+                  f"it uses {fmt(s['cpu_per_1000_per_s'], '.2f')} of a core per 1,000 readings/s.", ""]  # fmt: skip
+    if "wire" in result:
+        lines += [
+            "| protocol | format | application bytes/reading | on the wire (IPv6) |",
+            "|---|---|---|---|",
+        ]
+        for w in result["wire"]:
+            lines.append(
+                f"| {w['protocol']} | {w['format']} | {w['app_bytes']:.0f} | {w['wire_bytes']:.0f} |"
+            )
+        idle = result["idle_mqtt"]
+        lines += ["", f"Idle MQTT device: {idle['wire_bytes_per_cycle']:.0f} bytes per keep-alive cycle on the wire "
+                  f"(PINGREQ + PINGRESP), {idle['wire_bytes_per_hour_at_60s']:,.0f} bytes per hour at the devices' 60 s keep-alive.", ""]  # fmt: skip
+    if "platform" in result:
+        p = result["platform"]
+        lines += ["| platform alone | figure |", "|---|---|",
+                  f"| batch upsert (100 entities x 5 Properties) | {fmt(p['upsert_updates_per_s'])} attribute updates/s |",
+                  f"| GET /entities/{{id}} p99, {p['entities']:,} entities | {fmt(p['get_p99_ms'], '.2f', ' ms')} |",
+                  f"| temporal lastN=100 p99, {p['history_rows']:,} history rows | {fmt(p['last_n_p99_ms'], '.2f', ' ms')} |", ""]  # fmt: skip
+    peer = result.get("peer")
+    if peer and "error" in peer:
+        lines += [f"Peer: not run ({peer['error']}).", ""]
+    elif peer:
+        lines += [f"Peer: {peer['peer']}, MQTT SenML JSON QoS 1, {peer['devices']:,} devices, run in turn with ours.", "",
+                  "| measure | ours | Node-RED | ours / Node-RED |", "|---|---|---|---|"]  # fmt: skip
+        t, lat = peer["throughput"], peer["latency"]
+        lines.append(
+            f"| readings/s, as fast as possible | {fmt(t['ours']['readings_per_s'])} | {fmt(t['peer']['readings_per_s'])} | {fmt(t['ratio_ours_to_peer'], '.2f')} |"
+        )
+        lines.append(
+            f"| CPU s per 1,000 readings | {fmt(t['ours']['cpu_s_per_1000'], '.2f')} | {fmt(t['peer']['cpu_s_per_1000'], '.2f')} | |"
+        )
+        for k in ("p50_ms", "p95_ms", "p99_ms"):
+            lines.append(
+                f"| {k[:3]} at {peer['latency_load_per_s']:,.0f} readings/s | {fmt(lat['ours'][k], '.1f', ' ms')} | {fmt(lat['peer'][k], '.1f', ' ms')} | |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+WORKLOADS = ("ceiling", "gateway", "latency", "scale", "wire", "platform", "peer")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Run the benchmark suite on [::1] (broker ceiling, gateway per ingest path, "
+        "latency, simulator scale, bytes on the wire, platform, Node-RED peer) and write a JSON "
+        "file and a Markdown table.",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes, about 3 minutes (a smoke run)"
+    )
+    parser.add_argument(
+        "--runs", type=int, help="runs per figure (default 3); the median is reported"
+    )
+    parser.add_argument(
+        "--readings", type=int, help="readings per throughput run (quick 3,000, full 20,000)"
+    )
+    parser.add_argument("--only", help=f"comma-separated workloads out of {', '.join(WORKLOADS)}")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS,
+        help="directory for the JSON and Markdown files (benchmarks/results)",
+    )
+    args = parser.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else set(WORKLOADS)
+    if unknown := only - set(WORKLOADS):
+        parser.error(
+            f"unknown workload(s) {', '.join(sorted(unknown))}; choose from {', '.join(WORKLOADS)}"
+        )
+    began = time.monotonic()
+    result = Suite(args).run(only)
+    result["elapsed_s"] = time.monotonic() - began
+    table = markdown(result)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"bench-{result['mode']}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    (args.out / f"{stem}.md").write_text(table + "\n")
+    print(table)
+    log(f"written {args.out / stem}.json and .md in {result['elapsed_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
