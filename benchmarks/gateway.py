@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -261,7 +262,10 @@ async def tcp_relay(target_port: int, relay: Relay) -> asyncio.Server:
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("::1", target_port)
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        # Python 3.11's stream callback asks a cancelled handler task for its exception and
+        # prints a traceback when the loop closes with a relay still open: end quietly.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     return await asyncio.start_server(handle, "::1", 0)
 
