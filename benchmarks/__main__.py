@@ -26,6 +26,7 @@ import json
 import multiprocessing
 import os
 import platform as host
+import random
 import statistics
 import sys
 import tempfile
@@ -91,12 +92,13 @@ def _subscriber(port: int, qos: int, count: int, ready: Any, last: Any) -> None:
     client.disconnect()
 
 
-def _ceiling_publisher(port: int, count: int, devices: int, qos: int) -> None:
+def _ceiling_publisher(port: int, count: int, devices: int, qos: int, started: Any) -> None:
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.connect("::1", port)
     client.loop_start()
+    started.value = time.monotonic()  # the same start as the gateway runs: the first publish
     for n in range(count):
         device = f"noise-b{n % devices}"
         data = gw.payload("senml-cbor", device, time.time(), 40 + n % 50)
@@ -112,20 +114,22 @@ def broker_ceiling(port: int, qos: int, count: int, devices: int) -> float:
     sub = multiprocessing.Process(target=_subscriber, args=(port, qos, count, ready, last))
     sub.start()
     ready.wait(30)
-    began = time.monotonic()
-    pub = multiprocessing.Process(target=_ceiling_publisher, args=(port, count, devices, qos))
+    started = multiprocessing.Value("d", 0.0)
+    pub = multiprocessing.Process(
+        target=_ceiling_publisher, args=(port, count, devices, qos, started)
+    )
     pub.start()
     pub.join()
     sub.join(150)
     if not last.value:
         raise RuntimeError(f"the subscriber did not receive {count} messages")
-    return count / (last.value - began)
+    return float(count / (last.value - started.value))
 
 
 # 2. CoAP push ------------------------------------------------------------------------------
 
 
-def _coap_pusher(port: int, count: int, devices: int, concurrency: int) -> None:
+def _coap_pusher(port: int, count: int, devices: int, concurrency: int, started: Any) -> None:
     """``concurrency`` push devices, each its own CoAP endpoint (a UDP source port of its own).
 
     One endpoint has one request outstanding at a time (RFC 7252 4.7, NSTART = 1) and the gateway
@@ -154,6 +158,7 @@ def _coap_pusher(port: int, count: int, devices: int, concurrency: int) -> None:
                 request.opt.content_format = 112
                 await ctx.request(request).response
 
+        started.value = time.monotonic()  # after the endpoints are set up
         await asyncio.gather(*(worker(ctx) for ctx in contexts))
         for ctx in contexts:
             await ctx.shutdown()
@@ -180,7 +185,7 @@ class Busy:
 def _figures(count: int, seconds: float, used: dict[str, float]) -> dict[str, float]:
     out = {
         "readings_per_s": count / seconds,
-        "gateway_cpu_s_per_1000": used["gateway"] / count * 1000,
+        "gateway_cpu_s_per_1000": used["gateway"] / max(count, 1) * 1000,
     }
     # the share of one core each process was busy (1.0 = a whole core): where the time goes
     out |= {f"{name}_busy": cpu / seconds for name, cpu in used.items()}
@@ -190,20 +195,80 @@ def _figures(count: int, seconds: float, used: dict[str, float]) -> dict[str, fl
 def coap_push_throughput(stack: gw.Stack, count: int, devices: int) -> dict[str, float]:
     port = asyncio.run(gw.coap_port_of(stack))
     before, busy = stack.forwarded(), Busy(stack)
-    began = time.monotonic()
+    started = multiprocessing.Value("d", 0.0)
     proc = multiprocessing.Process(
-        target=_coap_pusher, args=(port, count, devices, min(devices, 64))
+        target=_coap_pusher, args=(port, count, devices, min(devices, 64), started)
     )
     proc.start()
     proc.join()
     done = stack.wait_forwarded(before + count)
-    return _figures(count, done - began, busy.used())
+    return _figures(count, done - started.value, busy.used())
 
 
 def mqtt_throughput(stack: gw.Stack, fmt: str, count: int, devices: int) -> dict[str, float]:
     busy = Busy(stack)
     result = gw.throughput(stack, fmt, count, devices)
     return _figures(count, result["seconds"], busy.used())
+
+
+def coap_observe_throughput(
+    tmp: Path, devices: int, interval: float, window: float
+) -> dict[str, float]:
+    """CoAP devices registered in a resource directory, observed by the gateway (RFC 7641).
+
+    The devices notify at their own pace (``devices / interval`` readings/s offered); the figure
+    is the rate of confirmed platform writes once the gateway observes all of them.
+    """
+    import shutil  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    rd_port = gw.free_port(socket.SOCK_DGRAM)
+    rd_bin = shutil.which("aiocoap-rd") or str(Path(sys.executable).with_name("aiocoap-rd"))
+    rd = subprocess.Popen(
+        [rd_bin, "--bind", f"[::1]:{rd_port}"], env={**os.environ, "AIOCOAP_SERVER_TRANSPORT": "udp6"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    scenario = tmp / "observe.toml"
+    # Consecutive device ports below Linux's ephemeral range (32768-60999), so that no client
+    # socket of the run can hold one of them.
+    base = random.randrange(20000, 32000 - devices)
+    tmp.mkdir(parents=True, exist_ok=True)
+    scenario.write_text(
+        f'[endpoints]\ncoap_base_port = {base}\n[[groups]]\nkind = "noise"\ncount = {devices}\n'
+        f'protocol = "coap"\nformat = "senml-cbor"\ninterval = {interval}\n'
+    )
+    try:
+        time.sleep(1.0)
+        with gw.Stack(tmp / "observe", rd=f"coap://[::1]:{rd_port}") as stack:
+            fleet = subprocess.Popen(
+                [sys.executable, "-m", "testbed", "devices", "--scenario", str(scenario),
+                 "--rd", f"coap://[::1]:{rd_port}"],
+                cwd=gw.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            try:
+                # Registration, the gateway's next directory scan (every 5 s), then a steady state.
+                deadline = time.monotonic() + 90
+                previous, rate = stack.forwarded(), 0.0
+                while time.monotonic() < deadline:
+                    time.sleep(2.0)
+                    now = stack.forwarded()
+                    rate, previous = (now - previous) / 2.0, now
+                    if rate >= 0.9 * devices / interval:
+                        break
+                busy = Busy(stack)
+                start, began = stack.forwarded(), time.monotonic()
+                time.sleep(window)
+                elapsed = time.monotonic() - began
+                figures = _figures(int(stack.forwarded() - start), elapsed, busy.used())
+            finally:
+                fleet.terminate()
+                fleet.wait(timeout=30)
+    finally:
+        rd.terminate()
+        rd.wait(timeout=10)
+    figures["offered_per_s"] = devices / interval
+    return figures
 
 
 # 4. Simulator scale ------------------------------------------------------------------------
@@ -294,8 +359,7 @@ def peer_run(tmp: Path, count: int, devices: int, rate: float | None) -> dict[st
         port = gw.free_port()
         with nodered.NodeRed(tmp / "nodered", port, stack.broker.port, stack.platform_port) as red:
             cpu0 = cpu_seconds(red.pid)
-            began = time.monotonic()
-            gw.run_publisher(stack.broker.port, "senml-json", count, devices, rate)
+            began = gw.run_publisher(stack.broker.port, "senml-json", count, devices, rate)
             deadline = time.monotonic() + 300
             stats = red.stats()
             while stats["confirmed"] < count:
@@ -323,8 +387,7 @@ def ours_run(tmp: Path, count: int, devices: int, rate: float | None) -> dict[st
         if rate is None:
             result = gw.throughput(stack, "senml-json", count, devices)
         else:
-            began = time.monotonic()
-            gw.run_publisher(stack.broker.port, "senml-json", count, devices, rate)
+            began = gw.run_publisher(stack.broker.port, "senml-json", count, devices, rate)
             done = stack.wait_forwarded(count)
             result = {"readings_per_s": count / (done - began)}
         cpu = cpu_seconds(stack.gateway_pid) - cpu0
@@ -375,6 +438,8 @@ class Suite:
                         self.latency(stack)
                     if "wire" in only:
                         self.wire(stack)
+            if "gateway" in only:
+                self.observe(tmp)
             if "scale" in only:
                 self.scale()
             if "platform" in only:
@@ -418,6 +483,34 @@ class Suite:
                     for name in ("gateway", "platform", "broker")
                 }
         self.result["gateway"] = out
+
+    def observe(self, tmp: Path) -> None:
+        log("2b. gateway end to end, CoAP observe (devices in a resource directory)")
+        offered = 2000.0
+        for devices in [100] if self.quick else [100, 1000]:
+            runs = []
+            for n in range(self.runs):
+                log(
+                    f"  coap-observe, {devices:,} devices offering {offered:,.0f} readings/s: run {n + 1} of {self.runs}"
+                )
+                runs.append(
+                    coap_observe_throughput(
+                        tmp / f"observe-{devices}-{n}",
+                        devices,
+                        devices / offered,
+                        5 if self.quick else 10,
+                    )
+                )
+            self.result.setdefault("gateway", {})[f"coap-observe/{devices}"] = {
+                "path": "coap-observe",
+                "devices": devices,
+                "offered_per_s": offered,
+                "readings_per_s": spread([r["readings_per_s"] for r in runs]),
+                "gateway_cpu_s_per_1000": spread([r["gateway_cpu_s_per_1000"] for r in runs]),
+            } | {
+                f"{name}_busy": spread([r[f"{name}_busy"] for r in runs])
+                for name in ("gateway", "platform", "broker")
+            }
 
     def latency(self, stack: gw.Stack) -> None:
         log("3. latency at fixed offered loads (MQTT SenML CBOR, QoS 1)")
@@ -545,9 +638,11 @@ def markdown(result: dict[str, Any]) -> str:
         for g in result["gateway"].values():
             share = (
                 f"{g['readings_per_s']['median'] / qos1:.0%}"
-                if qos1 and g["path"] != "coap-push"
+                if qos1 and not g["path"].startswith("coap")
                 else "-"
             )
+            if "offered_per_s" in g:
+                share = f"offered {g['offered_per_s']:,.0f}/s"
             busy = " / ".join(
                 f"{g[f'{n}_busy']['median']:.2f}" for n in ("gateway", "platform", "broker")
             )

@@ -66,14 +66,22 @@ def payload(fmt: str, device: str, t: float, value: float) -> bytes:
     return json.dumps({"dev": device, "time": stamp, "laeq_db": value}).encode()
 
 
-def publisher(port: int, fmt: str, count: int, devices: int, rate: float | None, qos: int) -> None:
-    """Runs in its own process: publish ``count`` readings (at ``rate``/s, or as fast as it can)."""
+def publisher(
+    port: int, fmt: str, count: int, devices: int, rate: float | None, qos: int, started: Any = None
+) -> None:
+    """Runs in its own process: publish ``count`` readings (at ``rate``/s, or as fast as it can).
+
+    ``started`` (a shared double) receives the monotonic time of the first publish, so that
+    process start-up and the MQTT connection are not counted as the gateway's time.
+    """
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.connect("::1", port)
     client.loop_start()
     began = time.monotonic()
+    if started is not None:
+        started.value = began
     for n in range(count):
         if rate:
             delay = began + n / rate - time.monotonic()
@@ -91,9 +99,10 @@ def publisher(port: int, fmt: str, count: int, devices: int, rate: float | None,
 class Stack:
     """Mosquitto (anonymous), platform and gateway processes on [::1]."""
 
-    def __init__(self, tmp: Path, *, with_gateway: bool = True) -> None:
+    def __init__(self, tmp: Path, *, with_gateway: bool = True, rd: str = "off") -> None:
         self.tmp = tmp
         self.with_gateway = with_gateway
+        self.rd = rd
         self.broker = MosquittoBroker(port=free_port(), persistence=False)
         self.platform_port = free_port()
         self.http_port = free_port()
@@ -115,7 +124,7 @@ class Stack:
         self.procs.append(
             subprocess.Popen(
                 [py, "-m", "testbed", "gateway", "--platform", f"http://[::1]:{self.platform_port}",
-                 "--broker", self.broker.url, "--rd", "off", "--coap-port", str(free_port(socket.SOCK_DGRAM)),
+                 "--broker", self.broker.url, "--rd", self.rd, "--coap-port", str(free_port(socket.SOCK_DGRAM)),
                  "--http-port", str(self.http_port), "--queue", str(self.tmp / "queue.db"),
                  "--no-southbound"],
                 cwd=ROOT, stderr=subprocess.DEVNULL,
@@ -165,16 +174,20 @@ class Stack:
         raise RuntimeError(f"gateway forwarded {self.forwarded()} of {target} readings")
 
 
-def run_publisher(port: int, fmt: str, count: int, devices: int, rate: float | None) -> None:
-    proc = multiprocessing.Process(target=publisher, args=(port, fmt, count, devices, rate, 1))
+def run_publisher(port: int, fmt: str, count: int, devices: int, rate: float | None) -> float:
+    """Publishes in another process; returns the monotonic time of its first publish."""
+    started = multiprocessing.Value("d", 0.0)
+    proc = multiprocessing.Process(
+        target=publisher, args=(port, fmt, count, devices, rate, 1, started)
+    )
     proc.start()
     proc.join()
+    return float(started.value)
 
 
 def throughput(stack: Stack, fmt: str, count: int, devices: int) -> dict[str, float]:
     before = stack.forwarded()
-    began = time.monotonic()
-    run_publisher(stack.broker.port, fmt, count, devices, None)
+    began = run_publisher(stack.broker.port, fmt, count, devices, None)
     done = stack.wait_forwarded(before + count)
     return {"readings": count, "seconds": done - began, "readings_per_s": count / (done - began)}
 
