@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import multiprocessing
 import os
@@ -190,6 +191,11 @@ def _figures(count: int, seconds: float, used: dict[str, float]) -> dict[str, fl
     # the share of one core each process was busy (1.0 = a whole core): where the time goes
     out |= {f"{name}_busy": cpu / seconds for name, cpu in used.items()}
     return out
+
+
+def _summary(runs: list[dict[str, float]]) -> dict[str, Any]:
+    """Every figure of :func:`_figures` over several runs, as median / min / max."""
+    return {key: spread([r[key] for r in runs]) for key in runs[0]}
 
 
 def coap_push_throughput(stack: gw.Stack, count: int, devices: int) -> dict[str, float]:
@@ -428,7 +434,7 @@ class Suite:
     def run(self, only: set[str]) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="r197-bench-") as tmp_name:
             tmp = Path(tmp_name)
-            if "ceiling" in only or "gateway" in only or "latency" in only or "wire" in only:
+            if only & {"ceiling", "gateway", "latency", "wire"}:  # one shared stack
                 with gw.Stack(tmp / "stack") as stack:
                     if "ceiling" in only:
                         self.ceiling(stack)
@@ -453,7 +459,7 @@ class Suite:
         self.result["broker_ceiling"] = {
             f"qos{qos}": self.repeat(
                 f"QoS {qos}, {self.readings:,} messages",
-                lambda qos=qos: broker_ceiling(stack.broker.port, qos, self.readings, 1000),  # type: ignore[misc]
+                functools.partial(broker_ceiling, stack.broker.port, qos, self.readings, 1000),
             )
             for qos in (0, 1)
         }
@@ -473,15 +479,7 @@ class Suite:
                         runs.append(coap_push_throughput(stack, self.readings, devices))
                     else:
                         runs.append(mqtt_throughput(stack, path, self.readings, devices))
-                out[f"{path}/{devices}"] = {
-                    "path": path,
-                    "devices": devices,
-                    "readings_per_s": spread([r["readings_per_s"] for r in runs]),
-                    "gateway_cpu_s_per_1000": spread([r["gateway_cpu_s_per_1000"] for r in runs]),
-                } | {
-                    f"{name}_busy": spread([r[f"{name}_busy"] for r in runs])
-                    for name in ("gateway", "platform", "broker")
-                }
+                out[f"{path}/{devices}"] = {"path": path, "devices": devices} | _summary(runs)
         self.result["gateway"] = out
 
     def observe(self, tmp: Path) -> None:
@@ -501,15 +499,11 @@ class Suite:
                         5 if self.quick else 10,
                     )
                 )
-            self.result.setdefault("gateway", {})[f"coap-observe/{devices}"] = {
+            # the runs' own offered_per_s is the same figure: the plain number wins
+            self.result.setdefault("gateway", {})[f"coap-observe/{devices}"] = _summary(runs) | {
                 "path": "coap-observe",
                 "devices": devices,
                 "offered_per_s": offered,
-                "readings_per_s": spread([r["readings_per_s"] for r in runs]),
-                "gateway_cpu_s_per_1000": spread([r["gateway_cpu_s_per_1000"] for r in runs]),
-            } | {
-                f"{name}_busy": spread([r[f"{name}_busy"] for r in runs])
-                for name in ("gateway", "platform", "broker")
             }
 
     def latency(self, stack: gw.Stack) -> None:
@@ -671,14 +665,7 @@ def markdown(result: dict[str, Any]) -> str:
                   f"{fmt(s['bytes_per_device'], ',.0f', ' B')} per device; at {fmt(s['readings_per_s'])} readings/s "
                   f"it uses {fmt(s['cpu_per_1000_per_s'], '.2f')} of a core per 1,000 readings/s.", ""]  # fmt: skip
     if "wire" in result:
-        lines += [
-            "| protocol | format | application bytes/reading | on the wire (IPv6) |",
-            "|---|---|---|---|",
-        ]
-        for w in result["wire"]:
-            lines.append(
-                f"| {w['protocol']} | {w['format']} | {w['app_bytes']:.0f} | {w['wire_bytes']:.0f} |"
-            )
+        lines += gw.wire_rows(result["wire"])
         idle = result["idle_mqtt"]
         lines += ["", f"Idle MQTT device: {idle['wire_bytes_per_cycle']:.0f} bytes per keep-alive cycle on the wire "
                   f"(PINGREQ + PINGRESP), {idle['wire_bytes_per_hour_at_60s']:,.0f} bytes per hour at the devices' 60 s keep-alive.", ""]  # fmt: skip

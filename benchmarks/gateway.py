@@ -377,15 +377,20 @@ def table(result: dict[str, Any]) -> str:
     mem = result["memory"]
     lines += ["", f"Memory: {mem['devices']:,} MQTT devices in one process, RSS {mem['rss_mb']:.0f} MB, "
               f"{mem['bytes_per_device'] / 1024:.1f} KiB per device.", ""]  # fmt: skip
-    lines += [
+    lines += wire_rows(result["wire"])
+    return "\n".join(lines)
+
+
+def wire_rows(wire: list[dict[str, Any]]) -> list[str]:
+    """The bytes-on-the-wire table (also in the suite's table, benchmarks/__main__.py)."""
+    head = [
         "| protocol | format | application bytes/reading | on the wire (IPv6) |",
         "|---|---|---|---|",
     ]
-    for w in result["wire"]:
-        lines.append(
-            f"| {w['protocol']} | {w['format']} | {w['app_bytes']:.0f} | {w['wire_bytes']:.0f} |"
-        )
-    return "\n".join(lines)
+    return head + [
+        f"| {w['protocol']} | {w['format']} | {w['app_bytes']:.0f} | {w['wire_bytes']:.0f} |"
+        for w in wire
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

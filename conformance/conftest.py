@@ -101,6 +101,12 @@ def figures(request: pytest.FixtureRequest) -> dict[str, float]:
     return store
 
 
+def _roles(item: pytest.Item) -> tuple[str, ...]:
+    """The roles a case exercises: the role fixtures it uses, directly or through others."""
+    names = getattr(item, "fixturenames", ())
+    return tuple(role for name, role in ROLE_FIXTURES.items() if name in names)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     meta = _case(item)
     if meta is None:
@@ -112,8 +118,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         except IutError as exc:
             raise pytest.UsageError(str(exc)) from None
         item.session._r197_iut = iut  # type: ignore[attr-defined]
-    roles = [role for name, role in ROLE_FIXTURES.items() if name in item.fixturenames]  # type: ignore[attr-defined]
-    missing = [p for p in meta.pics if not iut.supports(p, roles)]
+    missing = [p for p in meta.pics if not iut.supports(p, _roles(item))]
     if missing:
         item.r197_na = f"PICS {', '.join(missing)} not supported"  # type: ignore[attr-defined]
         pytest.skip(f"N/A: {item.r197_na}")  # type: ignore[attr-defined]
@@ -165,11 +170,7 @@ def pytest_runtest_makereport(
             detail[:1000],
             rep.duration,
             dict(figures),  # type: ignore[arg-type]
-            tuple(
-                role
-                for name, role in ROLE_FIXTURES.items()
-                if name in getattr(item, "fixturenames", ())
-            ),
+            _roles(item),
         )
     )
 

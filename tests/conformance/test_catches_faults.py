@@ -146,6 +146,46 @@ def reference_gateway(
         gateway.wait(timeout=20)
 
 
+@contextlib.contextmanager
+def gateway_under_test(
+    tmp_path: Path,
+    implementation: str,
+    *,
+    env: dict[str, str] | None = None,
+    uplink: type[LossyUplink] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Our gateway as the IUT, with a platform and Mosquitto; yields the IUT document.
+
+    ``uplink``, when given, is an HTTP handler put between the gateway and the platform.
+    """
+    platform = PlatformProcess()
+    platform.start()
+    broker = MosquittoBroker(port=free_port())
+    broker.start()
+    proxy = None
+    try:
+        target = platform.base
+        if uplink is not None:
+            uplink.upstream = platform.base
+            proxy = _V6Server(("::1", 0), uplink)
+            threading.Thread(target=proxy.serve_forever, daemon=True).start()
+            target = f"http://[::1]:{proxy.server_address[1]}"
+        with reference_gateway(tmp_path, target, broker.url, env) as coap_port:
+            yield {
+                "implementation": implementation,
+                "roles": {
+                    "gateway": {"url": f"coap://[::1]:{coap_port}", "resources": {"push": "/up"}},
+                    "mqtt-broker": {"url": broker.url},
+                    "ngsild-platform": {"url": platform.base},
+                },
+            }
+    finally:
+        if proxy is not None:
+            proxy.shutdown()
+        broker.close()
+        platform.stop()
+
+
 @pytest.mark.slow
 def test_suite_fails_a_gateway_that_does_not_convert_units(tmp_path: Path) -> None:
     """A gateway whose weather profile forgets Pa -> hPa fails R197-GW-03 and only that."""
@@ -155,25 +195,9 @@ def test_suite_fails_a_gateway_that_does_not_convert_units(tmp_path: Path) -> No
     broken = weather.replace('unit_code = "A97"\nfactor = 0.01', 'unit_code = "A97"\nfactor = 1.0')
     assert broken != weather
     (profiles / "weather.toml").write_text(broken.replace("max = 1100", "max = 200000"))
-    platform = PlatformProcess()
-    platform.start()
-    broker = MosquittoBroker(port=free_port())
-    broker.start()
     env = {"TESTBED_GATEWAY__PROFILES_DIR": str(profiles)}
-    try:
-        with reference_gateway(tmp_path, platform.base, broker.url, env) as coap_port:
-            iut = {
-                "implementation": "gateway without unit conversion",
-                "roles": {
-                    "gateway": {"url": f"coap://[::1]:{coap_port}", "resources": {"push": "/up"}},
-                    "mqtt-broker": {"url": broker.url},
-                    "ngsild-platform": {"url": platform.base},
-                },
-            }
-            verdicts = run_suite(tmp_path, iut, "test_unit_conversion or test_senml_cbor_over_mqtt")
-    finally:
-        broker.close()
-        platform.stop()
+    with gateway_under_test(tmp_path, "gateway without unit conversion", env=env) as iut:
+        verdicts = run_suite(tmp_path, iut, "test_unit_conversion or test_senml_cbor_over_mqtt")
     assert verdicts["R197-GW-03"] == "fail"
     assert verdicts["R197-GW-01"] == "pass"
 
@@ -225,30 +249,8 @@ class LossyUplink(http.server.BaseHTTPRequestHandler):
 @pytest.mark.slow
 def test_suite_fails_a_gateway_that_loses_readings(tmp_path: Path) -> None:
     """A gateway whose uplink silently loses every 4th reading fails R197-GW-06."""
-    platform = PlatformProcess()
-    platform.start()
-    broker = MosquittoBroker(port=free_port())
-    broker.start()
-    LossyUplink.upstream = platform.base
-    proxy = _V6Server(("::1", 0), LossyUplink)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    try:
-        with reference_gateway(
-            tmp_path, f"http://[::1]:{proxy.server_address[1]}", broker.url
-        ) as port:
-            iut = {
-                "implementation": "gateway that loses readings",
-                "roles": {
-                    "gateway": {"url": f"coap://[::1]:{port}", "resources": {"push": "/up"}},
-                    "mqtt-broker": {"url": broker.url},
-                    "ngsild-platform": {"url": platform.base},
-                },
-            }
-            verdicts = run_suite(tmp_path, iut, "test_one_in_one_out_in_order")
-    finally:
-        proxy.shutdown()
-        broker.close()
-        platform.stop()
+    with gateway_under_test(tmp_path, "gateway that loses readings", uplink=LossyUplink) as iut:
+        verdicts = run_suite(tmp_path, iut, "test_one_in_one_out_in_order")
     assert LossyUplink.seen >= 4, "the gateway sent too few readings to lose one"
     assert verdicts["R197-GW-06"] == "fail"
 
