@@ -4,7 +4,8 @@
 
     GatewayError
     ├── RejectedPayload      a device sent something we cannot turn into readings
-    └── UplinkError          the platform refused a batch for good (not a transient outage)
+    ├── UplinkError          the platform refused a batch for good (not a transient outage)
+    └── BrokerError          the MQTT broker refused us, dropped us or broke the protocol
 
 A :class:`RejectedPayload` renders itself as the protocol answer: a CoAP response code for
 CoAP ingest and an MQTT v5 reason code (MQTT 5 section 2.4) for logs and metrics.
@@ -73,3 +74,11 @@ class RejectedPayload(GatewayError):
 
 class UplinkError(GatewayError):
     """The platform refused a batch permanently."""
+
+
+class BrokerError(GatewayError):
+    """The MQTT broker refused the connection or a request, or the connection is gone."""
+
+    def __init__(self, detail: str, reason: int | None = None) -> None:
+        super().__init__(detail if reason is None else f"{detail} (reason code 0x{reason:02x})")
+        self.reason = reason

@@ -137,6 +137,7 @@ class Gateway:
             self.mqtt = MqttIngest(
                 url=cfg.broker_url,
                 handler=self.ingest,
+                commit=self.uplink.commit,
                 username=cfg.broker_username,
                 password=cfg.broker_password,
                 group=cfg.shared_group,

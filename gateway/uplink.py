@@ -107,6 +107,10 @@ class Uplink:
             self._committed = asyncio.get_running_loop().create_future()
         await asyncio.shield(self._committed)
 
+    def commit(self) -> None:
+        """Commit what was submitted to the durable queue now (MQTT acknowledges after it)."""
+        self._flush()
+
     def _flush(self) -> None:
         if not self._buffer or self._queue is None:
             return

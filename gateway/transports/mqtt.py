@@ -1,32 +1,45 @@
-"""MQTT ingest with aiomqtt: readings from ``city/<kind>/<device>/up/<format>``.
+"""MQTT ingest: readings from ``city/<kind>/<device>/up/<format>``, acknowledged once on disk.
 
 With MQTT 5 the gateway subscribes through a shared subscription (MQTT 5 section 4.8.2,
 ``$share/<group>/...``) so that several gateways share the load; brokers that refuse MQTT 5
 (amqtt) get MQTT 3.1.1 and a plain subscription.  The payload format is the MQTT 5 Content Type
 property when present, else the last topic level (DESIGN 3).
+
+Every PUBLISH read from the socket in one go is normalized, the accepted readings are committed
+to the uplink's durable queue in one transaction, and only then are the PUBACKs sent, together
+(MQTT 5 4.3.2: the receiver owns the message once it has sent PUBACK).  A gateway that dies
+before the commit leaves the messages unacknowledged in its persistent session, and the broker
+sends them again when it comes back.  A rejected payload is acknowledged with the MQTT 5 reason
+code that says why (RejectedPayload.mqtt_reason_code), so one bad message is never redelivered.
+The Receive Maximum we announce bounds how many readings the broker has in flight to us; beyond
+it the broker holds them, which is the back-pressure when we fall behind.
+
+The wire format lives in :mod:`gateway.transports.mqtt_wire`; this module holds the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlsplit
 
-import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
+from gateway.errors import BrokerError, RejectedPayload
 from gateway.normalizer import FORMATS, Format, Inbound, format_for_media_type
+from gateway.transports import mqtt_wire as wire
 
 log = logging.getLogger(__name__)
 
 TOPIC = "city/+/+/up/+"
 SESSION_EXPIRY = 3600  # seconds the broker keeps our session (and queued readings) while away
-Handler = Callable[[Inbound], object]  # its result (a rejection or None) is not needed here
+RECEIVE_MAXIMUM = 1000  # unacknowledged QoS 1 readings the broker may have in flight to us
+KEEPALIVE = 30
+TIMEOUT = 5.0  # seconds for CONNACK, SUBACK and a command's PUBACK
+UNSPECIFIED_ERROR = 0x80  # MQTT 5 2.4: for a message the gateway failed on (a bug of ours)
+Handler = Callable[[Inbound], RejectedPayload | None]
 
 
 def parse_broker_url(url: str) -> tuple[str, int]:
@@ -52,14 +65,148 @@ def inbound_from(
     return Inbound("mqtt", payload, fmt, now, levels[2])
 
 
+class _Connection(asyncio.Protocol):
+    """One TCP connection to the broker: parses packets, delivers readings, batches PUBACKs."""
+
+    def __init__(self, ingest: MqttIngest, version: int) -> None:
+        self.ingest = ingest
+        self.version = version
+        self.transport: asyncio.Transport | None = None
+        loop = asyncio.get_running_loop()
+        self.connack: asyncio.Future[wire.Connack] = loop.create_future()
+        self.closed: asyncio.Future[str] = loop.create_future()
+        self.waiting: dict[int, asyncio.Future[list[int]]] = {}  # our packet id -> its ack
+        self.last_received = time.monotonic()
+        self._rest = b""
+        self._qos2: set[int] = set()  # broker packet ids we sent PUBREC for (MQTT 5 4.3.3)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._close(f"connection lost: {exc}" if exc else "connection closed by the broker")
+
+    def write(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            raise BrokerError("not connected to the broker")
+        self.transport.write(data)
+
+    def _close(self, why: str) -> None:
+        if not self.closed.done():
+            self.closed.set_result(why)
+        for future in self.waiting.values():
+            if not future.done():
+                future.set_exception(BrokerError(why))
+        self.waiting.clear()
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_received = time.monotonic()
+        buf = self._rest + data if self._rest else data
+        size = len(buf)
+        pos = 0
+        acks: list[bytes] = []
+        try:
+            while size - pos >= 2:
+                first = buf[pos]
+                if buf[pos + 1] < 0x80:
+                    length, start = buf[pos + 1], pos + 2
+                else:
+                    try:
+                        length, start = wire.read_varint(buf, pos + 1)
+                    except IndexError:
+                        break  # the length itself is not complete yet
+                end = start + length
+                if end > size:
+                    break
+                if first >> 4 == wire.PUBLISH:
+                    self._publish(first, buf, start, end, acks)
+                else:
+                    self._control(first, buf[start:end])
+                pos = end
+        except (wire.MalformedPacket, IndexError, UnicodeDecodeError) as exc:
+            # MQTT 5 4.13: a malformed packet closes the connection; unacknowledged readings
+            # come again after the reconnection.
+            log.warning("MQTT: malformed packet from the broker (%s); reconnecting", exc)
+            self._close(f"malformed packet: {exc}")
+            return
+        self._rest = buf[pos:]
+        if acks:
+            try:
+                self.ingest.commit()
+            except Exception as exc:  # a full disk: do not acknowledge what is not stored
+                log.error("MQTT: durable queue commit failed (%s); not acknowledging", exc)
+                self._close(f"commit failed: {exc}")
+                return
+            self.write(b"".join(acks))
+
+    def _publish(self, first: int, buf: bytes, start: int, end: int, acks: list[bytes]) -> None:
+        qos = (first >> 1) & 3
+        topic_end = start + 2 + (buf[start] << 8 | buf[start + 1])
+        topic = buf[start + 2 : topic_end].decode()
+        pos = topic_end
+        packet_id = 0
+        if qos:
+            packet_id = buf[pos] << 8 | buf[pos + 1]
+            pos += 2
+        content_type = None
+        if self.version == wire.V5:
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                props, pos = wire.properties(buf, pos)
+                found = props.get(wire.CONTENT_TYPE)
+                content_type = found if isinstance(found, str) else None
+        if qos == 2 and packet_id in self._qos2:
+            acks.append(wire.ack(wire.PUBREC, packet_id, version=self.version))  # a resend
+            return
+        reason = self.ingest.deliver(topic, buf[pos:end], content_type)
+        if qos == 1:
+            acks.append(wire.ack(wire.PUBACK, packet_id, reason, version=self.version))
+        elif qos == 2:
+            self._qos2.add(packet_id)
+            acks.append(wire.ack(wire.PUBREC, packet_id, reason, version=self.version))
+
+    def _control(self, first: int, body: bytes) -> None:
+        kind = first >> 4
+        if kind == wire.CONNACK:
+            if not self.connack.done():
+                self.connack.set_result(wire.parse_connack(body, self.version))
+        elif kind in (wire.SUBACK, wire.PUBACK):
+            packet_id = int.from_bytes(body[:2], "big")
+            if kind == wire.SUBACK:
+                codes = wire.parse_suback(body, self.version)[1]
+            else:
+                codes = [body[2] if len(body) > 2 and self.version == wire.V5 else 0]
+            future = self.waiting.pop(packet_id, None)
+            if future is not None and not future.done():
+                future.set_result(codes)
+        elif kind == wire.PUBREL:
+            packet_id = int.from_bytes(body[:2], "big")
+            self._qos2.discard(packet_id)
+            self.write(wire.ack(wire.PUBCOMP, packet_id, version=self.version))
+        elif kind == wire.DISCONNECT:
+            reason, text = wire.parse_disconnect(body)
+            log.warning("MQTT: the broker disconnected us: 0x%02x %s", reason, text)
+            self._close(f"DISCONNECT 0x{reason:02x} {text}".strip())
+        elif kind != wire.PINGRESP:
+            raise wire.MalformedPacket(f"unexpected packet type {kind} from the broker")
+
+
 class MqttIngest:
-    """Subscribes and hands every message to ``handler``; reconnects with back-off."""
+    """Subscribes and hands every message to ``handler``; reconnects with back-off.
+
+    ``commit`` makes what the handler accepted durable; it runs before the PUBACKs go out.
+    """
 
     def __init__(
         self,
         *,
         url: str,
         handler: Handler,
+        commit: Callable[[], None] = lambda: None,
         username: str | None = None,
         password: str | None = None,
         group: str = "r197-gateways",
@@ -68,103 +215,149 @@ class MqttIngest:
     ) -> None:
         self.host, self.port = parse_broker_url(url)
         self.handler = handler
+        self.commit = commit
         self.username = username
         self.password = password
         self.group = group
         self.client_id = client_id or "r197-gateway"
         self.shared = shared
-        self.client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         self.protocol = "5"
+        self._conn: _Connection | None = None
+        self._packet_id = 0
+        self._failures = 0
 
-    def _client(self, version: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
-        # A persistent session under a stable client id: readings published while the gateway
-        # restarts wait in the broker (MQTT 5 3.1.2.11.2 session expiry, 3.1.1 clean session 0).
-        v5 = version == aiomqtt.ProtocolVersion.V5
-        props = None
-        if v5:
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = SESSION_EXPIRY
-        session: dict[str, Any] = (
-            {"clean_start": False, "properties": props} if v5 else {"clean_session": False}
-        )
-        return aiomqtt.Client(
-            self.host,
-            self.port,
-            username=self.username,
-            password=self.password,
-            identifier=self.client_id,
-            protocol=version,
-            max_queued_incoming_messages=100_000,
-            keepalive=30,
-            timeout=5,
-            **session,
-        )
+    def deliver(self, topic: str, payload: bytes, content_type: str | None) -> int:
+        """Hand one message to the handler; the MQTT 5 reason code for its acknowledgement."""
+        inbound = inbound_from(topic, payload, content_type, time.time())
+        if inbound is None:
+            log.debug("MQTT: ignoring topic %s", topic)
+            return 0
+        try:
+            rejected = self.handler(inbound)
+        except Exception:  # a bug of ours must not stop the other devices' readings
+            self._failures += 1
+            if self._failures == 1 or self._failures % 1000 == 0:
+                log.exception(
+                    "MQTT: failed on a message from %s (%d so far)", topic, self._failures
+                )
+            return UNSPECIFIED_ERROR
+        return rejected.mqtt_reason_code if rejected is not None else 0
 
     async def run(self) -> None:
         backoff = 0.5
-        version = aiomqtt.ProtocolVersion.V5
+        version = wire.V5
         ever_connected = False
         while True:
             try:
-                async with self._client(version) as client:
-                    self.client = client
-                    topic = TOPIC
-                    if version == aiomqtt.ProtocolVersion.V5 and self.shared:
-                        topic = f"$share/{self.group}/{TOPIC}"
-                    await client.subscribe(topic, qos=1)
-                    log.info("MQTT: subscribed to %s at [%s]:%d", topic, self.host, self.port)
-                    self.connected.set()
+                await self._session(version)
+            except (BrokerError, OSError, TimeoutError) as exc:
+                was_up = self.connected.is_set()
+                self.connected.clear()
+                if was_up:
                     ever_connected = True
                     backoff = 0.5
-                    async for message in client.messages:
-                        self._on_message(message)
-            except aiomqtt.MqttError as exc:
-                self.connected.clear()
-                self.client = None
-                v5 = version == aiomqtt.ProtocolVersion.V5
-                if v5 and not ever_connected and await self._reachable():
+                elif version == wire.V5 and not ever_connected and await self._reachable():
                     # A broker that refuses MQTT 5 (amqtt) says so in different ways, or just
                     # closes the connection: fall back to 3.1.1 and a plain subscription.
                     log.info("MQTT: MQTT 5 connection refused (%s); trying 3.1.1", exc)
-                    version = aiomqtt.ProtocolVersion.V311
+                    version = wire.V311
                     self.protocol = "3.1.1"
                     continue
-                log.info("MQTT: connection lost (%s); retrying in %.1f s", exc, backoff)
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.5))  # noqa: S311
-                backoff = min(backoff * 2, 10.0)
+                log.info("MQTT: %s; retrying in %.1f s", exc, backoff)
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.5))  # noqa: S311
+            backoff = min(backoff * 2, 10.0)
+
+    async def _session(self, version: int) -> None:
+        """One connection, from CONNECT to its end (returns or raises when it is gone)."""
+        loop = asyncio.get_running_loop()
+        conn = _Connection(self, version)
+        async with asyncio.timeout(TIMEOUT):
+            await loop.create_connection(lambda: conn, self.host, self.port)
+        try:
+            # A persistent session under a stable client id: readings published while the
+            # gateway restarts wait in the broker (MQTT 5 3.1.2.11.2, 3.1.1 clean session 0).
+            conn.write(
+                wire.connect(
+                    self.client_id,
+                    version=version,
+                    keepalive=KEEPALIVE,
+                    clean=False,
+                    username=self.username,
+                    password=self.password,
+                    session_expiry=SESSION_EXPIRY,
+                    receive_maximum=RECEIVE_MAXIMUM,
+                )
+            )
+            async with asyncio.timeout(TIMEOUT):
+                connack = await asyncio.shield(conn.connack)
+            if connack.reason:
+                raise BrokerError("the broker refused the connection", connack.reason)
+            keepalive = connack.properties.get(wire.SERVER_KEEP_ALIVE, KEEPALIVE)
+            assert isinstance(keepalive, int)
+            self._conn = conn
+            topic = TOPIC
+            if version == wire.V5 and self.shared:
+                topic = f"$share/{self.group}/{TOPIC}"
+            packet_id = self._next_id()
+            codes = await self._request(
+                conn, packet_id, wire.subscribe(packet_id, topic, 1, version=version)
+            )
+            if not codes or codes[0] >= 0x80:
+                raise BrokerError(f"subscription to {topic} refused", codes[0] if codes else None)
+            log.info("MQTT: subscribed to %s at [%s]:%d", topic, self.host, self.port)
+            self.connected.set()
+            await self._keep_alive(conn, keepalive)
+        finally:
+            self._conn = None
+            conn._close("session ended")
+
+    async def _keep_alive(self, conn: _Connection, keepalive: int) -> None:
+        """PINGREQ every half keep-alive; a broker silent for one is gone (MQTT 5 3.1.2.10)."""
+        period = max(keepalive / 2, 0.5) if keepalive else 30.0
+        while not conn.closed.done():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(period):
+                    await asyncio.shield(conn.closed)
+            if conn.closed.done():
+                break
+            if keepalive and time.monotonic() - conn.last_received > keepalive:
+                raise BrokerError(f"no answer from the broker for {keepalive} s")
+            conn.write(wire.PINGREQ_PACKET)
+        raise BrokerError(conn.closed.result())
+
+    async def _request(self, conn: _Connection, packet_id: int, packet: bytes) -> list[int]:
+        """Send a packet carrying ``packet_id``; the reason codes of its SUBACK or PUBACK."""
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        conn.waiting[packet_id] = future
+        conn.write(packet)
+        async with asyncio.timeout(TIMEOUT):
+            return await future
+
+    def _next_id(self) -> int:
+        self._packet_id = self._packet_id % 0xFFFF + 1
+        return self._packet_id
 
     async def _reachable(self) -> bool:
         """Whether the broker accepts TCP connections (then it is MQTT 5 it refused)."""
         try:
-            _reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), 3
-            )
+            async with asyncio.timeout(3):
+                _reader, writer = await asyncio.open_connection(self.host, self.port)
         except (OSError, TimeoutError):
             return False
         writer.close()
         return True
 
-    def _on_message(self, message: aiomqtt.Message) -> None:
-        content_type = None
-        props = message.properties
-        if props is not None and hasattr(props, "ContentType"):
-            content_type = props.ContentType
-        payload = (
-            message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
-        )
-        inbound = inbound_from(str(message.topic), payload, content_type, time.time())
-        if inbound is None:
-            log.debug("MQTT: ignoring topic %s", message.topic)
-            return
-        self.handler(inbound)
-
     async def publish(self, topic: str, payload: bytes, content_type: str | None = None) -> None:
-        """Publish a command (southbound); raises aiomqtt.MqttError when disconnected."""
-        if self.client is None:
-            raise aiomqtt.MqttError("not connected to the broker")
-        props = None
-        if content_type and self.protocol == "5":
-            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            props.ContentType = content_type
-        await self.client.publish(topic, payload, qos=1, properties=props)
+        """Publish a command at QoS 1 (southbound); raises BrokerError when disconnected."""
+        conn = self._conn
+        if conn is None:
+            raise BrokerError("not connected to the broker")
+        packet_id = self._next_id()
+        packet = wire.publish(
+            topic, payload, qos=1, packet_id=packet_id, version=conn.version,
+            content_type=content_type,
+        )  # fmt: skip
+        codes = await self._request(conn, packet_id, packet)
+        if codes and codes[0] >= 0x80:
+            raise BrokerError(f"the broker refused the command on {topic}", codes[0])
