@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,25 @@ CREATE TABLE IF NOT EXISTS pending (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     observed REAL NOT NULL,
     readings INTEGER NOT NULL,
-    docs BLOB NOT NULL
+    docs BLOB NOT NULL,
+    entities INTEGER NOT NULL DEFAULT -1
 );
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """One queued item: the entity documents of one payload, as the JSON array to send."""
+
+    seq: int
+    observed: float  # the newest reading's time (seconds since the epoch)
+    readings: int
+    entities: int  # how many documents ``docs`` holds
+    docs: bytes  # a JSON array, kept serialized: it goes into the batch body as it is
+
+    def documents(self) -> list[dict[str, Any]]:
+        loaded: list[dict[str, Any]] = orjson.loads(self.docs)
+        return loaded
 
 
 class DurableQueue:
@@ -36,6 +53,9 @@ class DurableQueue:
         # NORMAL in WAL mode survives a crash of this process (not a power cut).
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(pending)")}
+        if "entities" not in columns:  # a queue file written before the column existed
+            self._db.execute("ALTER TABLE pending ADD COLUMN entities INTEGER NOT NULL DEFAULT -1")
         self._count = int(self._db.execute("SELECT count(*) FROM pending").fetchone()[0])
 
     def close(self) -> None:
@@ -51,22 +71,26 @@ class DurableQueue:
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT INTO pending (observed, readings, docs) VALUES (?, ?, ?)",
-                [(t, n, orjson.dumps(docs)) for t, n, docs in batches],
+                "INSERT INTO pending (observed, readings, docs, entities) VALUES (?, ?, ?, ?)",
+                [(t, n, orjson.dumps(docs), len(docs)) for t, n, docs in batches],
             )
         self._count += len(batches)
 
-    def peek(self, limit: int) -> list[tuple[int, float, int, list[dict[str, Any]]]]:
-        """The oldest items: (seq, observed time, readings, entity docs)."""
+    def peek(self, limit: int) -> list[Pending]:
+        """The oldest items, oldest first."""
         rows = self._db.execute(
-            "SELECT seq, observed, readings, docs FROM pending ORDER BY seq LIMIT ?", (limit,)
+            "SELECT seq, observed, readings, entities, docs FROM pending ORDER BY seq LIMIT ?",
+            (limit,),
         )
-        return [(seq, t, n, orjson.loads(docs)) for seq, t, n, docs in rows]
+        return [
+            Pending(seq, t, n, e if e >= 0 else len(orjson.loads(docs)), bytes(docs))
+            for seq, t, n, e, docs in rows
+        ]
 
     def ack(self, seqs: Sequence[int]) -> None:
         if not seqs:
             return
         with self._db:
             self._db.execute("BEGIN")
-            self._db.executemany("DELETE FROM pending WHERE seq=?", [(s,) for s in seqs])
-        self._count = int(self._db.execute("SELECT count(*) FROM pending").fetchone()[0])
+            done = self._db.executemany("DELETE FROM pending WHERE seq=?", [(s,) for s in seqs])
+        self._count -= done.rowcount

@@ -20,12 +20,13 @@ import httpx
 
 from gateway.metrics import Metrics
 from gateway.normalizer import Normalized
-from gateway.queue import DurableQueue
+from gateway.queue import DurableQueue, Pending
 
 log = logging.getLogger(__name__)
 
 UPSERT = "/ngsi-ld/v1/entityOperations/upsert"
 RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+_JSON = {"Content-Type": "application/json"}
 
 
 class Uplink:
@@ -138,8 +139,7 @@ class Uplink:
             if not items:
                 self._has_queue.clear()
                 continue
-            docs = [d for _, _, _, ds in items for d in ds]
-            status, detail = await self._post(docs)
+            status, detail = await self._post(items)
             if status in (201, 204, 207):
                 self._confirmed(items, status, detail)
                 backoff = 0.2
@@ -152,42 +152,46 @@ class Uplink:
             else:
                 # A permanent refusal of the whole batch: retrying cannot help.
                 log.error("uplink: platform refused a batch with %s: %s", status, detail[:300])
-                self._queue.ack([seq for seq, _, _, _ in items])
-                readings = sum(n for _, _, n, _ in items)
+                self._queue.ack([p.seq for p in items])
+                readings = sum(p.readings for p in items)
                 self.metrics.inc("r197_gateway_rejected_total", readings, reason="platform-refused")
 
-    def _take(self) -> list[tuple[int, float, int, list[dict[str, Any]]]]:
+    def _take(self) -> list[Pending]:
         assert self._queue is not None
-        items: list[tuple[int, float, int, list[dict[str, Any]]]] = []
+        items: list[Pending] = []
         count = 0
         for item in self._queue.peek(max(self.batch_entities // 2, 1)):
-            if items and count + len(item[3]) > self.batch_entities:
+            if items and count + item.entities > self.batch_entities:
                 break
             items.append(item)
-            count += len(item[3])
+            count += item.entities
         return items
 
-    async def _post(self, docs: list[dict[str, Any]]) -> tuple[int | None, str]:
+    async def _post(self, items: list[Pending]) -> tuple[int | None, str]:
+        """One batch upsert; the queued JSON arrays are spliced into one, not re-encoded."""
         assert self._client is not None
+        body = b"[" + b",".join(p.docs[1:-1] for p in items if len(p.docs) > 2) + b"]"
+        if body == b"[]":
+            return 204, ""  # nothing to write
         try:
-            answer = await self._client.post(UPSERT, params={"options": "update"}, json=docs)
+            answer = await self._client.post(
+                UPSERT, params={"options": "update"}, content=body, headers=_JSON
+            )
         except httpx.HTTPError as exc:
             return None, f"{type(exc).__name__}: {exc}"
         return answer.status_code, answer.text if answer.status_code >= 300 else ""
 
-    def _confirmed(
-        self, items: list[tuple[int, float, int, list[dict[str, Any]]]], status: int, body: str
-    ) -> None:
+    def _confirmed(self, items: list[Pending], status: int, body: str) -> None:
         assert self._queue is not None
         if not self.platform_up:
             log.info("uplink: platform reachable at %s", self.platform_url)
         self.platform_up = True
-        self._queue.ack([seq for seq, _, _, _ in items])
+        self._queue.ack([p.seq for p in items])
         now = time.time()
         readings = 0
-        for _, observed, n, _ in items:
-            readings += n
-            self.metrics.observe_latency(max(now - observed, 0.0))
+        for p in items:
+            readings += p.readings
+            self.metrics.observe_latency(max(now - p.observed, 0.0))
         self.metrics.inc("r197_gateway_forwarded_total", readings)
         if status == 207:
             log.warning("uplink: platform refused some entities: %s", body[:300])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from gateway.queue import DurableQueue
@@ -16,11 +17,31 @@ def test_items_survive_reopen_until_acked(tmp_path: Path) -> None:
     q = DurableQueue(path)
     assert len(q) == 3
     items = q.peek(2)
-    assert [docs[0]["id"] for _, _, _, docs in items] == ["a", "b"]
-    assert [n for _, _, n, _ in items] == [1, 2]
-    q.ack([seq for seq, _, _, _ in items])
+    assert [p.documents()[0]["id"] for p in items] == ["a", "b"]
+    assert [p.readings for p in items] == [1, 2]
+    q.ack([p.seq for p in items])
     q.close()
     q = DurableQueue(path)
     assert len(q) == 1
-    assert q.peek(10)[0][3] == [{"id": "c"}]
+    assert q.peek(10)[0].documents() == [{"id": "c"}]
+    q.close()
+
+
+def test_a_queue_file_from_before_the_entity_count_still_drains(tmp_path: Path) -> None:
+    """Items written by the earlier schema (no entity count) are read and counted."""
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, observed REAL NOT NULL,"
+        " readings INTEGER NOT NULL, docs BLOB NOT NULL)"
+    )
+    db.execute("INSERT INTO pending (observed, readings, docs) VALUES (1.0, 2, ?)",
+               (b'[{"id":"a"},{"id":"b"}]',))  # fmt: skip
+    db.commit()
+    db.close()
+    q = DurableQueue(path)
+    q.put([(2.0, 1, [{"id": "c"}])])
+    assert [(p.entities, p.readings) for p in q.peek(10)] == [(2, 2), (1, 1)]
+    q.ack([q.peek(1)[0].seq])
+    assert len(q) == 1
     q.close()
