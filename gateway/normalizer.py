@@ -7,10 +7,10 @@ raises :class:`RejectedPayload` with a reason; nothing in between.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from gateway import senml
 from gateway.errors import RejectedPayload
@@ -39,9 +39,8 @@ MAX_PAYLOAD = 64 * 1024
 _DIGITS = 6
 
 
-@dataclass(frozen=True, slots=True)
-class Inbound:
-    """A payload as a transport received it."""
+class Inbound(NamedTuple):
+    """A payload as a transport received it (a named tuple: one is built per message)."""
 
     protocol: Protocol
     payload: bytes
@@ -51,23 +50,42 @@ class Inbound:
     source: str | None = None  # the sender's IP address
 
 
-@dataclass(frozen=True)
-class Normalized:
+class Normalized(NamedTuple):
     device_id: str
     kind: str
     readings: int  # measurements turned into attribute updates
-    entities: list[dict[str, Any]] = field(default_factory=list)
-    observed_at: float = 0.0  # the newest reading's time
+    entities: list[dict[str, Any]]
+    observed_at: float  # the newest reading's time
+
+
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
 
 
 def iso(t: float) -> str:
-    """UTC ISO 8601 with milliseconds and 'Z' (the platform's observedAt form)."""
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """UTC ISO 8601 with milliseconds and 'Z' (the platform's observedAt form).
+
+    Readings arrive in time order, so the date and time of day are formatted once per second
+    and only the milliseconds per reading (the hot path formats one or two stamps per reading).
+    """
+    # As datetime.fromtimestamp: split exactly, round the microseconds half to even.
+    fraction_s, whole = math.modf(t)
+    second, fraction = int(whole), round(fraction_s * 1_000_000)
+    if fraction >= 1_000_000:
+        second, fraction = second + 1, fraction - 1_000_000
+    elif fraction < 0:
+        second, fraction = second - 1, fraction + 1_000_000
+    if _second[0] != second:
+        stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second[0], _second[1] = second, stamp
+    return f"{_second[1]}.{fraction // 1000:03d}Z"
 
 
 def format_for_media_type(media_type: str | None) -> Format | None:
     if not media_type:
         return None
+    exact = MEDIA_TYPES.get(media_type)  # the usual case, without parameters
+    if exact is not None:
+        return exact
     return MEDIA_TYPES.get(media_type.split(";")[0].strip().lower())
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -45,12 +45,28 @@ class Profile:
     kind: str
     entity_type: str
     measurements: tuple[Measurement, ...]
+    _senml: dict[str, Measurement] = field(init=False, repr=False, compare=False)
+    _vendor: dict[str, Measurement] = field(init=False, repr=False, compare=False)
+    actuators: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Lookups per reading are dictionary hits, not scans (the ingest hot path).
+        first: dict[str, Measurement] = {}
+        vendor: dict[str, Measurement] = {}
+        for m in self.measurements:
+            first.setdefault(m.senml, m)
+            if m.vendor_field is not None:
+                vendor.setdefault(m.vendor_field, m)
+        object.__setattr__(self, "_senml", first)
+        object.__setattr__(self, "_vendor", vendor)
+        attrs = frozenset(m.attribute for m in self.measurements if m.actuator)
+        object.__setattr__(self, "actuators", attrs)
 
     def by_senml(self, name: str) -> Measurement | None:
-        return next((m for m in self.measurements if m.senml == name), None)
+        return self._senml.get(name)
 
-    def by_vendor(self, field: str) -> Measurement | None:
-        return next((m for m in self.measurements if m.vendor_field == field), None)
+    def by_vendor(self, name: str) -> Measurement | None:
+        return self._vendor.get(name)
 
 
 def _measurement(raw: dict[str, object]) -> Measurement:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import cbor2
 import orjson
@@ -41,8 +40,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:./_-]*$")
 RELATIVE_LIMIT = 2**28  # section 4.5.3: smaller resolved times are relative to "now"
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """A resolved SenML record (section 4.6)."""
 
     name: str
@@ -97,10 +95,10 @@ def resolve(pack: list[dict[str, Any]], *, now: float) -> list[Record]:
     for raw in pack:
         if not isinstance(raw, dict):
             raise RejectedPayload("malformed", "every SenML record is an object")
-        unknown = [k for k in raw if k not in KNOWN and not str(k).endswith("_")]
-        if unknown:
-            raise RejectedPayload("malformed", f"unknown SenML fields {unknown}")
-        if any(str(k).endswith("_") for k in raw):
+        if not KNOWN.issuperset(raw):
+            unknown = [k for k in raw if k not in KNOWN and not str(k).endswith("_")]
+            if unknown:
+                raise RejectedPayload("malformed", f"unknown SenML fields {unknown}")
             # Section 4.4: fields ending in '_' must be understood; we understand none.
             raise RejectedPayload("malformed", "SenML must-understand fields are not supported")
         if "bver" in raw and raw["bver"] != 10:

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ class GatewayConfig:
     http_host: str = "::1"
     http_port: int = 8081  # /metrics, /health, /notify; 0 picks a free port
     southbound: bool = True
-    batch_entities: int = 500
+    batch_entities: int = 1000
     profiles_dir: Path | None = None
     static_refresh: float = 60.0  # seconds between re-sends of unchanged refDevice/location/Device
 
@@ -103,11 +103,13 @@ class Gateway:
                 log.warning("rejected payload from %s over %s: %s", device, inbound.protocol, exc)
             return None, exc
         self.metrics.inc("r197_gateway_normalized_total", item.readings, protocol=inbound.protocol)
-        item = replace(item, entities=self.thinning.thin(item.entities, time.monotonic()))
+        item = item._replace(entities=self.thinning.thin(item.entities, time.monotonic()))
         self._protocol_of[item.device_id] = inbound.protocol
-        for entity in item.entities:
-            if entity.get("type") != "Device":
-                self.actuators.wrote(item.device_id, entity)
+        actuators = self.profiles.for_device(item.device_id).actuators
+        if actuators:
+            for entity in item.entities:
+                if entity.get("type") != "Device":
+                    self.actuators.wrote(item.device_id, entity, actuators)
         return item, None
 
     def ingest(self, inbound: Inbound) -> RejectedPayload | None:

@@ -49,9 +49,10 @@ class Actuators:
         self.profiles = profiles
         self._written: dict[tuple[str, str], Any] = {}
 
-    def wrote(self, device_id: str, entity: dict[str, Any]) -> None:
+    def wrote(self, device_id: str, entity: dict[str, Any], actuators: frozenset[str]) -> None:
         """Record the actuator values of an entity update the gateway sends (loop guard)."""
-        for name, prop in entity.items():
+        for name in actuators:
+            prop = entity.get(name)
             if isinstance(prop, dict) and "value" in prop:
                 self._written[(device_id, name)] = prop["value"]
 

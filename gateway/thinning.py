@@ -11,25 +11,23 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 STATIC_ATTRS = ("refDevice", "location")
 DEVICE_CLOCK = "dateLastValueReported"
 
 
-def _fingerprint(attrs: dict[str, Any]) -> bytes:
-    clean = {
+def _fingerprint(attrs: dict[str, Any]) -> dict[str, Any]:
+    """What must change for the attributes to be due again (compared with ==, no encoding)."""
+    return {
         k: {m: v for m, v in a.items() if m != "observedAt"} if isinstance(a, dict) else a
         for k, a in attrs.items()
         if k != DEVICE_CLOCK
     }
-    return orjson.dumps(clean, option=orjson.OPT_SORT_KEYS)
 
 
 class Thinning:
     def __init__(self, refresh: float = 60.0) -> None:
         self.refresh = refresh
-        self._sent: dict[str, tuple[float, bytes]] = {}
+        self._sent: dict[str, tuple[float, dict[str, Any]]] = {}
 
     def _due(self, key: str, attrs: dict[str, Any], now: float) -> bool:
         mark = _fingerprint(attrs)

@@ -38,7 +38,7 @@ class Uplink:
         platform_url: str,
         queue_path: str | Path,
         tenant: str = "",
-        batch_entities: int = 500,
+        batch_entities: int = 1000,
         flush_interval: float = 0.01,
         metrics: Metrics | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -160,7 +160,7 @@ class Uplink:
         assert self._queue is not None
         items: list[Pending] = []
         count = 0
-        for item in self._queue.peek(max(self.batch_entities // 2, 1)):
+        for item in self._queue.peek(self.batch_entities):  # each item holds one entity or more
             if items and count + item.entities > self.batch_entities:
                 break
             items.append(item)

@@ -43,7 +43,7 @@ class GatewaySettings(BaseModel):
     http_host: str = "::1"
     http_port: int = Field(default=8081, ge=0, le=65535)
     southbound: bool = True
-    batch_entities: int = Field(default=500, ge=1, le=1000)
+    batch_entities: int = Field(default=1000, ge=1, le=5000)
     profiles_dir: str | None = None
 
 

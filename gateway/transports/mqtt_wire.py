@@ -13,6 +13,7 @@ Packet layouts are MQTT 5.0 (OASIS, 2019) section 3 and MQTT 3.1.1 (OASIS, 2014)
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 V311 = 4  # protocol level byte (MQTT 3.1.1 section 3.1.2.2)
@@ -142,12 +143,16 @@ def publish(
     return _packet(PUBLISH << 4 | qos << 1, body + payload)
 
 
+_ACK = struct.Struct(">BBH").pack
+_ACK_REASON = struct.Struct(">BBHB").pack
+
+
 def ack(kind: int, packet_id: int, reason: int = 0, *, version: int) -> bytes:
     """PUBACK, PUBREC, PUBREL or PUBCOMP.  MQTT 5 3.4.2.1: a success code may be left out."""
     first = kind << 4 | (0x02 if kind == PUBREL else 0)
     if reason and version == V5:
-        return bytes((first, 3)) + packet_id.to_bytes(2, "big") + bytes((reason,))
-    return bytes((first, 2)) + packet_id.to_bytes(2, "big")
+        return _ACK_REASON(first, 3, packet_id, reason)
+    return _ACK(first, 2, packet_id)
 
 
 def properties(buf: bytes, pos: int) -> tuple[dict[int, object], int]:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from random import Random
 from typing import Any
 
 import cbor2
@@ -10,7 +12,7 @@ import orjson
 import pytest
 
 from gateway.errors import RejectedPayload
-from gateway.normalizer import Inbound, normalize
+from gateway.normalizer import Inbound, iso, normalize
 from gateway.profiles import Profiles
 
 NOW = 1_795_579_300.0  # 2026-11-25T04:01:40Z
@@ -149,3 +151,14 @@ def test_bad_payloads_are_rejected_with_their_reason(
     assert info.value.reason == reason
     assert info.value.coap_code[0] == 4
     assert info.value.mqtt_reason_code >= 0x80
+
+
+def test_iso_stamps_match_datetime_to_the_millisecond() -> None:
+    """The cached formatter gives what datetime gives, rounding included (observedAt form)."""
+    rng = Random(197)
+    stamps = [NOW, NOW + 0.0005, NOW + 0.9999995, 0.0, 1e9 + 0.1234565]
+    stamps += [NOW + rng.uniform(-1e8, 1e8) for _ in range(20_000)]
+    stamps += [round(NOW + rng.uniform(0, 1e5), 3) for _ in range(20_000)]
+    for t in stamps:
+        expected = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        assert iso(t) == expected, t
