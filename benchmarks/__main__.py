@@ -29,6 +29,7 @@ import os
 import platform as host
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,9 +38,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as paho
-
 from benchmarks import gateway as gw
+from benchmarks import loadgen
 from benchmarks import platform as plat
 from benchmarks.peers import nodered
 
@@ -69,62 +69,43 @@ def cpu_seconds(pid: int) -> float:
 # 1. Broker ceiling -------------------------------------------------------------------------
 
 
-def _subscriber(port: int, qos: int, count: int, ready: Any, last: Any) -> None:
-    """Counts ``count`` messages on bench/#; stores the monotonic time of the last one."""
-    got = 0
-    done = multiprocessing.Event()
-
-    def on_message(client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        nonlocal got
-        got += 1
-        if got == count:
-            last.value = time.monotonic()
-            done.set()
-
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
-    client.on_message = on_message
-    client.connect("::1", port)
-    client.subscribe("bench/#", qos)
-    client.loop_start()
-    time.sleep(0.5)
-    ready.set()
-    done.wait(120)
-    client.loop_stop()
-    client.disconnect()
-
-
 def _ceiling_publisher(port: int, count: int, devices: int, qos: int, started: Any) -> None:
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
-    client.max_inflight_messages_set(1000)
-    client.max_queued_messages_set(0)
-    client.connect("::1", port)
-    client.loop_start()
-    started.value = time.monotonic()  # the same start as the gateway runs: the first publish
-    for n in range(count):
+    """The gateway runs' load generator, on bench/ topics nobody but the subscriber reads."""
+
+    def message(n: int, now: float) -> tuple[str, bytes]:
         device = f"noise-b{n % devices}"
-        data = gw.payload("senml-cbor", device, time.time(), 40 + n % 50)
-        info = client.publish(f"bench/{device}/up/senml-cbor", data, qos=qos)
-        if n % 1000 == 999:
-            info.wait_for_publish(30)
-    client.loop_stop()
-    client.disconnect()
+        return f"bench/{device}/up/senml-cbor", gw.payload("senml-cbor", device, now, 40 + n % 50)
+
+    started.value = asyncio.run(loadgen.publish(port, count, message, qos=qos))
 
 
 def broker_ceiling(port: int, qos: int, count: int, devices: int) -> float:
-    ready, last = multiprocessing.Event(), multiprocessing.Value("d", 0.0)
-    sub = multiprocessing.Process(target=_subscriber, args=(port, qos, count, ready, last))
-    sub.start()
-    ready.wait(30)
+    """Messages/s from the load generator through Mosquitto to mosquitto_sub (C, the broker's
+    own client): the broker with the lightest subscriber there is, so that what is measured
+    is the broker and not a Python client."""
+    sub = subprocess.Popen(
+        ["mosquitto_sub", "-h", "::1", "-p", str(port), "-t", "bench/#", "-q", str(qos),
+         "-C", str(count), "-V", "mqttv311"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    time.sleep(0.5)  # subscribed (mosquitto_sub has no ready signal)
     started = multiprocessing.Value("d", 0.0)
     pub = multiprocessing.Process(
         target=_ceiling_publisher, args=(port, count, devices, qos, started)
     )
     pub.start()
+    try:
+        sub.wait(150)
+    except subprocess.TimeoutExpired:
+        sub.kill()
+        raise RuntimeError(f"mosquitto_sub did not receive {count} messages") from None
+    last = time.monotonic()
     pub.join()
-    sub.join(150)
-    if not last.value:
-        raise RuntimeError(f"the subscriber did not receive {count} messages")
-    return float(count / (last.value - started.value))
+    if sub.returncode:
+        raise RuntimeError(
+            f"mosquitto_sub failed: {sub.stderr.read().decode() if sub.stderr else ''}"
+        )
+    return float(count / (last - started.value))
 
 
 # 2. CoAP push ------------------------------------------------------------------------------

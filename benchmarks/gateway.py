@@ -36,8 +36,8 @@ from typing import Any
 
 import cbor2
 import httpx
-import paho.mqtt.client as paho
 
+from benchmarks import loadgen
 from testbed.brokers import MosquittoBroker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,26 +74,14 @@ def publisher(
     ``started`` (a shared double) receives the monotonic time of the first publish, so that
     process start-up and the MQTT connection are not counted as the gateway's time.
     """
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
-    client.max_inflight_messages_set(1000)
-    client.max_queued_messages_set(0)
-    client.connect("::1", port)
-    client.loop_start()
-    began = time.monotonic()
+
+    def message(n: int, now: float) -> tuple[str, bytes]:
+        device = f"noise-b{n % devices}"
+        return f"city/noise/{device}/up/{fmt}", payload(fmt, device, now, 40 + n % 50)
+
+    began = asyncio.run(loadgen.publish(port, count, message, rate=rate, qos=qos))
     if started is not None:
         started.value = began
-    for n in range(count):
-        if rate:
-            delay = began + n / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        device = f"noise-b{n % devices}"
-        data = payload(fmt, device, time.time(), 40 + n % 50)
-        info = client.publish(f"city/noise/{device}/up/{fmt}", data, qos=qos)
-        if n % 1000 == 999:
-            info.wait_for_publish(30)
-    client.loop_stop()
-    client.disconnect()
 
 
 class Stack:
@@ -229,6 +217,7 @@ def memory_per_device(count: int) -> dict[str, float]:
 import asyncio, resource
 from devices.fleet import Fleet
 from devices.scenario import Scenario
+from benchmarks import loadgen
 from testbed.brokers import MosquittoBroker
 def rss():
     for line in open('/proc/self/status'):
