@@ -1,5 +1,5 @@
 # ruff: noqa: E501  # table rows read best on one line
-"""The benchmark suite: ``python -m benchmarks [--quick]`` (also ``testbed bench``).
+"""The benchmark suite: ``python -m benchmarks [--quick]``.
 
 Runs every workload on [::1] with real processes, each figure the median of several runs with
 min and max, and writes a JSON file and a Markdown table (``benchmarks/results/``):
