@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import gateway as gw
-from benchmarks import loadgen
 from benchmarks import platform as plat
 from benchmarks.peers import nodered
 
@@ -69,16 +68,6 @@ def cpu_seconds(pid: int) -> float:
 # 1. Broker ceiling -------------------------------------------------------------------------
 
 
-def _ceiling_publisher(port: int, count: int, devices: int, qos: int, started: Any) -> None:
-    """The gateway runs' load generator, on bench/ topics nobody but the subscriber reads."""
-
-    def message(n: int, now: float) -> tuple[str, bytes]:
-        device = f"noise-b{n % devices}"
-        return f"bench/{device}/up/senml-cbor", gw.payload("senml-cbor", device, now, 40 + n % 50)
-
-    started.value = asyncio.run(loadgen.publish(port, count, message, qos=qos))
-
-
 def broker_ceiling(port: int, qos: int, count: int, devices: int) -> float:
     """Messages/s from the load generator through Mosquitto to mosquitto_sub (C, the broker's
     own client): the broker with the lightest subscriber there is, so that what is measured
@@ -90,8 +79,10 @@ def broker_ceiling(port: int, qos: int, count: int, devices: int) -> float:
     )  # fmt: skip
     time.sleep(0.5)  # subscribed (mosquitto_sub has no ready signal)
     started = multiprocessing.Value("d", 0.0)
+    # The gateway runs' load generator, on bench/ topics nobody but the subscriber reads.
     pub = multiprocessing.Process(
-        target=_ceiling_publisher, args=(port, count, devices, qos, started)
+        target=gw.publisher,
+        args=(port, "senml-cbor", count, devices, None, qos, started, "bench/{device}/up/{fmt}"),
     )
     pub.start()
     try:

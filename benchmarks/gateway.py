@@ -67,7 +67,14 @@ def payload(fmt: str, device: str, t: float, value: float) -> bytes:
 
 
 def publisher(
-    port: int, fmt: str, count: int, devices: int, rate: float | None, qos: int, started: Any = None
+    port: int,
+    fmt: str,
+    count: int,
+    devices: int,
+    rate: float | None,
+    qos: int,
+    started: Any = None,
+    topic: str = "city/noise/{device}/up/{fmt}",
 ) -> None:
     """Runs in its own process: publish ``count`` readings (at ``rate``/s, or as fast as it can).
 
@@ -77,7 +84,7 @@ def publisher(
 
     def message(n: int, now: float) -> tuple[str, bytes]:
         device = f"noise-b{n % devices}"
-        return f"city/noise/{device}/up/{fmt}", payload(fmt, device, now, 40 + n % 50)
+        return topic.format(device=device, fmt=fmt), payload(fmt, device, now, 40 + n % 50)
 
     began = asyncio.run(loadgen.publish(port, count, message, rate=rate, qos=qos))
     if started is not None:

@@ -37,21 +37,13 @@ class _Publisher(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         buf = self._rest + data
-        pos = 0
-        while len(buf) - pos >= 2:
-            try:
-                length, start = wire.read_varint(buf, pos + 1)
-            except IndexError:
-                break
-            if start + length > len(buf):
-                break
-            kind = buf[pos] >> 4
-            if kind == wire.PUBACK:
+        packets, used = wire.frames(buf)
+        for first, start, _end in packets:
+            if first >> 4 == wire.PUBACK:
                 self.acked += 1
-            elif kind == wire.CONNACK and not self.connack.done():
+            elif first >> 4 == wire.CONNACK and not self.connack.done():
                 self.connack.set_result(buf[start + 1])
-            pos = start + length
-        self._rest = buf[pos:]
+        self._rest = buf[used:]
         self.progress.set()
 
 

@@ -105,7 +105,8 @@ class Gateway:
         self.metrics.inc("r197_gateway_normalized_total", item.readings, protocol=inbound.protocol)
         item = item._replace(entities=self.thinning.thin(item.entities, time.monotonic()))
         self._protocol_of[item.device_id] = inbound.protocol
-        actuators = self.profiles.for_device(item.device_id).actuators
+        profile = self.profiles.get(item.kind)
+        actuators = profile.actuators if profile is not None else frozenset()
         if actuators:
             for entity in item.entities:
                 if entity.get("type") != "Device":

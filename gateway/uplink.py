@@ -85,7 +85,7 @@ class Uplink:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._flush()  # what was accepted in memory is on disk before we go
+        self.commit()  # what was accepted in memory is on disk before we go
         if self._client is not None:
             await self._client.aclose()
         if self._queue is not None:
@@ -110,9 +110,6 @@ class Uplink:
 
     def commit(self) -> None:
         """Commit what was submitted to the durable queue now (MQTT acknowledges after it)."""
-        self._flush()
-
-    def _flush(self) -> None:
         if not self._buffer or self._queue is None:
             return
         batch, self._buffer = self._buffer, []
@@ -128,7 +125,7 @@ class Uplink:
             await self._has_buffer.wait()
             await asyncio.sleep(self.flush_interval)  # group commit
             self._has_buffer.clear()
-            self._flush()
+            self.commit()
 
     async def _sender(self) -> None:
         backoff = 0.2

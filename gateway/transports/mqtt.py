@@ -105,34 +105,21 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.last_received = time.monotonic()
         buf = self._rest + data if self._rest else data
-        size = len(buf)
-        pos = 0
         acks: list[bytes] = []
         try:
-            while size - pos >= 2:
-                first = buf[pos]
-                if buf[pos + 1] < 0x80:
-                    length, start = buf[pos + 1], pos + 2
-                else:
-                    try:
-                        length, start = wire.read_varint(buf, pos + 1)
-                    except IndexError:
-                        break  # the length itself is not complete yet
-                end = start + length
-                if end > size:
-                    break
+            packets, used = wire.frames(buf)
+            for first, start, end in packets:
                 if first >> 4 == wire.PUBLISH:
                     self._publish(first, buf, start, end, acks)
                 else:
                     self._control(first, buf[start:end])
-                pos = end
         except (wire.MalformedPacket, IndexError, UnicodeDecodeError) as exc:
             # MQTT 5 4.13: a malformed packet closes the connection; unacknowledged readings
             # come again after the reconnection.
             log.warning("MQTT: malformed packet from the broker (%s); reconnecting", exc)
             self._close(f"malformed packet: {exc}")
             return
-        self._rest = buf[pos:]
+        self._rest = buf[used:]
         if acks:
             try:
                 self.ingest.commit()

@@ -70,6 +70,28 @@ def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
             raise MalformedPacket("a variable byte integer longer than 4 bytes")
 
 
+def frames(buf: bytes) -> tuple[list[tuple[int, int, int]], int]:
+    """The complete packets at the start of ``buf``: ([(first byte, body start, body end)],
+    where the incomplete rest begins).  Raises MalformedPacket for a bad remaining length."""
+    found: list[tuple[int, int, int]] = []
+    size = len(buf)
+    pos = 0
+    while size - pos >= 2:
+        if buf[pos + 1] < 0x80:  # a remaining length under 128: one byte (the usual case)
+            length, start = buf[pos + 1], pos + 2
+        else:
+            try:
+                length, start = read_varint(buf, pos + 1)
+            except IndexError:
+                break  # the length itself is not complete yet
+        end = start + length
+        if end > size:
+            break
+        found.append((buf[pos], start, end))
+        pos = end
+    return found, pos
+
+
 def utf8(text: str) -> bytes:
     data = text.encode()
     return len(data).to_bytes(2, "big") + data
