@@ -100,6 +100,16 @@ class _WrongStatus(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def serving(server: http.server.ThreadingHTTPServer) -> Iterator[int]:
+    """Serve in a daemon thread while the block runs; yields the port."""
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+
+
 class _V6Server(http.server.ThreadingHTTPServer):
     address_family = socket.AF_INET6
 
@@ -107,14 +117,10 @@ class _V6Server(http.server.ThreadingHTTPServer):
 @pytest.mark.slow
 def test_suite_fails_a_platform_with_wrong_status_codes(tmp_path: Path) -> None:
     """200 instead of 201 -> R197-NGSILD-01 fail; no 409 -> R197-NGSILD-02 fail."""
-    server = _V6Server(("::1", 0), _WrongStatus)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(_V6Server(("::1", 0), _WrongStatus)) as port:
         iut = {"implementation": "broken platform",
-               "roles": {"ngsild-platform": {"url": f"http://[::1]:{server.server_address[1]}"}}}  # fmt: skip
+               "roles": {"ngsild-platform": {"url": f"http://[::1]:{port}"}}}  # fmt: skip
         verdicts = run_suite(tmp_path, iut, "test_create or test_create_twice")
-    finally:
-        server.shutdown()
     assert verdicts["R197-NGSILD-01"] == "fail"
     assert verdicts["R197-NGSILD-02"] in ("fail", "error")
 
@@ -162,14 +168,14 @@ def gateway_under_test(
     platform.start()
     broker = MosquittoBroker(port=free_port())
     broker.start()
-    proxy = None
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(platform.stop)
+        stack.callback(broker.close)
         target = platform.base
         if uplink is not None:
             uplink.upstream = platform.base
-            proxy = _V6Server(("::1", 0), uplink)
-            threading.Thread(target=proxy.serve_forever, daemon=True).start()
-            target = f"http://[::1]:{proxy.server_address[1]}"
+            port = stack.enter_context(serving(_V6Server(("::1", 0), uplink)))
+            target = f"http://[::1]:{port}"
         with reference_gateway(tmp_path, target, broker.url, env) as coap_port:
             yield {
                 "implementation": implementation,
@@ -179,11 +185,6 @@ def gateway_under_test(
                     "ngsild-platform": {"url": platform.base},
                 },
             }
-    finally:
-        if proxy is not None:
-            proxy.shutdown()
-        broker.close()
-        platform.stop()
 
 
 @pytest.mark.slow
@@ -306,14 +307,10 @@ def test_suite_fails_a_device_with_bad_senml(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_suite_fails_a_role_addressed_over_ipv4(tmp_path: Path) -> None:
     """A platform reached only at an IPv4 address fails R197-IPV6-01."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WrongStatus)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WrongStatus)) as port:
         iut = {"implementation": "IPv4-only platform",
-               "roles": {"ngsild-platform": {"url": f"http://127.0.0.1:{server.server_address[1]}"}}}  # fmt: skip
+               "roles": {"ngsild-platform": {"url": f"http://127.0.0.1:{port}"}}}  # fmt: skip
         verdicts = run_suite(tmp_path, iut, "test_ipv6_urls")
-    finally:
-        server.shutdown()
     assert verdicts["R197-IPV6-01"] == "fail"
 
 
