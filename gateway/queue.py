@@ -1,7 +1,9 @@
 """A durable on-disk queue of entity updates waiting for the platform (SQLite, WAL).
 
 A reading counts as accepted once it is committed here; it leaves only when the platform has
-confirmed it (``ack``).  Re-sending after a crash is harmless: an upsert of the same
+confirmed it (``ack``).  Each item carries a lane key (a hash of its device id): items of
+different lanes may be in flight at the same time, items of one lane leave in order, so one
+device's updates are never reordered.  Re-sending after a crash is harmless: an upsert of the same
 ``observedAt`` value is idempotent on the entity, and history keeps what arrived.
 """
 
@@ -21,7 +23,8 @@ CREATE TABLE IF NOT EXISTS pending (
     observed REAL NOT NULL,
     readings INTEGER NOT NULL,
     docs BLOB NOT NULL,
-    entities INTEGER NOT NULL DEFAULT -1
+    entities INTEGER NOT NULL DEFAULT -1,
+    lane INTEGER NOT NULL DEFAULT 0
 );
 """
 
@@ -56,6 +59,8 @@ class DurableQueue:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(pending)")}
         if "entities" not in columns:  # a queue file written before the column existed
             self._db.execute("ALTER TABLE pending ADD COLUMN entities INTEGER NOT NULL DEFAULT -1")
+        if "lane" not in columns:  # items from before lanes: all in lane 0, in their order
+            self._db.execute("ALTER TABLE pending ADD COLUMN lane INTEGER NOT NULL DEFAULT 0")
         self._count = int(self._db.execute("SELECT count(*) FROM pending").fetchone()[0])
 
     def close(self) -> None:
@@ -64,23 +69,25 @@ class DurableQueue:
     def __len__(self) -> int:
         return self._count
 
-    def put(self, batches: Sequence[tuple[float, int, list[dict[str, Any]]]]) -> None:
-        """Append (observed time, readings, entity docs) items in one transaction."""
+    def put(self, batches: Sequence[tuple[float, int, list[dict[str, Any]], int]]) -> None:
+        """Append (observed time, readings, entity docs, lane key) items in one transaction."""
         if not batches:
             return
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT INTO pending (observed, readings, docs, entities) VALUES (?, ?, ?, ?)",
-                [(t, n, orjson.dumps(docs), len(docs)) for t, n, docs in batches],
+                "INSERT INTO pending (observed, readings, docs, entities, lane) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(t, n, orjson.dumps(docs), len(docs), key) for t, n, docs, key in batches],
             )
         self._count += len(batches)
 
-    def peek(self, limit: int) -> list[Pending]:
-        """The oldest items, oldest first."""
+    def peek(self, limit: int, lane: int = 0, lanes: int = 1) -> list[Pending]:
+        """The oldest items of one lane (of ``lanes``), oldest first."""
         rows = self._db.execute(
-            "SELECT seq, observed, readings, entities, docs FROM pending ORDER BY seq LIMIT ?",
-            (limit,),
+            "SELECT seq, observed, readings, entities, docs FROM pending "
+            "WHERE lane % ? = ? ORDER BY seq LIMIT ?",
+            (lanes, lane, limit),
         )
         return [
             Pending(seq, t, n, e if e >= 0 else len(orjson.loads(docs)), bytes(docs))

@@ -53,6 +53,7 @@ class GatewayConfig:
     http_port: int = 8081  # /metrics, /health, /notify; 0 picks a free port
     southbound: bool = True
     batch_entities: int = 1000
+    uplink_lanes: int = 2  # batch upserts in flight at once (each device stays in one lane)
     profiles_dir: Path | None = None
     static_refresh: float = 60.0  # seconds between re-sends of unchanged refDevice/location/Device
 
@@ -77,6 +78,7 @@ class Gateway:
             queue_path=config.queue_path,
             tenant=config.tenant,
             batch_entities=config.batch_entities,
+            lanes=config.uplink_lanes,
             metrics=self.metrics,
         )
         self.mqtt: MqttIngest | None = None

@@ -2,8 +2,14 @@
 
 Readings are committed to the :class:`DurableQueue` in small group commits and leave it only
 when the platform has answered 201/204 (or 207 for the entities it accepted).  While the
-platform is unreachable the sender retries with jittered exponential back-off; nothing is
-dropped.  Order per device is kept: items leave in the order they were accepted.
+platform is unreachable the senders retry with jittered exponential back-off; nothing is
+dropped.
+
+Several batches are in flight at once, one per lane (``lanes``, default 2); a device's items
+always go to the same lane (a hash of its id) and a lane sends its items in the order they
+were accepted, so each device's updates reach the platform in order.  With one batch in flight
+gateway and platform took turns: the platform wrote a batch while the gateway waited for its
+answer, then the gateway sent the next (README, "What limits us").
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import contextlib
 import logging
 import random
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +46,7 @@ class Uplink:
         queue_path: str | Path,
         tenant: str = "",
         batch_entities: int = 1000,
+        lanes: int = 2,
         flush_interval: float = 0.01,
         metrics: Metrics | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -48,14 +56,15 @@ class Uplink:
         self.queue_path = queue_path
         self.tenant = tenant
         self.batch_entities = batch_entities
+        self.lanes = lanes
         self.flush_interval = flush_interval
         self.metrics = metrics or Metrics()
         self.max_backoff = max_backoff
         self._transport = transport
-        self._buffer: list[tuple[float, int, list[dict[str, Any]]]] = []
+        self._buffer: list[tuple[float, int, list[dict[str, Any]], int]] = []
         self._committed: asyncio.Future[None] | None = None
         self._has_buffer = asyncio.Event()
-        self._has_queue = asyncio.Event()
+        self._has_queue = [asyncio.Event() for _ in range(lanes)]
         self._queue: DurableQueue | None = None
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -65,7 +74,7 @@ class Uplink:
         self._queue = DurableQueue(self.queue_path)
         if len(self._queue):
             log.info("uplink: %d queued items from an earlier run", len(self._queue))
-            self._has_queue.set()
+            self._wake_senders()
         headers = {"NGSILD-Tenant": self.tenant} if self.tenant else {}
         self._client = httpx.AsyncClient(
             base_url=self.platform_url,
@@ -73,9 +82,10 @@ class Uplink:
             timeout=httpx.Timeout(10.0, connect=3.0),
             transport=self._transport,
         )
-        self._tasks = [
-            asyncio.create_task(self._flusher(), name="uplink flusher"),
-            asyncio.create_task(self._sender(), name="uplink sender"),
+        self._tasks = [asyncio.create_task(self._flusher(), name="uplink flusher")]
+        self._tasks += [
+            asyncio.create_task(self._sender(lane), name=f"uplink sender {lane}")
+            for lane in range(self.lanes)
         ]
         return self
 
@@ -98,7 +108,8 @@ class Uplink:
 
     def submit(self, item: Normalized) -> None:
         """Hand over a normalized payload; it is on disk within ``flush_interval``."""
-        self._buffer.append((item.observed_at, item.readings, item.entities))
+        key = zlib.crc32(item.device_id.encode())  # the device's lane, stable across restarts
+        self._buffer.append((item.observed_at, item.readings, item.entities, key))
         self._has_buffer.set()
 
     async def accept(self, item: Normalized) -> None:
@@ -115,10 +126,14 @@ class Uplink:
         batch, self._buffer = self._buffer, []
         self._queue.put(batch)
         self.metrics.set("r197_gateway_queued", self.queued)
-        self._has_queue.set()
+        self._wake_senders()
         done, self._committed = self._committed, None
         if done is not None and not done.done():
             done.set_result(None)
+
+    def _wake_senders(self) -> None:
+        for event in self._has_queue:
+            event.set()
 
     async def _flusher(self) -> None:
         while True:
@@ -127,14 +142,14 @@ class Uplink:
             self._has_buffer.clear()
             self.commit()
 
-    async def _sender(self) -> None:
+    async def _sender(self, lane: int) -> None:
         backoff = 0.2
         while True:
-            await self._has_queue.wait()
+            await self._has_queue[lane].wait()
             assert self._queue is not None
-            items = self._take()
+            items = self._take(lane)
             if not items:
-                self._has_queue.clear()
+                self._has_queue[lane].clear()
                 continue
             status, detail = await self._post(items)
             if status in (201, 204, 207):
@@ -153,11 +168,12 @@ class Uplink:
                 readings = sum(p.readings for p in items)
                 self.metrics.inc("r197_gateway_rejected_total", readings, reason="platform-refused")
 
-    def _take(self) -> list[Pending]:
+    def _take(self, lane: int) -> list[Pending]:
         assert self._queue is not None
         items: list[Pending] = []
         count = 0
-        for item in self._queue.peek(self.batch_entities):  # each item holds one entity or more
+        # Each item holds one entity or more.
+        for item in self._queue.peek(self.batch_entities, lane, self.lanes):
             if items and count + item.entities > self.batch_entities:
                 break
             items.append(item)

@@ -72,6 +72,7 @@ def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
         http_port=args.http_port if args.http_port is not None else cfg.http_port,
         southbound=cfg.southbound and not args.no_southbound,
         batch_entities=cfg.batch_entities,
+        uplink_lanes=cfg.uplink_lanes,
         profiles_dir=Path(cfg.profiles_dir) if cfg.profiles_dir else None,
     )
     gateway = Gateway(config)

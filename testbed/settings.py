@@ -44,6 +44,7 @@ class GatewaySettings(BaseModel):
     http_port: int = Field(default=8081, ge=0, le=65535)
     southbound: bool = True
     batch_entities: int = Field(default=1000, ge=1, le=5000)
+    uplink_lanes: int = Field(default=2, ge=1, le=16)
     profiles_dir: str | None = None
 
 

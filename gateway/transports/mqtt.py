@@ -38,6 +38,10 @@ SESSION_EXPIRY = 3600  # seconds the broker keeps our session (and queued readin
 RECEIVE_MAXIMUM = 1000  # unacknowledged QoS 1 readings the broker may have in flight to us
 KEEPALIVE = 30
 TIMEOUT = 5.0  # seconds for CONNACK, SUBACK and a command's PUBACK
+# Packets handled per event-loop turn.  One socket read holds up to 256 KiB (about 2,000
+# readings, 80 ms of work); handling it in one go kept the uplink's HTTP answers waiting that
+# long at every await, so gateway and platform took turns instead of overlapping.
+TURN = 128
 UNSPECIFIED_ERROR = 0x80  # MQTT 5 2.4: for a message the gateway failed on (a bug of ours)
 Handler = Callable[[Inbound], RejectedPayload | None]
 
@@ -77,7 +81,9 @@ class _Connection(asyncio.Protocol):
         self.closed: asyncio.Future[str] = loop.create_future()
         self.waiting: dict[int, asyncio.Future[list[int]]] = {}  # our packet id -> its ack
         self.last_received = time.monotonic()
-        self._rest = b""
+        self._buf = b""  # bytes read and not yet handled, from ``_pos``
+        self._pos = 0
+        self._paused = False  # reading paused while a read is handled over several turns
         self._qos2: set[int] = set()  # broker packet ids we sent PUBREC for (MQTT 5 4.3.3)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -104,10 +110,19 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_received = time.monotonic()
-        buf = self._rest + data if self._rest else data
+        self._buf = self._buf[self._pos :] + data if self._pos < len(self._buf) else data
+        self._pos = 0
+        self._turn()
+
+    def _turn(self) -> None:
+        """Handle up to TURN packets, commit their readings, acknowledge them; when more
+        complete packets are waiting, pause reading and go on at the next loop turn."""
+        if self.closed.done():
+            return
+        buf = self._buf
         acks: list[bytes] = []
         try:
-            packets, used = wire.frames(buf)
+            packets, self._pos = wire.frames(buf, self._pos, TURN)
             for first, start, end in packets:
                 if first >> 4 == wire.PUBLISH:
                     self._publish(first, buf, start, end, acks)
@@ -119,7 +134,6 @@ class _Connection(asyncio.Protocol):
             log.warning("MQTT: malformed packet from the broker (%s); reconnecting", exc)
             self._close(f"malformed packet: {exc}")
             return
-        self._rest = buf[used:]
         if acks:
             try:
                 self.ingest.commit()
@@ -128,6 +142,15 @@ class _Connection(asyncio.Protocol):
                 self._close(f"commit failed: {exc}")
                 return
             self.write(b"".join(acks))
+        assert self.transport is not None
+        if len(packets) == TURN:
+            if not self._paused:
+                self._paused = True
+                self.transport.pause_reading()
+            asyncio.get_running_loop().call_soon(self._turn)
+        elif self._paused:
+            self._paused = False
+            self.transport.resume_reading()
 
     def _publish(self, first: int, buf: bytes, start: int, end: int, acks: list[bytes]) -> None:
         qos = (first >> 1) & 3

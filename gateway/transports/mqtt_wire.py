@@ -70,13 +70,14 @@ def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
             raise MalformedPacket("a variable byte integer longer than 4 bytes")
 
 
-def frames(buf: bytes) -> tuple[list[tuple[int, int, int]], int]:
-    """The complete packets at the start of ``buf``: ([(first byte, body start, body end)],
-    where the incomplete rest begins).  Raises MalformedPacket for a bad remaining length."""
+def frames(
+    buf: bytes, pos: int = 0, limit: int = 1 << 30
+) -> tuple[list[tuple[int, int, int]], int]:
+    """Up to ``limit`` complete packets of ``buf`` from ``pos``: ([(first byte, body start,
+    body end)], where the rest begins).  Raises MalformedPacket for a bad remaining length."""
     found: list[tuple[int, int, int]] = []
     size = len(buf)
-    pos = 0
-    while size - pos >= 2:
+    while size - pos >= 2 and len(found) < limit:
         if buf[pos + 1] < 0x80:  # a remaining length under 128: one byte (the usual case)
             length, start = buf[pos + 1], pos + 2
         else:

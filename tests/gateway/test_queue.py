@@ -12,7 +12,7 @@ def test_items_survive_reopen_until_acked(tmp_path: Path) -> None:
     """put, close, reopen: the items are there in order; ack removes exactly those."""
     path = tmp_path / "q.db"
     q = DurableQueue(path)
-    q.put([(1.0, 1, [{"id": "a"}]), (2.0, 2, [{"id": "b"}]), (3.0, 1, [{"id": "c"}])])
+    q.put([(1.0, 1, [{"id": "a"}], 0), (2.0, 2, [{"id": "b"}], 0), (3.0, 1, [{"id": "c"}], 0)])
     q.close()
     q = DurableQueue(path)
     assert len(q) == 3
@@ -40,8 +40,20 @@ def test_a_queue_file_from_before_the_entity_count_still_drains(tmp_path: Path) 
     db.commit()
     db.close()
     q = DurableQueue(path)
-    q.put([(2.0, 1, [{"id": "c"}])])
+    q.put([(2.0, 1, [{"id": "c"}], 0)])
     assert [(p.entities, p.readings) for p in q.peek(10)] == [(2, 2), (1, 1)]
     q.ack([q.peek(1)[0].seq])
     assert len(q) == 1
+    q.close()
+
+
+def test_peek_by_lane_keeps_the_order_within_each_lane(tmp_path: Path) -> None:
+    """A lane sees only the items whose key falls in it, oldest first; one lane sees all."""
+    q = DurableQueue(tmp_path / "q.db")
+    q.put([(float(n), 1, [{"id": f"e{n}"}], key) for n, key in enumerate([7, 2, 9, 4, 11, 6])])
+    ids = lambda items: [p.documents()[0]["id"] for p in items]  # noqa: E731
+    assert ids(q.peek(10, 1, 2)) == ["e0", "e2", "e4"]
+    assert ids(q.peek(10, 0, 2)) == ["e1", "e3", "e5"]
+    assert ids(q.peek(2, 0, 2)) == ["e1", "e3"]
+    assert ids(q.peek(10)) == ["e0", "e1", "e2", "e3", "e4", "e5"]
     q.close()

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import httpx
+import orjson
 
 from gateway.normalizer import Inbound, Normalized, normalize
 from gateway.profiles import Profiles
@@ -85,3 +86,50 @@ async def test_gateway_restart_delivers_what_was_queued(tmp_path: Path) -> None:
         assert history_count(proc.api, "noise-77") == 30
     finally:
         proc.stop()
+
+
+async def test_lanes_overlap_batches_and_keep_each_devices_order(tmp_path: Path) -> None:
+    """Two lanes put two batch upserts in flight at once; each device's updates still reach
+    the platform in the order they were accepted (a fake platform at the HTTP boundary)."""
+    arrived: list[list[dict[str, object]]] = []
+    in_flight = 0
+    overlapped = asyncio.Event()
+
+    async def platform(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight
+        in_flight += 1
+        if in_flight == 2:
+            overlapped.set()
+        try:
+            # Hold the first batch until a second one comes: with one batch in flight at a
+            # time it never would, and the platform answers 503 after a while instead.
+            await asyncio.wait_for(overlapped.wait(), 2.0)
+        except TimeoutError:
+            return httpx.Response(503)
+        finally:
+            in_flight -= 1
+        arrived.append(orjson.loads(request.content))
+        return httpx.Response(204)
+
+    devices = [f"noise-{d}" for d in range(20)]
+    async with Uplink(
+        platform_url="http://[::1]:1",
+        queue_path=tmp_path / "q.db",
+        batch_entities=10,
+        lanes=2,
+        transport=httpx.MockTransport(platform),
+    ) as uplink:
+        for n in range(30):
+            for device in devices:
+                uplink.submit(reading(n, device))
+        assert await uplink.drain(within=20)
+    assert overlapped.is_set()
+    values: dict[str, list[float]] = {}
+    for body in arrived:
+        for entity in body:
+            laeq = entity.get("LAeq")
+            if isinstance(laeq, dict):  # not the Device entity sent beside it
+                values.setdefault(str(entity["id"]), []).append(laeq["value"])
+    assert len(values) == len(devices)
+    for entity_id, seen in values.items():
+        assert seen == [40 + n for n in range(30)], entity_id
