@@ -15,13 +15,24 @@ STATIC_ATTRS = ("refDevice", "location")
 DEVICE_CLOCK = "dateLastValueReported"
 
 
-def _fingerprint(attrs: dict[str, Any]) -> dict[str, Any]:
-    """What must change for the attributes to be due again (compared with ==, no encoding)."""
-    return {
-        k: {m: v for m, v in a.items() if m != "observedAt"} if isinstance(a, dict) else a
-        for k, a in attrs.items()
-        if k != DEVICE_CLOCK
-    }
+def _same(new: dict[str, Any], old: dict[str, Any]) -> bool:
+    """``new`` equals ``old`` but for the clocks (``observedAt``, ``dateLastValueReported``).
+
+    Compared in place, without building copies: this runs for every reading."""
+    if len(new) != len(old):
+        return False
+    for key, a in new.items():
+        if key == DEVICE_CLOCK:
+            continue
+        b = old.get(key)
+        if a == b:
+            continue
+        if not isinstance(a, dict) or not isinstance(b, dict) or a.keys() != b.keys():
+            return False
+        for member, value in a.items():
+            if member != "observedAt" and value != b[member]:
+                return False
+    return True
 
 
 class Thinning:
@@ -30,11 +41,10 @@ class Thinning:
         self._sent: dict[str, tuple[float, dict[str, Any]]] = {}
 
     def _due(self, key: str, attrs: dict[str, Any], now: float) -> bool:
-        mark = _fingerprint(attrs)
         last = self._sent.get(key)
-        if last is not None and last[1] == mark and now - last[0] < self.refresh:
+        if last is not None and now - last[0] < self.refresh and _same(attrs, last[1]):
             return False
-        self._sent[key] = (now, mark)
+        self._sent[key] = (now, attrs)  # documents are not changed once normalized
         return True
 
     def thin(self, entities: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
@@ -42,8 +52,7 @@ class Thinning:
         out: list[dict[str, Any]] = []
         for doc in entities:
             if doc.get("type") == "Device":
-                attrs = {k: v for k, v in doc.items() if k not in ("id", "type")}
-                if self._due(doc["id"], attrs, now):
+                if self._due(doc["id"], doc, now):
                     out.append(doc)
                 continue
             static = {k: doc[k] for k in STATIC_ATTRS if k in doc}

@@ -50,3 +50,11 @@ def test_static_parts_are_sent_first_then_only_when_due() -> None:
     stale = thin.thin(reading(4, lon=6.2), now=90)
     assert [d["type"] for d in stale] == ["NoiseLevelObserved", "Device"]
     assert stale[1]["dateLastValueReported"]["value"].endswith("04Z")
+    switched = reading(5, lon=6.2)
+    switched[1]["supportedProtocol"]["value"] = ["coap"]  # the device moved to another protocol
+    assert [d["type"] for d in thin.thin(switched, now=95)] == ["NoiseLevelObserved", "Device"]
+    assert [d["type"] for d in thin.thin(reading(6, lon=6.2), now=96)] == [
+        "NoiseLevelObserved",
+        "Device",
+    ]  # and back
+    assert [d["type"] for d in thin.thin(reading(7, lon=6.2), now=97)] == ["NoiseLevelObserved"]
