@@ -3,15 +3,7 @@
 All calls run on the event loop thread and each is one short transaction, so requests are
 serialized without locks; WAL plus a busy timeout keeps other processes (a second platform,
 a backup) safe.  Documents are stored as JSON (orjson) blobs; the columns beside them are only
-what queries filter or sort on.  The schema carries a version for migrations.
-
-History is written in two steps, as a log-structured store does.  New instances go to
-``history_recent``, which is small; every ``MERGE_ROWS`` instances they move to ``history`` in
-one sorted insert.  Inserting each batch straight into ``history``'s index (entity, attribute,
-time) dirtied about one index page per reading once there are many entities: with 1,000
-devices the commit wrote ~4 MB of pages per 1,000 readings and took 60 % of the platform's
-time.  The sorted merge dirties each page once per merge instead.  Reads look at both tables;
-rows in ``history`` are always older than rows in ``history_recent``.
+what queries filter or sort on.  The schema carries a version for later migrations.
 """
 
 from __future__ import annotations
@@ -30,21 +22,8 @@ from city_platform.storage.base import Entity, EntityFilter, HistoryQuery, Histo
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 2: history_recent (version 1 files are upgraded on open)
-MERGE_ROWS = 10_000  # history instances kept in history_recent before a merge
-_HISTORY_COLUMNS = """
-    tenant TEXT NOT NULL,
-    entity_id TEXT NOT NULL,
-    attr TEXT NOT NULL,
-    dataset_id TEXT,
-    observed_at TEXT,
-    modified_at TEXT NOT NULL,
-    instance_id TEXT NOT NULL,
-    doc BLOB NOT NULL
-"""
-_HISTORY_TABLES = ("history", "history_recent")
-_SCHEMA = (
-    """
+SCHEMA_VERSION = 1
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tenants (name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS entities (
@@ -55,14 +34,17 @@ CREATE TABLE IF NOT EXISTS entities (
     doc BLOB NOT NULL,
     UNIQUE (tenant, id)
 );
-CREATE TABLE IF NOT EXISTS history ("""
-    + _HISTORY_COLUMNS
-    + """);
+CREATE TABLE IF NOT EXISTS history (
+    tenant TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    attr TEXT NOT NULL,
+    dataset_id TEXT,
+    observed_at TEXT,
+    modified_at TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    doc BLOB NOT NULL
+);
 CREATE INDEX IF NOT EXISTS history_by_time ON history (tenant, entity_id, attr, observed_at);
-CREATE TABLE IF NOT EXISTS history_recent ("""
-    + _HISTORY_COLUMNS
-    + """);
-CREATE INDEX IF NOT EXISTS history_recent_by_entity ON history_recent (entity_id);
 CREATE TABLE IF NOT EXISTS subscriptions (
     tenant TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -70,7 +52,6 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     PRIMARY KEY (tenant, id)
 );
 """
-)
 _MAX_PARAMS = 500  # stay well under SQLite's bound-parameter limit
 
 
@@ -81,7 +62,6 @@ class SqliteStorage(Storage):
         self._path = str(path)
         self._db: sqlite3.Connection | None = None
         self._tenants: set[str] = set()
-        self._recent = 0  # rows in history_recent
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -101,9 +81,6 @@ class SqliteStorage(Storage):
         row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
             db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) < SCHEMA_VERSION:  # the new tables were created above
-            db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
-            log.info("database %s upgraded to schema version %d", self._path, SCHEMA_VERSION)
         elif int(row[0]) > SCHEMA_VERSION:
             db.close()
             raise PlatformError(
@@ -111,7 +88,6 @@ class SqliteStorage(Storage):
                 f"platform's {SCHEMA_VERSION}: upgrade the testbed"
             )
         self._tenants = {r[0] for r in db.execute("SELECT name FROM tenants")}
-        self._recent = int(db.execute("SELECT count(*) FROM history_recent").fetchone()[0])
         self._db = db
         log.info("SQLite storage open at %s", self._path)
 
@@ -143,11 +119,9 @@ class SqliteStorage(Storage):
         return found
 
     def _insert_history(self, tenant: str, history: list[HistoryRow]) -> None:
-        """Append to history_recent; merge into history when it has MERGE_ROWS (in the
-        caller's transaction, so a crash leaves the rows in one table or the other)."""
         if history:
             self.db.executemany(
-                "INSERT INTO history_recent VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO history VALUES (?,?,?,?,?,?,?,?)",
                 [
                     (
                         tenant,
@@ -162,19 +136,6 @@ class SqliteStorage(Storage):
                     for h in history
                 ],
             )
-            self._recent += len(history)
-            if self._recent >= MERGE_ROWS:
-                self._merge_history()
-
-    def _merge_history(self) -> None:
-        # Sorted by the index key, so each index page is written once; rowid last keeps the
-        # arrival order of instances with the same timestamp.
-        self.db.execute(
-            "INSERT INTO history SELECT * FROM history_recent "
-            "ORDER BY tenant, entity_id, attr, observed_at, rowid"
-        )
-        self.db.execute("DELETE FROM history_recent")
-        self._recent = 0
 
     async def insert_entity(self, tenant: str, entity: Entity, history: list[HistoryRow]) -> bool:
         db = self.db
@@ -192,7 +153,6 @@ class SqliteStorage(Storage):
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
-            self._recent = self._count_recent()
             raise
         return True
 
@@ -213,7 +173,6 @@ class SqliteStorage(Storage):
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
-            self._recent = self._count_recent()
             raise
 
     async def delete_entities(self, tenant: str, ids: Iterable[str]) -> set[str]:
@@ -224,11 +183,9 @@ class SqliteStorage(Storage):
         try:
             for entity_id in existing:
                 db.execute("DELETE FROM entities WHERE tenant=? AND id=?", (tenant, entity_id))
-                for table in _HISTORY_TABLES:
-                    db.execute(
-                        f"DELETE FROM {table} WHERE tenant=? AND entity_id=?", (tenant, entity_id)
-                    )
-            self._recent = self._count_recent()
+                db.execute(
+                    "DELETE FROM history WHERE tenant=? AND entity_id=?", (tenant, entity_id)
+                )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -295,27 +252,21 @@ class SqliteStorage(Storage):
         elif column == "observed_at":
             sql.append("AND observed_at IS NOT NULL")
         rows: list[HistoryRow] = []
-        at = 4 if column == "observed_at" else 5  # the column's place in a row
         for entity_id in sorted(query.entity_ids):
             attrs = self._history_attrs(tenant, entity_id, query.attrs)
             for attr in attrs:
                 where = " ".join(sql) + " AND attr=?"
                 params = [tenant, entity_id, *extra, attr]
                 if query.last_n is not None:
-                    order = f"{column} DESC, rowid DESC LIMIT {int(query.last_n)}"
-                else:
-                    order = f"{column}, rowid"
-                found = [
-                    (row[at], source, row[8], row)
-                    for source, table in enumerate(_HISTORY_TABLES)
-                    for row in self.db.execute(
-                        f"SELECT *, rowid FROM {table} {where} ORDER BY {order}", params
+                    stmt = (
+                        "SELECT * FROM (SELECT * FROM history "
+                        f"{where} ORDER BY {column} DESC, rowid DESC LIMIT ?) "
+                        f"ORDER BY {column}, rowid"
                     )
-                ]
-                found.sort(key=lambda f: f[:3])  # time, then older table, then arrival
-                if query.last_n is not None:
-                    found = found[-query.last_n :] if query.last_n else []
-                rows.extend(_history_row(f[3][:8]) for f in found)
+                    params.append(query.last_n)
+                else:
+                    stmt = f"SELECT * FROM history {where} ORDER BY {column}, rowid"
+                rows.extend(_history_row(r) for r in self.db.execute(stmt, params))
         return rows
 
     def _history_attrs(
@@ -324,16 +275,14 @@ class SqliteStorage(Storage):
         if attrs is not None:
             return sorted(attrs)
         cur = self.db.execute(
-            "SELECT attr FROM history WHERE tenant=? AND entity_id=? "
-            "UNION SELECT attr FROM history_recent WHERE tenant=? AND entity_id=?",
-            (tenant, entity_id, tenant, entity_id),
+            "SELECT DISTINCT attr FROM history WHERE tenant=? AND entity_id=?", (tenant, entity_id)
         )
         return sorted(r[0] for r in cur)
 
     async def delete_history(
         self, tenant: str, entity_id: str, attr: str | None, dataset_id: str | None = None
     ) -> int:
-        sql = "WHERE tenant=? AND entity_id=?"
+        sql = "DELETE FROM history WHERE tenant=? AND entity_id=?"
         params: list[Any] = [tenant, entity_id]
         if attr is not None:
             sql += " AND attr=?"
@@ -341,51 +290,35 @@ class SqliteStorage(Storage):
             if dataset_id is not None:
                 sql += " AND dataset_id IS ?"
                 params.append(dataset_id or None)
-        removed = sum(
-            self.db.execute(f"DELETE FROM {table} {sql}", params).rowcount
-            for table in _HISTORY_TABLES
-        )
-        self._recent = self._count_recent()
-        return removed
-
-    def _count_recent(self) -> int:
-        return int(self.db.execute("SELECT count(*) FROM history_recent").fetchone()[0])
+        return self.db.execute(sql, params).rowcount
 
     async def replace_history_instance(
         self, tenant: str, entity_id: str, attr: str, row: HistoryRow
     ) -> bool:
-        values = (
-            row.dataset_id,
-            row.observed_at,
-            row.modified_at,
-            orjson.dumps(row.instance),
-            tenant,
-            entity_id,
-            attr,
-            row.instance_id,
+        cur = self.db.execute(
+            "UPDATE history SET dataset_id=?, observed_at=?, modified_at=?, doc=? "
+            "WHERE tenant=? AND entity_id=? AND attr=? AND instance_id=?",
+            (
+                row.dataset_id,
+                row.observed_at,
+                row.modified_at,
+                orjson.dumps(row.instance),
+                tenant,
+                entity_id,
+                attr,
+                row.instance_id,
+            ),
         )
-        changed = sum(
-            self.db.execute(
-                f"UPDATE {table} SET dataset_id=?, observed_at=?, modified_at=?, doc=? "
-                "WHERE tenant=? AND entity_id=? AND attr=? AND instance_id=?",
-                values,
-            ).rowcount
-            for table in _HISTORY_TABLES
-        )
-        return changed > 0
+        return cur.rowcount > 0
 
     async def delete_history_instance(
         self, tenant: str, entity_id: str, attr: str, instance_id: str
     ) -> bool:
-        removed = sum(
-            self.db.execute(
-                f"DELETE FROM {table} WHERE tenant=? AND entity_id=? AND attr=? AND instance_id=?",
-                (tenant, entity_id, attr, instance_id),
-            ).rowcount
-            for table in _HISTORY_TABLES
+        cur = self.db.execute(
+            "DELETE FROM history WHERE tenant=? AND entity_id=? AND attr=? AND instance_id=?",
+            (tenant, entity_id, attr, instance_id),
         )
-        self._recent = self._count_recent()
-        return removed > 0
+        return cur.rowcount > 0
 
     async def put_subscription(self, tenant: str, sub_id: str, doc: dict[str, Any]) -> None:
         self._ensure_tenant(tenant)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -11,7 +10,6 @@ import pytest
 
 from city_platform.broker import history_rows
 from city_platform.errors import PlatformError
-from city_platform.storage import sqlite as sqlite_module
 from city_platform.storage.base import EntityFilter, HistoryQuery
 from city_platform.storage.sqlite import SqliteStorage
 
@@ -91,63 +89,3 @@ async def test_a_failed_batch_writes_nothing(tmp_path: Path) -> None:
         with pytest.raises(TypeError):
             await store.write_entities("", [entity(1), bad], [])
         assert await store.get_entities("", ["urn:ngsi-ld:T:1"]) == {}
-
-
-async def test_history_reads_across_the_merge(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Instances before and after a merge of history_recent into history read back as one
-    history: time order, arrival order for equal times, lastN, changes and deletes."""
-    monkeypatch.setattr(sqlite_module, "MERGE_ROWS", 4)
-    async with SqliteStorage(tmp_path / "p.db") as store:
-        e = entity(1)
-        same = "2026-01-01T00:05:00Z"
-        for value, when in enumerate(
-            ["2026-01-01T00:03:00Z", same, "2026-01-01T00:01:00Z", same, same, same, same]
-        ):  # four land in history by a merge, three stay in history_recent
-            attrs = {NS + "v": [{"type": "Property", "value": value, "observedAt": when}]}
-            await store.write_entities("", [e], history_rows(e["id"], attrs, when))
-        tables = {
-            t: store.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-            for t in ("history", "history_recent")
-        }
-        assert tables == {"history": 4, "history_recent": 3}
-        everything = HistoryQuery(entity_ids=frozenset({e["id"]}))
-        rows = await store.history("", everything)
-        assert [r.instance["value"] for r in rows] == [2, 0, 1, 3, 4, 5, 6]
-        last = await store.history("", HistoryQuery(entity_ids=frozenset({e["id"]}), last_n=4))
-        assert [r.instance["value"] for r in last] == [3, 4, 5, 6]
-        old, new = rows[1], rows[5]  # one in each table
-        for row in (old, new):
-            changed = dataclasses.replace(row, instance={**row.instance, "value": -1})
-            assert await store.replace_history_instance("", e["id"], NS + "v", changed)
-        assert await store.delete_history_instance("", e["id"], NS + "v", rows[3].instance_id)
-        rows = await store.history("", everything)
-        assert [r.instance["value"] for r in rows] == [2, -1, 1, 4, -1, 6]
-        assert await store.delete_history("", e["id"], NS + "v") == 6
-        assert await store.history("", everything) == []
-
-
-async def test_a_version_1_database_is_upgraded(tmp_path: Path) -> None:
-    """A file written before history_recent existed opens, keeps its history and takes new."""
-    db = tmp_path / "p.db"
-    with sqlite3.connect(db) as conn:
-        conn.executescript(
-            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-            "INSERT INTO meta VALUES ('schema_version', '1');"
-            "CREATE TABLE history (tenant TEXT NOT NULL, entity_id TEXT NOT NULL,"
-            " attr TEXT NOT NULL, dataset_id TEXT, observed_at TEXT, modified_at TEXT NOT NULL,"
-            " instance_id TEXT NOT NULL, doc BLOB NOT NULL);"
-            "INSERT INTO history VALUES ('', 'urn:ngsi-ld:T:1', 'https://example.org/v', NULL,"
-            " '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', 'urn:i:1',"
-            ' \'{"type":"Property","value":7}\');'
-        )
-    async with SqliteStorage(db) as store:
-        e = entity(1, 8, "2026-01-01T00:01:00Z")
-        await store.write_entities(
-            "", [e], history_rows(e["id"], e["attrs"], "2026-01-01T00:01:00Z")
-        )
-        rows = await store.history("", HistoryQuery(entity_ids=frozenset({e["id"]})))
-        assert [r.instance["value"] for r in rows] == [7, 8]
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT value FROM meta").fetchone() == ("2",)
