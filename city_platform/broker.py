@@ -281,6 +281,8 @@ class ContextBroker:
         writes: dict[str, Entity] = {}
         rows: list[HistoryRow] = []
         changes: list[Change] = []
+        succeeded: set[str] = set()  # result.success as a set: a list scan per entity was
+        # quadratic in the batch size (a third of the platform's time with 1,000 devices)
         for incoming, _ in parsed:
             entity_id = incoming["id"]
             current = writes.get(entity_id) or existing.get(entity_id)
@@ -308,7 +310,8 @@ class ContextBroker:
             writes[entity_id] = entity
             rows.extend(history_rows(entity_id, written, now))
             changes.append(Change(tenant, entity, current, frozenset(written)))
-            if entity_id not in result.success:
+            if entity_id not in succeeded:
+                succeeded.add(entity_id)
                 result.success.append(entity_id)
         if writes:
             await self.storage.write_entities(tenant, list(writes.values()), rows)

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from city_platform.errors import PlatformError
+from city_platform.storage.checkpointer import WalCheckpointer
 from city_platform.storage.base import Entity, EntityFilter, HistoryQuery, HistoryRow, Storage
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class SqliteStorage(Storage):
         self._path = str(path)
         self._db: sqlite3.Connection | None = None
         self._tenants: set[str] = set()
+        self._checkpointer: WalCheckpointer | None = None
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -88,10 +90,17 @@ class SqliteStorage(Storage):
                 f"platform's {SCHEMA_VERSION}: upgrade the testbed"
             )
         self._tenants = {r[0] for r in db.execute("SELECT name FROM tenants")}
+        if self._path != ":memory:":
+            WalCheckpointer.prepare(db)
+            self._checkpointer = WalCheckpointer(self._path)
+            self._checkpointer.start()
         self._db = db
         log.info("SQLite storage open at %s", self._path)
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         if self._db is not None:
             self._db.close()
             self._db = None
