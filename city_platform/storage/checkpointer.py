@@ -21,14 +21,15 @@ log = logging.getLogger(__name__)
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes the log file is cut back to after a reset
 RESTART_FRAMES = 8192  # a log this long (32 MB of 4 KiB pages) is started over ...
 CAUGHT_UP_FRAMES = 256  # ... once the checkpoint is this close to its end
+INTERVAL = 0.25  # seconds between checkpoints
 
 
 class WalCheckpointer:
     """Checkpoints the WAL of ``path`` every ``interval`` seconds until stopped."""
 
-    def __init__(self, path: str, interval: float = 0.25) -> None:
+    def __init__(self, path: str, interval: float | None = None) -> None:
         self.path = path
-        self.interval = interval
+        self.interval = INTERVAL if interval is None else interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 
 from city_platform.errors import PlatformError
-from city_platform.storage.checkpointer import WalCheckpointer
 from city_platform.storage.base import Entity, EntityFilter, HistoryQuery, HistoryRow, Storage
+from city_platform.storage.checkpointer import WalCheckpointer
 
 log = logging.getLogger(__name__)
 

