@@ -137,6 +137,7 @@ class MosquittoBroker:
             "per_listener_settings false",
             f"listener {self.port} {self.host}",
             "max_queued_messages 100000",
+            "set_tcp_nodelay true",
             "log_type error",
             "log_type warning",
             "log_dest stderr",
