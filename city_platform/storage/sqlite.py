@@ -163,6 +163,8 @@ class SqliteStorage(Storage):
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        if self._checkpointer is not None:
+            self._checkpointer.after_commit(db)
         return True
 
     async def write_entities(
@@ -183,6 +185,8 @@ class SqliteStorage(Storage):
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        if self._checkpointer is not None:
+            self._checkpointer.after_commit(db)
 
     async def delete_entities(self, tenant: str, ids: Iterable[str]) -> set[str]:
         wanted = list(dict.fromkeys(ids))

@@ -45,6 +45,7 @@ def test_quick_benchmark_suite_runs_every_workload(tmp_path: Path) -> None:
         ("MQTT 3.1.1 QoS 1", "senml-cbor"), ("CoAP CON POST", "senml-json")
     }  # fmt: skip
     assert result["idle_mqtt"]["app_bytes_per_cycle"] >= 4  # PINGREQ + PINGRESP, 2 bytes each
+    assert result["idle_coap"]["app_bytes_per_refresh"] >= 8  # two CoAP headers, 4 bytes each
     assert positive(result["platform"]["upsert_updates_per_s"])
     peer = result["peer"]
     assert "error" not in peer, peer.get("error")
