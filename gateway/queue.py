@@ -17,8 +17,6 @@ from typing import Any
 
 import orjson
 
-from city_platform.storage.checkpointer import WalCheckpointer
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -64,17 +62,8 @@ class DurableQueue:
         if "lane" not in columns:  # items from before lanes: all in lane 0, in their order
             self._db.execute("ALTER TABLE pending ADD COLUMN lane INTEGER NOT NULL DEFAULT 0")
         self._count = int(self._db.execute("SELECT count(*) FROM pending").fetchone()[0])
-        # Checkpoints (and their fsync) on a thread of their own, not in the commit that the
-        # MQTT ingest waits for before it acknowledges (city_platform/storage/checkpointer.py).
-        self._checkpointer: WalCheckpointer | None = None
-        if self.path != ":memory:":
-            WalCheckpointer.prepare(self._db)
-            self._checkpointer = WalCheckpointer(self.path)
-            self._checkpointer.start()
 
     def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.stop()
         self._db.close()
 
     def __len__(self) -> int:
@@ -91,8 +80,6 @@ class DurableQueue:
                 "VALUES (?, ?, ?, ?, ?)",
                 [(t, n, orjson.dumps(docs), len(docs), key) for t, n, docs, key in batches],
             )
-        if self._checkpointer is not None:
-            self._checkpointer.after_commit(self._db)
         self._count += len(batches)
 
     def peek(self, limit: int, lane: int = 0, lanes: int = 1) -> list[Pending]:
@@ -113,6 +100,4 @@ class DurableQueue:
         with self._db:
             self._db.execute("BEGIN")
             done = self._db.executemany("DELETE FROM pending WHERE seq=?", [(s,) for s in seqs])
-        if self._checkpointer is not None:
-            self._checkpointer.after_commit(self._db)
         self._count -= done.rowcount

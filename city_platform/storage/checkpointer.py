@@ -19,8 +19,7 @@ kept rare because an fsync there can wait behind other files' data on ext4 (stal
 showed in latency runs while the writer did it for every 32 MB of log).  The pages each PASSIVE
 pass copies are flushed right after it by this thread, so the disk never gets hundreds of
 megabytes to flush at once.  (Tried first: a RESTART checkpoint from this thread; it blocks
-writers while it waits and syncs, and stalls of 0.7-2.3 s showed.)  The gateway's durable
-queue uses the same checkpointer.
+writers while it waits and syncs, and stalls of 0.7-2.3 s showed.)
 """
 
 from __future__ import annotations
