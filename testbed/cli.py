@@ -77,7 +77,27 @@ def build_parser() -> argparse.ArgumentParser:
     up.register(sub, EPILOG)
     conformance_cli.register(sub, EPILOG)
     matrix.register(sub, EPILOG)
+    sub.add_parser(
+        "bench",
+        add_help=False,  # --help and every other option go to the benchmark suite
+        help="run the benchmark suite, as `python -m benchmarks` (from a clone of the repository)",
+    ).set_defaults(func=run_bench)
     return parser
+
+
+def run_bench(args: argparse.Namespace, settings: Settings) -> int:
+    """``testbed bench [options]`` is ``python -m benchmarks [options]``."""
+    try:
+        from benchmarks.__main__ import main as bench_main  # noqa: PLC0415
+    except ModuleNotFoundError:
+        print(
+            "testbed bench: the benchmark suite lives in the repository's benchmarks/ directory, "
+            "which is not installed with the package; run it from a clone: "
+            "python -m benchmarks --help",
+            file=sys.stderr,
+        )
+        return 2
+    return bench_main(list(args.bench_args))
 
 
 def run_platform(args: argparse.Namespace, settings: Settings) -> int:
@@ -113,7 +133,14 @@ def run_platform(args: argparse.Namespace, settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "bench" in argv:  # what follows it are the benchmark suite's options
+        args, extra = parser.parse_known_args(argv)
+        if args.command != "bench" and extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.bench_args = extra
+    else:
+        args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     try:
         settings = load_settings(args.config)
