@@ -354,29 +354,26 @@ async def idle_coap_bytes(rd_port: int, cycles: int) -> dict[str, float]:
     from devices.scenario import Scenario  # noqa: PLC0415
 
     lifetime = coap_devices.RD_LIFETIME
+    short = 2  # seconds of registration lifetime here: a refresh every second
     relay = gw.Relay()
     port = await gw.udp_relay(rd_port, relay)
     spec = Scenario.model_validate(
         {"groups": [{"kind": "noise", "count": 1, "protocol": "coap", "interval": 86400}]}
     ).devices()[0]
-    coap_devices.RD_LIFETIME = 2
-    try:
-        device = coap_devices.CoapDevice(
-            SimDevice(spec), host="::1", port=gw.free_port(socket.SOCK_DGRAM),
-            rd=f"coap://[::1]:{port}",
-        )  # fmt: skip
-        async with device:
-            deadline = time.monotonic() + 30
-            while not device.registered:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the CoAP device did not register in the directory")
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.5)  # between two refreshes
-            relay.bytes = relay.packets = 0  # count refreshes, not the registration
-            await asyncio.sleep(cycles * coap_devices.RD_LIFETIME / 2)
-            app, packets = relay.bytes, relay.packets
-    finally:
-        coap_devices.RD_LIFETIME = lifetime
+    device = coap_devices.CoapDevice(
+        SimDevice(spec), host="::1", port=gw.free_port(socket.SOCK_DGRAM),
+        rd=f"coap://[::1]:{port}", rd_lifetime=short,
+    )  # fmt: skip
+    async with device:
+        deadline = time.monotonic() + 30
+        while not device.registered:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the CoAP device did not register in the directory")
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # between two refreshes
+        relay.bytes = relay.packets = 0  # count refreshes, not the registration
+        await asyncio.sleep(cycles * short / 2)
+        app, packets = relay.bytes, relay.packets
     per_refresh = (app + packets * (40 + 8)) / cycles
     refreshes_per_hour = 3600 / (lifetime / 2)
     return {

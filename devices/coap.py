@@ -207,11 +207,20 @@ class Actuator(resource.Resource):  # type: ignore[misc]
 class CoapDevice:
     """A CoAP server for one device, reading every ``interval`` and notifying observers."""
 
-    def __init__(self, device: SimDevice, *, host: str, port: int, rd: str | None) -> None:
+    def __init__(
+        self,
+        device: SimDevice,
+        *,
+        host: str,
+        port: int,
+        rd: str | None,
+        rd_lifetime: int = RD_LIFETIME,
+    ) -> None:
         self.device = device
         self.host = host
         self.port = port
         self.rd = rd.rstrip("/") if rd else None
+        self.rd_lifetime = rd_lifetime  # seconds; the registration is refreshed at half of it
         self.site = StrictSite()
         self.sensors = Sensors(device)
         self.site.add_resource(
@@ -281,7 +290,7 @@ class CoapDevice:
                         continue
                 self.registered = True
                 backoff = 1.0
-                await asyncio.sleep(RD_LIFETIME / 2)
+                await asyncio.sleep(self.rd_lifetime / 2)
             except (aiocoap.error.Error, OSError) as exc:
                 self.registered = False
                 log.info("%s: RD not reachable (%s)", self.device.device_id, exc)
@@ -296,7 +305,7 @@ class CoapDevice:
             raise aiocoap.error.NotFound("no core.rd link in the directory")
         path = text[text.index("<") + 1 : text.index(">")]
         links = self.site.get_resources_as_linkheader()
-        query = f"ep={self.device.device_id}&lt={RD_LIFETIME}"
+        query = f"ep={self.device.device_id}&lt={self.rd_lifetime}"
         if self.host not in ("::", "0.0.0.0"):  # noqa: S104
             query += f"&base={self.uri}"  # else the RD takes our source address (RFC 9176 5.3)
         register = aiocoap.Message(

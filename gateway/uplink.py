@@ -20,6 +20,7 @@ import logging
 import random
 import time
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -126,14 +127,15 @@ class Uplink:
         batch, self._buffer = self._buffer, []
         self._queue.put(batch)
         self.metrics.set("r197_gateway_queued", self.queued)
-        self._wake_senders()
+        self._wake_senders({key % self.lanes for *_, key in batch})
         done, self._committed = self._committed, None
         if done is not None and not done.done():
             done.set_result(None)
 
-    def _wake_senders(self) -> None:
-        for event in self._has_queue:
-            event.set()
+    def _wake_senders(self, lanes: Iterable[int] | None = None) -> None:
+        """Wake the senders of ``lanes`` (all by default) to look at the queue."""
+        for lane in range(self.lanes) if lanes is None else lanes:
+            self._has_queue[lane].set()
 
     async def _flusher(self) -> None:
         while True:

@@ -55,13 +55,10 @@ class WalCheckpointer:
             self.reset_due = False
             db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
-    @staticmethod
-    def prepare(db: sqlite3.Connection) -> None:
-        """Turn off the automatic checkpoint on the writing connection."""
-        db.execute("PRAGMA wal_autocheckpoint=0")
-        db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
-
-    def start(self) -> None:
+    def start(self, writer: sqlite3.Connection) -> None:
+        """Take over from the writing connection's automatic checkpoint."""
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        writer.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
         self._thread = threading.Thread(target=self._run, name="sqlite checkpoint", daemon=True)
         self._thread.start()
 

@@ -91,9 +91,8 @@ class SqliteStorage(Storage):
             )
         self._tenants = {r[0] for r in db.execute("SELECT name FROM tenants")}
         if self._path != ":memory:":
-            WalCheckpointer.prepare(db)
             self._checkpointer = WalCheckpointer(self._path)
-            self._checkpointer.start()
+            self._checkpointer.start(db)
         self._db = db
         log.info("SQLite storage open at %s", self._path)
 
