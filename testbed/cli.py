@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from collections.abc import Sequence
@@ -100,6 +101,24 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     return bench_main(list(args.bench_args))
 
 
+YOUNG_THRESHOLD = 10_000  # allocations between collections of the youngest generation
+
+
+def tune_gc_for_serving() -> None:
+    """Collect garbage the way a server holding short-lived JSON wants it.
+
+    The platform's garbage is decoded JSON, freed by reference counts as soon as a request is
+    done. But a batch upsert keeps tens of thousands of such objects alive across its awaits, and
+    at CPython's default threshold (700 allocations) they survive into the oldest generation,
+    whose collections walk all of them: 14 of 40 ms each in five seconds of benchmark load,
+    about a fifth of the platform's CPU. Everything built at startup is frozen out of the
+    collector's walks (``gc.freeze``); the youngest generation is collected after 10,000
+    allocations, by when a batch's objects are mostly gone. Cycles are still collected.
+    """
+    gc.freeze()
+    gc.set_threshold(YOUNG_THRESHOLD, 10, 10)
+
+
 def run_platform(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn  # noqa: PLC0415  # heavy: imported only for the programs that serve HTTP
 
@@ -120,6 +139,7 @@ def run_platform(args: argparse.Namespace, settings: Settings) -> int:
         file=sys.stderr,
         flush=True,
     )
+    tune_gc_for_serving()
     uvicorn.run(
         app,
         host=host,

@@ -107,3 +107,31 @@ def test_bench_runs_the_benchmark_suite(tmp_path: Path) -> None:
     )  # fmt: skip
     assert wrong.returncode == 2
     assert "--quick" in wrong.stderr  # the suite's own usage line names its options
+
+
+def test_platform_serves_with_its_gc_tuning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The platform program freezes its startup objects and collects young garbage less often."""
+    import gc  # noqa: PLC0415
+
+    import uvicorn  # noqa: PLC0415
+
+    from testbed import cli  # noqa: PLC0415
+
+    seen: dict[str, object] = {}
+
+    def fake_run(app: object, **kwargs: object) -> None:
+        seen["threshold"] = gc.get_threshold()
+        seen["frozen"] = gc.get_freeze_count()
+
+    before = gc.get_threshold()
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    try:
+        assert cli.main(["platform", "--port", "0", "--db", str(tmp_path / "p.db")]) == 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+    assert seen["threshold"] == (cli.YOUNG_THRESHOLD, 10, 10)
+    assert isinstance(seen["frozen"], int)
+    assert seen["frozen"] > 10_000, "startup objects were not frozen"
