@@ -25,6 +25,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from typing import cast
 from urllib.parse import urlsplit
 
 from gateway.errors import BrokerError, RejectedPayload
@@ -87,8 +88,8 @@ class _Connection(asyncio.Protocol):
         self._qos2: set[int] = set()  # broker packet ids we sent PUBREC for (MQTT 5 4.3.3)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (uvloop's is not a subclass of asyncio.Transport).
+        self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._close(f"connection lost: {exc}" if exc else "connection closed by the broker")

@@ -135,3 +135,25 @@ def test_platform_serves_with_its_gc_tuning(
     assert seen["threshold"] == (cli.YOUNG_THRESHOLD, 10, 10)
     assert isinstance(seen["frozen"], int)
     assert seen["frozen"] > 10_000, "startup objects were not frozen"
+
+
+def test_gateway_event_loop_choice() -> None:
+    """--loop auto takes uvloop where installed (as uvicorn does); --loop asyncio the standard."""
+    import asyncio  # noqa: PLC0415
+
+    import uvloop  # noqa: PLC0415
+
+    from testbed.gateway_cmd import new_event_loop  # noqa: PLC0415
+
+    for choice, kind in (("auto", uvloop.Loop), ("uvloop", uvloop.Loop)):
+        loop = new_event_loop(choice)
+        try:
+            assert isinstance(loop, kind), f"--loop {choice} gave {type(loop).__name__}"
+        finally:
+            loop.close()
+    loop = new_event_loop("asyncio")
+    try:
+        assert not isinstance(loop, uvloop.Loop)
+        assert isinstance(loop, asyncio.BaseEventLoop)
+    finally:
+        loop.close()
