@@ -10,6 +10,7 @@ device's updates are never reordered.  Re-sending after a crash is harmless: an 
 from __future__ import annotations
 
 import sqlite3
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,20 @@ CREATE TABLE IF NOT EXISTS pending (
     lane INTEGER NOT NULL DEFAULT 0
 );
 """
+
+
+def lane_key(device_id: str) -> int:
+    """A device's lane key, stable across restarts (the lane is this modulo the lane count)."""
+    return zlib.crc32(device_id.encode())
+
+
+def _lane_key_of(docs: bytes) -> int:
+    """The lane key of an item queued before lanes existed: the device is the last part of its
+    entity ids (``urn:ngsi-ld:<type>:<device id>``), the id the gateway's normalizer gives."""
+    loaded = orjson.loads(docs)
+    if not loaded or not isinstance(loaded[0], dict):
+        return 0
+    return lane_key(str(loaded[0].get("id", "")).rsplit(":", 1)[-1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +74,17 @@ class DurableQueue:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(pending)")}
         if "entities" not in columns:  # a queue file written before the column existed
             self._db.execute("ALTER TABLE pending ADD COLUMN entities INTEGER NOT NULL DEFAULT -1")
-        if "lane" not in columns:  # items from before lanes: all in lane 0, in their order
-            self._db.execute("ALTER TABLE pending ADD COLUMN lane INTEGER NOT NULL DEFAULT 0")
+        if "lane" not in columns:
+            # Items from before lanes go to their device's lane: in one lane for all, a device
+            # whose new items fall in another lane would overtake its own backlog once.
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.execute("ALTER TABLE pending ADD COLUMN lane INTEGER NOT NULL DEFAULT 0")
+                keys = [
+                    (_lane_key_of(d), s)
+                    for s, d in self._db.execute("SELECT seq, docs FROM pending")
+                ]
+                self._db.executemany("UPDATE pending SET lane=? WHERE seq=?", keys)
         self._count = int(self._db.execute("SELECT count(*) FROM pending").fetchone()[0])
 
     def close(self) -> None:

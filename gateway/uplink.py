@@ -19,7 +19,6 @@ import contextlib
 import logging
 import random
 import time
-import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import httpx
 
 from gateway.metrics import Metrics
 from gateway.normalizer import Normalized
-from gateway.queue import DurableQueue, Pending
+from gateway.queue import DurableQueue, Pending, lane_key
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +108,7 @@ class Uplink:
 
     def submit(self, item: Normalized) -> None:
         """Hand over a normalized payload; it is on disk within ``flush_interval``."""
-        key = zlib.crc32(item.device_id.encode())  # the device's lane, stable across restarts
+        key = lane_key(item.device_id)
         self._buffer.append((item.observed_at, item.readings, item.entities, key))
         self._has_buffer.set()
 

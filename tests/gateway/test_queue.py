@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from gateway.queue import DurableQueue
+from gateway.queue import DurableQueue, lane_key
 
 
 def test_items_survive_reopen_until_acked(tmp_path: Path) -> None:
@@ -44,6 +44,32 @@ def test_a_queue_file_from_before_the_entity_count_still_drains(tmp_path: Path) 
     assert [(p.entities, p.readings) for p in q.peek(10)] == [(2, 2), (1, 1)]
     q.ack([q.peek(1)[0].seq])
     assert len(q) == 1
+    q.close()
+
+
+def test_items_from_before_lanes_go_to_their_devices_lanes(tmp_path: Path) -> None:
+    """After an upgrade a device's old backlog is in its own lane, ahead of its new items."""
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, observed REAL NOT NULL,"
+        " readings INTEGER NOT NULL, docs BLOB NOT NULL, entities INTEGER NOT NULL DEFAULT -1)"
+    )
+    devices = ["noise-1", "noise-4"]  # lanes 1 and 0 of 2
+    assert sorted(lane_key(d) % 2 for d in devices) == [0, 1]
+    for device in devices:
+        doc = f'[{{"id":"urn:ngsi-ld:NoiseLevelObserved:{device}","type":"NoiseLevelObserved"}}]'
+        db.execute("INSERT INTO pending (observed, readings, docs, entities) VALUES (1, 1, ?, 1)",
+                   (doc.encode(),))  # fmt: skip
+    db.commit()
+    db.close()
+    q = DurableQueue(path)
+    q.put([(2.0, 1, [{"id": f"urn:ngsi-ld:NoiseLevelObserved:{d}", "new": 1}], lane_key(d))
+           for d in devices])  # fmt: skip
+    for device in devices:
+        items = q.peek(10, lane_key(device) % 2, 2)
+        assert [("new" in p.documents()[0]) for p in items] == [False, True], device
+        assert {p.documents()[0]["id"].rsplit(":", 1)[1] for p in items} == {device}
     q.close()
 
 
