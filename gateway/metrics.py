@@ -30,7 +30,8 @@ class Metrics:
         self._count = 0
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
+        # Called twice per reading: one label needs no sorting.
+        key = tuple(labels.items()) if len(labels) < 2 else tuple(sorted(labels.items()))
         series = self.counters[name]
         series[key] = series.get(key, 0.0) + amount
 

@@ -59,6 +59,7 @@ class Normalized(NamedTuple):
 
 
 _second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+_MILLIS = [f".{n:03d}Z" for n in range(1000)]  # formatting the milliseconds was a third of iso
 
 
 def iso(t: float) -> str:
@@ -77,7 +78,8 @@ def iso(t: float) -> str:
     if _second[0] != second:
         stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
         _second[0], _second[1] = second, stamp
-    return f"{_second[1]}.{fraction // 1000:03d}Z"
+    text: str = _second[1]
+    return text + _MILLIS[fraction // 1000]
 
 
 def format_for_media_type(media_type: str | None) -> Format | None:
@@ -132,22 +134,30 @@ class _Builder:
         self.location[t][axis] = float(value)
 
     def build(self, inbound: Inbound) -> Normalized:
-        if not self.by_time:
+        by_time = self.by_time
+        if not by_time:
             raise RejectedPayload("malformed", "no readings in the payload")
         entity_type = self.profile.entity_type
         entity_id = f"urn:ngsi-ld:{entity_type}:{self.device_id}"
         device_ref = f"urn:ngsi-ld:Device:{self.device_id}"
         entities: list[dict[str, Any]] = []
-        for t in sorted(self.by_time):
+        times = sorted(by_time) if len(by_time) > 1 else list(by_time)
+        when = ""
+        for t in times:
             when = iso(t)
             doc: dict[str, Any] = {"id": entity_id, "type": entity_type}
-            for attr, (value, m) in self.by_time[t].items():
-                prop: dict[str, Any] = {"type": "Property", "value": value, "observedAt": when}
+            for attr, (value, m) in by_time[t].items():
                 if m.unit_code:
-                    prop["unitCode"] = m.unit_code
-                doc[attr] = prop
-            pos = self.location.get(t) or {}
-            if "lat" in pos and "lon" in pos:
+                    doc[attr] = {
+                        "type": "Property",
+                        "value": value,
+                        "observedAt": when,
+                        "unitCode": m.unit_code,
+                    }
+                else:
+                    doc[attr] = {"type": "Property", "value": value, "observedAt": when}
+            pos = self.location.get(t) if self.location else None
+            if pos and "lat" in pos and "lon" in pos:
                 doc["location"] = {
                     "type": "GeoProperty",
                     "value": {"type": "Point", "coordinates": [pos["lon"], pos["lat"]]},
@@ -155,28 +165,23 @@ class _Builder:
                 }
             doc["refDevice"] = {"type": "Relationship", "object": device_ref}
             entities.append(doc)
-        newest = max(self.by_time)
+        newest = times[-1]
+        if len(times) == 1:
+            controlled = sorted(by_time[newest])
+        else:
+            controlled = sorted({a for attrs in by_time.values() for a in attrs})
         device: dict[str, Any] = {
             "id": device_ref,
             "type": "Device",
             "deviceCategory": {"type": "Property", "value": [self.profile.kind]},
             "supportedProtocol": {"type": "Property", "value": [inbound.protocol]},
-            "controlledProperty": {
-                "type": "Property",
-                "value": sorted({a for attrs in self.by_time.values() for a in attrs}),
-            },
-            "dateLastValueReported": {"type": "Property", "value": iso(newest)},
+            "controlledProperty": {"type": "Property", "value": controlled},
+            "dateLastValueReported": {"type": "Property", "value": when},  # the newest time's
         }
         if inbound.source:
             device["ipAddress"] = {"type": "Property", "value": [inbound.source]}
         entities.append(device)
-        return Normalized(
-            device_id=self.device_id,
-            kind=self.profile.kind,
-            readings=self.readings,
-            entities=entities,
-            observed_at=newest,
-        )
+        return Normalized(self.device_id, self.profile.kind, self.readings, entities, newest)
 
 
 def _check_device(claimed: str | None, inbound: Inbound) -> str:

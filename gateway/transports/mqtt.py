@@ -62,8 +62,8 @@ def inbound_from(
     if len(levels) != 5 or levels[0] != "city" or levels[3] != "up":
         return None
     fmt: Format | None = format_for_media_type(content_type)
-    if fmt is None:
-        fmt = next((f for f in FORMATS if f == levels[4]), None)
+    if fmt is None and levels[4] in FORMATS:
+        fmt = levels[4]  # narrowed to a Format by the test above
     if fmt is None:
         # An unknown format level: the normalizer rejects it as unsupported-format.
         return Inbound("mqtt", payload, levels[4], now, levels[2])  # type: ignore[arg-type]
