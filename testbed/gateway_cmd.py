@@ -35,6 +35,10 @@ def register(sub: Any, epilog: str) -> None:
     )
     parser.add_argument("--broker-user", help="MQTT username (default 'gateway')")
     parser.add_argument("--broker-password", help="MQTT password")
+    parser.add_argument(
+        "--client-id",
+        help="MQTT client id (default r197-gateway); each gateway sharing the load needs its own",
+    )
     parser.add_argument("--coap-port", type=int, help="CoAP ingest port for push devices (5684)")
     parser.add_argument(
         "--rd", help="CoRE resource directory URL (default coap://[::1]:5783); 'off'"
@@ -88,6 +92,7 @@ def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
         broker_username=args.broker_user or cfg.broker_username,
         broker_password=args.broker_password or cfg.broker_password,
         shared_group=cfg.shared_group,
+        client_id=args.client_id or cfg.client_id,
         coap_host=cfg.coap_host,
         coap_port=args.coap_port if args.coap_port is not None else cfg.coap_port,
         rd_url=_off(args.rd, cfg.rd_url),

@@ -37,6 +37,9 @@ class GatewaySettings(BaseModel):
     broker_username: str | None = "gateway"
     broker_password: str | None = None
     shared_group: str = "r197-gateways"
+    # The MQTT client id: stable, so the broker keeps the session across restarts; unique per
+    # gateway, or gateways sharing the load take the session over from each other.
+    client_id: str = Field(default="r197-gateway", min_length=1, max_length=64)
     coap_host: str | None = "::1"
     coap_port: int = Field(default=5684, ge=0, le=65535)
     rd_url: str | None = "coap://[::1]:5783"

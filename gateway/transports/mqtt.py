@@ -35,6 +35,7 @@ from gateway.transports import mqtt_wire as wire
 log = logging.getLogger(__name__)
 
 TOPIC = "city/+/+/up/+"
+SHORT_SESSION = 5.0  # seconds; sessions the broker ends sooner, in a row, suggest a takeover
 SESSION_EXPIRY = 3600  # seconds the broker keeps our session (and queued readings) while away
 RECEIVE_MAXIMUM = 1000  # unacknowledged QoS 1 readings the broker may have in flight to us
 KEEPALIVE = 30
@@ -237,6 +238,8 @@ class MqttIngest:
         self._conn: _Connection | None = None
         self._packet_id = 0
         self._failures = 0
+        self.sessions = 0  # connections that got as far as the subscription
+        self._short = 0  # sessions in a row the broker ended within SHORT_SESSION of their start
 
     def deliver(self, topic: str, payload: bytes, content_type: str | None) -> int:
         """Hand one message to the handler; the MQTT 5 reason code for its acknowledgement."""
@@ -260,6 +263,7 @@ class MqttIngest:
         version = wire.V5
         ever_connected = False
         while True:
+            began = time.monotonic()
             try:
                 await self._session(version)
             except (BrokerError, OSError, TimeoutError) as exc:
@@ -268,6 +272,7 @@ class MqttIngest:
                 if was_up:
                     ever_connected = True
                     backoff = 0.5
+                    self._note_session_end(time.monotonic() - began)
                 elif version == wire.V5 and not ever_connected and await self._reachable():
                     # A broker that refuses MQTT 5 (amqtt) says so in different ways, or just
                     # closes the connection: fall back to 3.1.1 and a plain subscription.
@@ -278,6 +283,23 @@ class MqttIngest:
                 log.info("MQTT: %s; retrying in %.1f s", exc, backoff)
             await asyncio.sleep(backoff * random.uniform(0.5, 1.5))  # noqa: S311
             backoff = min(backoff * 2, 10.0)
+
+    def _note_session_end(self, lasted: float) -> None:
+        """Warn when the broker keeps ending our sessions right after they start: the sign of
+        another client connected with the same client id, each taking the session over from the
+        other (MQTT 5 3.1.4-3; Mosquitto closes the older connection without a DISCONNECT).
+        Each takeover also sends the unacknowledged readings again (duplicates, not losses)."""
+        self._short = self._short + 1 if lasted < SHORT_SESSION else 0
+        if self._short in (3, 100) or (self._short and self._short % 1000 == 0):
+            log.warning(
+                "MQTT: the broker ended %d sessions in a row within %.0f s of their start: "
+                "another client is probably connected with our client id %r and the two take "
+                "the session over from each other; give each gateway its own client id "
+                "(testbed gateway --client-id, or [gateway] client_id) and its own queue file",
+                self._short,
+                SHORT_SESSION,
+                self.client_id,
+            )
 
     async def _session(self, version: int) -> None:
         """One connection, from CONNECT to its end (returns or raises when it is gone)."""
@@ -317,6 +339,7 @@ class MqttIngest:
             if not codes or codes[0] >= 0x80:
                 raise BrokerError(f"subscription to {topic} refused", codes[0] if codes else None)
             log.info("MQTT: subscribed to %s at [%s]:%d", topic, self.host, self.port)
+            self.sessions += 1
             self.connected.set()
             await self._keep_alive(conn, keepalive)
         finally:

@@ -198,3 +198,39 @@ async def test_a_broker_without_mqtt_5_gets_3_1_1() -> None:
             await dev.publish("city/noise/noise-2/up/senml-cbor", b"\x80", qos=1)
         await until(lambda: len(recorder.seen) == 1)
     assert (recorder.seen[0].format, recorder.seen[0].device_id) == ("senml-cbor", "noise-2")
+
+
+async def test_two_gateways_with_their_own_client_ids_share_the_load_once() -> None:
+    """MQTT 5 shared subscription (4.8.2): each reading reaches one of the two, exactly once."""
+    first, second = Recorder(), Recorder()
+    count = 400
+    async with (
+        MosquittoBroker(port=free_port(), persistence=False) as broker,
+        ingest(broker.url, first, client_id="gw-a") as a,
+        ingest(broker.url, second, client_id="gw-b") as b,
+        aiomqtt.Client("::1", broker.port, protocol=V5) as dev,
+    ):
+        for n in range(count):
+            await dev.publish(f"city/noise/noise-{n % 20}/up/senml-json", f"[{n}]".encode(), qos=1)
+        await until(lambda: len(first.seen) + len(second.seen) >= count)
+        await asyncio.sleep(0.5)  # time for any duplicate to show
+        assert (a.sessions, b.sessions) == (1, 1), "a gateway lost its session"
+    payloads = sorted(int(i.payload[1:-1]) for i in first.seen + second.seen)
+    assert payloads == list(range(count)), "a reading was lost or delivered twice"
+    assert first.seen, "one gateway got nothing"
+    assert second.seen, "one gateway got nothing"
+
+
+async def test_two_gateways_with_one_client_id_are_told_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The broker hands the session to the newest connection (MQTT 5 3.1.4-3); the two keep
+    taking it over from each other, and the gateway says what to change."""
+    caplog.set_level("WARNING", logger="gateway.transports.mqtt")
+    async with (
+        MosquittoBroker(port=free_port(), persistence=False) as broker,
+        ingest(broker.url, Recorder(), client_id="gw-same"),
+        ingest(broker.url, Recorder(), client_id="gw-same"),
+    ):
+        await until(lambda: "its own client id" in caplog.text, within=20)
+    assert "'gw-same'" in caplog.text
