@@ -27,18 +27,22 @@ def test_items_survive_reopen_until_acked(tmp_path: Path) -> None:
     q.close()
 
 
+def _old_queue(path: Path, columns: str, rows: list[tuple[object, ...]]) -> None:
+    """A queue file as an earlier version wrote it: ``columns`` after seq, and their rows."""
+    db = sqlite3.connect(path)
+    db.execute(f"CREATE TABLE pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, {columns})")
+    names = ", ".join(c.split()[0] for c in columns.split(","))
+    marks = ", ".join("?" * len(rows[0]))
+    db.executemany(f"INSERT INTO pending ({names}) VALUES ({marks})", rows)
+    db.commit()
+    db.close()
+
+
 def test_a_queue_file_from_before_the_entity_count_still_drains(tmp_path: Path) -> None:
     """Items written by the earlier schema (no entity count) are read and counted."""
     path = tmp_path / "old.db"
-    db = sqlite3.connect(path)
-    db.execute(
-        "CREATE TABLE pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, observed REAL NOT NULL,"
-        " readings INTEGER NOT NULL, docs BLOB NOT NULL)"
-    )
-    db.execute("INSERT INTO pending (observed, readings, docs) VALUES (1.0, 2, ?)",
-               (b'[{"id":"a"},{"id":"b"}]',))  # fmt: skip
-    db.commit()
-    db.close()
+    columns = "observed REAL NOT NULL, readings INTEGER NOT NULL, docs BLOB NOT NULL"
+    _old_queue(path, columns, [(1.0, 2, b'[{"id":"a"},{"id":"b"}]')])
     q = DurableQueue(path)
     q.put([(2.0, 1, [{"id": "c"}], 0)])
     assert [(p.entities, p.readings) for p in q.peek(10)] == [(2, 2), (1, 1)]
@@ -50,19 +54,11 @@ def test_a_queue_file_from_before_the_entity_count_still_drains(tmp_path: Path) 
 def test_items_from_before_lanes_go_to_their_devices_lanes(tmp_path: Path) -> None:
     """After an upgrade a device's old backlog is in its own lane, ahead of its new items."""
     path = tmp_path / "old.db"
-    db = sqlite3.connect(path)
-    db.execute(
-        "CREATE TABLE pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, observed REAL NOT NULL,"
-        " readings INTEGER NOT NULL, docs BLOB NOT NULL, entities INTEGER NOT NULL DEFAULT -1)"
-    )
     devices = ["noise-1", "noise-4"]  # lanes 1 and 0 of 2
     assert sorted(lane_key(d) % 2 for d in devices) == [0, 1]
-    for device in devices:
-        doc = f'[{{"id":"urn:ngsi-ld:NoiseLevelObserved:{device}","type":"NoiseLevelObserved"}}]'
-        db.execute("INSERT INTO pending (observed, readings, docs, entities) VALUES (1, 1, ?, 1)",
-                   (doc.encode(),))  # fmt: skip
-    db.commit()
-    db.close()
+    docs = [f'[{{"id":"urn:ngsi-ld:NoiseLevelObserved:{d}"}}]'.encode() for d in devices]
+    columns = "observed REAL, readings INTEGER, docs BLOB, entities INTEGER NOT NULL DEFAULT -1"
+    _old_queue(path, columns, [(1.0, 1, doc, 1) for doc in docs])
     q = DurableQueue(path)
     q.put([(2.0, 1, [{"id": f"urn:ngsi-ld:NoiseLevelObserved:{d}", "new": 1}], lane_key(d))
            for d in devices])  # fmt: skip
