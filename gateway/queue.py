@@ -38,8 +38,11 @@ def lane_key(device_id: str) -> int:
 def _lane_key_of(docs: bytes) -> int:
     """The lane key of an item queued before lanes existed: the device is the last part of its
     entity ids (``urn:ngsi-ld:<type>:<device id>``), the id the gateway's normalizer gives."""
-    loaded = orjson.loads(docs)
-    if not loaded or not isinstance(loaded[0], dict):
+    try:
+        loaded = orjson.loads(docs)
+    except orjson.JSONDecodeError:
+        return 0  # sent as it is, in lane 0, and refused by the platform with a clear error
+    if not isinstance(loaded, list) or not loaded or not isinstance(loaded[0], dict):
         return 0
     return lane_key(str(loaded[0].get("id", "")).rsplit(":", 1)[-1])
 
