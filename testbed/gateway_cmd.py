@@ -6,9 +6,12 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from testbed.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.service import GatewayConfig
 
 DESCRIPTION = """\
 Run the gateway: it subscribes to the MQTT broker (MQTT 5 shared subscription where the broker
@@ -75,16 +78,18 @@ def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
 
 
 def _off(value: str | None, default: str | None) -> str | None:
-    if value is None:
-        return default
-    return None if value == "off" else value
+    """The flag's value, else the setting's; ``off`` (or empty) in either turns the part off
+    (a TOML file has no null, so ``rd_url = "off"`` is how a settings file says it)."""
+    chosen = default if value is None else value
+    return None if chosen in (None, "", "off") else chosen
 
 
-def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.service import Gateway, GatewayConfig  # noqa: PLC0415  # heavy imports
+def gateway_config(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
+    """The gateway's configuration: each flag given, else the setting."""
+    from gateway.service import GatewayConfig  # noqa: PLC0415  # heavy imports
 
     cfg = settings.gateway
-    config = GatewayConfig(
+    return GatewayConfig(
         platform_url=args.platform or cfg.platform_url,
         tenant=args.tenant if args.tenant is not None else cfg.tenant,
         queue_path=args.queue or Path(cfg.queue),
@@ -93,7 +98,7 @@ def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
         broker_password=args.broker_password or cfg.broker_password,
         shared_group=cfg.shared_group,
         client_id=args.client_id or cfg.client_id,
-        coap_host=cfg.coap_host,
+        coap_host=_off(None, cfg.coap_host),
         coap_port=args.coap_port if args.coap_port is not None else cfg.coap_port,
         rd_url=_off(args.rd, cfg.rd_url),
         http_host=cfg.http_host,
@@ -103,6 +108,12 @@ def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
         uplink_lanes=cfg.uplink_lanes,
         profiles_dir=Path(cfg.profiles_dir) if cfg.profiles_dir else None,
     )
+
+
+def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.service import Gateway  # noqa: PLC0415  # heavy imports
+
+    config = gateway_config(args, settings)
     gateway = Gateway(config)
 
     async def start() -> None:
@@ -110,7 +121,8 @@ def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
         shown = f"[{config.http_host}]" if ":" in config.http_host else config.http_host
         coap = f"coap://[{config.coap_host}]:{config.coap_port}" if config.coap_host else "off"
         print(
-            f"gateway: platform {config.platform_url}, MQTT {config.broker_url or 'off'}, "
+            f"gateway: platform {config.platform_url}, "
+            f"MQTT {f'{config.broker_url} as {config.client_id}' if config.broker_url else 'off'}, "
             f"CoAP ingest {coap}, "
             f"RD {config.rd_url or 'off'}, metrics http://{shown}:{gateway.http_port}/metrics, "
             f"queue {config.queue_path}",

@@ -157,3 +157,26 @@ def test_gateway_event_loop_choice() -> None:
         assert isinstance(loop, asyncio.BaseEventLoop)
     finally:
         loop.close()
+
+
+def test_gateway_settings_file_can_turn_parts_off(tmp_path: Path) -> None:
+    """TOML has no null: "off" in the settings file turns the broker, RD or CoAP ingest off,
+    as --broker off / --rd off do; flags still win over the file."""
+    from testbed.cli import build_parser  # noqa: PLC0415
+    from testbed.gateway_cmd import gateway_config  # noqa: PLC0415
+
+    path = tmp_path / "gw.toml"
+    path.write_text(
+        '[gateway]\nbroker_url = "off"\nrd_url = "off"\ncoap_host = "off"\n'
+        'client_id = "r197-gateway-2"\n'
+    )
+    settings = load_settings(path)
+    config = gateway_config(build_parser().parse_args(["gateway"]), settings)
+    assert (config.broker_url, config.rd_url, config.coap_host) == (None, None, None)
+    assert config.client_id == "r197-gateway-2"
+    args = build_parser().parse_args(
+        ["gateway", "--broker", "mqtt://[::1]:1884", "--client-id", "gw-9"]
+    )
+    config = gateway_config(args, settings)
+    assert config.broker_url == "mqtt://[::1]:1884"
+    assert config.client_id == "gw-9"
