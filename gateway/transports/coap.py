@@ -100,16 +100,30 @@ class CoapIngest:
         self._site = site
         self._context: Any = None
         self.duplicates: coap_dedup.DuplicateTable | None = None
+        self._expiry: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> CoapIngest:
         self._context = await aiocoap.Context.create_server_context(
             self._site, bind=(self.host, self.port), transports=["udp6"]
         )
         self.duplicates = coap_dedup.install(self._context)
+        if self.duplicates is not None:
+            self._expiry = asyncio.create_task(self._expire(self.duplicates), name="coap dedup")
         log.info("CoAP ingest listening at coap://[%s]:%d/up/<device>", self.host, self.port)
         return self
 
+    @staticmethod
+    async def _expire(table: coap_dedup.DuplicateTable) -> None:
+        """Entries also leave when no request comes to push them out (after a burst)."""
+        while True:
+            await asyncio.sleep(coap_dedup.EXPIRE_EVERY)
+            table.expire()
+
     async def __aexit__(self, *exc: object) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry
         if self._context is not None:
             await self._context.shutdown()
 

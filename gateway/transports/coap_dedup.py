@@ -31,6 +31,7 @@ from aiocoap.numbers.types import Type
 log = logging.getLogger(__name__)
 
 BUCKET = 1.0  # seconds; an entry lives between EXCHANGE_LIFETIME and one bucket more
+EXPIRE_EVERY = 10.0  # seconds between expiry passes when no request arrives to trigger one
 
 
 class DuplicateTable:

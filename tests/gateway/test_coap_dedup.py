@@ -7,12 +7,14 @@ import gc
 import socket
 
 import aiocoap
+import pytest
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import Type
 
 from conformance.coap_raw import CONTENT_FORMAT, POST, Message, encode, path_options, uint
 from gateway.errors import RejectedPayload
 from gateway.normalizer import Inbound
+from gateway.transports import coap_dedup
 from gateway.transports.coap import CoapIngest
 from gateway.transports.coap_dedup import BUCKET, DuplicateTable
 from tests.conftest import free_port
@@ -111,3 +113,26 @@ async def test_what_stays_behind_per_request_is_small() -> None:
         gc.collect()
         kept = (len(gc.get_objects()) - before) / count
         assert kept < 1.0, f"{kept:.1f} tracked objects kept per request"
+
+
+async def test_entries_leave_after_a_burst_without_new_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Expiry does not wait for the next request: a quiet gateway gives the memory back."""
+
+    async def handler(inbound: Inbound) -> RejectedPayload | None:
+        return None
+
+    monkeypatch.setattr(coap_dedup, "EXPIRE_EVERY", 0.1)
+    monkeypatch.setattr(coap_dedup, "BUCKET", 0.1)
+    port = free_port(kind=socket.SOCK_DGRAM)
+    async with CoapIngest(host="::1", port=port, handler=handler) as ingest:
+        assert ingest.duplicates is not None
+        ingest.duplicates.lifetime = 0.3
+        sock = _client(port)
+        posts = [_post(Type.CON, 100 + n, bytes([n]), "noise-1") for n in range(20)]
+        await asyncio.to_thread(_exchange, sock, posts, len(posts))
+        sock.close()
+        assert len(ingest.duplicates) == 20
+        await asyncio.sleep(1.0)
+        assert len(ingest.duplicates) == 0, "entries stayed after their lifetime"
