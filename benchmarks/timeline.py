@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from benchmarks import gateway as gw
-from benchmarks.__main__ import cpu_seconds
+from benchmarks.__main__ import Busy
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -44,27 +44,22 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="r197-timeline-") as tmp, gw.Stack(Path(tmp)) as stack:
         print("warming up (2,000 readings)", flush=True)
         gw.throughput(stack, args.format, 2000, args.devices)
-        assert stack.broker.proc is not None
-        pids = {"gateway": stack.gateway_pid, "platform": stack.procs[0].pid,
-                "broker": stack.broker.proc.pid}  # fmt: skip
         rows: list[str] = []
         done = threading.Event()
         began = time.monotonic()
 
         def sample() -> None:
-            last = ({k: cpu_seconds(p) for k, p in pids.items()}, idle_seconds(),
-                    time.monotonic(), stack.forwarded())  # fmt: skip
+            busy, idle, last, forwarded = Busy(stack), idle_seconds(), began, stack.forwarded()
             while not done.is_set():
                 time.sleep(args.interval)
-                now = ({k: cpu_seconds(p) for k, p in pids.items()}, idle_seconds(),
-                       time.monotonic(), stack.forwarded())  # fmt: skip
-                span = now[2] - last[2]
-                busy = " ".join(f"{k} {(now[0][k] - last[0][k]) / span:4.2f}" for k in pids)
+                used, now, count = busy.used(), time.monotonic(), stack.forwarded()
+                span = now - last
+                shares = " ".join(f"{name} {cpu / span:4.2f}" for name, cpu in used.items())
                 rows.append(
-                    f"{now[2] - began:6.2f} s  forwarded {(now[3] - last[3]) / span:8,.0f}/s  "
-                    f"busy: {busy}  idle cores {(now[1] - last[1]) / span:4.2f}"
+                    f"{now - began:6.2f} s  forwarded {(count - forwarded) / span:8,.0f}/s  "
+                    f"busy: {shares}  idle cores {(idle_seconds() - idle) / span:4.2f}"
                 )
-                last = now
+                busy, idle, last, forwarded = Busy(stack), idle_seconds(), now, count
 
         sampler = threading.Thread(target=sample)
         sampler.start()
