@@ -58,6 +58,7 @@ class NodeRed:
         self.flow = self.flow.replace("@MQTT_PORT@", str(mqtt_port))
         self.flow = self.flow.replace("@PLATFORM_PORT@", str(platform_port))
         self.proc: subprocess.Popen[bytes] | None = None
+        self._client = httpx.Client(timeout=30)  # kept alive: see gateway.Stack
 
     def __enter__(self) -> NodeRed:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -96,6 +97,7 @@ class NodeRed:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
             self.proc = None
+        self._client.close()
 
     @property
     def url(self) -> str:
@@ -104,7 +106,7 @@ class NodeRed:
     def stats(self, since: int | None = None) -> dict[str, Any]:
         """``confirmed`` readings, ``samples`` taken, and the latencies (ms) from ``since`` on."""
         params = {} if since is None else {"since": str(since)}
-        data: dict[str, Any] = httpx.get(self.url, params=params, timeout=30).json()
+        data: dict[str, Any] = self._client.get(self.url, params=params).json()
         return data
 
     @property
