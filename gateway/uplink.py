@@ -71,7 +71,7 @@ class Uplink:
         self.platform_up = False
 
     async def __aenter__(self) -> Uplink:
-        self._queue = DurableQueue(self.queue_path)
+        self._queue = DurableQueue(self.queue_path, lanes=self.lanes)
         if len(self._queue):
             log.info("uplink: %d queued items from an earlier run", len(self._queue))
             self._wake_senders()
@@ -148,7 +148,7 @@ class Uplink:
         while True:
             await self._has_queue[lane].wait()
             assert self._queue is not None
-            items = self._take(lane)
+            items = self._queue.peek(self.batch_entities, lane)
             if not items:
                 self._has_queue[lane].clear()
                 continue
@@ -165,21 +165,16 @@ class Uplink:
             else:
                 # A permanent refusal of the whole batch: retrying cannot help.
                 log.error("uplink: platform refused a batch with %s: %s", status, detail[:300])
-                self._queue.ack([p.seq for p in items])
+                self._ack(items)
                 readings = sum(p.readings for p in items)
                 self.metrics.inc("r197_gateway_rejected_total", readings, reason="platform-refused")
 
-    def _take(self, lane: int) -> list[Pending]:
+    def _ack(self, items: list[Pending]) -> None:
         assert self._queue is not None
-        items: list[Pending] = []
-        count = 0
-        # Each item holds one entity or more.
-        for item in self._queue.peek(self.batch_entities, lane, self.lanes):
-            if items and count + item.entities > self.batch_entities:
-                break
-            items.append(item)
-            count += item.entities
-        return items
+        serial = self._queue.serial
+        self._queue.ack(items)
+        if serial and not self._queue.serial:  # the other lanes may send again
+            self._wake_senders()
 
     async def _post(self, items: list[Pending]) -> tuple[int | None, str]:
         """One batch upsert; the queued JSON arrays are spliced into one, not re-encoded."""
@@ -200,12 +195,13 @@ class Uplink:
         if not self.platform_up:
             log.info("uplink: platform reachable at %s", self.platform_url)
         self.platform_up = True
-        self._queue.ack([p.seq for p in items])
+        self._ack(items)
         now = time.time()
         readings = 0
         for p in items:
             readings += p.readings
-            self.metrics.observe_latency(max(now - p.observed, 0.0))
+            for observed in p.observed:
+                self.metrics.observe_latency(max(now - observed, 0.0))
         self.metrics.inc("r197_gateway_forwarded_total", readings)
         if status == 207:
             log.warning("uplink: platform refused some entities: %s", body[:300])
