@@ -106,11 +106,13 @@ class DurableQueue:
         )
         # Rows up to this seq are sent in order by lane 0 alone: some were written with
         # another lane count, and a device's items must not overtake each other.
-        self._serial_until, self._serial_left = self._db.execute(
+        until, left = self._db.execute(
             "SELECT coalesce(max(seq), 0), count(*) FROM pending WHERE seq <= "
             "(SELECT coalesce(max(seq), 0) FROM pending WHERE lanes NOT IN (0, ?))",
             (lanes,),
         ).fetchone()
+        self._serial_until: int = until
+        self._serial_left: int = left
 
     def _upgrade(self) -> None:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(pending)")}
