@@ -124,14 +124,26 @@ def utc_key(text: str) -> str:
     )
 
 
+# The same ids and names come with every batch: a bounded cache of the valid ones spares the
+# regular expressions (a failed check raises, and is not cached).
+@functools.lru_cache(maxsize=65536)
+def _is_uri(value: str) -> bool:
+    return _URI.match(value) is not None
+
+
+@functools.lru_cache(maxsize=8192)
+def _is_name(name: str) -> bool:
+    return bool(name) and _FORBIDDEN.search(name) is None
+
+
 def check_uri(value: object, what: str) -> str:
-    if not isinstance(value, str) or not _URI.match(value):
+    if not isinstance(value, str) or not _is_uri(value):
         raise BadRequestData(f"{what} must be a URI, got {value!r}")
     return value
 
 
 def check_name(name: object, what: str) -> str:
-    if not isinstance(name, str) or not name or _FORBIDDEN.search(name):
+    if not isinstance(name, str) or not _is_name(name):
         raise BadRequestData(f"{what} {name!r} is not a valid name (CIM 009 4.6.2)")
     return name
 
