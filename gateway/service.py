@@ -24,7 +24,7 @@ import uvicorn
 from gateway.errors import RejectedPayload
 from gateway.http import build_app
 from gateway.metrics import Metrics
-from gateway.normalizer import Inbound, normalize
+from gateway.normalizer import Inbound, Normalized, normalize
 from gateway.profiles import Profiles
 from gateway.southbound import Actuators, actuator_subscription
 from gateway.thinning import Thinning
@@ -93,7 +93,8 @@ class Gateway:
     # -- the pipeline -------------------------------------------------------------------------
 
     def _normalize(self, inbound: Inbound) -> tuple[Any, RejectedPayload | None]:
-        self.metrics.inc("r197_gateway_received_total", protocol=inbound.protocol)
+        by_protocol = (("protocol", inbound.protocol),)
+        self.metrics.add("r197_gateway_received_total", by_protocol)
         try:
             item = normalize(inbound, self.profiles)
         except RejectedPayload as exc:
@@ -104,15 +105,16 @@ class Gateway:
                 self._last_log[(device, exc.reason)] = now
                 log.warning("rejected payload from %s over %s: %s", device, inbound.protocol, exc)
             return None, exc
-        self.metrics.inc("r197_gateway_normalized_total", item.readings, protocol=inbound.protocol)
-        item = item._replace(entities=self.thinning.thin(item.entities, time.monotonic()))
-        self._protocol_of[item.device_id] = inbound.protocol
-        profile = self.profiles.get(item.kind)
-        actuators = profile.actuators if profile is not None else frozenset()
-        if actuators:
-            for entity in item.entities:
+        self.metrics.add("r197_gateway_normalized_total", by_protocol, item.readings)
+        device_id, kind, readings, entities, observed_at = item
+        thinned = self.thinning.thin(entities, time.monotonic())
+        item = Normalized(device_id, kind, readings, thinned, observed_at)
+        self._protocol_of[device_id] = inbound.protocol
+        profile = self.profiles.get(kind)
+        if profile is not None and profile.actuators:
+            for entity in thinned:
                 if entity.get("type") != "Device":
-                    self.actuators.wrote(item.device_id, entity, actuators)
+                    self.actuators.wrote(device_id, entity, profile.actuators)
         return item, None
 
     def ingest(self, inbound: Inbound) -> RejectedPayload | None:

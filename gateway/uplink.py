@@ -110,7 +110,8 @@ class Uplink:
         """Hand over a normalized payload; it is on disk within ``flush_interval``."""
         key = lane_key(item.device_id)
         self._buffer.append((item.observed_at, item.readings, item.entities, key))
-        self._has_buffer.set()
+        if not self._has_buffer.is_set():
+            self._has_buffer.set()
 
     async def accept(self, item: Normalized) -> None:
         """Hand over and wait until it is committed to the durable queue."""
