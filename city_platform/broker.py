@@ -277,7 +277,10 @@ class ContextBroker:
                     parsed.append((ent.normalize_entity(doc, ctx, now=now), doc))
             except PlatformError as exc:
                 result.fail(entity_id, exc)
-        existing = await self.storage.get_entities(tenant, (e["id"] for e, _ in parsed))
+        # Shared: merges below go into copies (_copy), never into the stored documents.
+        existing = await self.storage.get_entities(
+            tenant, (e["id"] for e, _ in parsed), shared=True
+        )
         writes: dict[str, Entity] = {}
         rows: list[HistoryRow] = []
         changes: list[Change] = []

@@ -73,7 +73,11 @@ class Storage(ABC):
     async def tenant_exists(self, tenant: str) -> bool: ...
 
     @abstractmethod
-    async def get_entities(self, tenant: str, ids: Iterable[str]) -> dict[str, Entity]: ...
+    async def get_entities(
+        self, tenant: str, ids: Iterable[str], *, shared: bool = False
+    ) -> dict[str, Entity]:
+        """The stored entities of ``ids`` that exist.  With ``shared`` the caller promises not
+        to change the documents, and a backend may hand out ones it keeps (a cache)."""
 
     @abstractmethod
     async def insert_entity(self, tenant: str, entity: Entity, history: list[HistoryRow]) -> bool:

@@ -20,6 +20,7 @@ import orjson
 from city_platform.errors import PlatformError
 from city_platform.storage.base import Entity, EntityFilter, HistoryQuery, HistoryRow, Storage
 from city_platform.storage.checkpointer import WalCheckpointer
+from city_platform.storage.doccache import DocumentCache
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class SqliteStorage(Storage):
         self._db: sqlite3.Connection | None = None
         self._tenants: set[str] = set()
         self._checkpointer: WalCheckpointer | None = None
+        self._cache = DocumentCache()  # for batch upserts (shared reads)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -103,6 +105,7 @@ class SqliteStorage(Storage):
         if self._db is not None:
             self._db.close()
             self._db = None
+        self._cache.clear()
 
     def _ensure_tenant(self, tenant: str) -> None:
         if tenant not in self._tenants:
@@ -112,9 +115,20 @@ class SqliteStorage(Storage):
     async def tenant_exists(self, tenant: str) -> bool:
         return tenant == "" or tenant in self._tenants
 
-    async def get_entities(self, tenant: str, ids: Iterable[str]) -> dict[str, Entity]:
+    async def get_entities(
+        self, tenant: str, ids: Iterable[str], *, shared: bool = False
+    ) -> dict[str, Entity]:
         wanted = list(dict.fromkeys(ids))
         found: dict[str, Entity] = {}
+        if shared and self._cache.valid(self.db):
+            missing = []
+            for entity_id in wanted:
+                doc = self._cache.get(tenant, entity_id)
+                if doc is None:
+                    missing.append(entity_id)
+                else:
+                    found[entity_id] = doc
+            wanted = missing
         for start in range(0, len(wanted), _MAX_PARAMS):
             chunk = wanted[start : start + _MAX_PARAMS]
             marks = ",".join("?" * len(chunk))
@@ -124,6 +138,8 @@ class SqliteStorage(Storage):
             )
             for entity_id, doc in rows:
                 found[entity_id] = orjson.loads(doc)
+        if shared and wanted:
+            self._cache.remember(tenant, (found[i] for i in wanted if i in found))
         return found
 
     def _insert_history(self, tenant: str, history: list[HistoryRow]) -> None:
@@ -162,6 +178,7 @@ class SqliteStorage(Storage):
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        self._cache.forget(tenant, entity["id"])
         if self._checkpointer is not None:
             self._checkpointer.after_commit(db)
         return True
@@ -184,6 +201,9 @@ class SqliteStorage(Storage):
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        # The written documents are what is stored now; the broker does not change a document
+        # once it has written it (notifications render them later as they are).
+        self._cache.remember(tenant, entities)
         if self._checkpointer is not None:
             self._checkpointer.after_commit(db)
 
@@ -194,6 +214,7 @@ class SqliteStorage(Storage):
         db.execute("BEGIN IMMEDIATE")
         try:
             for entity_id in existing:
+                self._cache.forget(tenant, entity_id)
                 db.execute("DELETE FROM entities WHERE tenant=? AND id=?", (tenant, entity_id))
                 db.execute(
                     "DELETE FROM history WHERE tenant=? AND entity_id=?", (tenant, entity_id)

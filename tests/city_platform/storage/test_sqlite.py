@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 
@@ -117,3 +118,42 @@ async def test_the_write_ahead_log_stays_bounded_under_steady_writes(
     async with SqliteStorage(db) as store:
         query = HistoryQuery(entity_ids=frozenset({"urn:ngsi-ld:T:7"}))
         assert [r.instance["value"] for r in await store.history("", query)] == list(range(300))
+
+
+def _value(doc: dict[str, object]) -> object:
+    attrs = doc["attrs"]
+    assert isinstance(attrs, dict)
+    return attrs[NS + "v"][0]["value"]
+
+
+async def test_shared_reads_see_what_another_connection_wrote(tmp_path: Path) -> None:
+    """The documents kept for batch upserts are dropped when another process writes the file."""
+    db = tmp_path / "p.db"
+    async with SqliteStorage(db) as store:
+        await store.write_entities("", [entity(1, 5)], [])
+        assert _value((await store.get_entities("", ["urn:ngsi-ld:T:1"], shared=True))
+                      ["urn:ngsi-ld:T:1"]) == 5  # fmt: skip
+        other = sqlite3.connect(db)  # a second platform on the same file
+        other.execute(
+            "UPDATE entities SET doc=? WHERE id=?",
+            (json.dumps(entity(1, 7)), "urn:ngsi-ld:T:1"),
+        )
+        other.commit()
+        other.close()
+        got = await store.get_entities("", ["urn:ngsi-ld:T:1"], shared=True)
+        assert _value(got["urn:ngsi-ld:T:1"]) == 7
+
+
+async def test_shared_reads_follow_this_connections_writes_and_deletes(tmp_path: Path) -> None:
+    """A shared read gives the last written document, and nothing once it is deleted."""
+    async with SqliteStorage(tmp_path / "p.db") as store:
+        await store.write_entities("", [entity(1, 5), entity(2, 1)], [])
+        await store.get_entities("", ["urn:ngsi-ld:T:1", "urn:ngsi-ld:T:2"], shared=True)
+        await store.write_entities("", [entity(1, 6)], [])
+        await store.delete_entities("", ["urn:ngsi-ld:T:2"])
+        got = await store.get_entities("", ["urn:ngsi-ld:T:1", "urn:ngsi-ld:T:2"], shared=True)
+        assert list(got) == ["urn:ngsi-ld:T:1"]
+        assert _value(got["urn:ngsi-ld:T:1"]) == 6
+        unshared = await store.get_entities("", ["urn:ngsi-ld:T:1"])
+        assert unshared == got
+        assert unshared["urn:ngsi-ld:T:1"] is not got["urn:ngsi-ld:T:1"]  # a copy of its own
