@@ -32,8 +32,7 @@ class Metrics:
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
         # One label needs no sorting.
         key = tuple(labels.items()) if len(labels) < 2 else tuple(sorted(labels.items()))
-        series = self.counters[name]
-        series[key] = series.get(key, 0.0) + amount
+        self.add(name, key, amount)
 
     def add(self, name: str, key: tuple[tuple[str, str], ...], amount: float = 1.0) -> None:
         """:meth:`inc` with the labels already as a sorted key (the per-reading calls)."""

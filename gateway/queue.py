@@ -48,6 +48,7 @@ _ADDED = {
     "times": "BLOB",  # each item's time, little-endian doubles; NULL: ``observed`` alone
 }
 Item = tuple[float, int, list[dict[str, Any]], int]  # observed time, readings, docs, lane key
+_PEEK = "SELECT seq, observed, readings, entities, docs, times FROM pending"
 
 
 def lane_key(device_id: str) -> int:
@@ -147,27 +148,16 @@ class DurableQueue:
         if not items:
             return
         lanes = self.lanes
-        groups: dict[int, tuple[list[float], list[dict[str, Any]], list[int]]] = {}
-        for t, n, docs, key in items:
-            group = groups.get(key % lanes)
-            if group is None:
-                group = groups[key % lanes] = ([], [], [0])
-            group[0].append(t)
-            group[1].extend(docs)
-            group[2][0] += n
-        rows = [
-            (
-                max(times),
-                readings,
-                orjson.dumps(docs),
-                len(docs),
-                lane,
-                lanes,
-                len(times),
-                struct.pack(f"<{len(times)}d", *times),
-            )
-            for lane, (times, docs, (readings,)) in groups.items()
-        ]
+        by_lane: dict[int, list[Item]] = {}
+        for item in items:
+            by_lane.setdefault(item[3] % lanes, []).append(item)
+        rows = []
+        for lane, group in by_lane.items():
+            times = [t for t, *_ in group]
+            docs = [doc for _, _, item_docs, _ in group for doc in item_docs]
+            readings = sum(n for _, n, *_ in group)
+            body, packed = orjson.dumps(docs), struct.pack(f"<{len(times)}d", *times)
+            rows.append((max(times), readings, body, len(docs), lane, lanes, len(times), packed))
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
@@ -183,15 +173,11 @@ class DurableQueue:
         if self._serial_left:
             if lane != 0:
                 return []
-            rows = self._db.execute(
-                "SELECT seq, observed, readings, entities, docs, times FROM pending "
-                "WHERE seq <= ? ORDER BY seq",
-                (self._serial_until,),
-            )
+            rows = self._db.execute(f"{_PEEK} WHERE seq <= ? ORDER BY seq", (self._serial_until,))
         else:
             rows = self._db.execute(
-                "SELECT seq, observed, readings, entities, docs, times FROM pending "
-                "WHERE (lanes = ? AND lane = ?) OR (lanes = 0 AND lane % ? = ?) ORDER BY seq",
+                f"{_PEEK} WHERE (lanes = ? AND lane = ?) OR (lanes = 0 AND lane % ? = ?) "
+                "ORDER BY seq",
                 (self.lanes, lane, self.lanes, lane),
             )
         out: list[Pending] = []
