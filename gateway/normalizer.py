@@ -8,7 +8,6 @@ raises :class:`RejectedPayload` with a reason; nothing in between.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
@@ -36,6 +35,8 @@ COAP_FORMATS: dict[int, Format] = {
     0: "vendor-csv",
 }
 MAX_PAYLOAD = 64 * 1024
+_NAMES_KEPT = 100_000
+_names: dict[str, tuple[str | None, str]] = {}  # see _name_parts
 _DIGITS = 6
 
 
@@ -117,12 +118,15 @@ class _Builder:
     def __init__(self, device_id: str, profile: Profile) -> None:
         self.device_id = device_id
         self.profile = profile
-        self.by_time: dict[float, dict[str, tuple[float | str, Measurement]]] = defaultdict(dict)
-        self.location: dict[float, dict[str, float]] = defaultdict(dict)
+        self.by_time: dict[float, dict[str, tuple[float | str, Measurement]]] = {}
+        self.location: dict[float, dict[str, float]] = {}
         self.readings = 0
 
     def add(self, t: float, m: Measurement, value: float | str) -> None:
-        self.by_time[t][m.attribute] = (value, m)
+        attrs = self.by_time.get(t)
+        if attrs is None:
+            attrs = self.by_time[t] = {}
+        attrs[m.attribute] = (value, m)
         self.readings += 1
 
     def add_position(self, t: float, axis: str, value: object) -> None:
@@ -131,7 +135,7 @@ class _Builder:
         limit = 90 if axis == "lat" else 180
         if not -limit <= value <= limit:
             raise RejectedPayload("invalid-value", f"{axis}={value} out of range")
-        self.location[t][axis] = float(value)
+        self.location.setdefault(t, {})[axis] = float(value)
 
     def build(self, inbound: Inbound) -> Normalized:
         by_time = self.by_time
@@ -196,17 +200,34 @@ def _check_device(claimed: str | None, inbound: Inbound) -> str:
     return device_id
 
 
+def _name_parts(name: str) -> tuple[str | None, str]:
+    """The device a SenML name belongs to (None: not said) and the measurement it names.
+
+    Remembered per name (a fleet sends the same names over and over); names that are not
+    ours are rejected each time, not remembered."""
+    parts = _names.get(name)
+    if parts is None:
+        prefix, _, measurement = name.rpartition(":")
+        owner = None
+        if prefix:
+            owner = device_from_base_name(prefix + ":")
+            if owner is None:
+                raise RejectedPayload("malformed", f"SenML name {name!r} is not ours")
+        parts = (owner, measurement)
+        if len(_names) >= _NAMES_KEPT:
+            _names.clear()
+        _names[name] = parts
+    return parts
+
+
 def _normalize_senml(inbound: Inbound, profiles: Profiles) -> Normalized:
     decode = senml.decode_json if inbound.format == "senml-json" else senml.decode_cbor
     records = senml.resolve(decode(inbound.payload), now=inbound.received_at)
     claimed: str | None = None
     parsed: list[tuple[str, senml.Record]] = []
     for record in records:
-        prefix, _, measurement = record.name.rpartition(":")
-        if prefix:
-            owner = device_from_base_name(prefix + ":")
-            if owner is None:
-                raise RejectedPayload("malformed", f"SenML name {record.name!r} is not ours")
+        owner, measurement = _name_parts(record.name)
+        if owner is not None:
             if claimed is not None and owner != claimed:
                 raise RejectedPayload("mismatched-device", "one pack names several devices")
             claimed = owner

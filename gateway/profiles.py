@@ -17,6 +17,7 @@ from gateway.errors import RejectedPayload
 
 _DEVICE_ID = re.compile(r"^[a-z][a-z0-9]*-[A-Za-z0-9_.-]{1,64}$")
 BASE_NAME = re.compile(r"^urn:dev:r197:([^:]+):$")
+_DEVICES_KEPT = 100_000
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class Profiles:
 
     def __init__(self, extra_dir: Path | None = None) -> None:
         self._by_kind: dict[str, Profile] = {}
+        self._of_device: dict[str, Profile] = {}
         for entry in resources.files("gateway.profile_data").iterdir():
             if entry.name.endswith(".toml"):
                 profile = parse_profile(entry.read_text(encoding="utf-8"))
@@ -124,12 +126,18 @@ class Profiles:
 
     def for_device(self, device_id: str) -> Profile:
         """The profile of a device id ``<kind>-<n>`` (auto-provisioning, issue 3)."""
+        known = self._of_device.get(device_id)  # checked once per device, not per reading
+        if known is not None:
+            return known
         if not _DEVICE_ID.match(device_id):
             raise RejectedPayload("unknown-device", f"{device_id!r} is not a <kind>-<n> device id")
         kind = device_id.split("-", 1)[0]
         profile = self._by_kind.get(kind)
         if profile is None:
             raise RejectedPayload("unknown-device", f"no profile for device kind {kind!r}")
+        if len(self._of_device) >= _DEVICES_KEPT:
+            self._of_device.clear()
+        self._of_device[device_id] = profile
         return profile
 
 

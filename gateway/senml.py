@@ -38,6 +38,9 @@ KNOWN = frozenset({*CBOR_LABELS.values()})
 # Section 4.5.1: names start with a letter or digit, then letters, digits, ':', '.', '/', '_', '-'.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:./_-]*$")
 RELATIVE_LIMIT = 2**28  # section 4.5.3: smaller resolved times are relative to "now"
+BASE_FIELDS = frozenset({"bver", "bn", "bt", "bu", "bv", "bs"})
+_NAMES_KEPT = 100_000
+_valid_names: dict[str, bool] = {}
 
 
 class Record(NamedTuple):
@@ -51,11 +54,30 @@ class Record(NamedTuple):
 
 
 def _number(value: object, label: str) -> float:
+    if type(value) is float:  # the usual case first (cbor2 and orjson give plain floats)
+        if math.isfinite(value):
+            return value
+        raise RejectedPayload("invalid-value", f"SenML {label} is not finite: {value!r}")
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RejectedPayload("malformed", f"SenML {label} must be a number, got {value!r}")
-    if not math.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any double
+        raise RejectedPayload("invalid-value", f"SenML {label} is out of range") from None
+    if not math.isfinite(number):
         raise RejectedPayload("invalid-value", f"SenML {label} is not finite: {value!r}")
-    return float(value)
+    return number
+
+
+def _valid_name(name: str) -> bool:
+    """Section 4.5.1, remembered per name: a fleet sends the same few names over and over."""
+    valid = _valid_names.get(name)
+    if valid is None:
+        valid = _NAME.match(name) is not None
+        if len(_valid_names) >= _NAMES_KEPT:
+            _valid_names.clear()
+        _valid_names[name] = valid
+    return valid
 
 
 def decode_json(payload: bytes) -> list[dict[str, Any]]:
@@ -75,17 +97,24 @@ def decode_cbor(payload: bytes) -> list[dict[str, Any]]:
         raise RejectedPayload("malformed", f"not CBOR: {exc}") from None
     if not isinstance(pack, list):
         raise RejectedPayload("malformed", "a SenML pack is a CBOR array of maps")
+    labels = CBOR_LABELS
     records = []
     for raw in pack:
         if not isinstance(raw, dict):
             raise RejectedPayload("malformed", "every SenML record is a CBOR map")
-        record = {}
-        for key, value in raw.items():
-            if key not in CBOR_LABELS:
-                raise RejectedPayload("malformed", f"unknown SenML CBOR label {key!r}")
-            record[CBOR_LABELS[key]] = value
-        records.append(record)
+        try:
+            records.append({labels[key]: value for key, value in raw.items()})
+        except (KeyError, TypeError):  # TypeError: a key that cannot be hashed
+            unknown = next(key for key in raw if not _is_label(key))
+            raise RejectedPayload("malformed", f"unknown SenML CBOR label {unknown!r}") from None
     return records
+
+
+def _is_label(key: object) -> bool:
+    try:
+        return key in CBOR_LABELS
+    except TypeError:
+        return False
 
 
 def resolve(pack: list[dict[str, Any]], *, now: float) -> list[Record]:
@@ -101,33 +130,38 @@ def resolve(pack: list[dict[str, Any]], *, now: float) -> list[Record]:
                 raise RejectedPayload("malformed", f"unknown SenML fields {unknown}")
             # Section 4.4: fields ending in '_' must be understood; we understand none.
             raise RejectedPayload("malformed", "SenML must-understand fields are not supported")
-        if "bver" in raw and raw["bver"] != 10:
-            _number(raw["bver"], "bver")
-        if "bn" in raw:
-            if not isinstance(raw["bn"], str):
-                raise RejectedPayload("malformed", "SenML bn must be a string")
-            bn = raw["bn"]
-        if "bt" in raw:
-            bt = _number(raw["bt"], "bt")
-        if "bu" in raw:
-            if not isinstance(raw["bu"], str):
-                raise RejectedPayload("malformed", "SenML bu must be a string")
-            bu = raw["bu"]
-        if "bv" in raw:
-            bv = _number(raw["bv"], "bv")
-        if "bs" in raw:
-            bs = _number(raw["bs"], "bs")
-        present = [f for f in VALUE_FIELDS if f in raw]
-        if len(present) > 1:
+        if not BASE_FIELDS.isdisjoint(raw):
+            if "bver" in raw and raw["bver"] != 10:
+                _number(raw["bver"], "bver")
+            if "bn" in raw:
+                if not isinstance(raw["bn"], str):
+                    raise RejectedPayload("malformed", "SenML bn must be a string")
+                bn = raw["bn"]
+            if "bt" in raw:
+                bt = _number(raw["bt"], "bt")
+            if "bu" in raw:
+                if not isinstance(raw["bu"], str):
+                    raise RejectedPayload("malformed", "SenML bu must be a string")
+                bu = raw["bu"]
+            if "bv" in raw:
+                bv = _number(raw["bv"], "bv")
+            if "bs" in raw:
+                bs = _number(raw["bs"], "bs")
+        has_value = ("v" in raw) + ("vs" in raw) + ("vb" in raw) + ("vd" in raw)
+        if has_value > 1:
+            present = [f for f in VALUE_FIELDS if f in raw]
             raise RejectedPayload("malformed", f"a SenML record has one value field, not {present}")
-        if not present and "s" not in raw:
+        if not has_value and "s" not in raw:
             if "n" in raw:
                 raise RejectedPayload("malformed", f"SenML record {raw['n']!r} has no value")
             continue  # a record that only sets base fields
-        name = bn + (raw.get("n") or "")
-        if not isinstance(raw.get("n", ""), str) or not _NAME.match(name):
+        n = raw.get("n", "")
+        if not isinstance(n, str):
+            raise RejectedPayload("malformed", f"SenML n must be a string, got {n!r}")
+        name = bn + n
+        if not _valid_name(name):
             raise RejectedPayload("malformed", f"invalid SenML name {name!r} (section 4.5.1)")
-        t = bt + (_number(raw["t"], "t") if "t" in raw else 0.0)
+        t = bt + _number(raw["t"], "t") if "t" in raw else bt
         if t < RELATIVE_LIMIT:
             t = now + t
         unit = raw.get("u", bu)
@@ -147,7 +181,7 @@ def resolve(pack: list[dict[str, Any]], *, now: float) -> list[Record]:
         elif "vd" in raw:
             value = raw["vd"]
         total = bs + _number(raw["s"], "s") if "s" in raw else None
-        out.append(Record(name=name, time=t, unit=unit, value=value, sum=total))
+        out.append(Record(name, t, unit, value, total))
     if not out:
         raise RejectedPayload("malformed", "the SenML pack holds no readings")
     return out

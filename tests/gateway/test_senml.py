@@ -128,3 +128,36 @@ def test_nan_in_cbor_is_an_invalid_value() -> None:
     with pytest.raises(RejectedPayload) as info:
         senml.resolve(senml.decode_cbor(cbor2.dumps([{0: "x", 2: float("nan")}])), now=NOW)
     assert info.value.reason == "invalid-value"
+
+
+def test_an_integer_beyond_any_double_is_an_invalid_value() -> None:
+    """CBOR and JSON carry integers of any size; one no double can hold is rejected, not a crash
+    (float() of it raises OverflowError)."""
+    huge = 10**400
+    packs = (
+        [{"n": "x", "v": huge}],
+        [{"n": "x", "v": 1, "t": huge}],
+        [{"bt": huge, "n": "x", "v": 1}],
+    )
+    for pack in packs:
+        with pytest.raises(RejectedPayload) as info:
+            senml.resolve(senml.decode_cbor(to_cbor(pack)), now=NOW)
+        assert info.value.reason == "invalid-value"
+
+
+@pytest.mark.parametrize("name", [5, 1.5, None, ["x"]])
+def test_a_name_that_is_not_a_string_is_malformed(name: object) -> None:
+    """Section 4.5.1: n is a string; another type is rejected before it is joined to bn."""
+    with pytest.raises(RejectedPayload) as info:
+        senml.resolve([{"bn": "urn:dev:ow:1:", "n": name, "v": 1.0}], now=NOW)
+    assert info.value.reason == "malformed"
+
+
+def test_names_are_checked_every_time_they_come() -> None:
+    """The remembered verdict per name must not let a bad name through after a good one."""
+    good = [{"n": "urn:dev:ow:1:temp", "v": 1.0}]
+    assert senml.resolve(good, now=NOW)[0].name == "urn:dev:ow:1:temp"
+    for _ in range(2):
+        with pytest.raises(RejectedPayload):
+            senml.resolve([{"n": "urn:dev:ow:1:te mp", "v": 1.0}], now=NOW)
+    assert senml.resolve(good, now=NOW)[0].name == "urn:dev:ow:1:temp"
