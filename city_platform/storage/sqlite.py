@@ -18,43 +18,16 @@ from typing import Any
 import orjson
 
 from city_platform.errors import PlatformError
+from city_platform.storage import series
 from city_platform.storage.base import Entity, EntityFilter, HistoryQuery, HistoryRow, Storage
 from city_platform.storage.checkpointer import WalCheckpointer
 from city_platform.storage.doccache import DocumentCache
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS tenants (name TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS entities (
-    seq INTEGER PRIMARY KEY,
-    tenant TEXT NOT NULL,
-    id TEXT NOT NULL,
-    types TEXT NOT NULL,
-    doc BLOB NOT NULL,
-    UNIQUE (tenant, id)
-);
-CREATE TABLE IF NOT EXISTS history (
-    tenant TEXT NOT NULL,
-    entity_id TEXT NOT NULL,
-    attr TEXT NOT NULL,
-    dataset_id TEXT,
-    observed_at TEXT,
-    modified_at TEXT NOT NULL,
-    instance_id TEXT NOT NULL,
-    doc BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS history_by_time ON history (tenant, entity_id, attr, observed_at);
-CREATE TABLE IF NOT EXISTS subscriptions (
-    tenant TEXT NOT NULL,
-    id TEXT NOT NULL,
-    doc BLOB NOT NULL,
-    PRIMARY KEY (tenant, id)
-);
-"""
 _MAX_PARAMS = 500  # stay well under SQLite's bound-parameter limit
+_OF_ENTITY = "SELECT id FROM series WHERE tenant=? AND entity_id=?"
+_COLUMNS = "rowid AS seq, series, observed_at, modified_at, instance_id, doc"
 
 
 class SqliteStorage(Storage):
@@ -66,6 +39,7 @@ class SqliteStorage(Storage):
         self._tenants: set[str] = set()
         self._checkpointer: WalCheckpointer | None = None
         self._cache = DocumentCache()  # for batch upserts (shared reads)
+        self._series = series.SeriesIds()
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -81,16 +55,14 @@ class SqliteStorage(Storage):
         db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes
         db.execute("PRAGMA busy_timeout=5000")
         db.execute("PRAGMA cache_size=-65536")
-        db.executescript(_SCHEMA)
-        row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None:
-            db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) > SCHEMA_VERSION:
+        found = series.version(db)
+        if found is not None and found > series.SCHEMA_VERSION:
             db.close()
             raise PlatformError(
-                f"database {self._path} has schema version {row[0]}, newer than this "
-                f"platform's {SCHEMA_VERSION}: upgrade the testbed"
+                f"database {self._path} has schema version {found}, newer than this "
+                f"platform's {series.SCHEMA_VERSION}: upgrade the testbed"
             )
+        series.create(db, found)
         self._tenants = {r[0] for r in db.execute("SELECT name FROM tenants")}
         if self._path != ":memory:":
             self._checkpointer = WalCheckpointer(self._path)
@@ -106,6 +78,7 @@ class SqliteStorage(Storage):
             self._db.close()
             self._db = None
         self._cache.clear()
+        self._series.clear()
 
     def _ensure_tenant(self, tenant: str) -> None:
         if tenant not in self._tenants:
@@ -142,24 +115,28 @@ class SqliteStorage(Storage):
             self._cache.remember(tenant, (found[i] for i in wanted if i in found))
         return found
 
-    def _insert_history(self, tenant: str, history: list[HistoryRow]) -> None:
-        if history:
-            self.db.executemany(
-                "INSERT INTO history VALUES (?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        tenant,
-                        h.entity_id,
-                        h.attr,
-                        h.dataset_id,
-                        h.observed_at,
-                        h.modified_at,
-                        h.instance_id,
-                        orjson.dumps(h.instance),
-                    )
-                    for h in history
-                ],
-            )
+    def _insert_history(
+        self, tenant: str, history: list[HistoryRow]
+    ) -> dict[tuple[str, str, str, str], int]:
+        """Insert inside the caller's transaction; give what returns to ``_committed``."""
+        if not history:
+            return {}
+        ids, fresh = self._series.ids(self.db, tenant, history)
+        micros = series.micros
+        self.db.executemany(
+            "INSERT INTO history VALUES (?,?,?,?,?)",
+            [
+                (
+                    sid,
+                    None if h.observed_at is None else micros(h.observed_at),
+                    h.modified_at,
+                    h.instance_id,
+                    orjson.dumps(h.instance),
+                )
+                for sid, h in zip(ids, history, strict=True)
+            ],
+        )
+        return fresh
 
     async def insert_entity(self, tenant: str, entity: Entity, history: list[HistoryRow]) -> bool:
         db = self.db
@@ -173,11 +150,12 @@ class SqliteStorage(Storage):
                 db.execute("ROLLBACK")
                 return False
             self._ensure_tenant(tenant)
-            self._insert_history(tenant, history)
+            fresh = self._insert_history(tenant, history)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        self._series.committed(fresh)
         self._cache.forget(tenant, entity["id"])
         if self._checkpointer is not None:
             self._checkpointer.after_commit(db)
@@ -196,11 +174,12 @@ class SqliteStorage(Storage):
                 [(tenant, e["id"], orjson.dumps(e["type"]), orjson.dumps(e)) for e in entities],
             )
             self._ensure_tenant(tenant)
-            self._insert_history(tenant, history)
+            fresh = self._insert_history(tenant, history)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        self._series.committed(fresh)
         # The written documents are what is stored now; the broker does not change a document
         # once it has written it (notifications render them later as they are).
         self._cache.remember(tenant, entities)
@@ -217,7 +196,7 @@ class SqliteStorage(Storage):
                 self._cache.forget(tenant, entity_id)
                 db.execute("DELETE FROM entities WHERE tenant=? AND id=?", (tenant, entity_id))
                 db.execute(
-                    "DELETE FROM history WHERE tenant=? AND entity_id=?", (tenant, entity_id)
+                    f"DELETE FROM history WHERE series IN ({_OF_ENTITY})", (tenant, entity_id)
                 )
             db.execute("COMMIT")
         except BaseException:
@@ -270,36 +249,55 @@ class SqliteStorage(Storage):
         return page, (total if count else None)
 
     async def history(self, tenant: str, query: HistoryQuery) -> list[HistoryRow]:
-        column = "observed_at" if query.timeproperty == "observedAt" else "modified_at"
-        sql = ["WHERE tenant=? AND entity_id=?"]
+        by_observed = query.timeproperty == "observedAt"
+        column = "observed_at" if by_observed else "modified_at"
+
+        def bound(key: str | None) -> int | str | None:
+            return series.micros(key) if by_observed and key is not None else key
+
+        sql: list[str] = []
         extra: list[Any] = []
         if query.timerel == "before":
             sql.append(f"AND {column} < ?")
-            extra.append(query.time_at)
+            extra.append(bound(query.time_at))
         elif query.timerel == "after":
             sql.append(f"AND {column} >= ?")  # 'after' includes timeAt in practice (6.3.10)
-            extra.append(query.time_at)
+            extra.append(bound(query.time_at))
         elif query.timerel == "between":
             sql.append(f"AND {column} >= ? AND {column} < ?")
-            extra.extend([query.time_at, query.end_time_at])
-        elif column == "observed_at":
+            extra.extend([bound(query.time_at), bound(query.end_time_at)])
+        elif by_observed:
             sql.append("AND observed_at IS NOT NULL")
         rows: list[HistoryRow] = []
         for entity_id in sorted(query.entity_ids):
-            attrs = self._history_attrs(tenant, entity_id, query.attrs)
-            for attr in attrs:
-                where = " ".join(sql) + " AND attr=?"
-                params = [tenant, entity_id, *extra, attr]
+            of_entity = series.of_entity(self.db, tenant, entity_id)
+            for attr in self._history_attrs(tenant, entity_id, query.attrs):
+                ids = [sid for sid, (a, _) in of_entity.items() if a == attr]
+                if not ids:
+                    continue
+                where = f"WHERE series IN ({','.join('?' * len(ids))}) " + " ".join(sql)
+                params = [*ids, *extra]
                 if query.last_n is not None:
                     stmt = (
-                        "SELECT * FROM (SELECT * FROM history "
-                        f"{where} ORDER BY {column} DESC, rowid DESC LIMIT ?) "
-                        f"ORDER BY {column}, rowid"
+                        f"SELECT * FROM (SELECT {_COLUMNS} FROM history {where} "
+                        f"ORDER BY {column} DESC, rowid DESC LIMIT ?) ORDER BY {column}, seq"
                     )
                     params.append(query.last_n)
                 else:
-                    stmt = f"SELECT * FROM history {where} ORDER BY {column}, rowid"
-                rows.extend(_history_row(r) for r in self.db.execute(stmt, params))
+                    stmt = f"SELECT {_COLUMNS} FROM history {where} ORDER BY {column}, rowid"
+                for _, sid, observed, modified, instance_id, doc in self.db.execute(stmt, params):
+                    name, dataset_id = of_entity[sid]
+                    rows.append(
+                        HistoryRow(
+                            entity_id=entity_id,
+                            attr=name,
+                            dataset_id=dataset_id,
+                            observed_at=None if observed is None else series.key_of(observed),
+                            modified_at=modified,
+                            instance_id=instance_id,
+                            instance=orjson.loads(doc),
+                        )
+                    )
         return rows
 
     def _history_attrs(
@@ -308,47 +306,58 @@ class SqliteStorage(Storage):
         if attrs is not None:
             return sorted(attrs)
         cur = self.db.execute(
-            "SELECT DISTINCT attr FROM history WHERE tenant=? AND entity_id=?", (tenant, entity_id)
+            "SELECT DISTINCT attr FROM series WHERE tenant=? AND entity_id=? "
+            "AND EXISTS (SELECT 1 FROM history WHERE history.series = series.id)",
+            (tenant, entity_id),
         )
         return sorted(r[0] for r in cur)
 
     async def delete_history(
         self, tenant: str, entity_id: str, attr: str | None, dataset_id: str | None = None
     ) -> int:
-        sql = "DELETE FROM history WHERE tenant=? AND entity_id=?"
+        sql = _OF_ENTITY
         params: list[Any] = [tenant, entity_id]
         if attr is not None:
             sql += " AND attr=?"
             params.append(attr)
             if dataset_id is not None:
-                sql += " AND dataset_id IS ?"
-                params.append(dataset_id or None)
-        return self.db.execute(sql, params).rowcount
+                sql += " AND dataset_id=?"
+                params.append(dataset_id)  # '' is the default instance, as in the table
+        return self.db.execute(f"DELETE FROM history WHERE series IN ({sql})", params).rowcount
 
     async def replace_history_instance(
         self, tenant: str, entity_id: str, attr: str, row: HistoryRow
     ) -> bool:
-        cur = self.db.execute(
-            "UPDATE history SET dataset_id=?, observed_at=?, modified_at=?, doc=? "
-            "WHERE tenant=? AND entity_id=? AND attr=? AND instance_id=?",
-            (
-                row.dataset_id,
-                row.observed_at,
-                row.modified_at,
-                orjson.dumps(row.instance),
-                tenant,
-                entity_id,
-                attr,
-                row.instance_id,
-            ),
-        )
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            (sid,), fresh = self._series.ids(db, tenant, [row])
+            cur = db.execute(
+                "UPDATE history SET series=?, observed_at=?, modified_at=?, doc=? "
+                f"WHERE series IN ({_OF_ENTITY} AND attr=?) AND instance_id=?",
+                (
+                    sid,
+                    None if row.observed_at is None else series.micros(row.observed_at),
+                    row.modified_at,
+                    orjson.dumps(row.instance),
+                    tenant,
+                    entity_id,
+                    attr,
+                    row.instance_id,
+                ),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._series.committed(fresh)
         return cur.rowcount > 0
 
     async def delete_history_instance(
         self, tenant: str, entity_id: str, attr: str, instance_id: str
     ) -> bool:
         cur = self.db.execute(
-            "DELETE FROM history WHERE tenant=? AND entity_id=? AND attr=? AND instance_id=?",
+            f"DELETE FROM history WHERE series IN ({_OF_ENTITY} AND attr=?) AND instance_id=?",
             (tenant, entity_id, attr, instance_id),
         )
         return cur.rowcount > 0
@@ -380,16 +389,3 @@ class SqliteStorage(Storage):
     async def delete_subscription(self, tenant: str, sub_id: str) -> bool:
         cur = self.db.execute("DELETE FROM subscriptions WHERE tenant=? AND id=?", (tenant, sub_id))
         return cur.rowcount > 0
-
-
-def _history_row(row: tuple[Any, ...]) -> HistoryRow:
-    _, entity_id, attr, dataset_id, observed_at, modified_at, instance_id, doc = row
-    return HistoryRow(
-        entity_id=entity_id,
-        attr=attr,
-        dataset_id=dataset_id,
-        observed_at=observed_at,
-        modified_at=modified_at,
-        instance_id=instance_id,
-        instance=orjson.loads(doc),
-    )
