@@ -69,6 +69,12 @@ def _number(value: object, label: str) -> float:
     return number
 
 
+def _text(value: object, label: str) -> str:
+    if not isinstance(value, str):
+        raise RejectedPayload("malformed", f"SenML {label} must be a string")
+    return value
+
+
 def _valid_name(name: str) -> bool:
     """Section 4.5.1, remembered per name: a fleet sends the same few names over and over."""
     valid = _valid_names.get(name)
@@ -134,15 +140,11 @@ def resolve(pack: list[dict[str, Any]], *, now: float) -> list[Record]:
             if "bver" in raw and raw["bver"] != 10:
                 _number(raw["bver"], "bver")
             if "bn" in raw:
-                if not isinstance(raw["bn"], str):
-                    raise RejectedPayload("malformed", "SenML bn must be a string")
-                bn = raw["bn"]
+                bn = _text(raw["bn"], "bn")
             if "bt" in raw:
                 bt = _number(raw["bt"], "bt")
             if "bu" in raw:
-                if not isinstance(raw["bu"], str):
-                    raise RejectedPayload("malformed", "SenML bu must be a string")
-                bu = raw["bu"]
+                bu = _text(raw["bu"], "bu")
             if "bv" in raw:
                 bv = _number(raw["bv"], "bv")
             if "bs" in raw:
@@ -171,9 +173,7 @@ def resolve(pack: list[dict[str, Any]], *, now: float) -> list[Record]:
         if "v" in raw:
             value = bv + _number(raw["v"], "v")
         elif "vs" in raw:
-            if not isinstance(raw["vs"], str):
-                raise RejectedPayload("malformed", "SenML vs must be a string")
-            value = raw["vs"]
+            value = _text(raw["vs"], "vs")
         elif "vb" in raw:
             if not isinstance(raw["vb"], bool):
                 raise RejectedPayload("malformed", "SenML vb must be a boolean")

@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS subscriptions (
 KEPT = 500_000  # series ids remembered (about 200 bytes each); beyond it the cache starts over
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)  # key_of's arithmetic, UTC by definition
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -79,16 +80,8 @@ def micros(key: str) -> int:
 
 def key_of(value: int) -> str:
     """The sortable UTC key of ``value`` microseconds (the inverse of :func:`micros`)."""
-    v = _EPOCH + timedelta(microseconds=value)
-    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031  # entities.utc_key's form
-        v.year,
-        v.month,
-        v.day,
-        v.hour,
-        v.minute,
-        v.second,
-        v.microsecond,
-    )
+    # isoformat pads the year to four digits (strftime's %Y does not below 1000).
+    return (_NAIVE_EPOCH + timedelta(microseconds=value)).isoformat(timespec="microseconds") + "Z"
 
 
 def _micros_or_null(key: str | None) -> int | None:
