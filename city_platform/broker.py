@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from city_platform import entities as ent
 from city_platform.errors import (
@@ -27,9 +27,10 @@ from city_platform.storage.base import Entity, HistoryRow, Storage
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One committed change of one entity; ``attrs`` are the IRIs written (empty on delete)."""
+class Change(NamedTuple):
+    """One committed change of one entity; ``attrs`` are the IRIs written (empty on delete).
+
+    A named tuple: one is built per entity of every batch upsert."""
 
     tenant: str
     entity: Entity
@@ -62,28 +63,25 @@ _INSTANCE_PREFIX = f"urn:ngsi-ld:attribute:instance:{uuid.uuid4()}:"
 _instance_counter = itertools.count(1)
 
 
-def _instance_id() -> str:
-    return _INSTANCE_PREFIX + str(next(_instance_counter))
-
-
 def history_rows(
     entity_id: str, attrs: dict[str, list[ent.Instance]], now: str
 ) -> list[HistoryRow]:
     """History for every written instance; the temporal API keys it by observedAt (4.5.7)."""
     rows = []
+    utc_key = ent.utc_key
     for iri, instances in attrs.items():
         for inst in instances:
             observed = inst.get("observedAt")
-            instance_id = _instance_id()
+            instance_id = _INSTANCE_PREFIX + str(next(_instance_counter))
             rows.append(
-                HistoryRow(
-                    entity_id=entity_id,
-                    attr=iri,
-                    dataset_id=inst.get("datasetId"),
-                    observed_at=ent.utc_key(observed) if observed else None,
-                    modified_at=ent.utc_key(inst.get("modifiedAt", now)),
-                    instance_id=instance_id,
-                    instance={**inst, "instanceId": instance_id},
+                HistoryRow(  # positional: one per reading
+                    entity_id,
+                    iri,
+                    inst.get("datasetId"),
+                    utc_key(observed) if observed else None,
+                    utc_key(inst.get("modifiedAt", now)),
+                    instance_id,
+                    {**inst, "instanceId": instance_id},
                 )
             )
     return rows
@@ -166,8 +164,8 @@ class ContextBroker:
             entity, attrs, now=now, overwrite=overwrite, only_existing=only_existing
         )
         if updated:
-            written = {iri: entity["attrs"][iri] for iri in updated}
-            await self._write_one(tenant, entity, previous, _only_new(written, attrs), now)
+            written = _only_new(entity["attrs"], updated, attrs)
+            await self._write_one(tenant, entity, previous, written, now)
         return updated, skipped
 
     async def patch_attr(
@@ -304,12 +302,13 @@ class ContextBroker:
                 written = entity["attrs"]
             else:
                 entity = _copy(current)
-                if incoming.get("type"):
-                    entity["type"] = list(dict.fromkeys([*entity["type"], *incoming["type"]]))
+                types = incoming.get("type")
+                if types and types != entity["type"]:  # stored types hold no duplicates
+                    entity["type"] = list(dict.fromkeys([*entity["type"], *types]))
                 updated, _ = ent.merge_attrs(
                     entity, incoming["attrs"], now=now, overwrite=overwrite
                 )
-                written = _only_new({i: entity["attrs"][i] for i in updated}, incoming["attrs"])
+                written = _only_new(entity["attrs"], updated, incoming["attrs"])
             writes[entity_id] = entity
             rows.extend(history_rows(entity_id, written, now))
             changes.append(Change(tenant, entity, current, frozenset(written)))
@@ -366,12 +365,19 @@ def _copy(entity: Entity) -> Entity:
     return {**entity, "attrs": {k: list(v) for k, v in entity["attrs"].items()}}
 
 
-def _only_new(written: dict[str, list[Any]], incoming: dict[str, list[Any]]) -> dict[str, Any]:
-    """Of the stored instances, those that came in this request (they go to history)."""
+def _only_new(
+    stored: dict[str, list[Any]], updated: list[str], incoming: dict[str, list[Any]]
+) -> dict[str, Any]:
+    """Of the stored instances of the ``updated`` attributes, those that came in this request
+    (they go to history)."""
     out: dict[str, Any] = {}
-    for iri, instances in written.items():
-        ids = {id(i) for i in incoming.get(iri, [])}
-        fresh = [i for i in instances if id(i) in ids]
+    for iri in updated:
+        new = incoming.get(iri, [])
+        if len(new) == 1:  # merge_attrs stored it, or iri would not be updated (per reading)
+            out[iri] = new
+            continue
+        ids = {id(i) for i in new}
+        fresh = [i for i in stored[iri] if id(i) in ids]
         if fresh:
             out[iri] = fresh
     return out

@@ -75,6 +75,7 @@ RESERVED = frozenset(
     }
 )
 SYSTEM = ("createdAt", "modifiedAt", "deletedAt")
+_PLAIN = frozenset({"type", "value", "observedAt", "unitCode"})  # see _plain_property
 ENTITY_MEMBERS = frozenset({"id", "type", "@context", "scope", "createdAt", "modifiedAt"})
 GEO_TYPES = frozenset(
     {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"}
@@ -152,17 +153,57 @@ def expand_types(raw: object, ctx: Context) -> list[str]:
     types = raw if isinstance(raw, list) else [raw]
     if not types:
         raise BadRequestData("entity type must not be empty")
-    return [ctx.expand(check_name(t, "entity type")) for t in types]
+    # A set of types (4.5.1): a name given twice is one type.
+    return list(dict.fromkeys(ctx.expand(check_name(t, "entity type")) for t in types))
 
 
 def _looks_normalized(raw: dict[str, Any]) -> bool:
     return raw.get("type") in ATTR_TYPES or any(k in raw for k in VALUE_KEY.values())
 
 
+@functools.lru_cache(maxsize=65536)
+def _is_datetime(text: str) -> bool:
+    """Cached: the readings of a batch share their observedAt to the millisecond."""
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_observed_at(item: object, name: str) -> None:
+    if not isinstance(item, str) or not _is_datetime(item):
+        parse_datetime(item, f"attribute {name!r}: observedAt")  # raises, saying why
+
+
+def _plain_property(name: str, raw: dict[str, Any], now: str) -> Instance | None:
+    """A normalized Property with at most observedAt and unitCode (nearly every reading),
+    checked as :func:`normalize_instance` checks it; None for anything else."""
+    value = raw.get("value")
+    if value is None:
+        return None  # the general path says what is wrong
+    out: Instance = {"type": "Property", "value": value}
+    for meta, item in raw.items():
+        if meta == "observedAt":
+            _check_observed_at(item, name)
+            out[meta] = item
+        elif meta == "unitCode":
+            if not isinstance(item, str):
+                raise BadRequestData(f"attribute {name!r}: unitCode must be a string")
+            out[meta] = item
+    out["createdAt"] = now
+    out["modifiedAt"] = now
+    return out
+
+
 def normalize_instance(
     name: str, raw: object, ctx: Context, *, now: str, sub: bool = False
 ) -> Instance:
     """Validate one attribute instance (normalized or concise form, 4.5) into stored form."""
+    if type(raw) is dict and raw.get("type") == "Property" and _PLAIN.issuperset(raw):
+        plain = _plain_property(name, raw, now)
+        if plain is not None:
+            return plain
     if not isinstance(raw, dict) or not _looks_normalized(raw):
         # Concise form (CIM 009 4.5.3): a bare value, or a GeoJSON geometry for geo attributes.
         if isinstance(raw, dict) and raw.get("type") in GEO_TYPES and "coordinates" in raw:
@@ -201,7 +242,7 @@ def normalize_instance(
         if meta in ("type", key) or meta in SYSTEM:
             continue  # system attributes are set by the platform only (4.8)
         if meta == "observedAt":
-            parse_datetime(item, f"attribute {name!r}: observedAt")
+            _check_observed_at(item, name)
             out[meta] = item
         elif meta == "unitCode":
             if not isinstance(item, str):
@@ -295,7 +336,11 @@ def merge_attrs(
         changed = False
         for inst in instances:
             ds = inst.get("datasetId")
-            idx = next((i for i, old in enumerate(target) if old.get("datasetId") == ds), -1)
+            idx = -1
+            for i, old in enumerate(target):  # a loop, not next(genexpr): per reading
+                if old.get("datasetId") == ds:
+                    idx = i
+                    break
             if idx < 0:
                 if only_existing:
                     continue

@@ -87,6 +87,30 @@ def test_create_twice_is_409_already_exists(client: httpx.Client) -> None:
             {
                 "id": "urn:ngsi-ld:Room:x",
                 "type": "Room",
+                "t": {"type": "Property", "value": 1, "observedAt": 1767225600},
+            },
+            "observedAt",
+        ),
+        (
+            {
+                "id": "urn:ngsi-ld:Room:x",
+                "type": "Room",
+                "t": {"type": "Property", "value": 1, "unitCode": 5},
+            },
+            "unitCode",
+        ),
+        (
+            {
+                "id": "urn:ngsi-ld:Room:x",
+                "type": "Room",
+                "t": {"type": "Property", "value": None, "unitCode": "CEL"},
+            },
+            "value",
+        ),
+        (
+            {
+                "id": "urn:ngsi-ld:Room:x",
+                "type": "Room",
                 "location": {
                     "type": "GeoProperty",
                     "value": {"type": "Point", "coordinates": [500, 1]},
@@ -345,3 +369,16 @@ def test_shipped_contexts_are_served(platform: PlatformProcess) -> None:
     assert r.json()["@context"]["observedAt"]["@id"] == "ngsi-ld:observedAt"
     assert httpx.get(platform.base + "/ngsi-ld/contexts/testbed-context.jsonld").status_code == 200
     assert httpx.get(platform.base + "/ngsi-ld/contexts/evil.jsonld").status_code == 404
+
+
+def test_a_type_named_twice_is_one_type(client: httpx.Client) -> None:
+    """An entity's types are a set (CIM 009 4.5.1): a repeated name is stored once, and a
+    later batch upsert with the same type does not add it again."""
+    doc = {"id": "urn:ngsi-ld:Room:twice", "type": ["Room", "Room"], "t": {"value": 1}}
+    assert client.post("/entities", json=doc).status_code == 201
+    again = [{"id": "urn:ngsi-ld:Room:twice", "type": "Room", "t": {"value": 2}}]
+    r = client.post("/entityOperations/upsert", params={"options": "update"}, json=again)
+    assert r.status_code in (201, 204)
+    got = client.get("/entities/urn:ngsi-ld:Room:twice").json()
+    assert got["type"] == "Room"
+    assert got["t"]["value"] == 2
