@@ -35,8 +35,8 @@ COAP_FORMATS: dict[int, Format] = {
     0: "vendor-csv",
 }
 MAX_PAYLOAD = 64 * 1024
-_NAMES_KEPT = 100_000
-_names: dict[str, tuple[str | None, str]] = {}  # see _name_parts
+_KEPT = 100_000  # entries of each memo below; beyond it one starts over
+_senml_names: dict[str, tuple[str | None, str]] = {}  # see _name_parts
 _DIGITS = 6
 
 
@@ -141,9 +141,9 @@ class _Builder:
         by_time = self.by_time
         if not by_time:
             raise RejectedPayload("malformed", "no readings in the payload")
-        entity_type = self.profile.entity_type
-        entity_id = f"urn:ngsi-ld:{entity_type}:{self.device_id}"
-        device_ref = f"urn:ngsi-ld:Device:{self.device_id}"
+        profile = self.profile
+        entity_type = profile.entity_type
+        entity_id, device_ref, ref_device = _names_of(entity_type, self.device_id)
         entities: list[dict[str, Any]] = []
         times = sorted(by_time) if len(by_time) > 1 else list(by_time)
         when = ""
@@ -167,25 +167,57 @@ class _Builder:
                     "value": {"type": "Point", "coordinates": [pos["lon"], pos["lat"]]},
                     "observedAt": when,
                 }
-            doc["refDevice"] = {"type": "Relationship", "object": device_ref}
+            doc["refDevice"] = ref_device
             entities.append(doc)
         newest = times[-1]
         if len(times) == 1:
-            controlled = sorted(by_time[newest])
+            controlled = tuple(sorted(by_time[newest]))
         else:
-            controlled = sorted({a for attrs in by_time.values() for a in attrs})
+            controlled = tuple(sorted({a for attrs in by_time.values() for a in attrs}))
         device: dict[str, Any] = {
             "id": device_ref,
             "type": "Device",
-            "deviceCategory": {"type": "Property", "value": [self.profile.kind]},
-            "supportedProtocol": {"type": "Property", "value": [inbound.protocol]},
-            "controlledProperty": {"type": "Property", "value": controlled},
+            "deviceCategory": _property(profile.kind),
+            "supportedProtocol": _property(inbound.protocol),
+            "controlledProperty": _property(controlled),
             "dateLastValueReported": {"type": "Property", "value": when},  # the newest time's
         }
         if inbound.source:
-            device["ipAddress"] = {"type": "Property", "value": [inbound.source]}
+            device["ipAddress"] = _property(inbound.source)
         entities.append(device)
-        return Normalized(self.device_id, self.profile.kind, self.readings, entities, newest)
+        return Normalized(self.device_id, profile.kind, self.readings, entities, newest)
+
+
+# The parts of the documents that a device repeats with every reading, made once: the ids, the
+# refDevice relationship and the Device entity's list-valued properties.  Shared between the
+# documents of successive readings, which nobody changes once normalized (thinning.py relies
+# on it too), and cheap to compare when they are the same objects.
+_names: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {}
+_properties: dict[str | tuple[str, ...], dict[str, Any]] = {}
+
+
+def _names_of(entity_type: str, device_id: str) -> tuple[str, str, dict[str, Any]]:
+    names = _names.get((entity_type, device_id))
+    if names is None:
+        device_ref = f"urn:ngsi-ld:Device:{device_id}"
+        ref_device = {"type": "Relationship", "object": device_ref}
+        names = (f"urn:ngsi-ld:{entity_type}:{device_id}", device_ref, ref_device)
+        if len(_names) >= _KEPT:
+            _names.clear()
+        _names[entity_type, device_id] = names
+    return names
+
+
+def _property(value: str | tuple[str, ...]) -> dict[str, Any]:
+    """``{"type": "Property", "value": [...]}`` of one string or of a tuple of strings."""
+    prop = _properties.get(value)
+    if prop is None:
+        items = [value] if isinstance(value, str) else list(value)
+        prop = {"type": "Property", "value": items}
+        if len(_properties) >= _KEPT:
+            _properties.clear()
+        _properties[value] = prop
+    return prop
 
 
 def _check_device(claimed: str | None, inbound: Inbound) -> str:
@@ -205,7 +237,7 @@ def _name_parts(name: str) -> tuple[str | None, str]:
 
     Remembered per name (a fleet sends the same names over and over); names that are not
     ours are rejected each time, not remembered."""
-    parts = _names.get(name)
+    parts = _senml_names.get(name)
     if parts is None:
         prefix, _, measurement = name.rpartition(":")
         owner = None
@@ -214,9 +246,9 @@ def _name_parts(name: str) -> tuple[str | None, str]:
             if owner is None:
                 raise RejectedPayload("malformed", f"SenML name {name!r} is not ours")
         parts = (owner, measurement)
-        if len(_names) >= _NAMES_KEPT:
-            _names.clear()
-        _names[name] = parts
+        if len(_senml_names) >= _KEPT:
+            _senml_names.clear()
+        _senml_names[name] = parts
     return parts
 
 

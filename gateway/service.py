@@ -34,6 +34,7 @@ from gateway.uplink import Uplink
 
 log = logging.getLogger(__name__)
 LOG_EVERY = 60.0  # seconds between two log lines for the same (device, reason)
+_BY_PROTOCOL = {p: (("protocol", p),) for p in ("mqtt", "coap")}  # metric label keys, made once
 
 
 @dataclass
@@ -93,7 +94,7 @@ class Gateway:
     # -- the pipeline -------------------------------------------------------------------------
 
     def _normalize(self, inbound: Inbound) -> tuple[Any, RejectedPayload | None]:
-        by_protocol = (("protocol", inbound.protocol),)
+        by_protocol = _BY_PROTOCOL.get(inbound.protocol) or (("protocol", inbound.protocol),)
         self.metrics.add("r197_gateway_received_total", by_protocol)
         try:
             item = normalize(inbound, self.profiles)

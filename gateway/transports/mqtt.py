@@ -59,6 +59,26 @@ def inbound_from(
     topic: str, payload: bytes, content_type: str | None, now: float
 ) -> Inbound | None:
     """The Inbound for a message, or None when the topic is not a reading topic."""
+    if content_type is None:  # the usual case: the topic says it all, and devices repeat it
+        known = _topics.get(topic)
+        if known is None and topic not in _topics:
+            known = _parse_topic(topic, None)
+            if len(_topics) >= _KEPT:
+                _topics.clear()
+            _topics[topic] = known
+    else:
+        known = _parse_topic(topic, content_type)
+    if known is None:
+        return None
+    fmt, device = known
+    return Inbound("mqtt", payload, fmt, now, device)
+
+
+_KEPT = 100_000  # topics remembered
+_topics: dict[str, tuple[Format, str] | None] = {}
+
+
+def _parse_topic(topic: str, content_type: str | None) -> tuple[Format, str] | None:
     levels = topic.split("/")
     if len(levels) != 5 or levels[0] != "city" or levels[3] != "up":
         return None
@@ -67,8 +87,8 @@ def inbound_from(
         fmt = levels[4]  # narrowed to a Format by the test above
     if fmt is None:
         # An unknown format level: the normalizer rejects it as unsupported-format.
-        return Inbound("mqtt", payload, levels[4], now, levels[2])  # type: ignore[arg-type]
-    return Inbound("mqtt", payload, fmt, now, levels[2])
+        return levels[4], levels[2]  # type: ignore[return-value]
+    return fmt, levels[2]
 
 
 class _Connection(asyncio.Protocol):

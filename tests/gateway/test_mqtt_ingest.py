@@ -15,11 +15,29 @@ from paho.mqtt.properties import Properties
 from gateway.errors import BrokerError, RejectedPayload
 from gateway.normalizer import Inbound
 from gateway.transports import mqtt_wire as wire
-from gateway.transports.mqtt import MqttIngest
+from gateway.transports.mqtt import MqttIngest, inbound_from
 from testbed.brokers import AmqttBroker, MosquittoBroker
 from tests.conftest import free_port
 
 V5 = aiomqtt.ProtocolVersion.V5
+
+
+@pytest.mark.parametrize("times", [1, 2])
+def test_topics_name_the_device_and_format_every_time(times: int) -> None:
+    """city/<kind>/<device>/up/<format>; a content type (MQTT 5) wins over the format level;
+    other topics are not readings.  The second round is answered from the remembered topics."""
+    for _ in range(times):
+        got = inbound_from("city/noise/noise-1/up/senml-cbor", b"x", None, 1.0)
+        assert got is not None
+        assert (got.device_id, got.format, got.payload) == ("noise-1", "senml-cbor", b"x")
+        typed = inbound_from("city/noise/noise-1/up/senml-cbor", b"x", "text/csv", 1.0)
+        assert typed is not None
+        assert typed.format == "vendor-csv"
+        odd = inbound_from("city/noise/noise-1/up/protobuf", b"x", None, 1.0)
+        assert odd is not None
+        assert odd.format == "protobuf"
+        assert inbound_from("city/noise/noise-1/down/senml-cbor", b"x", None, 1.0) is None
+        assert inbound_from("other/topic", b"x", None, 1.0) is None
 
 
 def test_variable_byte_integers_match_the_spec_table() -> None:
