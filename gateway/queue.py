@@ -26,6 +26,8 @@ from typing import Any
 
 import orjson
 
+from gateway.checkpoint import QueueCheckpointer
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -100,6 +102,10 @@ class DurableQueue:
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode survives a crash of this process (not a power cut).
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._checkpointer: QueueCheckpointer | None = None
+        if self.path != ":memory:":
+            self._checkpointer = QueueCheckpointer(self.path)  # off the event loop
+            self._checkpointer.start(self._db)
         self._db.executescript(_SCHEMA)
         self._upgrade()
         self._count = int(
@@ -132,7 +138,14 @@ class DurableQueue:
                 self._db.executemany("UPDATE pending SET lane=? WHERE seq=?", keys)
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         self._db.close()
+
+    def _committed(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.after_commit(self._db)
 
     def __len__(self) -> int:
         """Items waiting (not rows)."""
@@ -166,6 +179,7 @@ class DurableQueue:
                 rows,
             )
         self._count += len(items)
+        self._committed()
 
     def peek(self, entities: int, lane: int = 0) -> list[Pending]:
         """The oldest rows of one lane, oldest first, up to ``entities`` documents (at least one
@@ -200,5 +214,6 @@ class DurableQueue:
             self._db.execute("BEGIN")
             self._db.executemany("DELETE FROM pending WHERE seq=?", [(p.seq,) for p in done])
         self._count -= sum(p.items for p in done)
+        self._committed()
         if self._serial_left:
             self._serial_left -= sum(1 for p in done if p.seq <= self._serial_until)
