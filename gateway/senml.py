@@ -75,7 +75,7 @@ def _text(value: object, label: str) -> str:
     return value
 
 
-def _valid_name(name: str) -> bool:
+def valid_name(name: str) -> bool:
     """Section 4.5.1, remembered per name: a fleet sends the same few names over and over."""
     valid = _valid_names.get(name)
     if valid is None:
@@ -161,7 +161,7 @@ def resolve(pack: list[dict[str, Any]], *, now: float) -> list[Record]:
         if not isinstance(n, str):
             raise RejectedPayload("malformed", f"SenML n must be a string, got {n!r}")
         name = bn + n
-        if not _valid_name(name):
+        if not valid_name(name):
             raise RejectedPayload("malformed", f"invalid SenML name {name!r} (section 4.5.1)")
         t = bt + _number(raw["t"], "t") if "t" in raw else bt
         if t < RELATIVE_LIMIT:

@@ -11,6 +11,7 @@ import cbor2
 import orjson
 import pytest
 
+from gateway import normalizer
 from gateway.errors import RejectedPayload
 from gateway.normalizer import Inbound, iso, normalize
 from gateway.profiles import Profiles
@@ -162,3 +163,63 @@ def test_iso_stamps_match_datetime_to_the_millisecond() -> None:
     for t in stamps:
         expected = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         assert iso(t) == expected, t
+
+
+def test_the_one_record_fast_path_gives_what_the_general_path_gives() -> None:
+    """Packs of one record (bn, bt, n, u, v) take a shorter path; on generated packs around
+    that shape (other devices, units, kinds of number, times, ranges, unknown names) it
+    gives the general path's result exactly, or leaves the pack to the general path."""
+    rnd = Random(197)
+    devices = ["noise-7", "weather-0001", "parking-3", "bogus-1", "nokind", "noise-7:x"]
+    names = ["LAeq", "temperature", "humidity", "status", "lat", "lon", "nothing", "LA eq"]
+    units = ["dB", "Cel", "%RH", "K", "", "lat"]
+    numbers: list[object] = [
+        40.5,
+        55,
+        -0.0,
+        0,
+        1e300,
+        200.0,
+        -5.5,
+        True,
+        "40",
+        None,
+        float("nan"),
+        2**60,
+        21.25,
+    ]
+    times: list[object] = [float(T), T, 0, -30.5, 1e10, "now", float("inf")]
+    fast = 0
+    usual = [("noise-7", "LAeq", "dB"), ("weather-0001", "temperature", "Cel"),
+             ("weather-0001", "humidity", "%RH"), ("parking-3", "status", "")]  # fmt: skip
+    for _ in range(6000):
+        device, name, unit = rnd.choice(usual)
+        if rnd.random() < 0.3:
+            device, name, unit = rnd.choice(devices), rnd.choice(names), rnd.choice(units)
+        record = {
+            "bn": f"urn:dev:r197:{device}:" if rnd.random() < 0.9 else rnd.choice(["", 5]),
+            "bt": rnd.choice(times),
+            "n": name,
+            "u": unit,
+            "v": rnd.choice(numbers),
+        }
+        fmt = rnd.choice(["senml-json", "senml-cbor"])
+        try:
+            payload = cbor([record]) if fmt == "senml-cbor" else orjson.dumps([record])
+        except (TypeError, orjson.JSONEncodeError):
+            continue
+        topic_device = rnd.choice([device, None, "noise-8"])
+        inbound = Inbound("mqtt", payload, fmt, NOW, topic_device, rnd.choice([None, "::1"]))  # type: ignore[arg-type]
+        try:
+            general: object = normalizer._normalize_senml(inbound, PROFILES)
+        except RejectedPayload as exc:
+            general = ("rejected", exc.reason, str(exc))
+        try:
+            quick: object = normalizer._one_record(inbound, PROFILES)
+        except RejectedPayload as exc:
+            quick = ("rejected", exc.reason, str(exc))
+        if quick is None:
+            continue
+        fast += 1
+        assert repr(quick) == repr(general), (record, fmt, topic_device)
+    assert fast > 500  # the fast path did take its shape
