@@ -171,9 +171,18 @@ def _is_datetime(text: str) -> bool:
     return True
 
 
-def _check_observed_at(item: object, name: str) -> None:
-    if not isinstance(item, str) or not _is_datetime(item):
-        parse_datetime(item, f"attribute {name!r}: observedAt")  # raises, saying why
+def _observed_at(item: object, name: str) -> str:
+    if isinstance(item, str) and _is_datetime(item):
+        return item
+    what = f"attribute {name!r}: observedAt"
+    parse_datetime(item, what)  # raises, saying why
+    raise BadRequestData(f"{what} is not a valid ISO 8601 DateTime")  # not reached
+
+
+def _unit_code(item: object, name: str) -> str:
+    if not isinstance(item, str):
+        raise BadRequestData(f"attribute {name!r}: unitCode must be a string")
+    return item
 
 
 def _plain_property(name: str, raw: dict[str, Any], now: str) -> Instance | None:
@@ -185,12 +194,9 @@ def _plain_property(name: str, raw: dict[str, Any], now: str) -> Instance | None
     out: Instance = {"type": "Property", "value": value}
     for meta, item in raw.items():
         if meta == "observedAt":
-            _check_observed_at(item, name)
-            out[meta] = item
+            out[meta] = _observed_at(item, name)
         elif meta == "unitCode":
-            if not isinstance(item, str):
-                raise BadRequestData(f"attribute {name!r}: unitCode must be a string")
-            out[meta] = item
+            out[meta] = _unit_code(item, name)
     out["createdAt"] = now
     out["modifiedAt"] = now
     return out
@@ -242,12 +248,9 @@ def normalize_instance(
         if meta in ("type", key) or meta in SYSTEM:
             continue  # system attributes are set by the platform only (4.8)
         if meta == "observedAt":
-            _check_observed_at(item, name)
-            out[meta] = item
+            out[meta] = _observed_at(item, name)
         elif meta == "unitCode":
-            if not isinstance(item, str):
-                raise BadRequestData(f"attribute {name!r}: unitCode must be a string")
-            out[meta] = item
+            out[meta] = _unit_code(item, name)
         elif meta == "datasetId":
             if sub:
                 raise BadRequestData(f"sub-attribute {name!r}: datasetId is not allowed")
