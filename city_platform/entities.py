@@ -150,6 +150,8 @@ def check_name(name: object, what: str) -> str:
 
 
 def expand_types(raw: object, ctx: Context) -> list[str]:
+    if isinstance(raw, str):  # one type, the usual case
+        return [ctx.expand(check_name(raw, "entity type"))]
     types = raw if isinstance(raw, list) else [raw]
     if not types:
         raise BadRequestData("entity type must not be empty")
@@ -270,6 +272,8 @@ def normalize_attribute(name: str, raw: object, ctx: Context, *, now: str) -> li
     check_name(name, "attribute name")
     if name in ("id", "type"):
         raise BadRequestData(f"{name!r} cannot be used as an attribute name")
+    if type(raw) is dict:  # one instance, the usual case
+        return [normalize_instance(name, raw, ctx, now=now)]
     if (
         isinstance(raw, list)
         and raw
