@@ -12,6 +12,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from benchmarks import loadgen
 from gateway.errors import BrokerError, RejectedPayload
 from gateway.normalizer import Inbound
 from gateway.transports import mqtt_wire as wire
@@ -182,6 +183,29 @@ async def test_readings_wait_in_the_broker_while_the_gateway_is_away() -> None:
         async with ingest(broker.url, recorder, client_id="gw-away"):
             await until(lambda: len(recorder.seen) == 5)
     assert [i.payload for i in recorder.seen] == [f"[{n}]".encode() for n in range(5)]
+
+
+async def test_a_long_absence_loses_no_reading_in_the_broker() -> None:
+    """150,000 readings (a 5,000-device fleet for 30 s) published while the gateway is away all
+    wait for it: the broker's queue for a session must not drop what devices sent (the
+    testbed's Mosquitto configuration bounded it at 100,000 until 2026-12-01)."""
+    count = 150_000
+    recorder = Recorder()
+    async with MosquittoBroker(port=free_port(), persistence=False) as broker:
+        async with ingest(broker.url, recorder, client_id="gw-long"):
+            pass
+        await loadgen.publish(
+            broker.port,
+            count,
+            lambda n, _now: (f"city/noise/noise-{n % 5000}/up/senml-cbor", b"%d" % n),
+        )
+        async with ingest(broker.url, recorder, client_id="gw-long"):
+            seen = -1
+            while len(recorder.seen) != seen:  # until nothing more comes for 2 s
+                seen = len(recorder.seen)
+                await asyncio.sleep(2.0)
+    assert len(recorder.seen) == count
+    assert {int(i.payload) for i in recorder.seen} == set(range(count))
 
 
 async def test_commands_carry_their_content_type() -> None:
