@@ -22,9 +22,9 @@ def _same(new: dict[str, Any], old: dict[str, Any]) -> bool:
     if len(new) != len(old):
         return False
     for key, a in new.items():
-        if key == DEVICE_CLOCK:
-            continue
         b = old.get(key)
+        if a is b or key == DEVICE_CLOCK:  # the normalizer shares what a device repeats
+            continue
         if a == b:
             continue
         if not isinstance(a, dict) or not isinstance(b, dict) or a.keys() != b.keys():
@@ -55,9 +55,15 @@ class Thinning:
                 if self._due(doc["id"], doc, now):
                     out.append(doc)
                 continue
-            static = {k: doc[k] for k in STATIC_ATTRS if k in doc}
-            if static and not self._due(doc["id"], static, now):
-                out.append({k: v for k, v in doc.items() if k not in STATIC_ATTRS})
-            else:
+            if "refDevice" not in doc and "location" not in doc:  # STATIC_ATTRS
                 out.append(doc)
+                continue
+            static = {k: doc[k] for k in STATIC_ATTRS if k in doc}
+            if self._due(doc["id"], static, now):
+                out.append(doc)
+                continue
+            thinned = dict(doc)
+            for key in STATIC_ATTRS:
+                thinned.pop(key, None)
+            out.append(thinned)
         return out
