@@ -176,6 +176,20 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
         return 1
 
 
+def gateway_args(city: City, broker_url: str, password: str) -> list[str]:
+    """The ``testbed`` arguments that start the city's gateway."""
+    ports = city.ports
+    return [
+        *("-v", "gateway", "--platform", city.platform_url),
+        # "=": a generated password may begin with "-", which argparse takes for an option
+        # (the gateway then refused to start, about once in 64 starts).
+        *("--broker", broker_url, f"--broker-password={password}"),
+        *("--rd", f"coap://[::1]:{ports.rd}", "--coap-port", str(ports.gateway_coap)),
+        *("--http-port", str(ports.gateway_http)),
+        *("--queue", str(city.data / "gateway-queue.db")),
+    ]
+
+
 async def _run(args: argparse.Namespace, scenario: Any, city: City) -> int:
     from devices.fleet import Fleet  # noqa: PLC0415
     from testbed.daemon import run_until_signal  # noqa: PLC0415
@@ -230,14 +244,7 @@ async def _run(args: argparse.Namespace, scenario: Any, city: City) -> int:
         )
         print(f"directory CoRE RD (RFC 9176) at coap://[::1]:{ports.rd}", file=out)
         city.spawn(
-            "gateway",
-            [
-                *(py, "-m", "testbed", "-v", "gateway", "--platform", city.platform_url),
-                *("--broker", broker.url, "--broker-password", gateway_password),
-                *("--rd", f"coap://[::1]:{ports.rd}", "--coap-port", str(ports.gateway_coap)),
-                *("--http-port", str(ports.gateway_http)),
-                *("--queue", str(city.data / "gateway-queue.db")),
-            ],
+            "gateway", [py, "-m", "testbed", *gateway_args(city, broker.url, gateway_password)]
         )
         await asyncio.to_thread(
             _wait_http, f"http://[::1]:{ports.gateway_http}/health", city.children["gateway"]
