@@ -19,7 +19,7 @@ import functools
 import re
 from collections.abc import Collection
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from city_platform.errors import BadRequestData
 from city_platform.ldcontext import Context
@@ -174,11 +174,9 @@ def _is_datetime(text: str) -> bool:
 
 
 def _observed_at(item: object, name: str) -> str:
-    if isinstance(item, str) and _is_datetime(item):
-        return item
-    what = f"attribute {name!r}: observedAt"
-    parse_datetime(item, what)  # raises, saying why
-    raise BadRequestData(f"{what} is not a valid ISO 8601 DateTime")  # not reached
+    if not (isinstance(item, str) and _is_datetime(item)):
+        parse_datetime(item, f"attribute {name!r}: observedAt")  # raises, saying why
+    return cast(str, item)
 
 
 def _unit_code(item: object, name: str) -> str:

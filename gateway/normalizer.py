@@ -7,8 +7,10 @@ raises :class:`RejectedPayload` with a reason; nothing in between.
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any, Literal, NamedTuple
 
 import cbor2
@@ -38,8 +40,7 @@ COAP_FORMATS: dict[int, Format] = {
     0: "vendor-csv",
 }
 MAX_PAYLOAD = 64 * 1024
-_KEPT = 100_000  # entries of each memo below; beyond it one starts over
-_senml_names: dict[str, tuple[str | None, str]] = {}  # see _name_parts
+_KEPT = 65536  # entries of each lru_cache below: names, devices, their documents' parts
 _DIGITS = 6
 
 
@@ -95,6 +96,13 @@ def format_for_media_type(media_type: str | None) -> Format | None:
     return MEDIA_TYPES.get(media_type.split(";")[0].strip().lower())
 
 
+def _in_range(m: Measurement, value: float) -> bool:
+    return not (
+        (m.minimum is not None and value < m.minimum)
+        or (m.maximum is not None and value > m.maximum)
+    )
+
+
 def _convert(m: Measurement, value: object, factor: float, offset: float) -> float | str:
     if m.is_text:
         if not isinstance(value, str) or value not in m.values:
@@ -105,9 +113,7 @@ def _convert(m: Measurement, value: object, factor: float, offset: float) -> flo
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RejectedPayload("invalid-value", f"{m.senml}: expected a number, got {value!r}")
     converted = round(value * factor + offset, _DIGITS)
-    if (m.minimum is not None and converted < m.minimum) or (
-        m.maximum is not None and converted > m.maximum
-    ):
+    if not _in_range(m, converted):
         raise RejectedPayload(
             "invalid-value",
             f"{m.attribute}={converted} {m.unit_code or ''} outside [{m.minimum}, {m.maximum}]",
@@ -154,15 +160,7 @@ class _Builder:
             when = iso(t)
             doc: dict[str, Any] = {"id": entity_id, "type": entity_type}
             for attr, (value, m) in by_time[t].items():
-                if m.unit_code:
-                    doc[attr] = {
-                        "type": "Property",
-                        "value": value,
-                        "observedAt": when,
-                        "unitCode": m.unit_code,
-                    }
-                else:
-                    doc[attr] = {"type": "Property", "value": value, "observedAt": when}
+                doc[attr] = _reading(value, when, m.unit_code)
             pos = self.location.get(t) if self.location else None
             if pos and "lat" in pos and "lon" in pos:
                 doc["location"] = {
@@ -177,17 +175,7 @@ class _Builder:
             controlled = tuple(sorted(by_time[newest]))
         else:
             controlled = tuple(sorted({a for attrs in by_time.values() for a in attrs}))
-        device: dict[str, Any] = {
-            "id": device_ref,
-            "type": "Device",
-            "deviceCategory": _property(profile.kind),
-            "supportedProtocol": _property(inbound.protocol),
-            "controlledProperty": _property(controlled),
-            "dateLastValueReported": {"type": "Property", "value": when},  # the newest time's
-        }
-        if inbound.source:
-            device["ipAddress"] = _property(inbound.source)
-        entities.append(device)
+        entities.append(_device(device_ref, profile, inbound, controlled, when))  # newest time
         return Normalized(self.device_id, profile.kind, self.readings, entities, newest)
 
 
@@ -195,32 +183,41 @@ class _Builder:
 # refDevice relationship and the Device entity's list-valued properties.  Shared between the
 # documents of successive readings, which nobody changes once normalized (thinning.py relies
 # on it too), and cheap to compare when they are the same objects.
-_names: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {}
-_properties: dict[str | tuple[str, ...], dict[str, Any]] = {}
+def _reading(value: float | str, when: str, unit_code: str | None) -> dict[str, Any]:
+    if unit_code:
+        return {"type": "Property", "value": value, "observedAt": when, "unitCode": unit_code}
+    return {"type": "Property", "value": value, "observedAt": when}
 
 
+def _device(
+    device_ref: str, profile: Profile, inbound: Inbound, controlled: tuple[str, ...], when: str
+) -> dict[str, Any]:
+    """The Device entity of a reading observed at ``when``."""
+    device: dict[str, Any] = {
+        "id": device_ref,
+        "type": "Device",
+        "deviceCategory": _property(profile.kind),
+        "supportedProtocol": _property(inbound.protocol),
+        "controlledProperty": _property(controlled),
+        "dateLastValueReported": {"type": "Property", "value": when},
+    }
+    if inbound.source:
+        device["ipAddress"] = _property(inbound.source)
+    return device
+
+
+@functools.lru_cache(maxsize=_KEPT)
 def _names_of(entity_type: str, device_id: str) -> tuple[str, str, dict[str, Any]]:
-    names = _names.get((entity_type, device_id))
-    if names is None:
-        device_ref = f"urn:ngsi-ld:Device:{device_id}"
-        ref_device = {"type": "Relationship", "object": device_ref}
-        names = (f"urn:ngsi-ld:{entity_type}:{device_id}", device_ref, ref_device)
-        if len(_names) >= _KEPT:
-            _names.clear()
-        _names[entity_type, device_id] = names
-    return names
+    """A device's entity id, Device id and refDevice relationship."""
+    device_ref = f"urn:ngsi-ld:Device:{device_id}"
+    ref_device = {"type": "Relationship", "object": device_ref}
+    return f"urn:ngsi-ld:{entity_type}:{device_id}", device_ref, ref_device
 
 
+@functools.lru_cache(maxsize=_KEPT)
 def _property(value: str | tuple[str, ...]) -> dict[str, Any]:
     """``{"type": "Property", "value": [...]}`` of one string or of a tuple of strings."""
-    prop = _properties.get(value)
-    if prop is None:
-        items = [value] if isinstance(value, str) else list(value)
-        prop = {"type": "Property", "value": items}
-        if len(_properties) >= _KEPT:
-            _properties.clear()
-        _properties[value] = prop
-    return prop
+    return {"type": "Property", "value": [value] if isinstance(value, str) else list(value)}
 
 
 def _check_device(claimed: str | None, inbound: Inbound) -> str:
@@ -235,24 +232,19 @@ def _check_device(claimed: str | None, inbound: Inbound) -> str:
     return device_id
 
 
+@functools.lru_cache(maxsize=_KEPT)
 def _name_parts(name: str) -> tuple[str | None, str]:
     """The device a SenML name belongs to (None: not said) and the measurement it names.
 
     Remembered per name (a fleet sends the same names over and over); names that are not
-    ours are rejected each time, not remembered."""
-    parts = _senml_names.get(name)
-    if parts is None:
-        prefix, _, measurement = name.rpartition(":")
-        owner = None
-        if prefix:
-            owner = device_from_base_name(prefix + ":")
-            if owner is None:
-                raise RejectedPayload("malformed", f"SenML name {name!r} is not ours")
-        parts = (owner, measurement)
-        if len(_senml_names) >= _KEPT:
-            _senml_names.clear()
-        _senml_names[name] = parts
-    return parts
+    ours raise each time (lru_cache keeps no exceptions)."""
+    prefix, _, measurement = name.rpartition(":")
+    if not prefix:
+        return None, measurement
+    owner = device_from_base_name(prefix + ":")
+    if owner is None:
+        raise RejectedPayload("malformed", f"SenML name {name!r} is not ours")
+    return owner, measurement
 
 
 def _normalize_senml(inbound: Inbound, profiles: Profiles) -> Normalized:
@@ -308,8 +300,8 @@ def _normalize_vendor(inbound: Inbound, profiles: Profiles) -> Normalized:
 
 # The one-record pack of the testbed's devices (and of most SenML firmware): base name, base
 # time, name, unit, value.  CBOR labels (RFC 8428 Table 4) and JSON names.
-_ONE_CBOR = frozenset({-2, -3, 0, 1, 2})
-_ONE_JSON = frozenset({"bn", "bt", "n", "u", "v"})
+_ONE_CBOR = frozenset({-2, -3, 0, 1, 2}), itemgetter(-2, -3, 0, 1, 2)  # bn, bt, n, u, v
+_ONE_JSON = frozenset({"bn", "bt", "n", "u", "v"}), itemgetter("bn", "bt", "n", "u", "v")
 
 
 def _plain_number(x: object) -> float | None:
@@ -327,25 +319,18 @@ def _one_record(inbound: Inbound, profiles: Profiles) -> Normalized | None:
 
     Gives what the general path gives (tests/gateway/test_normalizer.py compares the two on
     generated packs): the general path's checks, in its order, for this one shape."""
+    cbor = inbound.format == "senml-cbor"
     try:
-        if inbound.format == "senml-cbor":
-            pack = cbor2.loads(inbound.payload)
-            if type(pack) is not list or len(pack) != 1 or type(pack[0]) is not dict:
-                return None
-            raw = pack[0]
-            if raw.keys() != _ONE_CBOR:
-                return None
-            bn, bt, n, unit, v = raw[-2], raw[-3], raw[0], raw[1], raw[2]
-        else:
-            pack = orjson.loads(inbound.payload)
-            if type(pack) is not list or len(pack) != 1 or type(pack[0]) is not dict:
-                return None
-            raw = pack[0]
-            if raw.keys() != _ONE_JSON:
-                return None
-            bn, bt, n, unit, v = raw["bn"], raw["bt"], raw["n"], raw["u"], raw["v"]
+        pack = cbor2.loads(inbound.payload) if cbor else orjson.loads(inbound.payload)
     except (ValueError, TypeError, EOFError, cbor2.CBORDecodeError):  # orjson's is a ValueError
         return None
+    if type(pack) is not list or len(pack) != 1 or type(pack[0]) is not dict:
+        return None
+    raw = pack[0]
+    labels, fields = _ONE_CBOR if cbor else _ONE_JSON
+    if raw.keys() != labels:
+        return None
+    bn, bt, n, unit, v = fields(raw)
     if type(bn) is not str or type(n) is not str or type(unit) is not str:
         return None
     bt, v = _plain_number(bt), _plain_number(v)
@@ -355,38 +340,24 @@ def _one_record(inbound: Inbound, profiles: Profiles) -> Normalized | None:
     if not senml.valid_name(name):
         return None
     t = bt + inbound.received_at if bt < senml.RELATIVE_LIMIT else bt
-    owner, measurement = _senml_names.get(name) or (None, "")
+    owner, measurement = _name_parts(name)  # raises as the general path would
     if owner is None or (inbound.device_id and owner != inbound.device_id):
-        return None  # not remembered yet, no device in the name, or a mismatch
+        return None  # no device in the name, or a mismatch
     if measurement in ("lat", "lon"):
         return None  # a position, not a measurement
     profile = profiles.for_device(owner)
     m = profile.by_senml(measurement)
     if m is None or m.is_text or (m.unit is not None and unit != m.unit):
         return None
-    value = round((0.0 + v) * m.factor + m.offset, _DIGITS)
-    if (m.minimum is not None and value < m.minimum) or (
-        m.maximum is not None and value > m.maximum
-    ):
+    value = round((0.0 + v) * m.factor + m.offset, _DIGITS)  # as _convert, on bv (0) + v
+    if not _in_range(m, value):
         return None
     when = iso(t)
     entity_type = profile.entity_type
     entity_id, device_ref, ref_device = _names_of(entity_type, owner)
-    if m.unit_code:
-        prop = {"type": "Property", "value": value, "observedAt": when, "unitCode": m.unit_code}
-    else:
-        prop = {"type": "Property", "value": value, "observedAt": when}
-    device: dict[str, Any] = {
-        "id": device_ref,
-        "type": "Device",
-        "deviceCategory": _property(profile.kind),
-        "supportedProtocol": _property(inbound.protocol),
-        "controlledProperty": _property((m.attribute,)),
-        "dateLastValueReported": {"type": "Property", "value": when},
-    }
-    if inbound.source:
-        device["ipAddress"] = _property(inbound.source)
+    prop = _reading(value, when, m.unit_code)
     doc = {"id": entity_id, "type": entity_type, m.attribute: prop, "refDevice": ref_device}
+    device = _device(device_ref, profile, inbound, (m.attribute,), when)
     return Normalized(owner, profile.kind, 1, [doc, device], t)
 
 

@@ -6,6 +6,7 @@ other and against the RFC's examples.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any, NamedTuple
@@ -39,8 +40,6 @@ KNOWN = frozenset({*CBOR_LABELS.values()})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:./_-]*$")
 RELATIVE_LIMIT = 2**28  # section 4.5.3: smaller resolved times are relative to "now"
 BASE_FIELDS = frozenset({"bver", "bn", "bt", "bu", "bv", "bs"})
-_NAMES_KEPT = 100_000
-_valid_names: dict[str, bool] = {}
 
 
 class Record(NamedTuple):
@@ -75,15 +74,10 @@ def _text(value: object, label: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=65536)
 def valid_name(name: str) -> bool:
     """Section 4.5.1, remembered per name: a fleet sends the same few names over and over."""
-    valid = _valid_names.get(name)
-    if valid is None:
-        valid = _NAME.match(name) is not None
-        if len(_valid_names) >= _NAMES_KEPT:
-            _valid_names.clear()
-        _valid_names[name] = valid
-    return valid
+    return _NAME.match(name) is not None
 
 
 def decode_json(payload: bytes) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 STATIC_ATTRS = ("refDevice", "location")
+_STATIC = frozenset(STATIC_ATTRS)
 DEVICE_CLOCK = "dateLastValueReported"
 
 
@@ -55,7 +56,7 @@ class Thinning:
                 if self._due(doc["id"], doc, now):
                     out.append(doc)
                 continue
-            if "refDevice" not in doc and "location" not in doc:  # STATIC_ATTRS
+            if _STATIC.isdisjoint(doc):
                 out.append(doc)
                 continue
             static = {k: doc[k] for k in STATIC_ATTRS if k in doc}

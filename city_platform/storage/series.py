@@ -84,7 +84,8 @@ def key_of(value: int) -> str:
     return (_NAIVE_EPOCH + timedelta(microseconds=value)).isoformat(timespec="microseconds") + "Z"
 
 
-def _micros_or_null(key: str | None) -> int | None:
+def micros_or_none(key: str | None) -> int | None:
+    """:func:`micros` of an observation time that may be absent (a Relationship's)."""
     return None if key is None else micros(key)
 
 
@@ -107,7 +108,7 @@ def create(db: sqlite3.Connection, found: int | None) -> None:
 def _migrate_from_1(db: sqlite3.Connection) -> None:
     (count,) = db.execute("SELECT count(*) FROM history").fetchone()
     log.info("SQLite: migrating %d history rows to schema version 2 (history by series)", count)
-    db.create_function("r197_micros", 1, _micros_or_null, deterministic=True)
+    db.create_function("r197_micros", 1, micros_or_none, deterministic=True)
     db.execute("BEGIN IMMEDIATE")
     try:
         db.execute("ALTER TABLE history RENAME TO history_v1")

@@ -122,13 +122,13 @@ class SqliteStorage(Storage):
         if not history:
             return {}
         ids, fresh = self._series.ids(self.db, tenant, history)
-        micros = series.micros
+        micros = series.micros_or_none
         self.db.executemany(
             "INSERT INTO history VALUES (?,?,?,?,?)",
             [
                 (
                     sid,
-                    None if h.observed_at is None else micros(h.observed_at),
+                    micros(h.observed_at),
                     h.modified_at,
                     h.instance_id,
                     orjson.dumps(h.instance),
@@ -337,7 +337,7 @@ class SqliteStorage(Storage):
                 f"WHERE series IN ({_OF_ENTITY} AND attr=?) AND instance_id=?",
                 (
                     sid,
-                    None if row.observed_at is None else series.micros(row.observed_at),
+                    series.micros_or_none(row.observed_at),
                     row.modified_at,
                     orjson.dumps(row.instance),
                     tenant,

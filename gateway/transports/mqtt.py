@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -59,23 +60,17 @@ def inbound_from(
     topic: str, payload: bytes, content_type: str | None, now: float
 ) -> Inbound | None:
     """The Inbound for a message, or None when the topic is not a reading topic."""
-    if content_type is None:  # the usual case: the topic says it all, and devices repeat it
-        known = _topics.get(topic)
-        if known is None and topic not in _topics:
-            known = _parse_topic(topic, None)
-            if len(_topics) >= _KEPT:
-                _topics.clear()
-            _topics[topic] = known
-    else:
-        known = _parse_topic(topic, content_type)
+    # Without a content type (the usual case) the topic says it all, and devices repeat it.
+    known = _topic_parts(topic) if content_type is None else _parse_topic(topic, content_type)
     if known is None:
         return None
     fmt, device = known
     return Inbound("mqtt", payload, fmt, now, device)
 
 
-_KEPT = 100_000  # topics remembered
-_topics: dict[str, tuple[Format, str] | None] = {}
+@functools.lru_cache(maxsize=65536)
+def _topic_parts(topic: str) -> tuple[Format, str] | None:
+    return _parse_topic(topic, None)
 
 
 def _parse_topic(topic: str, content_type: str | None) -> tuple[Format, str] | None:
