@@ -45,7 +45,7 @@ class Uplink:
         platform_url: str,
         queue_path: str | Path,
         tenant: str = "",
-        batch_entities: int = 1000,
+        batch_entities: int = 2000,
         lanes: int = 2,
         flush_interval: float = 0.01,
         metrics: Metrics | None = None,

@@ -46,7 +46,7 @@ class GatewaySettings(BaseModel):
     http_host: str = "::1"
     http_port: int = Field(default=8081, ge=0, le=65535)
     southbound: bool = True
-    batch_entities: int = Field(default=1000, ge=1, le=5000)
+    batch_entities: int = Field(default=2000, ge=1, le=5000)
     uplink_lanes: int = Field(default=2, ge=1, le=16)
     profiles_dir: str | None = None
 
