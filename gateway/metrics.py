@@ -18,6 +18,15 @@ def _labels(pairs: tuple[tuple[str, str], ...]) -> str:
     return "{" + body + "}"
 
 
+def _number(value: float) -> str:
+    """A sample value in full: ``:g`` kept six digits, so counters past 999,999 and Unix
+    timestamps came out rounded (1.23457e+06)."""
+    value = float(value)  # ints are given too (gauges of counts)
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)
+
+
 class Metrics:
     """Counters with labels, gauges and one latency histogram."""
 
@@ -58,10 +67,10 @@ class Metrics:
         for name in sorted(self.counters):
             lines.append(f"# TYPE {name} counter")
             for key, value in sorted(self.counters[name].items()):
-                lines.append(f"{name}{_labels(key)} {value:g}")
+                lines.append(f"{name}{_labels(key)} {_number(value)}")
         for name in sorted(self.gauges):
             lines.append(f"# TYPE {name} gauge")
-            lines.append(f"{name} {self.gauges[name]:g}")
+            lines.append(f"{name} {_number(self.gauges[name])}")
         hist = "r197_gateway_e2e_latency_seconds"
         lines.append(f"# HELP {hist} device timestamp to platform confirmation")
         lines.append(f"# TYPE {hist} histogram")
@@ -70,6 +79,6 @@ class Metrics:
             running += count
             lines.append(f'{hist}_bucket{{le="{bound:g}"}} {running}')
         lines.append(f'{hist}_bucket{{le="+Inf"}} {self._count}')
-        lines.append(f"{hist}_sum {self._sum:g}")
+        lines.append(f"{hist}_sum {_number(self._sum)}")
         lines.append(f"{hist}_count {self._count}")
         return "\n".join(lines) + "\n"

@@ -204,6 +204,9 @@ class Uplink:
             for observed in p.observed:
                 self.metrics.observe_latency(max(now - observed, 0.0))
         self.metrics.inc("r197_gateway_forwarded_total", readings)
+        # When the platform last confirmed a batch: a stalled uplink shows as an old time, and
+        # the benchmarks end their runs at it rather than at their next poll.
+        self.metrics.set("r197_gateway_last_forward_timestamp_seconds", now)
         if status == 207:
             log.warning("uplink: platform refused some entities: %s", body[:300])
             self.metrics.inc("r197_gateway_rejected_total", 1, reason="platform-partial")

@@ -4,7 +4,8 @@ The flow (``nodered_flow.json``) is what a Node-RED user would build for the job
 node on the same topics (QoS 1, parsed JSON), a function resolving SenML records into NGSI-LD
 entities, a ``join`` node batching 100 readings or 50 ms, and an ``http request`` node POSTing
 the batch to ``/entityOperations/upsert`` with a kept-alive connection. A last function counts
-confirmed readings and their latency from the device timestamp, served at ``/r197/stats``.
+confirmed readings, the time of the last confirmation and each reading's latency from the device
+timestamp, served at ``/r197/stats``.
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ class NodeRed:
         return f"http://[::1]:{self.port}/r197/stats"
 
     def stats(self, since: int | None = None) -> dict[str, Any]:
-        """``confirmed`` readings, ``samples`` taken, and the latencies (ms) from ``since`` on."""
+        """``confirmed`` readings, ``last_ms`` (Unix time in ms of the last confirmation),
+        ``samples`` taken, and the latencies (ms) from ``since`` on."""
         params = {} if since is None else {"since": str(since)}
         data: dict[str, Any] = self._client.get(self.url, params=params).json()
         return data

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from pathlib import Path
 
 import httpx
@@ -36,10 +38,17 @@ def history_count(api: str, device: str = "noise-1") -> int:
 async def test_readings_reach_the_platform(platform: PlatformProcess, tmp_path: Path) -> None:
     """Submitted readings become entity updates and history in the platform."""
     async with Uplink(platform_url=platform.base, queue_path=tmp_path / "q.db") as uplink:
+        assert "r197_gateway_last_forward_timestamp_seconds" not in uplink.metrics.render()
+        began = time.time()
         for n in range(50):
             uplink.submit(reading(n, "noise-50"))
         assert await uplink.drain(within=20)
         assert uplink.metrics.value("r197_gateway_forwarded_total") == 50
+        last = re.search(
+            r"^r197_gateway_last_forward_timestamp_seconds (\S+)$", uplink.metrics.render(), re.M
+        )
+        assert last is not None
+        assert began <= float(last.group(1)) <= time.time()
     assert history_count(platform.api, "noise-50") == 50
     url = f"{platform.api}/entities/urn:ngsi-ld:NoiseLevelObserved:noise-50"
     entity = (await asyncio.to_thread(httpx.get, url)).json()
