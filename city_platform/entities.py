@@ -294,6 +294,20 @@ def normalize_fragment(doc: dict[str, Any], ctx: Context, *, now: str) -> dict[s
     for name, raw in doc.items():
         if name in ENTITY_MEMBERS:
             continue
+        # A reading's plain Property straight to _plain_property, as normalize_attribute and
+        # normalize_instance would take it there (ENTITY_MEMBERS holds 'id' and 'type'):
+        # two calls and their checks fewer per reading.
+        if (
+            type(raw) is dict
+            and raw.get("type") == "Property"
+            and _PLAIN.issuperset(raw)
+            and type(name) is str
+            and _is_name(name)
+        ):
+            plain = _plain_property(name, raw, now)
+            if plain is not None:
+                attrs[ctx.expand(name)] = [plain]
+                continue
         attrs[ctx.expand(name)] = normalize_attribute(name, raw, ctx, now=now)
     return attrs
 
