@@ -1,11 +1,14 @@
 """The Node-RED peer: installed from the npm registry under ``benchmarks/peers/node-red/``.
 
 The flow (``nodered_flow.json``) is what a Node-RED user would build for the job: an ``mqtt in``
-node on the same topics (QoS 1, parsed JSON), a function resolving SenML records into NGSI-LD
-entities, a ``join`` node batching 100 readings or 50 ms, and an ``http request`` node POSTing
-the batch to ``/entityOperations/upsert`` with a kept-alive connection. A last function counts
-confirmed readings, the time of the last confirmation and each reading's latency from the device
-timestamp, served at ``/r197/stats``.
+node on the same topics (QoS 1, parsed JSON), a function resolving SenML records into the NGSI-LD
+entities our gateway writes (the reading's entity; with a device's first reading and then once a
+minute also its ``refDevice`` and its ``Device`` entity), a ``join`` node batching 100 readings or
+50 ms, and an ``http request`` node POSTing the batch to ``/entityOperations/upsert?options=update``
+(merge, as the gateway does) with a kept-alive connection. A last function counts confirmed
+readings, the time of the last confirmation and each reading's latency from the device timestamp,
+served at ``/r197/stats``. ``tests/benchmarks/test_peer_same_job.py`` checks that the flow and
+the gateway leave the same entities.
 """
 
 from __future__ import annotations
