@@ -16,6 +16,7 @@ after the other (see :attr:`DurableQueue.serial`), since their lanes split devic
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import struct
 import zlib
@@ -53,8 +54,11 @@ Item = tuple[float, int, list[dict[str, Any]], int]  # observed time, readings, 
 _PEEK = "SELECT seq, observed, readings, entities, docs, times FROM pending"
 
 
+@functools.lru_cache(maxsize=65536)
 def lane_key(device_id: str) -> int:
-    """A device's lane key, stable across restarts (the lane is this modulo the lane count)."""
+    """A device's lane key, stable across restarts (the lane is this modulo the lane count).
+
+    Remembered: it is asked for every reading, and a fleet is the same devices over and over."""
     return zlib.crc32(device_id.encode())
 
 
@@ -156,19 +160,19 @@ class DurableQueue:
         """Rows written with another lane count are still waiting: only lane 0 sends."""
         return self._serial_left > 0
 
-    def put(self, items: Sequence[Item]) -> None:
-        """Append items in one transaction, one row per lane."""
+    def put(self, items: Sequence[Item]) -> set[int]:
+        """Append items in one transaction, one row per lane; the lanes written to."""
         if not items:
-            return
+            return set()
         lanes = self.lanes
         by_lane: dict[int, list[Item]] = {}
         for item in items:
             by_lane.setdefault(item[3] % lanes, []).append(item)
         rows = []
         for lane, group in by_lane.items():
-            times = [t for t, *_ in group]
-            docs = [doc for _, _, item_docs, _ in group for doc in item_docs]
-            readings = sum(n for _, n, *_ in group)
+            times = [item[0] for item in group]
+            docs = [doc for item in group for doc in item[2]]
+            readings = sum(item[1] for item in group)
             body, packed = orjson.dumps(docs), struct.pack(f"<{len(times)}d", *times)
             rows.append((max(times), readings, body, len(docs), lane, lanes, len(times), packed))
         with self._db:
@@ -180,6 +184,7 @@ class DurableQueue:
             )
         self._count += len(items)
         self._committed()
+        return set(by_lane)
 
     def peek(self, entities: int, lane: int = 0) -> list[Pending]:
         """The oldest rows of one lane, oldest first, up to ``entities`` documents (at least one

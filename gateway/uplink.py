@@ -125,9 +125,9 @@ class Uplink:
         if not self._buffer or self._queue is None:
             return
         batch, self._buffer = self._buffer, []
-        self._queue.put(batch)
+        lanes = self._queue.put(batch)
         self.metrics.set("r197_gateway_queued", self.queued)
-        self._wake_senders({key % self.lanes for *_, key in batch})
+        self._wake_senders(lanes)
         done, self._committed = self._committed, None
         if done is not None and not done.done():
             done.set_result(None)
