@@ -402,7 +402,7 @@ def peer_run(tmp: Path, count: int, devices: int, rate: float | None) -> dict[st
                 time.sleep(0.05)
                 stats = red.stats()
             # The time of the last confirmation (its wall clock), as for ours (gw.Stack).
-            done = time.monotonic() - max(0.0, time.time() - stats["last_ms"] / 1000)
+            done = gw.monotonic_of(stats["last_ms"] / 1000)
             cpu = cpu_seconds(red.pid) - cpu0
             samples = sorted(red.stats(since=0)["latencies_ms"])
     q = statistics.quantiles(samples, n=100, method="inclusive")

@@ -58,6 +58,11 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return port
 
 
+def monotonic_of(wall: float) -> float:
+    """The monotonic time of a wall-clock time (a Unix time another process recorded)."""
+    return time.monotonic() - max(0.0, time.time() - wall)
+
+
 def _plain(device: str) -> bool:
     """True when json.dumps writes ``device`` as it is, between quotes."""
     return device.isascii() and device.isprintable() and '"' not in device and "\\" not in device
@@ -198,8 +203,7 @@ class Stack:
             m = FORWARDED.search(text)
             if m and float(m.group(1)) >= target:
                 last = LAST_FORWARD.search(text)
-                now = time.monotonic()
-                return now if last is None else now - max(0.0, time.time() - float(last.group(1)))
+                return time.monotonic() if last is None else monotonic_of(float(last.group(1)))
             time.sleep(0.05)
         raise RuntimeError(f"gateway forwarded {self.forwarded()} of {target} readings")
 

@@ -185,9 +185,11 @@ def _unit_code(item: object, name: str) -> str:
     return item
 
 
-def _plain_property(name: str, raw: dict[str, Any], now: str) -> Instance | None:
+def _plain_property(name: str, raw: object, now: str) -> Instance | None:
     """A normalized Property with at most observedAt and unitCode (nearly every reading),
     checked as :func:`normalize_instance` checks it; None for anything else."""
+    if type(raw) is not dict or raw.get("type") != "Property" or not _PLAIN.issuperset(raw):
+        return None
     value = raw.get("value")
     if value is None:
         return None  # the general path says what is wrong
@@ -206,10 +208,9 @@ def normalize_instance(
     name: str, raw: object, ctx: Context, *, now: str, sub: bool = False
 ) -> Instance:
     """Validate one attribute instance (normalized or concise form, 4.5) into stored form."""
-    if type(raw) is dict and raw.get("type") == "Property" and _PLAIN.issuperset(raw):
-        plain = _plain_property(name, raw, now)
-        if plain is not None:
-            return plain
+    plain = _plain_property(name, raw, now)
+    if plain is not None:
+        return plain
     if not isinstance(raw, dict) or not _looks_normalized(raw):
         # Concise form (CIM 009 4.5.3): a bare value, or a GeoJSON geometry for geo attributes.
         if isinstance(raw, dict) and raw.get("type") in GEO_TYPES and "coordinates" in raw:
@@ -297,17 +298,10 @@ def normalize_fragment(doc: dict[str, Any], ctx: Context, *, now: str) -> dict[s
         # A reading's plain Property straight to _plain_property, as normalize_attribute and
         # normalize_instance would take it there (ENTITY_MEMBERS holds 'id' and 'type'):
         # two calls and their checks fewer per reading.
-        if (
-            type(raw) is dict
-            and raw.get("type") == "Property"
-            and _PLAIN.issuperset(raw)
-            and type(name) is str
-            and _is_name(name)
-        ):
-            plain = _plain_property(name, raw, now)
-            if plain is not None:
-                attrs[ctx.expand(name)] = [plain]
-                continue
+        plain = _plain_property(name, raw, now) if type(name) is str and _is_name(name) else None
+        if plain is not None:
+            attrs[ctx.expand(name)] = [plain]
+            continue
         attrs[ctx.expand(name)] = normalize_attribute(name, raw, ctx, now=now)
     return attrs
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ def test_node_red_peer_writes_what_our_gateway_writes(tmp_path: Path) -> None:
             for _ in range(600):
                 if red.stats()["confirmed"] >= READINGS:
                     break
-                gw.time.sleep(0.05)
+                time.sleep(0.05)
             assert red.stats()["confirmed"] == READINGS
         peer = stored(stack.platform_port)
     assert len(ours) == 2 * DEVICES
