@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import time
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,6 +50,8 @@ class ProbeClient:
         self.connack: queue.Queue[tuple[Any, Any]] = queue.Queue()
         self.client.on_message = lambda c, u, m: self.messages.put(m)
         self.client.on_connect = lambda c, u, flags, rc, props: self.connack.put((flags, rc))
+        self.subacks: queue.Queue[int] = queue.Queue()  # message ids of SUBACKs received
+        self.client.on_subscribe = lambda c, u, mid, codes, props: self.subacks.put(mid)
         self.disconnects: queue.Queue[Any] = queue.Queue()  # reason codes the broker sent
         self.client.on_disconnect = lambda c, u, flags, rc, props: self.disconnects.put(rc)
         self.connect_properties = connect_properties or {}
@@ -71,9 +74,20 @@ class ProbeClient:
         self.client.loop_start()
         return self.connack.get(timeout=timeout)
 
-    def subscribe(self, topic: str, qos: int = 1) -> None:
-        result, _mid = self.client.subscribe(topic, qos)
+    def subscribe(self, topic: str, qos: int = 1, timeout: float = 10) -> None:
+        """Subscribe and wait for the SUBACK: a message published from another connection
+        before the broker has the subscription is not delivered (MQTT 3.1.1 3.8.4), and the
+        cases publish right after subscribing (one failed so on a loaded CI machine)."""
+        result, mid = self.client.subscribe(topic, qos)
         assert result == paho.MQTT_ERR_SUCCESS
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                if self.subacks.get(timeout=left) == mid:
+                    return
+            except queue.Empty:
+                break
+        raise AssertionError(f"no SUBACK for {topic!r} within {timeout} s")
 
     def publish(
         self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, **properties: Any
