@@ -13,13 +13,13 @@ import contextlib
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
+
+from testbed.processes import ManagedProcess, PortClaim, ProcessFailed, ProcessSpec, TcpReady
 
 log = logging.getLogger(__name__)
 
@@ -70,25 +70,6 @@ def _url(host: str, port: int) -> str:
     return f"mqtt://[{host}]:{port}" if ":" in host else f"mqtt://{host}:{port}"
 
 
-def wait_for_port(
-    host: str, port: int, timeout: float = 10.0, alive: Callable[[], bool] | None = None
-) -> None:
-    """Block until a TCP listener answers on (host, port), or the process is gone."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if alive is not None and not alive():
-            raise TimeoutError("the process exited")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"nothing listens on [{host}]:{port} after {timeout} s"
-                ) from None
-            time.sleep(0.05)
-
-
 class MosquittoBroker:
     """Mosquitto as a child process with a generated configuration.
 
@@ -118,7 +99,7 @@ class MosquittoBroker:
             raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto)")
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
+        self._process: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
@@ -169,37 +150,43 @@ class MosquittoBroker:
         conf.write_text("\n".join(lines) + "\n")
         return conf
 
-    def start(self) -> None:
-        conf = self.write_config()
+    def spec(self, conf: Path) -> ProcessSpec:
         assert self.executable is not None
-        self.proc = subprocess.Popen(
-            [self.executable, "-c", str(conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+        return ProcessSpec(
+            name="mosquitto",
+            argv=(self.executable, "-c", str(conf)),
+            ready=TcpReady(self.host, self.port),
+            ports=(PortClaim("MQTT broker", self.port, "tcp", self.host),),
+            start_timeout=10,
+            stop_timeout=10,
         )
-        try:
-            wait_for_port(
-                self.host,
-                self.port,
-                alive=lambda: self.proc is not None and self.proc.poll() is None,
+
+    @property
+    def process(self) -> ManagedProcess:
+        """The broker's process (written its configuration on first use); start() runs it."""
+        if self._process is None:
+            self._process = ManagedProcess(
+                self.spec(self.write_config()), log_path=self.workdir / "mosquitto.log"
             )
-        except TimeoutError as exc:
-            err = self.stop()
-            raise RuntimeError(f"mosquitto did not start: {exc}\n{err}") from None
+        return self._process
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.process.proc if self._process is not None else None
+
+    def start(self) -> None:
+        try:
+            self.process.start()
+        except ProcessFailed as exc:
+            raise RuntimeError(f"mosquitto did not start: {exc}") from None
         log.info("mosquitto listening at %s", self.url)
 
     def stop(self) -> str:
-        """Stop the broker; returns what it wrote on stderr."""
-        if self.proc is None:
+        """Stop the broker; returns what it wrote since it started."""
+        if self._process is None:
             return ""
-        proc, self.proc = self.proc, None
-        proc.terminate()
-        try:
-            _, err = proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-        return err.decode(errors="replace")
+        self._process.stop()
+        return self._process.output()
 
     def close(self) -> None:
         self.stop()

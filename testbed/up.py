@@ -1,22 +1,23 @@
 """``testbed up``: a whole city on one machine, offline, IPv6 loopback.
 
 Starts the MQTT broker (Mosquitto when installed, else the embedded amqtt), the platform, a
-CoRE resource directory (aiocoap-rd), the gateway (each as a child process with its log under
-the data directory) and the scenario's devices (in this process), prints where everything
-listens, shows a live one-line summary, and stops it all on Ctrl-C.
+CoRE resource directory (aiocoap-rd) and the gateway, each as a supervised child process with
+its log under the data directory, then the scenario's devices (in this process); prints where
+everything listens, shows a live one-line summary, restarts a part that dies, and stops it all
+on Ctrl-C. Every port is checked before anything starts, and a failed start stops what had
+started.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import contextlib
 import secrets
 import shutil
-import subprocess
+import signal
 import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,65 +25,28 @@ import httpx
 import platformdirs
 
 from testbed.brokers import OBSERVER_USER, Broker, MosquittoBroker, choose_broker
+from testbed.parts import StackLayout, StackPorts
+from testbed.processes import ManagedProcess, PortClaim, ProcessError, check_ports, valid_port
 from testbed.settings import Settings
+from testbed.summary import Summary, recent_window
+from testbed.supervisor import Supervisor
 
 OBSERVER_PASSWORD = "observer"  # noqa: S105  # read-only lab account, printed at start
 
 DESCRIPTION = """\
 Start a whole smart city on this machine: MQTT broker, NGSI-LD platform, CoAP resource
 directory, gateway and the devices of a scenario, all on IPv6 loopback [::1]. Prints where each
-part listens and a live summary; Ctrl-C stops everything cleanly. Works offline.
+part listens and a live summary; a part that dies is restarted; Ctrl-C stops everything cleanly.
+Works offline.
 """
 
 
-@dataclass
-class Ports:
-    platform: int = 8000
-    broker: int = 1883
-    rd: int = 5783
-    gateway_coap: int = 5684
-    gateway_http: int = 8081
-
-
-@dataclass
-class City:
-    """The running parts, for the summary and for a clean stop."""
-
-    ports: Ports
-    data: Path
-    broker: Broker | None = None
-    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    logs: dict[str, TextIO] = field(default_factory=dict)
-
-    @property
-    def platform_url(self) -> str:
-        return f"http://[::1]:{self.ports.platform}"
-
-    def spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
-        log = (self.data / "logs" / f"{name}.log").open("ab")
-        self.logs[name] = log  # type: ignore[assignment]
-        self.children[name] = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
-
-    def check_alive(self) -> None:
-        for name, proc in self.children.items():
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"{name} exited with {proc.returncode}; see {self.data / 'logs' / name}.log"
-                )
-
-    def stop(self) -> None:
-        for proc in reversed(list(self.children.values())):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.children.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        for log in self.logs.values():
-            log.close()
+def port_arg(text: str) -> int:
+    """An argparse type: a port number 1-65535 (99999 is refused, not replaced)."""
+    try:
+        return valid_port(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)") from None
 
 
 def register(sub: Any, epilog: str) -> None:
@@ -102,51 +66,32 @@ def register(sub: Any, epilog: str) -> None:
     )  # fmt: skip
     parser.add_argument("--data-dir", type=Path, help="databases, queue and logs (user data dir)")
     parser.add_argument("--fresh", action="store_true", help="start with an empty city database")
-    parser.add_argument("--platform-port", type=int, default=8000)
-    parser.add_argument("--broker-port", type=int, default=1883)
-    parser.add_argument("--rd-port", type=int, default=5783)
-    parser.add_argument("--gateway-coap-port", type=int, default=5684)
-    parser.add_argument("--gateway-http-port", type=int, default=8081)
+    ports = StackPorts()
+    for option, default in (
+        ("--platform-port", ports.platform),
+        ("--broker-port", ports.broker),
+        ("--rd-port", ports.rd),
+        ("--gateway-coap-port", ports.gateway_coap),
+        ("--gateway-http-port", ports.gateway_http),
+    ):
+        parser.add_argument(option, type=port_arg, default=default, help=f"(default {default})")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument(
+        "--no-restart", action="store_true",
+        help="stop the city when a part dies instead of restarting it",
+    )  # fmt: skip
     parser.set_defaults(func=run_up)
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} process exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout} s")
-
-
-async def _summary(city: City, fleet: Any, client: httpx.AsyncClient, last: list[float]) -> str:
-    status = fleet.status()
-    health: dict[str, Any] = {}
-    entities = "?"
-    try:
-        health = (await client.get(f"http://[::1]:{city.ports.gateway_http}/health")).json()
-        r = await client.get(
-            f"{city.platform_url}/ngsi-ld/v1/entities",
-            params={"type": "Device", "count": "true", "limit": "0"},
-        )
-        entities = str(2 * int(r.headers.get("NGSILD-Results-Count", "0")))
-    except (httpx.HTTPError, ValueError):
-        pass
-    forwarded = float(health.get("forwarded", 0))
-    now = time.monotonic()
-    rate = (forwarded - last[1]) / (now - last[0]) if now > last[0] else 0.0
-    last[:] = [now, forwarded]
-    online = status.mqtt_online + status.coap_servers + len(fleet.push)
-    return (
-        f"devices online {online}/{status.devices} | readings/s {rate:6.1f} | "
-        f"entities {entities} | rejected {health.get('rejected', 0):.0f} | "
-        f"queued {health.get('queued', 0)} | platform {health.get('platform', '?')}"
+def layout_of(args: argparse.Namespace, data: Path, gateway_password: str) -> StackLayout:
+    ports = StackPorts(
+        platform=args.platform_port,
+        broker=args.broker_port,
+        rd=args.rd_port,
+        gateway_coap=args.gateway_coap_port,
+        gateway_http=args.gateway_http_port,
     )
+    return StackLayout(data=data, ports=ports, gateway_password=gateway_password)
 
 
 def run_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -159,154 +104,200 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
         print(f"testbed up: {exc}", file=sys.stderr)
         return 2
     data = args.data_dir or Path(platformdirs.user_data_dir("r197-testbed")) / "city"
+    layout = layout_of(args, data, secrets.token_urlsafe(12))
+    claims = [*layout.claims(), *_device_claims(scenario)]
+    try:
+        check_ports(claims)  # before anything starts, or anything is deleted
+    except ProcessError as exc:
+        print(f"testbed up: {exc}", file=sys.stderr)
+        return 1
     if args.fresh and data.exists():
         shutil.rmtree(data)
     (data / "logs").mkdir(parents=True, exist_ok=True)
-    ports = Ports(
-        platform=args.platform_port,
-        broker=args.broker_port,
-        rd=args.rd_port,
-        gateway_coap=args.gateway_coap_port,
-        gateway_http=args.gateway_http_port,
-    )
+    city = City(args, scenario, layout, sys.stderr)
     try:
-        return asyncio.run(_run(args, scenario, City(ports=ports, data=data)))
-    except RuntimeError as exc:
+        return asyncio.run(city.run())
+    except ProcessError as exc:
         print(f"testbed up: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C while starting: everything started was stopped
+        print("city stopped", file=sys.stderr, flush=True)
+        return 130
 
 
-def gateway_args(city: City, broker_url: str, password: str) -> list[str]:
-    """The ``testbed`` arguments that start the city's gateway."""
-    ports = city.ports
+def _device_claims(scenario: Any) -> list[PortClaim]:
+    host = scenario.endpoints.coap_host
     return [
-        *("-v", "gateway", "--platform", city.platform_url),
-        # "=": a generated password may begin with "-", which argparse takes for an option
-        # (the gateway then refused to start, about once in 64 starts).
-        *("--broker", broker_url, f"--broker-password={password}"),
-        *("--rd", f"coap://[::1]:{ports.rd}", "--coap-port", str(ports.gateway_coap)),
-        *("--http-port", str(ports.gateway_http)),
-        *("--queue", str(city.data / "gateway-queue.db")),
+        PortClaim(f"CoAP device {d.device_id}", d.coap_port, "udp", host, "coap_base_port")
+        for d in scenario.devices()
+        if d.coap_port is not None
     ]
 
 
-async def _run(args: argparse.Namespace, scenario: Any, city: City) -> int:
-    from devices.fleet import Fleet  # noqa: PLC0415
-    from testbed.daemon import run_until_signal  # noqa: PLC0415
+class City:
+    """One run of ``testbed up``: start in order, supervise, summarize, stop in reverse."""
 
-    ports = city.ports
-    gateway_password = secrets.token_urlsafe(12)
-    mqtt_ids = [s.device_id for s in scenario.devices() if s.group.protocol == "mqtt"]
-    users = {
-        "gateway": gateway_password,
-        OBSERVER_USER: OBSERVER_PASSWORD,
-        **dict.fromkeys(mqtt_ids, scenario.password),
-    }
-    broker = choose_broker(prefer=args.broker, port=ports.broker, users=users)
-    if broker.name == "amqtt":
-        for group in scenario.groups:
-            group.mqtt_version = "3.1.1"  # amqtt speaks MQTT 3.1.1 only
-    py = sys.executable
-    out = sys.stderr
-    fleet: Any = None
-    client = httpx.AsyncClient(timeout=2)
-    last = [time.monotonic(), 0.0]
-    interactive = out.isatty()
+    def __init__(
+        self, args: argparse.Namespace, scenario: Any, layout: StackLayout, out: TextIO
+    ) -> None:
+        self.args = args
+        self.scenario = scenario
+        self.layout = layout
+        self.out = out
+        self.interactive = out.isatty()
+        self.stopping = asyncio.Event()
+        self.failure: str | None = None
+        self.running = False  # started: a signal now stops the city instead of the start-up
+        self.supervisor = Supervisor(on_event=self.event)
 
-    async def start() -> None:
-        nonlocal fleet
-        await broker.__aenter__()
-        city.broker = broker
-        note = "" if isinstance(broker, MosquittoBroker) else " (embedded, MQTT 3.1.1 only)"
-        print(f"broker    {broker.name}{note} at {broker.url}", file=out)
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def event(self, text: str) -> None:
+        if self.interactive:
+            print(file=self.out)  # off the summary line
+        self.say(f"supervisor {text}")
+
+    def _broker(self) -> Broker:
+        mqtt_ids = [s.device_id for s in self.scenario.devices() if s.group.protocol == "mqtt"]
+        assert self.layout.gateway_password is not None
+        users = {
+            "gateway": self.layout.gateway_password,
+            OBSERVER_USER: OBSERVER_PASSWORD,
+            **dict.fromkeys(mqtt_ids, self.scenario.password),
+        }
+        broker = choose_broker(
+            prefer=self.args.broker, port=self.layout.ports.broker, users=users,
+            workdir=self.layout.data / "mosquitto",
+        )  # fmt: skip
+        if broker.name == "amqtt":
+            for group in self.scenario.groups:
+                group.mqtt_version = "3.1.1"  # amqtt speaks MQTT 3.1.1 only
+        return broker
+
+    def _on_signal(self, main: asyncio.Task[Any] | None) -> None:
+        if self.stopping.is_set() or main is None:
+            return
+        if self.running:
+            self.stopping.set()
+        else:
+            main.cancel()  # still starting: unwind what has started
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, main)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                stack.callback(self.say, "city stopped")
+                fleet = await self._start(stack)
+                self.running = True
+                await self._serve(fleet)
+                if self.interactive:
+                    print(file=self.out)
+        except asyncio.CancelledError:
+            return 130
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        if self.failure is not None:
+            print(f"testbed up: {self.failure}", file=sys.stderr, flush=True)
+            return 1
+        return 0
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> Any:
+        from devices.fleet import Fleet  # noqa: PLC0415
+
+        layout, ports = self.layout, self.layout.ports
+        broker = await stack.enter_async_context(self._broker())
         if isinstance(broker, MosquittoBroker):
-            print(
+            self.supervisor.watch(broker.process)
+            self.say(f"broker    mosquitto at {broker.url}")
+            self.say(
                 f"          read-only user {OBSERVER_USER!r}, password {OBSERVER_PASSWORD!r}: "
                 f"mosquitto_sub -h ::1 -p {ports.broker} -u {OBSERVER_USER} "
-                f"-P {OBSERVER_PASSWORD} -t 'city/#' -v",
-                file=out,
+                f"-P {OBSERVER_PASSWORD} -t 'city/#' -v"
             )
-        city.spawn(
-            "platform",
-            [
-                *(py, "-m", "testbed", "-v", "platform", "--host", "::1"),
-                *("--port", str(ports.platform), "--db", str(city.data / "platform.db")),
-            ],
-        )
-        await asyncio.to_thread(
-            _wait_http, f"{city.platform_url}/health", city.children["platform"]
-        )
-        print(f"platform  NGSI-LD at {city.platform_url}/ngsi-ld/v1 (docs /docs)", file=out)
-        city.spawn(
-            "rd",
-            [str(Path(py).with_name("aiocoap-rd")), "--bind", f"[::1]:{ports.rd}"],
-            env={"AIOCOAP_SERVER_TRANSPORT": "udp6"},
-        )
-        print(f"directory CoRE RD (RFC 9176) at coap://[::1]:{ports.rd}", file=out)
-        city.spawn(
-            "gateway", [py, "-m", "testbed", *gateway_args(city, broker.url, gateway_password)]
-        )
-        await asyncio.to_thread(
-            _wait_http, f"http://[::1]:{ports.gateway_http}/health", city.children["gateway"]
-        )
-        print(
-            f"gateway   CoAP push at coap://[::1]:{ports.gateway_coap}/up/<device>, "
-            f"metrics at http://[::1]:{ports.gateway_http}/metrics",
-            file=out,
-        )
-        fleet = Fleet(
-            scenario,
-            broker=broker.url,
-            rd=f"coap://[::1]:{ports.rd}",
-            gateway=f"coap://[::1]:{ports.gateway_coap}",
-        )
-        await fleet.__aenter__()
+        else:
+            self.say(f"broker    {broker.name} (embedded, MQTT 3.1.1 only) at {broker.url}")
+        shown = {
+            "platform": f"platform  NGSI-LD at {layout.platform_url}/ngsi-ld/v1 (docs /docs)",
+            "rd": f"directory CoRE RD (RFC 9176) at {layout.rd_url}",
+            "gateway": (
+                f"gateway   CoAP push at coap://[::1]:{ports.gateway_coap}/up/<device>, "
+                f"metrics at http://[::1]:{ports.gateway_http}/metrics"
+            ),
+        }
+        for spec in layout.specs():
+            proc = ManagedProcess(spec, log_path=layout.data / "logs" / f"{spec.name}.log")
+            await stack.enter_async_context(proc)
+            self.supervisor.watch(proc)
+            self.say(shown[spec.name])
+        fleet = await stack.enter_async_context(
+            Fleet(
+                self.scenario, broker=broker.url, rd=layout.rd_url,
+                gateway=f"coap://[::1]:{ports.gateway_coap}",
+            )
+        )  # fmt: skip
         coap = ", ".join(c.uri for c in fleet.coap[:3]) + (" ..." if len(fleet.coap) > 3 else "")
-        print(
-            f"devices   {len(fleet.devices)} from {args.scenario}: {len(fleet.mqtt)} MQTT, "
-            f"{len(fleet.coap)} CoAP servers ({coap or 'none'}), {len(fleet.push)} CoAP push",
-            file=out,
+        self.say(
+            f"devices   {len(fleet.devices)} from {self.args.scenario}: {len(fleet.mqtt)} MQTT, "
+            f"{len(fleet.coap)} CoAP servers ({coap or 'none'}), {len(fleet.push)} CoAP push"
         )
-        print(f"logs      {city.data / 'logs'}; Ctrl-C stops the city", file=out, flush=True)
+        self.say(f"logs      {layout.data / 'logs'}; Ctrl-C stops the city")
+        return fleet
 
-    async def stop() -> None:
-        if interactive:
-            print(file=out)
-        if fleet is not None:
-            await fleet.__aexit__()
-        await asyncio.to_thread(city.stop)
-        await broker.__aexit__()
-        await client.aclose()
-        print("city stopped", file=out, flush=True)
+    async def _serve(self, fleet: Any) -> None:
+        intervals = [g.interval for g in self.scenario.groups]
+        summary = Summary(
+            gateway_health=self.layout.gateway_health,
+            platform_url=self.layout.platform_url,
+            devices=len(fleet.devices),
+            recent=recent_window(intervals),
+        )
+        async with httpx.AsyncClient(timeout=2) as client:
+            async with asyncio.TaskGroup() as tg:
+                if self.args.no_restart:
+                    tg.create_task(self._watch_only(), name="watch parts")
+                else:
+                    tg.create_task(self.supervisor.run(self.stopping), name="supervisor")
+                tg.create_task(self._show(summary, client), name="summary")
+                if self.args.duration is not None:
+                    tg.create_task(self._stop_after(self.args.duration), name="duration")
+            if self.args.duration is not None:
+                self.say(await summary.line(client, self.supervisor.describe()))
 
-    ticks = 0
+    async def _watch_only(self) -> None:
+        while not self.stopping.is_set():
+            for name, proc in self.supervisor.parts.items():
+                if not proc.alive:
+                    self.failure = f"{name} exited with {proc.returncode}; see {proc.log_path}"
+                    self.stopping.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), 0.5)
 
-    def tick() -> None:
-        nonlocal ticks
-        ticks += 1
-        city.check_alive()
-        task = asyncio.get_running_loop().create_task(_summary(city, fleet, client, last))
+    async def _stop_after(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+        self.stopping.set()
 
-        def show(done: asyncio.Task[str]) -> None:
-            if done.cancelled() or done.exception() is not None:
+    async def _show(self, summary: Summary, client: httpx.AsyncClient) -> None:
+        ticks = 0
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), 1.0)
+            if self.stopping.is_set():
                 return
-            if interactive:
-                print("\r" + done.result().ljust(110), end="", file=out, flush=True)
+            ticks += 1
+            line = await summary.line(client, self.supervisor.describe())
+            if self.interactive:
+                print("\r" + line.ljust(110), end="", file=self.out, flush=True)
             elif ticks % 10 == 1:
-                print(done.result(), file=out, flush=True)
+                self.say(line)
 
-        task.add_done_callback(show)
 
-    if args.duration is None:
-        await run_until_signal(start, stop, tick=tick, interval=1.0)
-        return 0
-    await start()
-    try:
-        deadline = time.monotonic() + args.duration
-        while time.monotonic() < deadline:
-            await asyncio.sleep(1.0)
-            tick()
-        print(await _summary(city, fleet, client, last), file=out, flush=True)
-    finally:
-        await stop()
-    return 0
+def gateway_argv(layout: StackLayout, password: str) -> list[str]:
+    """The ``testbed`` arguments that start the city's gateway (after ``python -m testbed``)."""
+    argv = list(replace(layout, gateway_password=password).gateway().argv)
+    return argv[3:]

@@ -189,10 +189,9 @@ def test_the_city_gateway_gets_its_generated_password_whatever_it_begins_with(
     """`testbed up` generates the gateway's broker password; one beginning with "-" was taken
     for an option, and the gateway refused to start (about once in 64 starts)."""
     from testbed.cli import build_parser  # noqa: PLC0415
-    from testbed.up import City, Ports, gateway_args  # noqa: PLC0415
+    from testbed.parts import StackLayout  # noqa: PLC0415
+    from testbed.up import gateway_argv  # noqa: PLC0415
 
-    args = build_parser().parse_args(
-        gateway_args(City(Ports(), tmp_path), "mqtt://[::1]:1883", password)
-    )
+    args = build_parser().parse_args(gateway_argv(StackLayout(data=tmp_path), password))
     assert args.broker_password == password
     assert args.broker == "mqtt://[::1]:1883"

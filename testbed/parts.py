@@ -1,0 +1,222 @@
+"""The programs of a city as :class:`ProcessSpec` s, and the description of a whole stack.
+
+Each command line is written here once: ``testbed up``, the conformance reference stack, the
+test fixtures and the benchmarks build their processes from these functions.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from testbed.processes import (
+    CoapReady,
+    HttpReady,
+    PortClaim,
+    ProcessSpec,
+    free_port,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+UDP_ONLY = {"AIOCOAP_SERVER_TRANSPORT": "udp6"}  # aiocoap also binds TCP and WebSocket otherwise
+
+
+def cli_argv(*args: str, verbose: int = 0) -> tuple[str, ...]:
+    """``python -m testbed [-v...] ARGS`` with this interpreter."""
+    flags = ("-" + "v" * verbose,) if verbose > 0 else ()
+    return (sys.executable, "-m", "testbed", *flags, *args)
+
+
+def url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def platform_spec(
+    *,
+    port: int,
+    db: str | Path = ":memory:",
+    host: str = "::1",
+    verbose: int = 1,
+    remote_contexts: bool = False,
+    name: str = "platform",
+    option: str | None = None,
+) -> ProcessSpec:
+    """``testbed platform``, ready when /health answers."""
+    args = ["platform", "--host", host, "--port", str(port), "--db", str(db)]
+    if not remote_contexts:
+        args.append("--no-remote-contexts")
+    return ProcessSpec(
+        name=name,
+        argv=cli_argv(*args, verbose=verbose),
+        ready=HttpReady(f"http://{url_host(host)}:{port}/health"),
+        cwd=ROOT,
+        ports=(PortClaim(name, port, "tcp", host, option),),
+    )
+
+
+@dataclass(frozen=True)
+class GatewayOptions:
+    """What a gateway process is started with (the ``testbed gateway`` options)."""
+
+    platform_url: str
+    broker_url: str | None
+    http_port: int
+    coap_port: int
+    queue: Path
+    rd: str = "off"
+    broker_user: str | None = None
+    broker_password: str | None = None
+    southbound: bool = True
+    host: str = "::1"
+    extra: tuple[str, ...] = ()
+
+
+def gateway_spec(
+    options: GatewayOptions,
+    *,
+    verbose: int = 1,
+    name: str = "gateway",
+    wait_for_mqtt: bool = True,
+    http_option: str | None = None,
+    coap_option: str | None = None,
+) -> ProcessSpec:
+    """``testbed gateway``; ready when /health answers (and, by default, says MQTT is up)."""
+    o = options
+    args = ["gateway", "--platform", o.platform_url, "--broker", o.broker_url or "off"]
+    args += ["--rd", o.rd, "--coap-port", str(o.coap_port), "--http-port", str(o.http_port)]
+    args += ["--queue", str(o.queue)]
+    if o.broker_user is not None:
+        args.append(f"--broker-user={o.broker_user}")
+    if o.broker_password is not None:
+        # "=": a generated password may begin with "-", which argparse takes for an option
+        # (the gateway then refused to start, about once in 64 starts).
+        args.append(f"--broker-password={o.broker_password}")
+    if not o.southbound:
+        args.append("--no-southbound")
+    args += o.extra
+    health = f"http://{url_host(o.host)}:{o.http_port}/health"
+    return ProcessSpec(
+        name=name,
+        argv=cli_argv(*args, verbose=verbose),
+        # "mqtt": the subscription is in place, so a reading published now is not lost to a
+        # gateway that is still connecting.
+        ready=HttpReady(health, require="mqtt" if wait_for_mqtt and o.broker_url else None),
+        cwd=ROOT,
+        ports=(
+            PortClaim(name, o.http_port, "tcp", o.host, http_option),
+            PortClaim(f"{name} CoAP", o.coap_port, "udp", o.host, coap_option),
+        ),
+    )
+
+
+def rd_spec(*, port: int, host: str = "::1", option: str | None = None) -> ProcessSpec:
+    """aiocoap's CoRE resource directory (RFC 9176), UDP only, ready when it answers a ping."""
+    rd = str(Path(sys.executable).with_name("aiocoap-rd"))
+    return ProcessSpec(
+        name="rd",
+        argv=(rd, "--bind", f"{url_host(host)}:{port}"),
+        ready=CoapReady(host, port),
+        env=UDP_ONLY,
+        cwd=ROOT,
+        ports=(PortClaim("resource directory", port, "udp", host, option),),
+    )
+
+
+def devices_spec(
+    *, scenario: Path, name: str = "devices", rd: str = "off", ready_port: int | None = None,
+    extra: Sequence[str] = (),
+) -> ProcessSpec:  # fmt: skip
+    """``testbed devices``; ready when the CoAP server on ``ready_port`` answers a ping."""
+    argv = cli_argv("devices", "--scenario", str(scenario), "--rd", rd, *extra)
+    ready = CoapReady("::1", ready_port) if ready_port is not None else None
+    return ProcessSpec(name=name, argv=argv, ready=ready, cwd=ROOT)
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    """The ports of one stack on [::1]."""
+
+    platform: int = 8000
+    broker: int = 1883
+    rd: int = 5783
+    gateway_coap: int = 5684
+    gateway_http: int = 8081
+
+    @classmethod
+    def free(cls) -> StackPorts:
+        """Ports the OS says are free now (tests and benchmarks run many stacks side by side)."""
+        return cls(free_port(), free_port(), free_port("udp"), free_port("udp"), free_port())
+
+
+@dataclass(frozen=True)
+class StackLayout:
+    """One whole stack: where each part listens, where its files go, how the gateway logs in.
+
+    The broker is not a spec here: it is an object of its own (testbed.brokers), as it writes a
+    configuration and password file first, and may run in-process (amqtt).
+    """
+
+    data: Path
+    ports: StackPorts = field(default_factory=StackPorts)
+    rd: bool = True
+    southbound: bool = True
+    gateway_user: str | None = None
+    gateway_password: str | None = None
+    verbose: int = 1
+
+    @property
+    def platform_url(self) -> str:
+        return f"http://[::1]:{self.ports.platform}"
+
+    @property
+    def broker_url(self) -> str:
+        return f"mqtt://[::1]:{self.ports.broker}"
+
+    @property
+    def rd_url(self) -> str:
+        return f"coap://[::1]:{self.ports.rd}" if self.rd else "off"
+
+    @property
+    def gateway_health(self) -> str:
+        return f"http://[::1]:{self.ports.gateway_http}/health"
+
+    def platform(self) -> ProcessSpec:
+        return platform_spec(
+            port=self.ports.platform, db=self.data / "platform.db", verbose=self.verbose,
+            option="--platform-port",
+        )  # fmt: skip
+
+    def resource_directory(self) -> ProcessSpec:
+        return rd_spec(port=self.ports.rd, option="--rd-port")
+
+    def gateway(self) -> ProcessSpec:
+        options = GatewayOptions(
+            platform_url=self.platform_url,
+            broker_url=self.broker_url,
+            http_port=self.ports.gateway_http,
+            coap_port=self.ports.gateway_coap,
+            queue=self.data / "gateway-queue.db",
+            rd=self.rd_url,
+            broker_user=self.gateway_user,
+            broker_password=self.gateway_password,
+            southbound=self.southbound,
+        )
+        return gateway_spec(
+            options, verbose=self.verbose, wait_for_mqtt=False,
+            http_option="--gateway-http-port", coap_option="--gateway-coap-port",
+        )  # fmt: skip
+
+    def specs(self) -> list[ProcessSpec]:
+        """The child processes in start order (the broker comes before them)."""
+        return [
+            self.platform(),
+            *([self.resource_directory()] if self.rd else []),
+            self.gateway(),
+        ]
+
+    def claims(self) -> list[PortClaim]:
+        """Every port the stack binds, the broker's included, for a check before start."""
+        broker = PortClaim("MQTT broker", self.ports.broker, "tcp", "::1", "--broker-port")
+        return [broker, *(c for spec in self.specs() for c in spec.ports)]

@@ -1,0 +1,84 @@
+"""The live one-line summary of ``testbed up``: a steady rate and devices heard from recently."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+WINDOW = 10.0  # seconds of forwarded-counter samples the rate is taken over
+
+
+@dataclass
+class SlidingRate:
+    """Events per second over the last ``window`` seconds of (time, counter) samples.
+
+    The rate between two one-second polls jumps with every uplink batch (0, 200, 0, ...); over a
+    ten-second window it reads steadily. A counter that goes backwards (the gateway restarted and
+    counts from zero) starts the window again.
+    """
+
+    window: float = WINDOW
+    samples: deque[tuple[float, float]] = field(default_factory=deque)
+
+    def add(self, count: float, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        if self.samples and count < self.samples[-1][1]:
+            self.samples.clear()
+        self.samples.append((now, count))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= self.window:
+            self.samples.popleft()
+        return self.rate
+
+    @property
+    def rate(self) -> float:
+        if len(self.samples) < 2:
+            return 0.0
+        (t0, c0), (t1, c1) = self.samples[0], self.samples[-1]
+        return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+def recent_window(intervals: list[float]) -> float:
+    """How recent a reading must be for its device to count as online: three of the slowest
+    device's intervals, at least ten seconds."""
+    return max(10.0, 3 * max(intervals, default=0.0))
+
+
+@dataclass
+class Summary:
+    """Builds the summary line from the gateway's /health and the platform's entity count."""
+
+    gateway_health: str
+    platform_url: str
+    devices: int
+    recent: float
+    rate: SlidingRate = field(default_factory=SlidingRate)
+
+    async def line(self, client: httpx.AsyncClient, restarts: str = "") -> str:
+        health: dict[str, Any] = {}
+        entities = "?"
+        try:
+            answer = await client.get(self.gateway_health, params={"recent": f"{self.recent:g}"})
+            health = answer.json()
+            self.rate.add(float(health.get("forwarded", 0)))
+        except (httpx.HTTPError, ValueError):
+            health = {"platform": "gateway down"}
+        try:
+            r = await client.get(
+                f"{self.platform_url}/ngsi-ld/v1/entities",
+                params={"type": "Device", "count": "true", "limit": "0"},
+            )
+            # Each device has its Device entity and one entity of its domain.
+            entities = str(2 * int(r.headers.get("NGSILD-Results-Count", "0")))
+        except (httpx.HTTPError, ValueError):
+            entities = "? (platform down)"
+        online = health.get("devicesRecent", "?")
+        text = (
+            f"devices online {online}/{self.devices} | readings/s {self.rate.rate:6.1f} | "
+            f"entities {entities} | rejected {float(health.get('rejected', 0)):.0f} | "
+            f"queued {health.get('queued', '?')} | platform {health.get('platform', '?')}"
+        )
+        return f"{text} | {restarts}" if restarts else text
