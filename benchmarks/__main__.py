@@ -42,6 +42,8 @@ from typing import Any
 from benchmarks import gateway as gw
 from benchmarks import platform as plat
 from benchmarks.peers import nodered
+from testbed.parts import devices_spec, rd_spec
+from testbed.processes import ManagedProcess
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -147,7 +149,7 @@ class Busy:
         assert stack.broker.proc is not None
         self.pids = {
             "gateway": stack.gateway_pid,
-            "platform": stack.procs[0].pid,
+            "platform": stack.platform.pid,
             "broker": stack.broker.proc.pid,
         }
         self.start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
@@ -192,23 +194,10 @@ def mqtt_throughput(stack: gw.Stack, fmt: str, count: int, devices: int) -> dict
 
 @contextlib.contextmanager
 def resource_directory() -> Iterator[int]:
-    """aiocoap's resource directory (RFC 9176) on [::1]; yields its UDP port."""
-    import shutil  # noqa: PLC0415
-    import socket  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
-
-    rd_port = gw.free_port(socket.SOCK_DGRAM)
-    rd_bin = shutil.which("aiocoap-rd") or str(Path(sys.executable).with_name("aiocoap-rd"))
-    rd = subprocess.Popen(
-        [rd_bin, "--bind", f"[::1]:{rd_port}"], env={**os.environ, "AIOCOAP_SERVER_TRANSPORT": "udp6"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        time.sleep(1.0)
+    """aiocoap's resource directory (RFC 9176) on [::1]; yields its UDP port once it answers."""
+    rd_port = gw.free_port("udp")
+    with ManagedProcess(rd_spec(port=rd_port)):
         yield rd_port
-    finally:
-        rd.terminate()
-        rd.wait(timeout=10)
 
 
 def coap_observe_throughput(
@@ -232,11 +221,8 @@ def coap_observe_throughput(
         resource_directory() as rd_port,
         gw.Stack(tmp / "observe", rd=f"coap://[::1]:{rd_port}") as stack,
     ):
-        fleet = subprocess.Popen(
-            [sys.executable, "-m", "testbed", "devices", "--scenario", str(scenario),
-             "--rd", f"coap://[::1]:{rd_port}"],
-            cwd=gw.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        fleet = ManagedProcess(devices_spec(scenario=scenario, rd=f"coap://[::1]:{rd_port}"))
+        fleet.start()
         try:
             # Registration, the gateway's next directory scan (every 5 s), then a steady state.
             deadline = time.monotonic() + 90
@@ -253,8 +239,7 @@ def coap_observe_throughput(
             elapsed = time.monotonic() - began
             figures = _figures(int(stack.forwarded() - start), elapsed, busy.used())
         finally:
-            fleet.terminate()
-            fleet.wait(timeout=30)
+            fleet.close()
     figures["offered_per_s"] = devices / interval
     return figures
 
@@ -347,7 +332,6 @@ async def idle_coap_bytes(rd_port: int, cycles: int) -> dict[str, float]:
     refresh every 150 s, 24 an hour).  Nothing else is sent while no reading changes: an
     observation (RFC 7641) costs nothing between notifications.
     """
-    import socket  # noqa: PLC0415
 
     import devices.coap as coap_devices  # noqa: PLC0415
     from devices.device import SimDevice  # noqa: PLC0415
@@ -361,7 +345,7 @@ async def idle_coap_bytes(rd_port: int, cycles: int) -> dict[str, float]:
         {"groups": [{"kind": "noise", "count": 1, "protocol": "coap", "interval": 86400}]}
     ).devices()[0]
     device = coap_devices.CoapDevice(
-        SimDevice(spec), host="::1", port=gw.free_port(socket.SOCK_DGRAM),
+        SimDevice(spec), host="::1", port=gw.free_port("udp"),
         rd=f"coap://[::1]:{port}", rd_lifetime=short,
     )  # fmt: skip
     async with device:

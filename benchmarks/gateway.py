@@ -26,7 +26,6 @@ import multiprocessing
 import os
 import platform as host
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,8 +39,9 @@ import httpx
 
 from benchmarks import loadgen
 from testbed.brokers import MosquittoBroker
+from testbed.parts import ROOT, GatewayOptions, gateway_spec, platform_spec
+from testbed.processes import ManagedProcess, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 BUCKET = re.compile(r'r197_gateway_e2e_latency_seconds_bucket\{le="([^"]+)"\} (\d+)')
 FORWARDED = re.compile(r"^r197_gateway_forwarded_total (\S+)$", re.M)
 LAST_FORWARD = re.compile(r"^r197_gateway_last_forward_timestamp_seconds (\S+)$", re.M)
@@ -49,13 +49,6 @@ LAST_FORWARD = re.compile(r"^r197_gateway_last_forward_timestamp_seconds (\S+)$"
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET6, kind) as sock:
-        sock.bind(("::1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def monotonic_of(wall: float) -> float:
@@ -128,59 +121,46 @@ class Stack:
         self.broker = MosquittoBroker(port=free_port(), persistence=False)
         self.platform_port = free_port()
         self.http_port = free_port()
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.coap_port = free_port("udp")
+        logs = tmp / "logs"
+        self.platform = ManagedProcess(
+            platform_spec(port=self.platform_port, db=tmp / "platform.db", verbose=0),
+            log_path=logs / "platform.log",
+        )
+        options = GatewayOptions(
+            platform_url=f"http://[::1]:{self.platform_port}", broker_url=self.broker.url,
+            http_port=self.http_port, coap_port=self.coap_port, queue=tmp / "queue.db", rd=rd,
+            southbound=False,
+        )  # fmt: skip
+        # Ready once its MQTT subscription is in place: a reading published then is not lost.
+        self.gateway = ManagedProcess(
+            gateway_spec(options, verbose=0), log_path=logs / "gateway.log"
+        )
         # One kept-alive client for the polls during a run: httpx.get builds a new client (and
         # its SSL context) per call, 18 ms of CPU, and polling 20 times a second took a third
         # of a core from the processes being measured.
         self._client = httpx.Client(timeout=5)
 
     def __enter__(self) -> Stack:
-        self.broker.start()
-        py = sys.executable
-        self.procs.append(
-            subprocess.Popen(
-                [py, "-m", "testbed", "platform", "--host", "::1", "--port", str(self.platform_port),
-                 "--db", str(self.tmp / "platform.db"), "--no-remote-contexts"],
-                cwd=ROOT, stderr=subprocess.DEVNULL,
-            )
-        )  # fmt: skip
-        self._wait(f"http://[::1]:{self.platform_port}/health")
-        if not self.with_gateway:
-            return self
-        self.procs.append(
-            subprocess.Popen(
-                [py, "-m", "testbed", "gateway", "--platform", f"http://[::1]:{self.platform_port}",
-                 "--broker", self.broker.url, "--rd", self.rd, "--coap-port", str(free_port(socket.SOCK_DGRAM)),
-                 "--http-port", str(self.http_port), "--queue", str(self.tmp / "queue.db"),
-                 "--no-southbound"],
-                cwd=ROOT, stderr=subprocess.DEVNULL,
-            )
-        )  # fmt: skip
-        self._wait(f"http://[::1]:{self.http_port}/health")
-        time.sleep(1.0)  # MQTT subscription in place
+        with contextlib.ExitStack() as started:
+            self.broker.start()
+            started.callback(self.broker.close)
+            started.enter_context(self.platform)
+            if self.with_gateway:
+                started.enter_context(self.gateway)
+            started.pop_all()  # all up: __exit__ stops them
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for proc in reversed(self.procs):
-            proc.terminate()
-            proc.wait(timeout=20)
+        self.gateway.stop()
+        self.platform.stop()
         self.broker.close()
         self._client.close()
 
-    @staticmethod
-    def _wait(url: str) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url, timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{url} did not start")
-
     @property
     def gateway_pid(self) -> int:
-        return self.procs[1].pid
+        assert self.gateway.pid is not None
+        return self.gateway.pid
 
     def metrics(self) -> str:
         return self._client.get(f"http://[::1]:{self.http_port}/metrics").text
@@ -391,9 +371,7 @@ async def udp_relay(target_port: int, relay: Relay) -> int:
 
 
 async def coap_port_of(stack: Stack) -> int:
-    cmd = stack.procs[1].args
-    assert isinstance(cmd, list)
-    return int(cmd[cmd.index("--coap-port") + 1])
+    return stack.coap_port
 
 
 def table(result: dict[str, Any]) -> str:

@@ -22,13 +22,12 @@ import json
 import os
 import platform as host
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,8 +36,9 @@ import httpx
 
 from city_platform.broker import history_rows
 from city_platform.storage.sqlite import SqliteStorage
+from testbed.parts import platform_spec
+from testbed.processes import ManagedProcess, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 NS = "https://uri.etsi.org/ngsi-ld/default-context/"
 PROPS = ("p0", "p1", "p2", "p3", "p4")
 HOT_ATTR_ROWS = 1000  # history rows per hot entity (lastN targets)
@@ -46,13 +46,6 @@ HOT_ATTR_ROWS = 1000  # history rows per hot entity (lastN targets)
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET6) as sock:
-        sock.bind(("::1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def iso(t: datetime) -> str:
@@ -116,29 +109,22 @@ async def seed(db: Path, entities: int, history: int) -> int:
 
 
 class Server:
+    """The platform on a free port of [::1], on the database ``db``."""
+
     def __init__(self, db: Path) -> None:
         self.port = free_port()
         self.db = db
         self.api = f"http://[::1]:{self.port}/ngsi-ld/v1"
-        self.proc: subprocess.Popen[bytes] | None = None
+        # A seeded database of a million history rows takes a while to open.
+        spec = replace(platform_spec(port=self.port, db=db, verbose=0), start_timeout=60)
+        self.process = ManagedProcess(spec, log_path=db.with_suffix(".log"))
 
     def __enter__(self) -> Server:
-        cmd = [sys.executable, "-m", "testbed", "platform", "--host", "::1"]
-        cmd += ["--port", str(self.port), "--db", str(self.db), "--no-remote-contexts"]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.api.rsplit("/ngsi-ld", 1)[0] + "/health").status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("platform did not start")
+        self.process.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=15)
+        self.process.stop()
 
 
 def upsert_batches(updates: int, entities: int) -> Iterator[list[dict[str, Any]]]:

@@ -1,81 +1,52 @@
-"""The reference stack: our own parts, started on [::1] for every role the IUT does not fill."""
+"""The reference stack: our own parts, started on [::1] for every role the IUT does not fill.
+
+Each part is a :class:`testbed.processes.ManagedProcess` built from the same command lines as
+``testbed up`` (testbed.parts), started when a case first needs its role.
+"""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
-
 from conformance.iut import RoleConfig
 from testbed.brokers import MosquittoBroker
+from testbed.parts import GatewayOptions, devices_spec, gateway_spec, platform_spec, rd_spec
+from testbed.processes import HttpReady, ManagedProcess, ProcessSpec, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET6, kind) as sock:
-        sock.bind(("::1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"reference part for {url} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {within} s")
-
-
-def _wait_udp(port: int, proc: subprocess.Popen[bytes], within: float = 20) -> None:
-    """Wait until a CoAP server answers a CoAP ping (empty CON) on [::1]:port."""
-    deadline = time.monotonic() + within
-    ping = bytes([0x40, 0x00, 0x12, 0x34])
-    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(0.3)
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"reference CoAP device exited with {proc.returncode}")
-            sock.sendto(ping, ("::1", port))
-            try:
-                sock.recv(64)
-                return
-            except OSError:
-                time.sleep(0.1)
-    raise RuntimeError(f"CoAP device on port {port} did not answer")
+_ONE_STREETLIGHT = """\
+[endpoints]
+coap_base_port = {port}
+[[groups]]
+kind = "streetlight"
+count = 1
+protocol = "coap"
+format = "senml-json"
+interval = 1
+"""
 
 
 class ReferenceStack:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self._broker: MosquittoBroker | None = None
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._procs: dict[str, ManagedProcess] = {}
         self._roles: dict[str, RoleConfig] = {}
-        self._platform_port = 0
         self._rd_url = ""
-        self._rd_device_port = 0
-        self._rd_device_rd = ""
 
-    def _spawn(
-        self, name: str, cmd: list[str], env: dict[str, str] | None = None
-    ) -> subprocess.Popen[bytes]:
-        log = (self.workdir / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        )  # fmt: skip
-        self._procs[name] = proc
+    def _start(self, spec: ProcessSpec) -> ManagedProcess:
+        """Start (or start again) the part ``spec`` names; its log is ``<name>.log``."""
+        proc = self._procs.get(spec.name)
+        if proc is None:
+            proc = ManagedProcess(spec, log_path=self.workdir / f"{spec.name}.log")
+            self._procs[spec.name] = proc
+        proc.start()
         return proc
+
+    def pids(self) -> set[int]:
+        """The process ids of every running reference part (the broker's included)."""
+        procs = [*self._procs.values(), *([self._broker.process] if self._broker else [])]
+        return {p.pid for p in procs if p.pid is not None and p.alive}
 
     def broker(self) -> RoleConfig:
         if "mqtt-broker" not in self._roles:
@@ -92,95 +63,48 @@ class ReferenceStack:
 
     def platform(self) -> RoleConfig:
         if "ngsild-platform" not in self._roles:
-            self._platform_port = free_port()
-            self._start_platform()
-            self._roles["ngsild-platform"] = RoleConfig(url=f"http://[::1]:{self._platform_port}")
+            # A file database, so that a platform outage (R197-RES-02) keeps what was stored.
+            port = free_port()
+            self._start(platform_spec(port=port, db=self.workdir / "platform.db", verbose=0))
+            self._roles["ngsild-platform"] = RoleConfig(url=f"http://[::1]:{port}")
         return self._roles["ngsild-platform"]
 
-    def _start_platform(self) -> None:
-        # A file database, so that a platform outage (R197-RES-02) keeps what was stored.
-        port = self._platform_port
-        proc = self._spawn(
-            "platform",
-            [sys.executable, "-m", "testbed", "platform", "--host", "::1", "--port", str(port),
-             "--db", str(self.workdir / "platform.db"), "--no-remote-contexts"],
-        )  # fmt: skip
-        _wait_http(f"http://[::1]:{port}/health", proc)
-
     def stop_platform(self) -> None:
-        self._stop("platform")
+        self._procs["platform"].stop()
 
     def start_platform(self) -> None:
-        self._start_platform()
-
-    def _stop(self, name: str) -> None:
-        proc = self._procs.pop(name)
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        self._procs["platform"].start()
 
     def rd(self) -> str:
         """A CoRE resource directory (aiocoap-rd, RFC 9176) that the reference gateway reads."""
         if "rd" not in self._procs:
-            port = free_port(socket.SOCK_DGRAM)
-            rd = str(Path(sys.executable).with_name("aiocoap-rd"))
-            # UDP only: by default aiocoap-rd also binds TCP and WebSocket on the same port.
-            proc = self._spawn(
-                "rd", [rd, "--bind", f"[::1]:{port}"], env={"AIOCOAP_SERVER_TRANSPORT": "udp6"}
-            )
-            _wait_udp(port, proc)
+            port = free_port("udp")
+            self._start(rd_spec(port=port))
             self._rd_url = f"coap://[::1]:{port}"
         return self._rd_url
 
     def directory_device(self, rd_url: str) -> str:
         """A reference CoAP device registered in ``rd_url``; returns its device id."""
         if "rd-device" not in self._procs:
-            self._rd_device_port = free_port(socket.SOCK_DGRAM)
-            self._rd_device_rd = rd_url
-            self._start_directory_device()
+            port = free_port("udp")
+            scenario = self.workdir / "rd-device.toml"
+            scenario.write_text(_ONE_STREETLIGHT.format(port=port) + 'prefix = "rd"\n')
+            spec = devices_spec(scenario=scenario, name="rd-device", rd=rd_url, ready_port=port)
+            self._start(spec)
         return "streetlight-rd0001"
-
-    def _start_directory_device(self) -> None:
-        scenario = self.workdir / "rd-device.toml"
-        scenario.write_text(
-            f"[endpoints]\ncoap_base_port = {self._rd_device_port}\n[[groups]]\n"
-            'kind = "streetlight"\ncount = 1\nprotocol = "coap"\nformat = "senml-json"\n'
-            'interval = 1\nprefix = "rd"\n'
-        )
-        cmd = [sys.executable, "-m", "testbed", "devices", "--scenario", str(scenario)]
-        proc = self._spawn("rd-device", [*cmd, "--rd", self._rd_device_rd])
-        _wait_udp(self._rd_device_port, proc)
 
     def restart_directory_device(self) -> None:
         """Stop the directory device and start it again on the same port: it forgets observers."""
-        self._stop("rd-device")
-        self._start_directory_device()
+        proc = self._procs["rd-device"]
+        proc.stop()
+        proc.start()
 
     def coap_device(self) -> RoleConfig:
         if "coap-device" not in self._roles:
-            port = free_port(socket.SOCK_DGRAM)
+            port = free_port("udp")
             scenario = self.workdir / "coap-device.toml"
-            scenario.write_text(
-                f'[endpoints]\ncoap_base_port = {port}\n[[groups]]\nkind = "streetlight"\n'
-                'count = 1\nprotocol = "coap"\nformat = "senml-json"\ninterval = 1\n'
-            )
-            proc = self._spawn(
-                "coap-device",
-                [
-                    sys.executable,
-                    "-m",
-                    "testbed",
-                    "devices",
-                    "--scenario",
-                    str(scenario),
-                    "--rd",
-                    "off",
-                ],
-            )
-            _wait_udp(port, proc)
+            scenario.write_text(_ONE_STREETLIGHT.format(port=port))
+            self._start(devices_spec(scenario=scenario, name="coap-device", ready_port=port))
             self._roles["coap-device"] = RoleConfig(
                 url=f"coap://[::1]:{port}",
                 device_id="streetlight-0001",
@@ -194,20 +118,23 @@ class ReferenceStack:
 
     def gateway(self, broker: RoleConfig, platform: RoleConfig) -> RoleConfig:
         if "gateway" not in self._roles:
-            http_port, coap_port = free_port(), free_port(socket.SOCK_DGRAM)
-            cmd = [sys.executable, "-m", "testbed", "-v", "gateway", "--platform", platform.url]
-            cmd += ["--broker", broker.url, "--rd", self.rd(), "--coap-port", str(coap_port)]
-            cmd += ["--http-port", str(http_port), "--queue", str(self.workdir / "queue.db")]
-            if broker.password:
-                cmd += ["--broker-password", broker.password]
-            if broker.username:
-                cmd += ["--broker-user", broker.username]
-            proc = self._spawn("gateway", cmd)
-            _wait_http(f"http://[::1]:{http_port}/health", proc)
-            deadline = time.monotonic() + 30  # until its MQTT subscription is in place
-            while time.monotonic() < deadline:
-                if httpx.get(f"http://[::1]:{http_port}/health", timeout=2).json().get("mqtt"):
-                    break
+            http_port, coap_port = free_port(), free_port("udp")
+            options = GatewayOptions(
+                platform_url=platform.url,
+                broker_url=broker.url,
+                http_port=http_port,
+                coap_port=coap_port,
+                queue=self.workdir / "queue.db",
+                rd=self.rd(),
+                broker_user=broker.username or None,
+                broker_password=broker.password or None,
+            )
+            self._start(gateway_spec(options, verbose=1, wait_for_mqtt=False))
+            # Until its MQTT subscription is in place; an IUT broker that refuses it makes the
+            # gateway cases fail with their own reasons, not the session.
+            subscribed = HttpReady(f"http://[::1]:{http_port}/health", require="mqtt")
+            deadline = time.monotonic() + 30
+            while not subscribed() and time.monotonic() < deadline:
                 time.sleep(0.2)
             self._roles["gateway"] = RoleConfig(
                 url=f"coap://[::1]:{coap_port}",
@@ -221,11 +148,6 @@ class ReferenceStack:
 
     def close(self) -> None:
         for proc in reversed(list(self._procs.values())):
-            proc.terminate()
-        for proc in self._procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            proc.stop()
         if self._broker is not None:
             self._broker.close()

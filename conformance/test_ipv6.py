@@ -34,9 +34,7 @@ def test_ipv6_urls(
       clauses=["RFC 8200", "ITU-T Y.4200 8.2", "ITU PP Res. 197 (IPv6)"], theme="ipv6", pics=["ipv6.only"])  # fmt: skip
 def test_no_ipv4_sockets(iut: IutConfig, stack: ReferenceStack, mqtt_broker: RoleConfig,
                          ngsild_platform: RoleConfig, coap_device: RoleConfig, gateway: RoleConfig) -> None:  # fmt: skip
-    pids = {p.pid for p in stack._procs.values()}
-    if stack._broker is not None and stack._broker.proc is not None:
-        pids.add(stack._broker.proc.pid)
+    pids = stack.pids()
     if not pids:
         raise Inconclusive("no reference part runs: every role is filled by the IUT")
     listing = subprocess.run(

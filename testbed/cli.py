@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from conformance import cli as conformance_cli
 from conformance import matrix
 from testbed import devices_cmd, gateway_cmd, up
+from testbed.processes import port_arg
 from testbed.settings import Settings, load_settings
 
 log = logging.getLogger("testbed")
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     plat.add_argument("--host", help="address to listen on (default '::'; '::1' for loopback only)")
-    plat.add_argument("--port", type=int, help="TCP port (default 8000)")
+    plat.add_argument("--port", type=port_arg, help="TCP port (default 8000)")
     plat.add_argument(
         "--db", help="SQLite file, or ':memory:' (default: a file under the user data dir)"
     )

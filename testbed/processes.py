@@ -17,6 +17,7 @@ leaves nothing running.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -78,6 +79,14 @@ def valid_port(port: int) -> int:
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} is outside 1-65535")
     return port
+
+
+def port_arg(text: str) -> int:
+    """An argparse type: a port number 1-65535 (99999 is refused, not replaced)."""
+    try:
+        return valid_port(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)") from None
 
 
 def free_port(transport: Transport = "tcp", host: str = "::1") -> int:

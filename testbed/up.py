@@ -26,7 +26,7 @@ import platformdirs
 
 from testbed.brokers import OBSERVER_USER, Broker, MosquittoBroker, choose_broker
 from testbed.parts import StackLayout, StackPorts
-from testbed.processes import ManagedProcess, PortClaim, ProcessError, check_ports, valid_port
+from testbed.processes import ManagedProcess, PortClaim, ProcessError, check_ports, port_arg
 from testbed.settings import Settings
 from testbed.summary import Summary, recent_window
 from testbed.supervisor import Supervisor
@@ -39,14 +39,6 @@ directory, gateway and the devices of a scenario, all on IPv6 loopback [::1]. Pr
 part listens and a live summary; a part that dies is restarted; Ctrl-C stops everything cleanly.
 Works offline.
 """
-
-
-def port_arg(text: str) -> int:
-    """An argparse type: a port number 1-65535 (99999 is refused, not replaced)."""
-    try:
-        return valid_port(int(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)") from None
 
 
 def register(sub: Any, epilog: str) -> None:
@@ -148,6 +140,7 @@ class City:
         self.stopping = asyncio.Event()
         self.failure: str | None = None
         self.running = False  # started: a signal now stops the city instead of the start-up
+        self.show_now = False
         self.supervisor = Supervisor(on_event=self.event)
 
     def say(self, text: str) -> None:
@@ -157,6 +150,7 @@ class City:
         if self.interactive:
             print(file=self.out)  # off the summary line
         self.say(f"supervisor {text}")
+        self.show_now = True  # the next summary says what changed
 
     def _broker(self) -> Broker:
         mqtt_ids = [s.device_id for s in self.scenario.devices() if s.group.protocol == "mqtt"]
@@ -293,8 +287,9 @@ class City:
             line = await summary.line(client, self.supervisor.describe())
             if self.interactive:
                 print("\r" + line.ljust(110), end="", file=self.out, flush=True)
-            elif ticks % 10 == 1:
+            elif ticks % 10 == 1 or self.show_now:
                 self.say(line)
+            self.show_now = False
 
 
 def gateway_argv(layout: StackLayout, password: str) -> list[str]:

@@ -1,90 +1,44 @@
-"""Shared fixtures: free ports and real platform processes on [::1]."""
+"""Shared fixtures: real platform processes on [::1], started by the testbed's process layer."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from testbed.parts import ROOT, platform_spec
+from testbed.processes import ManagedProcess, ProcessFailed, free_port
 
-
-def free_port(
-    family: socket.AddressFamily = socket.AF_INET6, kind: int = socket.SOCK_STREAM
-) -> int:
-    """A port that is free on [::1] right now (the OS picks it)."""
-    with socket.socket(family, kind) as sock:
-        sock.bind(("::1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["ROOT", "PlatformProcess", "free_port"]
 
 
 class PlatformProcess:
     """``testbed platform`` running as a real process on [::1]."""
 
-    def __init__(
-        self, *, db: str = ":memory:", port: int | None = None, verbose: str = "-v"
-    ) -> None:
-        self.verbose = verbose
+    def __init__(self, *, db: str = ":memory:", port: int | None = None, verbose: int = 1) -> None:
         self.port = port or free_port()
         self.db = db
         self.base = f"http://[::1]:{self.port}"
         self.api = self.base + "/ngsi-ld/v1"
-        self.proc: subprocess.Popen[bytes] | None = None
+        # Remote @context fetching stays allowed, as a user's platform has it by default.
+        spec = platform_spec(port=self.port, db=db, verbose=verbose, remote_contexts=True)
+        self.process = ManagedProcess(spec)
+        self._printed = 0  # bytes of the log already returned by an earlier stop()
 
     def start(self) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "testbed",
-                self.verbose,
-                "platform",
-                "--host",
-                "::1",
-                "--port",
-                str(self.port),
-                "--db",
-                self.db,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                out = self.proc.stdout.read().decode() if self.proc.stdout else ""
-                raise RuntimeError(f"platform exited with {self.proc.returncode}:\n{out}")
-            try:
-                if httpx.get(self.base + "/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("platform did not answer /health within 30 s")
+        try:
+            self.process.start()
+        except ProcessFailed as exc:
+            raise RuntimeError(str(exc)) from None
 
     def stop(self) -> str:
-        """Stop with SIGTERM and return what it printed."""
-        if self.proc is None:
-            return ""
-        self.proc.terminate()
-        try:
-            out, _ = self.proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-        self.proc = None
-        return out.decode(errors="replace")
+        """Stop with SIGTERM and return what it printed since it was started."""
+        self.process.stop()
+        out = self.process.output()
+        printed, self._printed = self._printed, len(out)
+        return out[printed:]
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +48,7 @@ def platform() -> Iterator[PlatformProcess]:
     proc.start()
     yield proc
     proc.stop()
+    proc.process.close()
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from testbed.processes import HttpReady, ManagedProcess, ProcessFailed, ProcessSpec
+
 HERE = Path(__file__).resolve().parent
 PREFIX = HERE / "node-red"
 VERSION = "4.1"  # the release line installed (npm semver range ~4.1)
@@ -61,7 +63,7 @@ class NodeRed:
         self.flow = (HERE / "nodered_flow.json").read_text()
         self.flow = self.flow.replace("@MQTT_PORT@", str(mqtt_port))
         self.flow = self.flow.replace("@PLATFORM_PORT@", str(platform_port))
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.process: ManagedProcess | None = None
         self._client = httpx.Client(timeout=30)  # kept alive: see gateway.Stack
 
     def __enter__(self) -> NodeRed:
@@ -72,21 +74,22 @@ class NodeRed:
             "  httpAdminRoot: false, credentialSecret: false,\n"
             "  logging: {console: {level: 'warn', metrics: false, audit: false}}};\n"
         )
-        self.proc = subprocess.Popen(
-            ["node", str(RED_JS), "--userDir", str(self.workdir),
-             "--settings", str(self.workdir / "settings.js")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        spec = ProcessSpec(
+            name="node-red",
+            argv=("node", str(RED_JS), "--userDir", str(self.workdir),
+                  "--settings", str(self.workdir / "settings.js")),
+            ready=HttpReady(self.url),
+            start_timeout=60,
+            stop_timeout=20,
         )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url, timeout=1).status_code == 200:
-                    time.sleep(1.0)  # the MQTT subscription follows the HTTP listener
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        self.__exit__(None, None, None)
-        raise PeerUnavailable("Node-RED did not start within 60 s")
+        self.process = ManagedProcess(spec, log_path=self.workdir / "node-red.log")
+        try:
+            self.process.start()
+        except ProcessFailed as exc:
+            self._client.close()
+            raise PeerUnavailable(f"Node-RED did not start: {exc}") from None
+        time.sleep(1.0)  # the MQTT subscription follows the HTTP listener
+        return self
 
     def __exit__(
         self,
@@ -94,13 +97,9 @@ class NodeRed:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-            self.proc = None
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
         self._client.close()
 
     @property
@@ -116,5 +115,6 @@ class NodeRed:
 
     @property
     def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        assert self.process is not None
+        assert self.process.pid is not None
+        return self.process.pid

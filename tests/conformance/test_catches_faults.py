@@ -6,13 +6,13 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
-import os
 import shutil
 import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ import pytest
 
 from conformance.coap_raw import ACCEPT, ACK, CONTENT_FORMAT, Message, decode, encode, uint
 from testbed.brokers import MosquittoBroker
+from testbed.parts import GatewayOptions, gateway_spec
+from testbed.processes import ManagedProcess
 from tests.conftest import ROOT, PlatformProcess, free_port
 
 
@@ -130,26 +132,13 @@ def reference_gateway(
     tmp_path: Path, platform_url: str, broker_url: str, env: dict[str, str] | None = None
 ) -> Iterator[int]:
     """Our gateway as a process on [::1], writing to ``platform_url``; yields its CoAP port."""
-    http_port, coap_port = free_port(), free_port(kind=socket.SOCK_DGRAM)
-    cmd = [sys.executable, "-m", "testbed", "gateway", "--platform", platform_url, "--broker", broker_url,
-           "--rd", "off", "--coap-port", str(coap_port), "--http-port", str(http_port),
-           "--queue", str(tmp_path / "q.db"), "--no-southbound"]  # fmt: skip
-    gateway = subprocess.Popen(
-        cmd, cwd=ROOT, env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    options = GatewayOptions(
+        platform_url=platform_url, broker_url=broker_url, http_port=free_port(),
+        coap_port=free_port("udp"), queue=tmp_path / "q.db", southbound=False,
     )  # fmt: skip
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"http://[::1]:{http_port}/health", timeout=1).json().get("mqtt"):
-                    break
-            except httpx.HTTPError:
-                pass
-            threading.Event().wait(0.2)
-        yield coap_port
-    finally:
-        gateway.terminate()
-        gateway.wait(timeout=20)
+    spec = replace(gateway_spec(options, verbose=0), env=env or {})
+    with ManagedProcess(spec, log_path=tmp_path / "gateway.log"):
+        yield options.coap_port
 
 
 @contextlib.contextmanager

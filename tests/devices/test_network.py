@@ -75,7 +75,7 @@ async def test_will_is_sent_on_abnormal_disconnect_only() -> None:
 
 async def test_coap_device_resources() -> None:
     """/.well-known/core, Accept 110/112 and 4.06, observe notifications, Block2 /log, PUT."""
-    port = free_port(kind=2)
+    port = free_port("udp")
     spec = scenario(kind="streetlight", protocol="coap", interval=0.3).devices()[0]
     async with CoapDevice(SimDevice(spec), host="::1", port=port, rd=None):
         ctx = await aiocoap.Context.create_client_context(transports=["udp6"])
@@ -124,7 +124,7 @@ async def test_coap_device_resources() -> None:
 
 async def test_libcoap_client_reads_a_device() -> None:
     """Debian's coap-client (libcoap) discovers resources and reads /sensors and /log."""
-    port = free_port(kind=2)
+    port = free_port("udp")
     spec = scenario(kind="flood", protocol="coap", interval=1).devices()[0]
     async with CoapDevice(SimDevice(spec), host="::1", port=port, rd=None):
 

@@ -70,7 +70,7 @@ async def test_a_duplicate_gets_the_same_answer_and_is_processed_once() -> None:
         seen.append(inbound)
         return None
 
-    port = free_port(kind=socket.SOCK_DGRAM)
+    port = free_port("udp")
     async with CoapIngest(host="::1", port=port, handler=handler) as ingest:
         assert ingest.duplicates is not None
         sock = _client(port)
@@ -97,7 +97,7 @@ async def test_what_stays_behind_per_request_is_small() -> None:
     async def handler(inbound: Inbound) -> RejectedPayload | None:
         return None
 
-    port = free_port(kind=socket.SOCK_DGRAM)
+    port = free_port("udp")
     count = 2000
     async with CoapIngest(host="::1", port=port, handler=handler) as ingest:
         assert ingest.duplicates is not None
@@ -125,7 +125,7 @@ async def test_entries_leave_after_a_burst_without_new_requests(
 
     monkeypatch.setattr(coap_dedup, "EXPIRE_EVERY", 0.1)
     monkeypatch.setattr(coap_dedup, "BUCKET", 0.1)
-    port = free_port(kind=socket.SOCK_DGRAM)
+    port = free_port("udp")
     async with CoapIngest(host="::1", port=port, handler=handler) as ingest:
         assert ingest.duplicates is not None
         ingest.duplicates.lifetime = 0.3

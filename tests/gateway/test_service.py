@@ -36,7 +36,7 @@ async def stack(platform: PlatformProcess, tmp_path: Path) -> AsyncIterator[dict
             queue_path=tmp_path / "q.db",
             broker_url=broker.url,
             broker_password="gw",
-            coap_port=free_port(kind=2),  # SOCK_DGRAM
+            coap_port=free_port("udp"),  # SOCK_DGRAM
             rd_url=None,
             http_port=0,
         )

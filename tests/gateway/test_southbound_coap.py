@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,22 +15,17 @@ from devices.coap import CoapDevice
 from devices.device import SimDevice
 from devices.scenario import Scenario
 from gateway.service import Gateway, GatewayConfig
+from testbed.parts import rd_spec
+from testbed.processes import ManagedProcess
 from tests.conftest import PlatformProcess, free_port
 
 
 @pytest.fixture
 def rd() -> Iterator[str]:
     """aiocoap's resource directory on [::1], UDP only."""
-    port = free_port(kind=socket.SOCK_DGRAM)
-    exe = str(Path(sys.executable).with_name("aiocoap-rd"))
-    proc = subprocess.Popen(
-        [exe, "--bind", f"[::1]:{port}"], env={"AIOCOAP_SERVER_TRANSPORT": "udp6"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    time.sleep(1.0)
-    yield f"coap://[::1]:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    port = free_port("udp")
+    with ManagedProcess(rd_spec(port=port)):
+        yield f"coap://[::1]:{port}"
 
 
 async def wait_for(predicate: Any, within: float = 20) -> bool:
@@ -56,12 +48,12 @@ async def test_observed_streetlight_is_switched_by_a_city_app(
     light = SimDevice(spec)
     config = GatewayConfig(
         platform_url=platform.base, tenant=tenant, queue_path=tmp_path / "q.db",
-        broker_url=None, coap_port=free_port(kind=socket.SOCK_DGRAM), rd_url=rd, http_port=0,
+        broker_url=None, coap_port=free_port("udp"), rd_url=rd, http_port=0,
     )  # fmt: skip
     entity = f"{platform.api}/entities/urn:ngsi-ld:Streetlight:{light.device_id}"
     headers = {"NGSILD-Tenant": tenant}
     async with (
-        CoapDevice(light, host="::1", port=free_port(kind=socket.SOCK_DGRAM), rd=rd),
+        CoapDevice(light, host="::1", port=free_port("udp"), rd=rd),
         Gateway(config) as gateway,
         httpx.AsyncClient(headers=headers) as app,
     ):

@@ -88,12 +88,12 @@ EXPECTED = {
 def city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("city")
     scenario = tmp / "all-domains.toml"
-    scenario.write_text(SCENARIO.format(coap=free_port(kind=2) - 20))
+    scenario.write_text(SCENARIO.format(coap=free_port("udp") - 20))
     ports = {
         "platform": free_port(),
         "broker": free_port(),
-        "rd": free_port(kind=2),
-        "coap": free_port(kind=2),
+        "rd": free_port("udp"),
+        "coap": free_port("udp"),
         "http": free_port(),
     }
     cmd = [sys.executable, "-m", "testbed", "up", "--scenario", str(scenario)]

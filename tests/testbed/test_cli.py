@@ -75,7 +75,7 @@ def test_platform_keeps_entities_across_a_restart(tmp_path: Path) -> None:
 
 def test_platform_writes_structured_access_logs() -> None:
     """With -vv every request is one key=value line: method, path, status, duration, tenant."""
-    proc = PlatformProcess(verbose="-vv")
+    proc = PlatformProcess(verbose=2)
     proc.start()
     try:
         httpx.get(proc.api + "/entities/urn:ngsi-ld:Nothing:1", headers={"NGSILD-Tenant": "t1"})

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,19 +12,20 @@ import pytest
 from devices.fleet import Fleet
 from devices.scenario import Scenario
 from testbed.brokers import MosquittoBroker
-from tests.conftest import ROOT, PlatformProcess, free_port
+from testbed.parts import GatewayOptions, gateway_spec
+from testbed.processes import ManagedProcess
+from tests.conftest import PlatformProcess, free_port
 
 OUTAGE = 30.0
 
 
-def gateway_process(
-    platform: str, broker: str, queue: Path, http_port: int
-) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "testbed", "gateway", "--platform", platform, "--broker", broker]
-    cmd += ["--broker-password", "gw", "--rd", "off", "--coap-port", str(free_port(kind=2))]
-    cmd += ["--http-port", str(http_port), "--queue", str(queue), "--no-southbound"]
-    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+def gateway_process(platform: str, broker: str, queue: Path, http_port: int) -> ManagedProcess:
+    """The gateway as a process on [::1]; started (and waited for) by the caller."""
+    options = GatewayOptions(
+        platform_url=platform, broker_url=broker, http_port=http_port, coap_port=free_port("udp"),
+        queue=queue, broker_password="gw", southbound=False,
+    )  # fmt: skip
+    return ManagedProcess(gateway_spec(options, verbose=0, wait_for_mqtt=False))
 
 
 async def wait_http(url: str, within: float = 30) -> httpx.Response:
@@ -72,19 +70,17 @@ async def test_outage_and_gateway_restart_lose_no_reading(tmp_path: Path) -> Non
     async with MosquittoBroker(port=free_port(), users=users) as broker:
         await asyncio.to_thread(platform.start)
         gateway = gateway_process(platform.base, broker.url, queue, http_port)
+        await gateway.astart()
         try:
-            await wait_http(f"http://[::1]:{http_port}/health")
             async with Fleet(scenario, broker=broker.url, use_rd=False) as fleet:
                 await asyncio.sleep(3)
                 await asyncio.to_thread(platform.stop)  # the platform goes away ...
                 await asyncio.sleep(OUTAGE)
                 await asyncio.to_thread(platform.start)  # ... and comes back
                 await asyncio.sleep(2)
-                gateway.terminate()  # the gateway restarts while devices keep publishing
-                gateway.wait(timeout=20)
+                await gateway.astop()  # the gateway restarts while devices keep publishing
                 await asyncio.sleep(2)
-                gateway = gateway_process(platform.base, broker.url, queue, http_port)
-                await wait_http(f"http://[::1]:{http_port}/health")
+                await gateway.astart()
                 await asyncio.sleep(2)
             sent = {d.device_id: d.counters.sent for d in fleet.devices}
             deadline = time.monotonic() + 60
@@ -99,6 +95,5 @@ async def test_outage_and_gateway_restart_lose_no_reading(tmp_path: Path) -> Non
                 assert sent[device] > 100, sent
                 assert len(set(times)) == sent[device], (device, len(set(times)), sent[device])
         finally:
-            gateway.terminate()
-            gateway.wait(timeout=20)
+            await gateway.astop()
             await asyncio.to_thread(platform.stop)
