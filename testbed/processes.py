@@ -265,33 +265,31 @@ class ManagedProcess:
         self.starts += 1
         log.info("%s started (pid %d), log %s", self.name, self.proc.pid, self.log_path)
 
-    def _not_ready(self) -> ProcessFailed | None:
-        """Why the program cannot become ready (it exited), or None."""
+    def _answers(self) -> bool:
+        return self.spec.ready is None or self.spec.ready()
+
+    def _ready(self, answered: bool, deadline: float) -> bool:
+        """One step of waiting: True once ready; ProcessFailed if it exited or ran out of time."""
         code = self.returncode
-        if code is None:
-            return None
-        return ProcessFailed(self.name, f"exited with {code} while starting", self.log_tail())
+        if code is not None:
+            raise ProcessFailed(self.name, f"exited with {code} while starting", self.log_tail())
+        if answered:
+            return True
+        if time.monotonic() > deadline:
+            within = f"did not answer within {self.spec.start_timeout:g} s"
+            raise ProcessFailed(self.name, within, self.log_tail())
+        return False
 
     def start(self) -> None:
         """Spawn and block until the program answers; on failure nothing is left running."""
         self.spawn()
         deadline = time.monotonic() + self.spec.start_timeout
         try:
-            while self.spec.ready is not None and not self.spec.ready():
-                if (failed := self._not_ready()) is not None:
-                    raise failed
-                if time.monotonic() > deadline:
-                    raise self._timed_out()
+            while not self._ready(self._answers(), deadline):
                 time.sleep(0.05)
-            if (failed := self._not_ready()) is not None:
-                raise failed
         except BaseException:
             self.stop()
             raise
-
-    def _timed_out(self) -> ProcessFailed:
-        within = f"did not answer within {self.spec.start_timeout:g} s"
-        return ProcessFailed(self.name, within, self.log_tail())
 
     def stop(self) -> int | None:
         """SIGTERM, then SIGKILL after ``stop_timeout``; returns the exit status."""
@@ -335,14 +333,9 @@ class ManagedProcess:
         self.spawn()
         deadline = time.monotonic() + self.spec.start_timeout
         try:
-            while self.spec.ready is not None and not await asyncio.to_thread(self.spec.ready):
-                if (failed := self._not_ready()) is not None:
-                    raise failed
-                if time.monotonic() > deadline:
-                    raise self._timed_out()
+            # A poll, not an event: a child process can only be asked whether it answers yet.
+            while not self._ready(await asyncio.to_thread(self._answers), deadline):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
-            if (failed := self._not_ready()) is not None:
-                raise failed
         except BaseException:
             # Cancelled (Ctrl-C during start-up) or failed: the child must not outlive us.
             await asyncio.shield(asyncio.to_thread(self.stop))
