@@ -18,17 +18,20 @@ class SlidingRate:
 
     The rate between two one-second polls jumps with every uplink batch (0, 200, 0, ...); over a
     ten-second window it reads steadily. A counter that goes backwards (the gateway restarted and
-    counts from zero) starts the window again.
+    counts from zero again) continues from where the old one stopped.
     """
 
     window: float = WINDOW
     samples: deque[tuple[float, float]] = field(default_factory=deque)
+    _offset: float = field(default=0.0, init=False)  # counted by earlier gateway processes
+    _last: float = field(default=0.0, init=False)
 
     def add(self, count: float, now: float | None = None) -> float:
         now = time.monotonic() if now is None else now
-        if self.samples and count < self.samples[-1][1]:
-            self.samples.clear()
-        self.samples.append((now, count))
+        if count < self._last:
+            self._offset += self._last
+        self._last = count
+        self.samples.append((now, self._offset + count))
         while len(self.samples) > 2 and now - self.samples[1][0] >= self.window:
             self.samples.popleft()
         return self.rate
@@ -65,7 +68,8 @@ class Summary:
             health = answer.json()
             self.rate.add(float(health.get("forwarded", 0)))
         except (httpx.HTTPError, ValueError):
-            health = {"platform": "gateway down"}
+            health = {}
+            restarts = ", ".join(x for x in ("gateway down", restarts) if x)
         try:
             r = await client.get(
                 f"{self.platform_url}/ngsi-ld/v1/entities",

@@ -88,7 +88,7 @@ class Supervisor:
             f"{name} exited with {state.last_exit}; restarting in {delay:.1f} s "
             f"(log {proc.log_path})"
         )
-        log.warning("%s exited with %s; restarting in %.1f s", name, state.last_exit, delay)
+        log.info("%s exited with %s; restarting in %.1f s", name, state.last_exit, delay)
         state.delay = min(state.delay * 2, self.max_delay)
         await proc.astop()  # reap it (the exit status is kept above)
         try:
@@ -100,7 +100,7 @@ class Supervisor:
             await proc.astart()
         except ProcessFailed as exc:
             # Tried again at the next poll, with the longer delay.
-            log.warning("%s did not come back: %s", name, exc.reason)
+            log.info("%s did not come back: %s", name, exc.reason)
             self.on_event(f"{name} did not come back: {exc.reason}")
             return
         state.restarts += 1

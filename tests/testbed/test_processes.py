@@ -197,7 +197,8 @@ def test_the_sliding_rate_is_steady_over_bursty_samples() -> None:
         readings += 200 if second % 2 else 0
         seen.append(rate.add(readings, now=float(second)))
     assert all(90 <= r <= 111 for r in seen[12:]), seen
-    assert rate.add(5.0, now=31.0) == 0.0  # the counter restarted: a new window
+    rate.add(readings, now=30.0)
+    assert 90 <= rate.add(100.0, now=31.0) <= 111  # restarted at 0, now 100: 100 more, not less
 
 
 def test_online_window_follows_the_slowest_device() -> None:
