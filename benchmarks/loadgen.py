@@ -38,11 +38,14 @@ class _Publisher(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buf = self._rest + data
         packets, used = wire.frames(buf)
-        for first, start, _end in packets:
+        for first, start, end in packets:
             if first >> 4 == wire.PUBACK:
-                self.acked += 1
+                self.acked += 1  # counted, not parsed: the broker's own acknowledgements
             elif first >> 4 == wire.CONNACK and not self.connack.done():
-                self.connack.set_result(buf[start + 1])
+                try:
+                    self.connack.set_result(wire.parse_connack(buf[start:end], wire.V311).reason)
+                except wire.MalformedPacket as exc:  # to publish(), not to the event loop
+                    self.connack.set_exception(exc)
         self._rest = buf[used:]
         self.progress.set()
 

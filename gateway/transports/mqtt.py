@@ -145,7 +145,7 @@ class _Connection(asyncio.Protocol):
                     self._publish(first, buf, start, end, acks)
                 else:
                     self._control(first, buf[start:end])
-        except (wire.MalformedPacket, IndexError, UnicodeDecodeError) as exc:
+        except wire.MalformedPacket as exc:
             # MQTT 5 4.13: a malformed packet closes the connection; unacknowledged readings
             # come again after the reconnection.
             log.warning("MQTT: malformed packet from the broker (%s); reconnecting", exc)
@@ -171,21 +171,9 @@ class _Connection(asyncio.Protocol):
 
     def _publish(self, first: int, buf: bytes, start: int, end: int, acks: list[bytes]) -> None:
         qos = (first >> 1) & 3
-        topic_end = start + 2 + (buf[start] << 8 | buf[start + 1])
-        topic = buf[start + 2 : topic_end].decode()
-        pos = topic_end
-        packet_id = 0
-        if qos:
-            packet_id = buf[pos] << 8 | buf[pos + 1]
-            pos += 2
-        content_type = None
-        if self.version == wire.V5:
-            if buf[pos] == 0:
-                pos += 1
-            else:
-                props, pos = wire.properties(buf, pos)
-                found = props.get(wire.CONTENT_TYPE)
-                content_type = found if isinstance(found, str) else None
+        topic, packet_id, content_type, pos = wire.parse_publish(
+            first, buf, start, end, self.version
+        )
         if qos == 2 and packet_id in self._qos2:
             acks.append(wire.ack(wire.PUBREC, packet_id, version=self.version))  # a resend
             return
@@ -197,21 +185,21 @@ class _Connection(asyncio.Protocol):
             acks.append(wire.ack(wire.PUBREC, packet_id, reason, version=self.version))
 
     def _control(self, first: int, body: bytes) -> None:
-        kind = first >> 4
+        kind = wire.check_flags(first)
         if kind == wire.CONNACK:
             if not self.connack.done():
                 self.connack.set_result(wire.parse_connack(body, self.version))
         elif kind in (wire.SUBACK, wire.PUBACK):
-            packet_id = int.from_bytes(body[:2], "big")
             if kind == wire.SUBACK:
-                codes = wire.parse_suback(body, self.version)[1]
+                packet_id, codes = wire.parse_suback(body, self.version)
             else:
-                codes = [body[2] if len(body) > 2 and self.version == wire.V5 else 0]
+                packet_id, reason = wire.parse_ack(body, self.version)
+                codes = [reason]
             future = self.waiting.pop(packet_id, None)
             if future is not None and not future.done():
                 future.set_result(codes)
         elif kind == wire.PUBREL:
-            packet_id = int.from_bytes(body[:2], "big")
+            packet_id, _ = wire.parse_ack(body, self.version)
             self._qos2.discard(packet_id)
             self.write(wire.ack(wire.PUBCOMP, packet_id, version=self.version))
         elif kind == wire.DISCONNECT:
