@@ -15,6 +15,7 @@ import json
 import logging
 import random
 import time
+from types import TracebackType
 from typing import Any
 
 import aiocoap
@@ -23,6 +24,7 @@ from aiocoap import pipe as aiocoap_pipe
 from aiocoap import resource
 
 from devices.device import CONTENT_FORMATS, SimDevice
+from devices.tasks import Background
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +236,7 @@ class CoapDevice:
                 self.site.add_resource(["actuators", name], Actuator(device, name, self._changed))
         self.context: Any = None
         self.registered = False
-        self._tasks: list[asyncio.Task[None]] = []
+        self._stack = contextlib.AsyncExitStack()
 
     @property
     def uri(self) -> str:
@@ -245,22 +247,26 @@ class CoapDevice:
         self.sensors.updated_state()
 
     async def __aenter__(self) -> CoapDevice:
-        self.context = await aiocoap.Context.create_server_context(
-            self.site, bind=(self.host, self.port), transports=["udp6"]
-        )
-        self._tasks.append(asyncio.create_task(self._sampling(), name=f"{self.device.device_id}"))
-        if self.rd:
-            self._tasks.append(asyncio.create_task(self._registration()))
+        async with contextlib.AsyncExitStack() as stack:
+            self.context = await aiocoap.Context.create_server_context(
+                self.site, bind=(self.host, self.port), transports=["udp6"]
+            )
+            stack.push_async_callback(self.context.shutdown)
+            tasks = await stack.enter_async_context(Background())
+            name = self.device.device_id
+            tasks.start(self._sampling(), name=f"{name} sampling")
+            if self.rd:
+                tasks.start(self._registration(), name=f"{name} registration")
+            self._stack = stack.pop_all()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self.context is not None:
-            await self.context.shutdown()
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.__aexit__(exc_type, exc, tb)
 
     async def _sampling(self) -> None:
         interval = self.device.spec.group.interval

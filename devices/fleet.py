@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 import aiocoap
@@ -14,6 +14,7 @@ from devices.coap import CoapDevice, PushDevice
 from devices.device import SimDevice
 from devices.mqtt import MqttDevice
 from devices.scenario import Scenario
+from devices.tasks import Background
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +62,13 @@ class Fleet:
         self.mqtt: list[MqttDevice] = []
         self.coap: list[CoapDevice] = []
         self.push: list[PushDevice] = []
-        self._tasks: list[asyncio.Task[None]] = []
         self._stack = contextlib.AsyncExitStack()
         self._client: Any = None
 
     async def __aenter__(self) -> Fleet:
         host = self.scenario.endpoints.coap_host
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            tasks = await stack.enter_async_context(Background())
             for dev in self.devices:
                 protocol = dev.spec.group.protocol
                 if protocol == "mqtt":
@@ -76,23 +77,24 @@ class Fleet:
                         dev, broker=self.broker, password=self.password, start_delay=delay
                     )
                     self.mqtt.append(mqtt)
-                    self._tasks.append(asyncio.create_task(mqtt.run(), name=dev.device_id))
+                    tasks.start(mqtt.run(), name=dev.device_id)
                 elif protocol == "coap":
                     assert dev.spec.coap_port is not None
                     server = CoapDevice(dev, host=host, port=dev.spec.coap_port, rd=self.rd)
-                    await self._stack.enter_async_context(server)
+                    await stack.enter_async_context(server)
                     self.coap.append(server)
                 else:
                     if self._client is None:
                         self._client = await aiocoap.Context.create_client_context(
                             transports=["udp6"]
                         )
+                        # Shut down after the push devices' loops have stopped (LIFO).
+                        stack.push_async_callback(self._client.shutdown)
+                        tasks = await stack.enter_async_context(Background())
                     push = PushDevice(dev, gateway=self.gateway, context=self._client)
                     self.push.append(push)
-                    self._tasks.append(asyncio.create_task(push.run(), name=dev.device_id))
-        except BaseException:
-            await self.__aexit__()
-            raise
+                    tasks.start(push.run(), name=dev.device_id)
+            self._stack = stack.pop_all()
         log.info(
             "fleet: %d MQTT, %d CoAP, %d push devices",
             len(self.mqtt),
@@ -101,22 +103,15 @@ class Fleet:
         )
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        # Cancel until every device task has ended: on Python 3.11 asyncio.wait_for (used by
-        # aiomqtt) can swallow a cancellation, and a device that missed it would keep the
-        # fleet, and the event loop's shutdown, waiting for ever.
-        pending = {task for task in self._tasks if not task.done()}
-        while pending:
-            for task in pending:
-                task.cancel()
-            _, pending = await asyncio.wait(pending, timeout=1.0)
-        for task in self._tasks:
-            if not task.cancelled() and task.exception() is not None:
-                log.debug("fleet: %s ended with %r", task.get_name(), task.exception())
-        self._tasks.clear()
-        await self._stack.aclose()
-        if self._client is not None:
-            await self._client.shutdown()
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
+        try:
+            await self._stack.__aexit__(exc_type, exc, tb)
+        finally:
             self._client = None
 
     def status(self) -> FleetStatus:

@@ -18,6 +18,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from devices.device import SimDevice
+from devices.tasks import together
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +75,14 @@ class MqttDevice:
                     await client.publish(f"{self.base}/status", b"online", qos=1, retain=True)
                     self.online = True
                     backoff = 1.0
-                    tasks = [asyncio.create_task(self._publish_loop(client))]
                     if dev.kind == "streetlight":
                         await client.subscribe(f"{self.base}/cmd", qos=1)
-                        tasks.append(asyncio.create_task(self._commands(client)))
-                    try:
-                        await asyncio.gather(*tasks)
-                    finally:
-                        for task in tasks:
-                            task.cancel()
+                        await together(
+                            (f"{dev.device_id} publish", self._publish_loop(client)),
+                            (f"{dev.device_id} commands", self._commands(client)),
+                        )
+                    else:
+                        await self._publish_loop(client)
             except aiomqtt.MqttError as exc:
                 self.online = False
                 self.client = None

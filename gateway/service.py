@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import httpx
@@ -27,6 +28,7 @@ from gateway.metrics import Metrics
 from gateway.normalizer import Inbound, Normalized, normalize
 from gateway.profiles import Profiles
 from gateway.southbound import Actuators, actuator_subscription
+from gateway.tasks import Background
 from gateway.thinning import Thinning
 from gateway.transports.coap import CoapIngest, CoapObserver
 from gateway.transports.mqtt import MqttIngest
@@ -88,7 +90,6 @@ class Gateway:
         self._protocol_of: dict[str, str] = {}
         self._http: uvicorn.Server | None = None
         self._stack = contextlib.AsyncExitStack()
-        self._tasks: list[asyncio.Task[None]] = []
         self.http_port = config.http_port
 
     # -- the pipeline -------------------------------------------------------------------------
@@ -135,48 +136,58 @@ class Gateway:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start every part; a part that fails to start stops the ones already started."""
         cfg = self.config
-        await self._stack.enter_async_context(self.uplink)
-        if cfg.coap_host:
-            await self._stack.enter_async_context(
-                CoapIngest(host=cfg.coap_host, port=cfg.coap_port, handler=self.ingest_durably)
-            )
-        if cfg.broker_url:
-            self.mqtt = MqttIngest(
-                url=cfg.broker_url,
-                handler=self.ingest,
-                commit=self.uplink.commit,
-                username=cfg.broker_username,
-                password=cfg.broker_password,
-                group=cfg.shared_group,
-                client_id=cfg.client_id,
-            )
-            self._tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt ingest"))
-        if cfg.rd_url:
-            self.observer = CoapObserver(rd_url=cfg.rd_url, handler=self.ingest_durably)
-            self._tasks.append(asyncio.create_task(self.observer.run(), name="coap observe"))
-        await self._start_http()
-        if cfg.southbound:
-            self._tasks.append(asyncio.create_task(self._subscribe(), name="southbound"))
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self.uplink)
+            if cfg.coap_host:
+                await stack.enter_async_context(
+                    CoapIngest(host=cfg.coap_host, port=cfg.coap_port, handler=self.ingest_durably)
+                )
+            if cfg.rd_url:
+                self.observer = await stack.enter_async_context(
+                    CoapObserver(rd_url=cfg.rd_url, handler=self.ingest_durably)
+                )
+            tasks = await stack.enter_async_context(Background())
+            # Left first: uvicorn stops taking requests before its task is cancelled.
+            stack.callback(self._stop_http)
+            if cfg.broker_url:
+                self.mqtt = MqttIngest(
+                    url=cfg.broker_url,
+                    handler=self.ingest,
+                    commit=self.uplink.commit,
+                    username=cfg.broker_username,
+                    password=cfg.broker_password,
+                    group=cfg.shared_group,
+                    client_id=cfg.client_id,
+                )
+                tasks.start(self.mqtt.run(), name="mqtt ingest")
+            await self._start_http(tasks)
+            if cfg.southbound:
+                tasks.start(self._subscribe(), name="southbound")
+            self._stack = stack.pop_all()
 
     async def shutdown(self) -> None:
-        if self._http is not None:
-            self._http.should_exit = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        """Stop every part; raises what made a loop of ours fail, if one did (DESIGN 4)."""
         await self._stack.aclose()
 
     async def __aenter__(self) -> Gateway:
         await self.start()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.shutdown()
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.__aexit__(exc_type, exc, tb)
 
-    async def _start_http(self) -> None:
+    def _stop_http(self) -> None:
+        if self._http is not None:
+            self._http.should_exit = True
+
+    async def _start_http(self, tasks: Background) -> None:
         app = build_app(self.metrics, self._on_notification, self.health)
         config = uvicorn.Config(
             app,
@@ -187,7 +198,7 @@ class Gateway:
             lifespan="off",
         )
         self._http = _EmbeddedServer(config)
-        self._tasks.append(asyncio.create_task(self._http.serve(), name="gateway http"))
+        tasks.start(self._http.serve(), name="gateway http")
         while not self._http.started:  # noqa: ASYNC110  # uvicorn offers no start event
             await asyncio.sleep(0.01)
         sockets = [s for server in self._http.servers for s in server.sockets]

@@ -21,6 +21,7 @@ import random
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import httpx
@@ -28,6 +29,7 @@ import httpx
 from gateway.metrics import Metrics
 from gateway.normalizer import Normalized
 from gateway.queue import DurableQueue, Pending, lane_key
+from gateway.tasks import Background
 
 log = logging.getLogger(__name__)
 
@@ -67,39 +69,40 @@ class Uplink:
         self._has_queue = [asyncio.Event() for _ in range(lanes)]
         self._queue: DurableQueue | None = None
         self._client: httpx.AsyncClient | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._stack = contextlib.AsyncExitStack()
         self.platform_up = False
 
     async def __aenter__(self) -> Uplink:
-        self._queue = DurableQueue(self.queue_path, lanes=self.lanes)
-        if len(self._queue):
-            log.info("uplink: %d queued items from an earlier run", len(self._queue))
-            self._wake_senders()
-        headers = {"NGSILD-Tenant": self.tenant} if self.tenant else {}
-        self._client = httpx.AsyncClient(
-            base_url=self.platform_url,
-            headers=headers,
-            timeout=httpx.Timeout(10.0, connect=3.0),
-            transport=self._transport,
-        )
-        self._tasks = [asyncio.create_task(self._flusher(), name="uplink flusher")]
-        self._tasks += [
-            asyncio.create_task(self._sender(lane), name=f"uplink sender {lane}")
-            for lane in range(self.lanes)
-        ]
+        async with contextlib.AsyncExitStack() as stack:
+            queue = self._queue = DurableQueue(self.queue_path, lanes=self.lanes)
+            stack.callback(queue.close)
+            if len(queue):
+                log.info("uplink: %d queued items from an earlier run", len(queue))
+                self._wake_senders()
+            headers = {"NGSILD-Tenant": self.tenant} if self.tenant else {}
+            self._client = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=self.platform_url,
+                    headers=headers,
+                    timeout=httpx.Timeout(10.0, connect=3.0),
+                    transport=self._transport,
+                )
+            )
+            stack.callback(self.commit)  # what was accepted in memory is on disk before we go
+            tasks = await stack.enter_async_context(Background())
+            tasks.start(self._flusher(), name="uplink flusher")
+            for lane in range(self.lanes):
+                tasks.start(self._sender(lane), name=f"uplink sender {lane}")
+            self._stack = stack.pop_all()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self.commit()  # what was accepted in memory is on disk before we go
-        if self._client is not None:
-            await self._client.aclose()
-        if self._queue is not None:
-            self._queue.close()
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.__aexit__(exc_type, exc, tb)
 
     @property
     def queued(self) -> int:

@@ -15,7 +15,11 @@ async def run_until_signal(
     tick: Callable[[], None] | None = None,
     interval: float = 2.0,
 ) -> None:
-    """Start, then wait for SIGINT/SIGTERM (calling ``tick`` every ``interval``), then stop."""
+    """Start, then wait for SIGINT/SIGTERM (calling ``tick`` every ``interval``), then stop.
+
+    A service whose loop failed has its TaskGroup cancel this wait (DESIGN 4); ``stop`` then
+    raises that failure, which the command turns into exit status 1.
+    """
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,8 @@ from testbed.settings import Settings
 
 if TYPE_CHECKING:
     from gateway.service import GatewayConfig
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Run the gateway: it subscribes to the MQTT broker (MQTT 5 shared subscription where the broker
@@ -143,5 +146,11 @@ def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
     from testbed.daemon import run_until_signal  # noqa: PLC0415
 
     with asyncio.Runner(loop_factory=lambda: new_event_loop(args.loop)) as runner:
-        runner.run(run_until_signal(start, gateway.shutdown, tick=tick, interval=10.0))
+        try:
+            runner.run(run_until_signal(start, gateway.shutdown, tick=tick, interval=10.0))
+        except Exception:
+            # A loop of ours failed and its TaskGroup stopped the rest (DESIGN 4): said once,
+            # with the traceback, and the exit status tells whoever supervises the gateway.
+            log.exception("gateway: stopped by an unexpected error")
+            return 1
     return 0

@@ -15,6 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +24,7 @@ from aiocoap import resource
 
 from gateway.errors import RejectedPayload
 from gateway.normalizer import COAP_FORMATS, Inbound
+from gateway.tasks import Background
 from gateway.transports import coap_dedup
 
 log = logging.getLogger(__name__)
@@ -98,17 +100,20 @@ class CoapIngest:
         )
         site.add_resource(["up"], _UpResource(handler))
         self._site = site
-        self._context: Any = None
         self.duplicates: coap_dedup.DuplicateTable | None = None
-        self._expiry: asyncio.Task[None] | None = None
+        self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> CoapIngest:
-        self._context = await aiocoap.Context.create_server_context(
-            self._site, bind=(self.host, self.port), transports=["udp6"]
-        )
-        self.duplicates = coap_dedup.install(self._context)
-        if self.duplicates is not None:
-            self._expiry = asyncio.create_task(self._expire(self.duplicates), name="coap dedup")
+        async with contextlib.AsyncExitStack() as stack:
+            context = await aiocoap.Context.create_server_context(
+                self._site, bind=(self.host, self.port), transports=["udp6"]
+            )
+            stack.push_async_callback(context.shutdown)
+            self.duplicates = coap_dedup.install(context)
+            if self.duplicates is not None:
+                tasks = await stack.enter_async_context(Background())
+                tasks.start(self._expire(self.duplicates), name="coap dedup")
+            self._stack = stack.pop_all()
         log.info("CoAP ingest listening at coap://[%s]:%d/up/<device>", self.host, self.port)
         return self
 
@@ -119,13 +124,13 @@ class CoapIngest:
             await asyncio.sleep(coap_dedup.EXPIRE_EVERY)
             table.expire()
 
-    async def __aexit__(self, *exc: object) -> None:
-        if self._expiry is not None:
-            self._expiry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._expiry
-        if self._context is not None:
-            await self._context.shutdown()
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.__aexit__(exc_type, exc, tb)
 
 
 STALE_MARGIN = 5.0  # seconds past Max-Age before an observation counts as lost
@@ -137,7 +142,11 @@ def _max_age(message: aiocoap.Message) -> float:
 
 
 class CoapObserver:
-    """Discovers CoAP devices in the resource directory and observes their readings."""
+    """Discovers CoAP devices in the resource directory and observes their readings.
+
+    ``async with`` it: one task scans the directory, one task per device observes it, all in
+    one TaskGroup (DESIGN 4).
+    """
 
     def __init__(self, *, rd_url: str, handler: Handler, rescan: float = 5.0) -> None:
         self.rd_url = rd_url.rstrip("/")
@@ -147,28 +156,38 @@ class CoapObserver:
         self._observing: dict[str, asyncio.Task[None]] = {}
         self.bases: dict[str, str] = {}
         self.lookup_path: str | None = None
+        self._stack = contextlib.AsyncExitStack()
 
-    async def run(self) -> None:
-        self._context = await aiocoap.Context.create_client_context(transports=["udp6"])
-        try:
-            while True:
-                try:
-                    for device, base in await self._endpoints():
-                        task = self._observing.get(device)
-                        if task is None or task.done():
-                            self._observing[device] = asyncio.create_task(
-                                self._observe(device, base), name=f"observe {device}"
-                            )
-                except (aiocoap.error.Error, OSError) as exc:
-                    log.info("CoAP: resource directory %s unavailable: %s", self.rd_url, exc)
-                await asyncio.sleep(self.rescan)
-        finally:
-            for task in self._observing.values():
-                task.cancel()
-            for task in self._observing.values():
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            await self._context.shutdown()
+    async def __aenter__(self) -> CoapObserver:
+        async with contextlib.AsyncExitStack() as stack:
+            self._context = await aiocoap.Context.create_client_context(transports=["udp6"])
+            stack.push_async_callback(self._context.shutdown)
+            tasks = await stack.enter_async_context(Background())
+            tasks.start(self._scan(tasks), name="coap observe")
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.__aexit__(exc_type, exc, tb)
+
+    async def _scan(self, tasks: Background) -> None:
+        """Look the devices up every ``rescan`` seconds; observe each one not observed."""
+        while True:
+            try:
+                for device, base in await self._endpoints():
+                    task = self._observing.get(device)
+                    if task is None or task.done():
+                        self._observing[device] = tasks.start(
+                            self._observe(device, base), name=f"observe {device}"
+                        )
+            except (aiocoap.error.Error, OSError) as exc:
+                log.info("CoAP: resource directory %s unavailable: %s", self.rd_url, exc)
+            await asyncio.sleep(self.rescan)
 
     @property
     def observed(self) -> int:
@@ -226,7 +245,9 @@ class CoapObserver:
         except (aiocoap.error.Error, OSError) as exc:
             log.info("CoAP: observation of %s ended (%s); will re-observe", device, exc)
         finally:
-            with contextlib.suppress(Exception):
+            # An observation that ended in an error is cancelled already; aiocoap asserts
+            # against a second cancel.
+            if pending.observation is not None and not pending.observation.cancelled:
                 pending.observation.cancel()
 
     async def _handle(self, device: str, host: str | None, message: aiocoap.Message) -> None:
