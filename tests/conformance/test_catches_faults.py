@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from conformance.coap_raw import ACCEPT, ACK, CONTENT_FORMAT, Message, decode, encode, uint
+from gateway.transports import mqtt_wire as wire
 from testbed.brokers import MosquittoBroker
 from testbed.parts import GatewayOptions, gateway_spec
 from testbed.processes import ManagedProcess
@@ -366,22 +367,15 @@ class RetainStrippingProxy:
                     dst.sendall(data)
                     continue
                 buffer += data
-                while len(buffer) >= 2:
-                    length, shift, i = 0, 0, 1
-                    while i < len(buffer) and buffer[i] & 0x80:
-                        length |= (buffer[i] & 0x7F) << shift
-                        shift, i = shift + 7, i + 1
-                    if i >= len(buffer):
-                        break
-                    length |= buffer[i] << shift
-                    end = i + 1 + length
-                    if len(buffer) < end:
-                        break
-                    packet = bytearray(buffer[:end])
-                    if packet[0] >> 4 == 3:  # PUBLISH: clear RETAIN (MQTT 3.3.1.3)
-                        packet[0] &= 0xFE
-                    dst.sendall(bytes(packet))
-                    buffer = buffer[end:]
+                found, used = wire.frames(buffer)
+                whole = bytearray(buffer[:used])
+                begins = 0
+                for first, _start, end in found:
+                    if first >> 4 == wire.PUBLISH:  # clear RETAIN (MQTT 3.3.1.3)
+                        whole[begins] &= 0xFE
+                    begins = end
+                dst.sendall(bytes(whole))
+                buffer = buffer[used:]
         except OSError:
             pass
         finally:
