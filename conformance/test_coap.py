@@ -26,6 +26,7 @@ from conformance.coap_raw import (
     RST,
     URI_PATH,
     URI_QUERY,
+    CoapCode,
     Endpoint,
     Message,
     path_options,
@@ -34,8 +35,11 @@ from conformance.coap_raw import (
 from conformance.iut import RoleConfig
 from conformance.model import Inconclusive, case
 
-CONTENT, NOT_FOUND, BAD_OPTION, NOT_ALLOWED, NOT_ACCEPTABLE = 0x45, 0x84, 0x82, 0x85, 0x86
-VALID, CHANGED, CONTINUE, UNSUPPORTED_FORMAT = 0x43, 0x44, 0x5F, 0x8F
+CONTENT, NOT_FOUND, BAD_OPTION, NOT_ACCEPTABLE = (
+    CoapCode.CONTENT, CoapCode.NOT_FOUND, CoapCode.BAD_OPTION, CoapCode.NOT_ACCEPTABLE
+)  # fmt: skip
+NOT_ALLOWED, UNSUPPORTED_FORMAT = CoapCode.METHOD_NOT_ALLOWED, CoapCode.UNSUPPORTED_CONTENT_FORMAT
+VALID, CHANGED, CONTINUE = CoapCode.VALID, CoapCode.CHANGED, CoapCode.CONTINUE
 
 
 @pytest.fixture
