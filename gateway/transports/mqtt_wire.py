@@ -3,19 +3,16 @@
 Why our own codec and not paho's: profiling the gateway at full load (docs/benchmarks.md) put
 about half of its CPU in paho's and aiomqtt's per-message machinery (a Properties object, a
 message-info object with a threading.Condition, a topic matcher walk, an asyncio queue hop per
-PUBLISH).  The ingest connection needs only CONNECT, SUBSCRIBE, PUBLISH in both directions,
-the acknowledgements and PINGREQ, and it needs to hold back each PUBACK until the reading is on
-disk, which paho does not offer (it acknowledges on receipt).  The load generator and the
-conformance suite's raw-socket cases use this module too; devices keep using paho and aiomqtt:
-they stand for other people's clients.  Because the gateway and the load generator share this
-code, tests/gateway/test_mqtt_wire.py checks it against paho's encoder and decoder, so that a
-bug in both ends of our own benchmark cannot cancel out.
+PUBLISH), and the gateway must hold back each PUBACK until the reading is on disk, which paho
+does not offer.  The load generator and the conformance suite's raw-socket cases use it too
+(devices keep paho and aiomqtt: they stand for other people's clients), so a bug in it could
+cancel out between our benchmark's two ends: tests/gateway/test_mqtt_wire.py checks it
+against paho's encoder and decoder.
 
-Decoding is strict: bytes that are not MQTT raise :class:`MalformedPacket` (MQTT 5 4.13: the
-receiver closes the connection).  The PUBLISH parser indexes the read buffer in place and
-returns a tuple, no object per packet: it is on the gateway's hot path.
-
-Packet layouts are MQTT 5.0 (OASIS, 2019) section 3 and MQTT 3.1.1 (OASIS, 2014) section 3.
+Decoding is strict: bytes that are not MQTT raise :class:`MalformedPacket` (MQTT 5 4.13: close
+the connection).  The PUBLISH parser indexes the read buffer in place and returns a tuple, no
+object per packet: it is on the gateway's hot path.  Layouts are MQTT 5.0 (OASIS, 2019) section
+3 and MQTT 3.1.1 (OASIS, 2014) section 3.
 """
 
 from __future__ import annotations
