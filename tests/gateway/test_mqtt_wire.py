@@ -375,4 +375,8 @@ def test_packets_splits_a_read_into_whole_packets() -> None:
     """The helper for plain-socket clients: complete packets only, bodies copied out."""
     data = wire.ack(wire.PUBACK, 1, version=wire.V5) + wire.DISCONNECT_PACKET + b"\x90\x05\x00"
     assert wire.packets(data) == [(0x40, b"\x00\x01"), (0xE0, b"")]
-    assert MQTTProtocolVersion.MQTTv5 == wire.V5  # the protocol level byte of CONNECT
+
+
+def test_our_protocol_levels_are_paho_s() -> None:
+    """The CONNECT protocol level byte (MQTT 5 3.1.2.2, 3.1.1 3.1.2.2)."""
+    assert (wire.V311, wire.V5) == (MQTTProtocolVersion.MQTTv311, MQTTProtocolVersion.MQTTv5)
