@@ -379,4 +379,4 @@ def test_packets_splits_a_read_into_whole_packets() -> None:
 
 def test_our_protocol_levels_are_paho_s() -> None:
     """The CONNECT protocol level byte (MQTT 5 3.1.2.2, 3.1.1 3.1.2.2)."""
-    assert (wire.V311, wire.V5) == (MQTTProtocolVersion.MQTTv311, MQTTProtocolVersion.MQTTv5)
+    assert (MQTTProtocolVersion.MQTTv311, MQTTProtocolVersion.MQTTv5) == (wire.V311, wire.V5)
