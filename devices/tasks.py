@@ -1,4 +1,6 @@
-"""Device loops in an ``asyncio.TaskGroup`` with named tasks, stopped in one place (DESIGN 4).
+"""Device loops in an ``asyncio.TaskGroup`` with named tasks, stopped in one place.
+
+DESIGN 4: long-lived objects run their loops in a TaskGroup.
 
 The devices carry their own copy of this small helper: they stand for somebody else's firmware
 and import nothing of the gateway (DESIGN 2).  ``async with Background() as tasks:

@@ -1,4 +1,6 @@
-"""Background loops in an ``asyncio.TaskGroup`` with named tasks, stopped in one place (DESIGN 4).
+"""Background loops in an ``asyncio.TaskGroup`` with named tasks, stopped in one place.
+
+DESIGN 4: long-lived objects run their loops in a TaskGroup.
 
 ``async with Background() as tasks: tasks.start(loop(), name="...")`` runs each loop as a task
 of one TaskGroup.  Leaving the block cancels the loops still running and lets the TaskGroup

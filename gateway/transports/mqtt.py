@@ -102,6 +102,7 @@ class _Connection(asyncio.Protocol):
         self._pos = 0
         self._paused = False  # reading paused while a read is handled over several turns
         self._qos2: set[int] = set()  # broker packet ids we sent PUBREC for (MQTT 5 4.3.3)
+        self.failure: Exception | None = None  # a bug of ours met in a callback; run raises it
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport (uvloop's is not a subclass of asyncio.Transport).
@@ -129,7 +130,17 @@ class _Connection(asyncio.Protocol):
         self.last_received = time.monotonic()
         self._buf = self._buf[self._pos :] + data if self._pos < len(self._buf) else data
         self._pos = 0
-        self._turn()
+        self._turn_or_fail()
+
+    def _turn_or_fail(self) -> None:
+        """``_turn``, ending the session with an unexpected exception: raised in a protocol
+        callback it would only be logged by asyncio (and a paused connection never resumed),
+        while ``_session`` raises it from the run loop, which stops the gateway (DESIGN 4)."""
+        try:
+            self._turn()
+        except Exception as exc:
+            self.failure = exc
+            self._close(f"failed: {exc!r}")
 
     def _turn(self) -> None:
         """Handle up to TURN packets, commit their readings, acknowledge them; when more
@@ -164,7 +175,7 @@ class _Connection(asyncio.Protocol):
             if not self._paused:
                 self._paused = True
                 self.transport.pause_reading()
-            asyncio.get_running_loop().call_soon(self._turn)
+            asyncio.get_running_loop().call_soon(self._turn_or_fail)
         elif self._paused:
             self._paused = False
             self.transport.resume_reading()
@@ -348,6 +359,8 @@ class MqttIngest:
         finally:
             self._conn = None
             conn._close("session ended")
+            if conn.failure is not None:
+                raise conn.failure
 
     async def _keep_alive(self, conn: _Connection, keepalive: int) -> None:
         """PINGREQ every half keep-alive; a broker silent for one is gone (MQTT 5 3.1.2.10)."""
