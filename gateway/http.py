@@ -13,17 +13,26 @@ from starlette.routing import Route
 
 from gateway.metrics import Metrics
 
+RECENT = 60.0  # seconds: /health's default for devicesRecent
+
 
 def build_app(
     metrics: Metrics,
     on_notification: Callable[[dict[str, Any]], Awaitable[None]],
-    health: Callable[[], dict[str, Any]],
+    health: Callable[[float], dict[str, Any]],
 ) -> Starlette:
     async def get_metrics(request: Request) -> Response:
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def get_health(request: Request) -> Response:
-        return Response(orjson.dumps(health()), media_type="application/json")
+        # ?recent=SECONDS: how old a device's last reading may be to count as recent.
+        try:
+            recent = float(request.query_params.get("recent", RECENT))
+        except ValueError:
+            recent = -1.0
+        if not 0 <= recent <= 86_400:
+            return PlainTextResponse("recent: seconds, 0 to 86400", status_code=400)
+        return Response(orjson.dumps(health(recent)), media_type="application/json")
 
     async def post_notify(request: Request) -> Response:
         try:

@@ -23,7 +23,7 @@ import orjson
 import uvicorn
 
 from gateway.errors import RejectedPayload
-from gateway.http import build_app
+from gateway.http import RECENT, build_app
 from gateway.metrics import Metrics
 from gateway.normalizer import Inbound, Normalized, normalize
 from gateway.profiles import Profiles
@@ -88,6 +88,7 @@ class Gateway:
         self.observer: CoapObserver | None = None
         self._last_log: dict[tuple[str, str], float] = {}
         self._protocol_of: dict[str, str] = {}
+        self._heard: dict[str, float] = {}  # device -> monotonic time of its last good reading
         self._http: uvicorn.Server | None = None
         self._stack = contextlib.AsyncExitStack()
         self.http_port = config.http_port
@@ -109,7 +110,9 @@ class Gateway:
             return None, exc
         self.metrics.add("r197_gateway_normalized_total", by_protocol, item.readings)
         device_id, kind, readings, entities, observed_at = item
-        thinned = self.thinning.thin(entities, time.monotonic())
+        now = time.monotonic()
+        thinned = self.thinning.thin(entities, now)
+        self._heard[device_id] = now
         item = Normalized(device_id, kind, readings, thinned, observed_at)
         self._protocol_of[device_id] = inbound.protocol
         profile = self.profiles.get(kind)
@@ -204,8 +207,13 @@ class Gateway:
         sockets = [s for server in self._http.servers for s in server.sockets]
         self.http_port = sockets[0].getsockname()[1] if sockets else self.config.http_port
 
-    def health(self) -> dict[str, Any]:
+    def health(self, recent: float = RECENT) -> dict[str, Any]:
+        """The gateway's state; ``devicesRecent`` counts the devices whose last accepted reading
+        is at most ``recent`` seconds old (what `testbed up` calls online)."""
+        since = time.monotonic() - recent
         return {
+            "devicesRecent": sum(1 for t in self._heard.values() if t >= since),
+            "devicesSeen": len(self._heard),
             "platform": "up" if self.uplink.platform_up else "unreachable",
             "queued": self.uplink.queued,
             "mqtt": bool(self.mqtt and self.mqtt.connected.is_set()),

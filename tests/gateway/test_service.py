@@ -161,3 +161,24 @@ async def test_a_city_app_switches_a_streetlight_through_the_platform(
                         json={"powerState": "on"},
                     )
         assert command == {"powerState": "off"}
+
+
+async def test_health_counts_devices_heard_from_recently(stack: dict[str, Any]) -> None:
+    """/health?recent=S counts devices whose last accepted reading is at most S seconds old;
+    a rejected payload does not make a device count."""
+    gw: Gateway = stack["gateway"]
+    health = f"http://[::1]:{gw.http_port}/health"
+    async with device(stack, "noise-1", "n1") as client:
+        await client.publish("city/noise/noise-1/up/senml-json", b"[{garbage", qos=1)
+        async with httpx.AsyncClient() as http:
+            await asyncio.sleep(0.5)
+            assert (await http.get(health)).json()["devicesRecent"] == 0
+            await client.publish(
+                "city/noise/noise-1/up/vendor-csv", f"noise-1,{NOW},LAeq=50".encode(), qos=1
+            )
+            await entity(stack, "urn:ngsi-ld:NoiseLevelObserved:noise-1", "LAeq")
+            now = (await http.get(health, params={"recent": "30"})).json()
+            assert (now["devicesRecent"], now["devicesSeen"]) == (1, 1)
+            await asyncio.sleep(0.3)
+            assert (await http.get(health, params={"recent": "0.2"})).json()["devicesRecent"] == 0
+            assert (await http.get(health, params={"recent": "soon"})).status_code == 400
