@@ -186,9 +186,11 @@ async def test_city_survives_kill_9_of_gateway_and_platform_without_losing_a_rea
     assert "city stopped" in up.output
 
 
-def _run_up(tmp: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _run_up(
+    tmp: Path, *args: str, timeout: float = 120, scenario_text: str = SCENARIO
+) -> subprocess.CompletedProcess[str]:
     scenario = tmp / "noise.toml"
-    scenario.write_text(SCENARIO)
+    scenario.write_text(scenario_text)
     cmd = [sys.executable, "-m", "testbed", "up", "--scenario", str(scenario)]
     cmd += ["--data-dir", str(tmp / "data"), "--duration", "1"]
     return subprocess.run(
@@ -269,3 +271,18 @@ def test_a_failed_start_leaves_nothing_running(tmp_path: Path) -> None:
     broker_port = int(ports[ports.index("--broker-port") + 1])
     with pytest.raises(OSError):
         socket.create_connection(("::1", broker_port), timeout=1).close()
+
+
+@pytest.mark.slow
+def test_the_summary_counts_devices_whose_readings_arrive(tmp_path: Path) -> None:
+    """'online' counts devices heard from recently (a connected device that sends nothing is
+    not online); the rate is over a window, not one poll."""
+    silent = '[[groups]]\nkind = "noise"\ncount = 1\nprotocol = "mqtt"\nprefix = "mute-"\n'
+    silent += "interval = 0.2\nfaults = { dropout = 1.0 }\n"
+    done = _run_up(tmp_path, *_free_ports(), "--duration", "12", scenario_text=SCENARIO + silent)
+    assert done.returncode == 0, done.stderr
+    assert "devices   4 from" in done.stderr
+    last = [line for line in done.stderr.splitlines() if line.startswith("devices online")][-1]
+    assert last.startswith("devices online 3/4 |"), done.stderr
+    rate = float(last.split("readings/s")[1].split("|")[0])
+    assert 10 <= rate <= 20, last  # 3 devices, one reading each 0.2 s: 15/s
