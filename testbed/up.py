@@ -59,14 +59,16 @@ def register(sub: Any, epilog: str) -> None:
     parser.add_argument("--data-dir", type=Path, help="databases, queue and logs (user data dir)")
     parser.add_argument("--fresh", action="store_true", help="start with an empty city database")
     ports = StackPorts()
-    for option, default in (
-        ("--platform-port", ports.platform),
-        ("--broker-port", ports.broker),
-        ("--rd-port", ports.rd),
-        ("--gateway-coap-port", ports.gateway_coap),
-        ("--gateway-http-port", ports.gateway_http),
+    for option, default, what in (
+        ("--platform-port", ports.platform, "the platform's HTTP port"),
+        ("--broker-port", ports.broker, "the MQTT broker's TCP port"),
+        ("--rd-port", ports.rd, "the resource directory's CoAP (UDP) port"),
+        ("--gateway-coap-port", ports.gateway_coap, "the gateway's CoAP push (UDP) port"),
+        ("--gateway-http-port", ports.gateway_http, "the gateway's /metrics and /health port"),
     ):
-        parser.add_argument(option, type=port_arg, default=default, help=f"(default {default})")
+        parser.add_argument(
+            option, type=port_arg, default=default, metavar="PORT", help=f"{what} ({default})"
+        )
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument(
         "--no-restart", action="store_true",

@@ -38,7 +38,7 @@ qos = 1
 class Up:
     """`testbed up` as a child process whose output is read line by line as it comes."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *extra: str) -> None:
         self.data = tmp / "data"
         scenario = tmp / "noise.toml"
         scenario.write_text(SCENARIO)
@@ -53,6 +53,7 @@ class Up:
         cmd += ["--data-dir", str(self.data)]
         for option, port in self.ports.items():
             cmd += [option, str(port)]
+        cmd += extra
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -286,3 +287,23 @@ def test_the_summary_counts_devices_whose_readings_arrive(tmp_path: Path) -> Non
     assert last.startswith("devices online 3/4 |"), done.stderr
     rate = float(last.split("readings/s")[1].split("|")[0])
     assert 10 <= rate <= 20, last  # 3 devices, one reading each 0.2 s: 15/s
+
+
+@pytest.mark.slow
+def test_with_no_restart_a_dead_part_stops_the_city(up_no_restart: Up) -> None:
+    """--no-restart: the gateway killed, the city stops with status 1 and says why."""
+    up_no_restart.wait_for_line("Ctrl-C stops the city")
+    os.kill(up_no_restart.pid_of("gateway-queue.db"), signal.SIGKILL)
+    up_no_restart.proc.wait(timeout=60)
+    assert up_no_restart.proc.returncode == 1, up_no_restart.output
+    assert "testbed up: gateway exited with -9; see " in up_no_restart.output
+    assert "city stopped" in up_no_restart.output
+
+
+@pytest.fixture
+def up_no_restart(tmp_path: Path) -> Iterator[Up]:
+    city = Up(tmp_path, "--no-restart")
+    try:
+        yield city
+    finally:
+        city.stop()
