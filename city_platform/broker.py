@@ -22,6 +22,7 @@ from city_platform.errors import (
     ResourceNotFound,
 )
 from city_platform.ldcontext import Context
+from city_platform.models import BatchEntityError, BatchOperationResult
 from city_platform.storage.base import Entity, HistoryRow, Storage
 
 log = logging.getLogger(__name__)
@@ -44,16 +45,17 @@ Listener = Callable[[list[Change]], None]
 
 @dataclass
 class BatchResult:
-    """BatchOperationResult (CIM 009 5.2.17): successes and per-entity ProblemDetails."""
+    """BatchOperationResult (CIM 009 5.2.16): successes and per-entity ProblemDetails
+    (BatchEntityError, 5.2.17); the shapes are the contract's (:mod:`city_platform.models`)."""
 
     success: list[str] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[BatchEntityError] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
 
     def fail(self, entity_id: object, error: PlatformError) -> None:
         self.errors.append({"entityId": entity_id, "error": error.problem()})
 
-    def body(self) -> dict[str, Any]:
+    def body(self) -> BatchOperationResult:
         return {"success": self.success, "errors": self.errors}
 
 

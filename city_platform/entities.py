@@ -23,6 +23,7 @@ from typing import Any, Literal, cast
 
 from city_platform.errors import BadRequestData
 from city_platform.ldcontext import Context
+from city_platform.models import PROPERTY_MEMBERS
 from city_platform.query.geo import validate_geometry
 
 Entity = dict[str, Any]
@@ -75,7 +76,8 @@ RESERVED = frozenset(
     }
 )
 SYSTEM = ("createdAt", "modifiedAt", "deletedAt")
-_PLAIN = frozenset({"type", "value", "observedAt", "unitCode"})  # see _plain_property
+# The members of the Property the gateway writes (the contract's), taken by _plain_property.
+_PLAIN = PROPERTY_MEMBERS
 ENTITY_MEMBERS = frozenset({"id", "type", "@context", "scope", "createdAt", "modifiedAt"})
 GEO_TYPES = frozenset(
     {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"}

@@ -1,7 +1,8 @@
 """Errors of the platform, each rendering itself as an NGSI-LD ProblemDetails answer.
 
 ETSI GS CIM 009 clause 5.5.2 fixes the error type URIs and their HTTP status codes; RFC 7807
-fixes the body shape (``type``, ``title``, ``detail``).
+fixes the body shape (``type``, ``title``, ``detail``).  Both are part of the contract with the
+gateway, so their definitions live in :mod:`city_platform.models`.
 
 ::
 
@@ -20,16 +21,16 @@ fixes the body shape (``type``, ``title``, ``detail``).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
-ERROR_BASE = "https://uri.etsi.org/ngsi-ld/errors/"
+from city_platform.models import ErrorType, ProblemDetails, error_type_uri
 
 
 class PlatformError(Exception):
     """Root of every error the platform answers with; unexpected ones map to 500."""
 
     status: ClassVar[int] = 500
-    type_name: ClassVar[str] = "InternalError"
+    type_name: ClassVar[ErrorType] = "InternalError"
     title: ClassVar[str] = "Internal error"
 
     def __init__(self, detail: str) -> None:
@@ -38,9 +39,9 @@ class PlatformError(Exception):
 
     @property
     def type_uri(self) -> str:
-        return ERROR_BASE + self.type_name
+        return error_type_uri(self.type_name)
 
-    def problem(self) -> dict[str, Any]:
+    def problem(self) -> ProblemDetails:
         """The RFC 7807 body, with the NGSI-LD error type URI."""
         return {"type": self.type_uri, "title": self.title, "detail": self.detail}
 

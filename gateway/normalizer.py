@@ -16,6 +16,13 @@ from typing import Any, Literal, NamedTuple
 import cbor2
 import orjson
 
+from city_platform.models import (
+    EntityFragment,
+    GeoProperty,
+    Property,
+    Relationship,
+    entity_id,
+)
 from gateway import senml
 from gateway.errors import RejectedPayload
 from gateway.profiles import Measurement, Profile, Profiles, device_from_base_name
@@ -59,7 +66,7 @@ class Normalized(NamedTuple):
     device_id: str
     kind: str
     readings: int  # measurements turned into attribute updates
-    entities: list[dict[str, Any]]
+    entities: list[EntityFragment]
     observed_at: float  # the newest reading's time
 
 
@@ -152,22 +159,23 @@ class _Builder:
             raise RejectedPayload("malformed", "no readings in the payload")
         profile = self.profile
         entity_type = profile.entity_type
-        entity_id, device_ref, ref_device = _names_of(entity_type, self.device_id)
-        entities: list[dict[str, Any]] = []
+        doc_id, device_ref, ref_device = _names_of(entity_type, self.device_id)
+        entities: list[EntityFragment] = []
         times = sorted(by_time) if len(by_time) > 1 else list(by_time)
         when = ""
         for t in times:
             when = iso(t)
-            doc: dict[str, Any] = {"id": entity_id, "type": entity_type}
+            doc: EntityFragment = {"id": doc_id, "type": entity_type}
             for attr, (value, m) in by_time[t].items():
                 doc[attr] = _reading(value, when, m.unit_code)
             pos = self.location.get(t) if self.location else None
             if pos and "lat" in pos and "lon" in pos:
-                doc["location"] = {
+                location: GeoProperty = {
                     "type": "GeoProperty",
                     "value": {"type": "Point", "coordinates": [pos["lon"], pos["lat"]]},
                     "observedAt": when,
                 }
+                doc["location"] = location
             doc["refDevice"] = ref_device
             entities.append(doc)
         newest = times[-1]
@@ -183,7 +191,7 @@ class _Builder:
 # refDevice relationship and the Device entity's list-valued properties.  Shared between the
 # documents of successive readings, which nobody changes once normalized (thinning.py relies
 # on it too), and cheap to compare when they are the same objects.
-def _reading(value: float | str, when: str, unit_code: str | None) -> dict[str, Any]:
+def _reading(value: float | str, when: str, unit_code: str | None) -> Property:
     if unit_code:
         return {"type": "Property", "value": value, "observedAt": when, "unitCode": unit_code}
     return {"type": "Property", "value": value, "observedAt": when}
@@ -191,9 +199,9 @@ def _reading(value: float | str, when: str, unit_code: str | None) -> dict[str, 
 
 def _device(
     device_ref: str, profile: Profile, inbound: Inbound, controlled: tuple[str, ...], when: str
-) -> dict[str, Any]:
+) -> EntityFragment:
     """The Device entity of a reading observed at ``when``."""
-    device: dict[str, Any] = {
+    device: EntityFragment = {
         "id": device_ref,
         "type": "Device",
         "deviceCategory": _property(profile.kind),
@@ -207,15 +215,15 @@ def _device(
 
 
 @functools.lru_cache(maxsize=_KEPT)
-def _names_of(entity_type: str, device_id: str) -> tuple[str, str, dict[str, Any]]:
+def _names_of(entity_type: str, device_id: str) -> tuple[str, str, Relationship]:
     """A device's entity id, Device id and refDevice relationship."""
-    device_ref = f"urn:ngsi-ld:Device:{device_id}"
-    ref_device = {"type": "Relationship", "object": device_ref}
-    return f"urn:ngsi-ld:{entity_type}:{device_id}", device_ref, ref_device
+    device_ref = entity_id("Device", device_id)
+    ref_device: Relationship = {"type": "Relationship", "object": device_ref}
+    return entity_id(entity_type, device_id), device_ref, ref_device
 
 
 @functools.lru_cache(maxsize=_KEPT)
-def _property(value: str | tuple[str, ...]) -> dict[str, Any]:
+def _property(value: str | tuple[str, ...]) -> Property:
     """``{"type": "Property", "value": [...]}`` of one string or of a tuple of strings."""
     return {"type": "Property", "value": [value] if isinstance(value, str) else list(value)}
 
@@ -354,9 +362,9 @@ def _one_record(inbound: Inbound, profiles: Profiles) -> Normalized | None:
         return None
     when = iso(t)
     entity_type = profile.entity_type
-    entity_id, device_ref, ref_device = _names_of(entity_type, owner)
+    doc_id, device_ref, ref_device = _names_of(entity_type, owner)
     prop = _reading(value, when, m.unit_code)
-    doc = {"id": entity_id, "type": entity_type, m.attribute: prop, "refDevice": ref_device}
+    doc = {"id": doc_id, "type": entity_type, m.attribute: prop, "refDevice": ref_device}
     device = _device(device_ref, profile, inbound, (m.attribute,), when)
     return Normalized(owner, profile.kind, 1, [doc, device], t)
 
