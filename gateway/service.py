@@ -22,6 +22,7 @@ import httpx
 import orjson
 import uvicorn
 
+from city_platform.models import entity_id
 from gateway.errors import RejectedPayload
 from gateway.http import RECENT, build_app
 from gateway.metrics import Metrics
@@ -231,7 +232,7 @@ class Gateway:
         host = self.config.http_host
         shown = f"[{host}]" if ":" in host else host
         endpoint = f"http://{shown}:{self.http_port}/notify"
-        sub_id = f"urn:ngsi-ld:Subscription:r197-gateway-{self.http_port}"
+        sub_id = entity_id("Subscription", f"r197-gateway-{self.http_port}")
         doc = actuator_subscription(self.profiles, endpoint, sub_id)
         headers = {"NGSILD-Tenant": self.config.tenant} if self.config.tenant else {}
         api = self.config.platform_url.rstrip("/") + "/ngsi-ld/v1/subscriptions"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from city_platform.models import local_id
 from gateway.profiles import Profile, Profiles
 
 log = logging.getLogger(__name__)
@@ -66,11 +67,11 @@ class Actuators:
     def commands(self, entity: dict[str, Any]) -> tuple[str, str, dict[str, Any]] | None:
         """(kind, device id, command in SenML names/units) for a notified entity, if changed."""
         profile = self._profile(str(entity.get("type")))
-        prefix = f"urn:ngsi-ld:{profile.entity_type}:" if profile else ""
-        entity_id = str(entity.get("id", ""))
-        if profile is None or not entity_id.startswith(prefix):
+        if profile is None:
             return None
-        device_id = entity_id[len(prefix) :]
+        device_id = local_id(profile.entity_type, str(entity.get("id", "")))
+        if device_id is None:
+            return None
         command: dict[str, Any] = {}
         for m in profile.measurements:
             if not m.actuator or m.attribute not in entity:

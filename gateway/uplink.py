@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from city_platform.models import UPSERT_PATH
 from gateway.metrics import Metrics
 from gateway.normalizer import Normalized
 from gateway.queue import DurableQueue, Pending, lane_key
@@ -33,7 +34,7 @@ from gateway.tasks import Background
 
 log = logging.getLogger(__name__)
 
-UPSERT = "/ngsi-ld/v1/entityOperations/upsert"
+UPSERT = UPSERT_PATH  # CIM 009 5.6.8, the platform's route (the contract's)
 RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
 _JSON = {"Content-Type": "application/json"}
 
