@@ -16,9 +16,11 @@ import pytest
 from conformance import report
 from conformance.iut import IutConfig, IutError, RoleConfig, load_iut
 from conformance.model import Case, Inconclusive, Result
+from conformance.requirements import check_cases
 from conformance.stack import ReferenceStack
 
 RESULTS = pytest.StashKey[list[Result]]()
+DECLARED = pytest.StashKey[dict[str, Case]]()  # every collected case, selected or not
 ROLE_FIXTURES = {
     "mqtt_broker": "mqtt-broker",
     "ngsild_platform": "ngsild-platform",
@@ -33,7 +35,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--iut", type=Path, help="YAML file naming the implementation under test")
     group.addoption(
         "--r197-report", type=Path, default=Path("conformance-report"),
-        help="directory for report.json, report.html and junit.xml (default conformance-report)",
+        help="directory for report.json, report.html, report.md and junit.xml "
+        "(default conformance-report)",
     )  # fmt: skip
 
 
@@ -45,6 +48,7 @@ def _conformance_run(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "r197(case): an R197 conformance test case")
     config.stash[RESULTS] = []
+    config.stash[DECLARED] = {}
     if _conformance_run(config) and not config.option.xmlpath:
         out: Path = config.option.r197_report
         out.mkdir(parents=True, exist_ok=True)
@@ -54,6 +58,23 @@ def pytest_configure(config: pytest.Config) -> None:
 def _case(item: pytest.Item) -> Case | None:
     marker = item.get_closest_marker("r197")
     return marker.args[0] if marker else None
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k/-m/--deselect drop items: all cases are checked
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Fail collection on a duplicate case id, an unknown requirement or PICS item.
+
+    A misspelt PICS item would otherwise make its case N/A without a word, and a misspelt
+    requirement would leave the requirement looking uncovered.
+    """
+    declared = [(item.nodeid.split("[")[0], meta) for item in items if (meta := _case(item))]
+    problems = check_cases(declared)
+    if problems:
+        raise pytest.UsageError(
+            "R197 conformance cases do not match conformance/requirements.toml:\n  "
+            + "\n  ".join(problems)
+        )
+    config.stash[DECLARED] = {meta.id: meta for _, meta in declared}
 
 
 @pytest.fixture(scope="session")
@@ -159,7 +180,7 @@ def pytest_runtest_makereport(
     figures = getattr(item, "r197_figures", {})
     item.user_properties += [
         ("r197_id", meta.id), ("r197_verdict", verdict), ("r197_theme", meta.theme),
-        ("r197_clauses", "; ".join(meta.clauses)),
+        ("r197_clauses", "; ".join(meta.clauses)), ("r197_verifies", " ".join(meta.verifies)),
     ]  # fmt: skip
     item.user_properties += [(f"r197_figure_{k}", str(v)) for k, v in figures.items()]
     item.config.stash[RESULTS].append(
@@ -184,11 +205,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     except IutError:
         return
     roles = {name: role.url for name, role in iut.roles.items()}
-    doc = report.to_json(results, iut.implementation, roles)
+    declared = session.config.stash.get(DECLARED, {})
+    doc = report.to_json(results, iut.implementation, roles, declared.values())
     out: Path = session.config.option.r197_report
     report.write(out, doc)
     session.config.stash[RESULTS] = []
     summary = ", ".join(f"{k} {v}" for k, v in sorted(doc["summary"].items()))
+    summary += "; requirements: " + ", ".join(
+        f"{k} {v}" for k, v in doc["requirement_summary"].items() if v
+    )
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
     if tr is not None:
         tr.write_line(

@@ -1,11 +1,11 @@
 """Test-case metadata and verdicts (the Sparkplug TCK style: every case has a stable id).
 
-A case declares its id ``R197-<GROUP>-<nn>``, objective, the clauses it traces to, the
-Resolution 197 theme it serves, and the PICS items it needs::
+A case declares its id ``R197-<GROUP>-<nn>``, objective, the requirements it verifies (ids
+of conformance/requirements.toml, which say the document and clause), the Resolution 197
+theme it serves, and the PICS items it needs::
 
-    @case("R197-MQTT-01", "CONNECT is answered with CONNACK",
-          clauses=["MQTT 3.1.1 3.2", "[MQTT-3.2.0-1]"], theme="interoperability",
-          pics=["mqtt.v311"])
+    @case("R197-MQTT-01", "CONNECT with clean session is accepted and session present is 0",
+          verifies=["MQTT311-3.2.2-1"], theme="interoperability", pics=["mqtt.v311"])
     def test_connack(mqtt_broker): ...
 """
 
@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import pytest
+
+from conformance.requirements import registry
 
 Theme = Literal["interoperability", "ipv6", "security", "energy-efficiency", "resilience"]
 Verdict = Literal["pass", "fail", "inconclusive", "n/a", "error"]
@@ -39,13 +41,22 @@ class Inconclusive(Exception):  # a verdict, named as the standards name it
 class Case:
     id: str
     objective: str
-    clauses: tuple[str, ...]
+    verifies: tuple[str, ...]  # requirement ids; collection checks them (check_cases)
     theme: Theme
     pics: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _ID.match(self.id):
             raise ValueError(f"test case id {self.id!r} is not R197-<GROUP>-<nn>")
+        if not self.verifies:
+            raise ValueError(f"test case {self.id} verifies no requirement")
+        if len(set(self.verifies)) != len(self.verifies):
+            raise ValueError(f"test case {self.id} names a requirement twice")
+
+    @property
+    def clauses(self) -> tuple[str, ...]:
+        """The clauses it traces to, as cited (``RFC 7252 4.3``), from the registry."""
+        return tuple(registry().citation(r) for r in self.verifies)
 
 
 @dataclass
@@ -63,12 +74,12 @@ def case(
     case_id: str,
     objective: str,
     *,
-    clauses: list[str],
+    verifies: list[str],
     theme: Theme,
     pics: list[str] | None = None,
 ) -> Callable[[F], F]:
     """Declare a conformance test case."""
-    meta = Case(case_id, objective, tuple(clauses), theme, tuple(pics or ()))
+    meta = Case(case_id, objective, tuple(verifies), theme, tuple(pics or ()))
 
     def wrap(fn: F) -> F:
         return pytest.mark.r197(meta)(fn)  # type: ignore[no-any-return]

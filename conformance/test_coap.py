@@ -66,7 +66,7 @@ def get(
 
 
 @case("R197-COAP-01", "GET /.well-known/core returns 2.05 in link-format (ct 40)",
-      clauses=["RFC 6690 4", "RFC 7252 7.2"], theme="interoperability", pics=["coap.link-format"])  # fmt: skip
+      verifies=["RFC6690-4", "RFC7252-7.2"], theme="interoperability", pics=["coap.link-format"])  # fmt: skip
 def test_wkc(ep: Endpoint) -> None:
     answer = get(ep, "/.well-known/core")
     assert answer.code == CONTENT, answer.code_text
@@ -75,7 +75,7 @@ def test_wkc(ep: Endpoint) -> None:
 
 
 @case("R197-COAP-02", "A CON GET is answered by a piggybacked ACK with the same Message ID",
-      clauses=["RFC 7252 5.2.1", "RFC 7252 4.2"], theme="interoperability")  # fmt: skip
+      verifies=["RFC7252-5.2.1", "RFC7252-4.2"], theme="interoperability")  # fmt: skip
 def test_con_piggybacked(ep: Endpoint, coap_device: RoleConfig) -> None:
     msg = Message(
         CON, GET, ep.next_mid(), b"\x07", path_options(res(coap_device, "observable", "/sensors"))
@@ -87,7 +87,7 @@ def test_con_piggybacked(ep: Endpoint, coap_device: RoleConfig) -> None:
 
 
 @case("R197-COAP-03", "A NON GET is answered by a NON response",
-      clauses=["RFC 7252 5.2.3"], theme="energy-efficiency")  # fmt: skip
+      verifies=["RFC7252-5.2.3"], theme="energy-efficiency")  # fmt: skip
 def test_non(ep: Endpoint, coap_device: RoleConfig) -> None:
     answer = get(ep, res(coap_device, "observable", "/sensors"), mtype=NON)
     assert answer.type == NON, f"type {answer.type}"
@@ -96,7 +96,7 @@ def test_non(ep: Endpoint, coap_device: RoleConfig) -> None:
 
 @pytest.mark.parametrize("length", [0, 1, 4, 8])
 @case("R197-COAP-04", "Tokens of 0 to 8 bytes are echoed unchanged",
-      clauses=["RFC 7252 5.3.1", "RFC 7252 5.3.2"], theme="interoperability")  # fmt: skip
+      verifies=["RFC7252-5.3.1", "RFC7252-5.3.2"], theme="interoperability")  # fmt: skip
 def test_token_echo(ep: Endpoint, coap_device: RoleConfig, length: int) -> None:
     token = bytes(range(1, length + 1))
     answer = get(ep, res(coap_device, "observable", "/sensors"), token=token)
@@ -104,21 +104,21 @@ def test_token_echo(ep: Endpoint, coap_device: RoleConfig, length: int) -> None:
 
 
 @case("R197-COAP-05", "An unrecognized critical option is rejected with 4.02 Bad Option",
-      clauses=["RFC 7252 5.4.1"], theme="interoperability")  # fmt: skip
+      verifies=["RFC7252-5.4.1"], theme="interoperability")  # fmt: skip
 def test_bad_option(ep: Endpoint, coap_device: RoleConfig) -> None:
     answer = get(ep, res(coap_device, "observable", "/sensors"), extra=[(65001, b"x")])
     assert answer.code == BAD_OPTION, answer.code_text
 
 
 @case("R197-COAP-06", "A GET of an unknown path is 4.04",
-      clauses=["RFC 7252 5.9.2.5"], theme="interoperability")  # fmt: skip
+      verifies=["RFC7252-5.9.2.5"], theme="interoperability")  # fmt: skip
 def test_not_found(ep: Endpoint) -> None:
     answer = get(ep, "/r197-no-such-resource")
     assert answer.code == NOT_FOUND, answer.code_text
 
 
 @case("R197-COAP-07", "A DELETE on a read-only sensor resource is 4.05",
-      clauses=["RFC 7252 5.9.2.6"], theme="interoperability")  # fmt: skip
+      verifies=["RFC7252-5.9.2.6"], theme="interoperability")  # fmt: skip
 def test_method_not_allowed(ep: Endpoint, coap_device: RoleConfig) -> None:
     path = res(coap_device, "readonly", res(coap_device, "observable", "/sensors"))
     answer = ep.request(Message(CON, DELETE, ep.next_mid(), b"\x02", path_options(path)))
@@ -126,7 +126,7 @@ def test_method_not_allowed(ep: Endpoint, coap_device: RoleConfig) -> None:
 
 
 @case("R197-COAP-08", "An empty CON (CoAP ping) is answered with RST",
-      clauses=["RFC 7252 4.3", "RFC 7252 1.2"], theme="resilience")  # fmt: skip
+      verifies=["RFC7252-4.3", "RFC7252-1.2"], theme="resilience")  # fmt: skip
 def test_ping(ep: Endpoint) -> None:
     msg = Message(CON, 0, ep.next_mid())
     answer = ep.request(msg)
@@ -135,14 +135,14 @@ def test_ping(ep: Endpoint) -> None:
 
 
 @case("R197-COAP-09", "An Accept the resource cannot serve is 4.06",
-      clauses=["RFC 7252 5.10.4"], theme="interoperability", pics=["coap.accept"])  # fmt: skip
+      verifies=["RFC7252-5.10.4"], theme="interoperability", pics=["coap.accept"])  # fmt: skip
 def test_not_acceptable(ep: Endpoint, coap_device: RoleConfig) -> None:
     answer = get(ep, res(coap_device, "observable", "/sensors"), extra=[(ACCEPT, uint(41))])
     assert answer.code == NOT_ACCEPTABLE, answer.code_text
 
 
 @case("R197-COAP-10", "Accept 112 gives SenML CBOR with integer labels",
-      clauses=["RFC 8428 6", "RFC 7252 5.10.4"], theme="energy-efficiency", pics=["senml.cbor", "coap.accept"])  # fmt: skip
+      verifies=["RFC8428-6", "RFC7252-5.10.4"], theme="energy-efficiency", pics=["senml.cbor", "coap.accept"])  # fmt: skip
 def test_cbor(ep: Endpoint, coap_device: RoleConfig) -> None:
     answer = get(ep, res(coap_device, "observable", "/sensors"), extra=[(ACCEPT, uint(112))])
     assert answer.option(CONTENT_FORMAT) == uint(112)
@@ -152,7 +152,7 @@ def test_cbor(ep: Endpoint, coap_device: RoleConfig) -> None:
 
 
 @case("R197-COAP-11", "Observe registration is confirmed and followed by a notification",
-      clauses=["RFC 7641 3.1", "RFC 7641 4.2", "RFC 7641 3.4"], theme="energy-efficiency", pics=["coap.observe"])  # fmt: skip
+      verifies=["RFC7641-3.1", "RFC7641-4.2", "RFC7641-3.4"], theme="energy-efficiency", pics=["coap.observe"])  # fmt: skip
 def test_observe(ep: Endpoint, coap_device: RoleConfig) -> None:
     path = res(coap_device, "observable", "/sensors")
     ep.sock.settimeout(15)
@@ -172,7 +172,7 @@ def test_observe(ep: Endpoint, coap_device: RoleConfig) -> None:
 
 
 @case("R197-COAP-12", "An observation cancelled with RST gets no further notifications",
-      clauses=["RFC 7641 3.6"], theme="energy-efficiency", pics=["coap.observe"])  # fmt: skip
+      verifies=["RFC7641-3.6"], theme="energy-efficiency", pics=["coap.observe"])  # fmt: skip
 def test_observe_cancel(ep: Endpoint, coap_device: RoleConfig) -> None:
     path = res(coap_device, "observable", "/sensors")
     ep.sock.settimeout(15)
@@ -194,7 +194,7 @@ def test_observe_cancel(ep: Endpoint, coap_device: RoleConfig) -> None:
 
 
 @case("R197-COAP-13", "A large resource is transferred in Block2 blocks that reassemble",
-      clauses=["RFC 7959 2.2", "RFC 7959 2.4"], theme="interoperability", pics=["coap.block2"])  # fmt: skip
+      verifies=["RFC7959-2.2", "RFC7959-2.4"], theme="interoperability", pics=["coap.block2"])  # fmt: skip
 def test_block2(ep: Endpoint, coap_device: RoleConfig) -> None:
     path = res(coap_device, "large", "/log")
     body, num = b"", 0
@@ -214,7 +214,7 @@ def test_block2(ep: Endpoint, coap_device: RoleConfig) -> None:
 
 
 @case("R197-COAP-14", "/.well-known/core?rt= returns only links with that resource type",
-      clauses=["RFC 6690 4.1"], theme="interoperability", pics=["coap.link-format"])  # fmt: skip
+      verifies=["RFC6690-4.1"], theme="interoperability", pics=["coap.link-format"])  # fmt: skip
 def test_wkc_filter(ep: Endpoint) -> None:
     everything = get(ep, "/.well-known/core").payload.decode()
     rts = sorted(
@@ -234,7 +234,7 @@ def test_wkc_filter(ep: Endpoint) -> None:
 
 
 @case("R197-COAP-15", "The device answers on an IPv6 literal and its datagrams fit the IPv6 minimum MTU",
-      clauses=["RFC 8200 5", "RFC 7252 4.6", "ITU-T Y.4200 8.2"], theme="ipv6")  # fmt: skip
+      verifies=["RFC8200-5", "RFC7252-4.6", "Y4200-8.2"], theme="ipv6")  # fmt: skip
 def test_ipv6_mtu(ep: Endpoint, coap_device: RoleConfig, figures: dict[str, float]) -> None:
     assert ep.sock.family == socket.AF_INET6, f"{coap_device.url} is not an IPv6 literal"
     sizes = []
@@ -259,7 +259,7 @@ def wkc_query(ep: Endpoint, *queries: str) -> list[str]:
 
 
 @case("R197-COAP-16", "/.well-known/core filters on if= and on href= (exact and prefix*)",
-      clauses=["RFC 6690 4.1", "RFC 6690 3.1"], theme="interoperability", pics=["coap.link-format"])  # fmt: skip
+      verifies=["RFC6690-4.1", "RFC6690-3.1"], theme="interoperability", pics=["coap.link-format"])  # fmt: skip
 def test_wkc_if_href(ep: Endpoint) -> None:
     everything = wkc_query(ep)
     hrefs = [link[link.index("<") + 1 : link.index(">")] for link in everything]
@@ -280,7 +280,7 @@ def test_wkc_if_href(ep: Endpoint) -> None:
 
 
 @case("R197-COAP-17", "Two Uri-Query filters both apply: the links match rt= and if=",
-      clauses=["RFC 7252 5.10.1", "RFC 7252 6.5", "RFC 9176 7"], theme="interoperability",
+      verifies=["RFC7252-5.10.1", "RFC7252-6.5", "RFC9176-7"], theme="interoperability",
       pics=["coap.link-format", "coap.multi-filter"])  # fmt: skip
 def test_wkc_two_filters(ep: Endpoint) -> None:
     everything = wkc_query(ep)
@@ -305,7 +305,7 @@ def test_wkc_two_filters(ep: Endpoint) -> None:
 
 
 @case("R197-COAP-18", "Each Uri-Path option is one segment: a '/' inside one option is not a separator",
-      clauses=["RFC 7252 5.10.1", "RFC 7252 6.4", "RFC 7252 6.5"], theme="interoperability")  # fmt: skip
+      verifies=["RFC7252-5.10.1", "RFC7252-6.4", "RFC7252-6.5"], theme="interoperability")  # fmt: skip
 def test_uri_path_segments(ep: Endpoint, coap_device: RoleConfig) -> None:
     # Every CoAP server with link-format has a two-segment path: /.well-known/core.
     path = res(coap_device, "nested", "/.well-known/core")
@@ -319,7 +319,7 @@ def test_uri_path_segments(ep: Endpoint, coap_device: RoleConfig) -> None:
 
 
 @case("R197-COAP-19", "A PUT in a Content-Format the resource does not take is 4.15",
-      clauses=["RFC 7252 5.9.2.9", "RFC 7252 5.10.3"], theme="interoperability",
+      verifies=["RFC7252-5.9.2.9", "RFC7252-5.10.3"], theme="interoperability",
       pics=["coap.actuator", "coap.format-check"])  # fmt: skip
 def test_unsupported_content_format(ep: Endpoint, coap_device: RoleConfig) -> None:
     path = res(coap_device, "actuator", "/actuators/powerState")
@@ -330,7 +330,7 @@ def test_unsupported_content_format(ep: Endpoint, coap_device: RoleConfig) -> No
 
 
 @case("R197-COAP-20", "A GET carrying the current ETag is 2.03 Valid, without payload",
-      clauses=["RFC 7252 5.10.6", "RFC 7252 5.9.1.3"], theme="energy-efficiency",
+      verifies=["RFC7252-5.10.6", "RFC7252-5.9.1.3"], theme="energy-efficiency",
       pics=["coap.etag"])  # fmt: skip
 def test_etag_valid(ep: Endpoint, coap_device: RoleConfig) -> None:
     path = res(coap_device, "stable", res(coap_device, "actuator", "/actuators/powerState"))
@@ -348,7 +348,7 @@ def test_etag_valid(ep: Endpoint, coap_device: RoleConfig) -> None:
 
 
 @case("R197-COAP-21", "A request body sent in Block1 blocks gets 2.31 Continue, then the final response",
-      clauses=["RFC 7959 2.3", "RFC 7959 2.5", "RFC 7959 2.9.1"], theme="interoperability",
+      verifies=["RFC7959-2.3", "RFC7959-2.5", "RFC7959-2.9.1"], theme="interoperability",
       pics=["coap.block1", "coap.actuator"])  # fmt: skip
 def test_block1(ep: Endpoint, coap_device: RoleConfig) -> None:
     path = res(coap_device, "actuator", "/actuators/powerState")
@@ -369,7 +369,7 @@ def test_block1(ep: Endpoint, coap_device: RoleConfig) -> None:
 
 
 @case("R197-COAP-22", "A retransmitted CON request (same Message ID) is acknowledged again, in the same exchange",
-      clauses=["RFC 7252 4.2", "RFC 7252 4.5"], theme="resilience")  # fmt: skip
+      verifies=["RFC7252-4.2", "RFC7252-4.5"], theme="resilience")  # fmt: skip
 def test_duplicate_con(ep: Endpoint, coap_device: RoleConfig, figures: dict[str, float]) -> None:
     msg = Message(
         CON, GET, ep.next_mid(), b"\x0d", path_options(res(coap_device, "observable", "/sensors"))
@@ -408,7 +408,7 @@ def observe_notifications(
 
 
 @case("R197-COAP-23", "An unacknowledged CON notification is retransmitted with the same Message ID after ACK_TIMEOUT",
-      clauses=["RFC 7252 4.2", "RFC 7252 4.8", "RFC 7641 4.5"], theme="resilience", pics=["coap.observe"])  # fmt: skip
+      verifies=["RFC7252-4.2", "RFC7252-4.8", "RFC7641-4.5"], theme="resilience", pics=["coap.observe"])  # fmt: skip
 def test_retransmission(ep: Endpoint, coap_device: RoleConfig) -> None:
     path = res(coap_device, "observable", "/sensors")
     ep.sock.settimeout(20)
@@ -443,7 +443,7 @@ def test_retransmission(ep: Endpoint, coap_device: RoleConfig) -> None:
 
 
 @case("R197-COAP-24", "Notifications carry increasing Observe sequence numbers",
-      clauses=["RFC 7641 3.4", "RFC 7641 4.4"], theme="interoperability", pics=["coap.observe"])  # fmt: skip
+      verifies=["RFC7641-3.4", "RFC7641-4.4"], theme="interoperability", pics=["coap.observe"])  # fmt: skip
 def test_notification_order(ep: Endpoint, coap_device: RoleConfig) -> None:
     path = res(coap_device, "observable", "/sensors")
     first, notes = observe_notifications(ep, path, b"\x18", 3)
@@ -460,7 +460,7 @@ def test_notification_order(ep: Endpoint, coap_device: RoleConfig) -> None:
 
 
 @case("R197-COAP-25", "An observation cancelled by a GET with Observe=1 gets no further notifications",
-      clauses=["RFC 7641 3.6"], theme="energy-efficiency", pics=["coap.observe"])  # fmt: skip
+      verifies=["RFC7641-3.6"], theme="energy-efficiency", pics=["coap.observe"])  # fmt: skip
 def test_observe_cancel_by_get(ep: Endpoint, coap_device: RoleConfig) -> None:
     path = res(coap_device, "observable", "/sensors")
     _, notes = observe_notifications(ep, path, b"\x19", 1)

@@ -18,7 +18,7 @@ from conformance.stack import ReferenceStack
 
 
 @case("R197-IPV6-01", "Every role under test is addressed by an IPv6 literal",
-      clauses=["RFC 3986 3.2.2", "RFC 8200", "ITU-T Y.4200 8.2"], theme="ipv6")  # fmt: skip
+      verifies=["RFC3986-3.2.2", "RFC8200", "Y4200-8.2"], theme="ipv6")  # fmt: skip
 def test_ipv6_urls(
     mqtt_broker: RoleConfig,
     ngsild_platform: RoleConfig,
@@ -31,7 +31,7 @@ def test_ipv6_urls(
 
 
 @case("R197-IPV6-02", "The reference parts open no IPv4 socket (an IPv6-only run)",
-      clauses=["RFC 8200", "ITU-T Y.4200 8.2", "ITU PP Res. 197 (IPv6)"], theme="ipv6", pics=["ipv6.only"])  # fmt: skip
+      verifies=["RFC8200", "Y4200-8.2", "RES197-IPV6"], theme="ipv6", pics=["ipv6.only"])  # fmt: skip
 def test_no_ipv4_sockets(iut: IutConfig, stack: ReferenceStack, mqtt_broker: RoleConfig,
                          ngsild_platform: RoleConfig, coap_device: RoleConfig, gateway: RoleConfig) -> None:  # fmt: skip
     pids = stack.pids()
@@ -47,7 +47,7 @@ def test_no_ipv4_sockets(iut: IutConfig, stack: ReferenceStack, mqtt_broker: Rol
 
 
 @case("R197-RES-01", "QoS 1 messages queued for a persistent session survive a broker restart",
-      clauses=["MQTT 3.1.1 4.1", "[MQTT-4.1.0-1]", "ITU-T Y.4200 8.3"], theme="resilience",
+      verifies=["MQTT311-4.1.0-1", "Y4200-8.3"], theme="resilience",
       pics=["mqtt.persistent-sessions"])  # fmt: skip
 def test_broker_restart(iut: IutConfig, stack: ReferenceStack, mqtt_broker: RoleConfig) -> None:
     if "mqtt-broker" in iut.roles:
@@ -84,7 +84,7 @@ def _history(platform: RoleConfig, entity_id: str, attr: str) -> list[dict[str, 
 
 
 @case("R197-RES-02", "Readings accepted during a platform outage all reach the platform, in order, once it returns",
-      clauses=["ITU-T Y.4200 8.3", "ITU-T Y.4201 7", "ETSI GS CIM 009 5.6.7"], theme="resilience",
+      verifies=["Y4200-8.3", "Y4201-7", "CIM009-5.6.7"], theme="resilience",
       pics=["senml.cbor"])  # fmt: skip
 def test_platform_outage(
     iut: IutConfig,
@@ -137,7 +137,7 @@ def test_platform_outage(
 
 
 @case("R197-RES-03", "A gateway observing a CoAP device resumes the observation after the device restarts",
-      clauses=["RFC 7641 3.3.1", "RFC 7641 4.1", "RFC 9176 5.3", "ITU-T Y.4200 8.3"], theme="resilience",
+      verifies=["RFC7641-3.3.1", "RFC7641-4.1", "RFC9176-5.3", "Y4200-8.3"], theme="resilience",
       pics=["coap.observe"])  # fmt: skip
 def test_observer_recovers(
     stack: ReferenceStack,

@@ -19,7 +19,7 @@ def topic() -> str:
 
 
 @case("R197-MQTT-01", "CONNECT with clean session is accepted and session present is 0",
-      clauses=["MQTT 3.1.1 3.2.2.2", "[MQTT-3.2.2-1]"], theme="interoperability", pics=["mqtt.v311"])  # fmt: skip
+      verifies=["MQTT311-3.2.2-1"], theme="interoperability", pics=["mqtt.v311"])  # fmt: skip
 def test_connect_311(mqtt_broker: RoleConfig) -> None:
     client = ProbeClient(mqtt_broker)
     flags, rc = client.connect()
@@ -29,7 +29,7 @@ def test_connect_311(mqtt_broker: RoleConfig) -> None:
 
 
 @case("R197-MQTT-02", "MQTT 5 CONNECT is accepted with reason code Success",
-      clauses=["MQTT 5 3.2.2.2"], theme="interoperability", pics=["mqtt.v5"])  # fmt: skip
+      verifies=["MQTT5-3.2.2.2"], theme="interoperability", pics=["mqtt.v5"])  # fmt: skip
 def test_connect_v5(mqtt_broker: RoleConfig) -> None:
     client = ProbeClient(mqtt_broker, v5=True)
     _flags, rc = client.connect()
@@ -56,25 +56,25 @@ def _round_trip(role: RoleConfig, qos: int) -> None:
 
 
 @case("R197-MQTT-03", "A QoS 0 PUBLISH reaches a matching subscriber",
-      clauses=["MQTT 3.1.1 4.3.1", "[MQTT-4.3.1-1]"], theme="interoperability", pics=["mqtt.v311"])  # fmt: skip
+      verifies=["MQTT311-4.3.1-1"], theme="interoperability", pics=["mqtt.v311"])  # fmt: skip
 def test_qos0(mqtt_broker: RoleConfig) -> None:
     _round_trip(mqtt_broker, 0)
 
 
 @case("R197-MQTT-04", "A QoS 1 PUBLISH is acknowledged and delivered at QoS 1",
-      clauses=["MQTT 3.1.1 4.3.2", "[MQTT-4.3.2-2]"], theme="interoperability", pics=["mqtt.v311"])  # fmt: skip
+      verifies=["MQTT311-4.3.2-2"], theme="interoperability", pics=["mqtt.v311"])  # fmt: skip
 def test_qos1(mqtt_broker: RoleConfig) -> None:
     _round_trip(mqtt_broker, 1)
 
 
 @case("R197-MQTT-05", "A QoS 2 PUBLISH is delivered exactly once",
-      clauses=["MQTT 3.1.1 4.3.3", "[MQTT-4.3.3-2]"], theme="interoperability", pics=["mqtt.qos2"])  # fmt: skip
+      verifies=["MQTT311-4.3.3-2"], theme="interoperability", pics=["mqtt.qos2"])  # fmt: skip
 def test_qos2(mqtt_broker: RoleConfig) -> None:
     _round_trip(mqtt_broker, 2)
 
 
 @case("R197-MQTT-06", "A retained message is sent to a new subscriber with the retain flag",
-      clauses=["MQTT 3.1.1 3.3.1.3", "[MQTT-3.3.1-6]", "[MQTT-3.3.1-8]"], theme="interoperability",
+      verifies=["MQTT311-3.3.1-6", "MQTT311-3.3.1-8"], theme="interoperability",
       pics=["mqtt.retain"])  # fmt: skip
 def test_retained(mqtt_broker: RoleConfig) -> None:
     t = topic()
@@ -94,7 +94,7 @@ def test_retained(mqtt_broker: RoleConfig) -> None:
 
 
 @case("R197-MQTT-07", "A zero-length retained PUBLISH clears the retained message",
-      clauses=["MQTT 3.1.1 3.3.1.3", "[MQTT-3.3.1-10]", "[MQTT-3.3.1-11]"], theme="interoperability",
+      verifies=["MQTT311-3.3.1-10", "MQTT311-3.3.1-11"], theme="interoperability",
       pics=["mqtt.retain"])  # fmt: skip
 def test_retained_cleared(mqtt_broker: RoleConfig) -> None:
     t = topic()
@@ -112,7 +112,7 @@ def test_retained_cleared(mqtt_broker: RoleConfig) -> None:
 
 
 @case("R197-MQTT-08", "The will message is published when a client disconnects abnormally",
-      clauses=["MQTT 3.1.1 3.1.2.5", "[MQTT-3.1.2-8]"], theme="resilience", pics=["mqtt.will"])  # fmt: skip
+      verifies=["MQTT311-3.1.2-8"], theme="resilience", pics=["mqtt.will"])  # fmt: skip
 def test_will_on_abnormal_disconnect(mqtt_broker: RoleConfig) -> None:
     t = topic()
     sub = ProbeClient(mqtt_broker)
@@ -129,7 +129,7 @@ def test_will_on_abnormal_disconnect(mqtt_broker: RoleConfig) -> None:
 
 
 @case("R197-MQTT-09", "The will message is discarded on a normal DISCONNECT",
-      clauses=["MQTT 3.1.1 3.14.4", "[MQTT-3.14.4-3]", "[MQTT-3.1.2-10]"], theme="interoperability",
+      verifies=["MQTT311-3.14.4-3", "MQTT311-3.1.2-10"], theme="interoperability",
       pics=["mqtt.will"])  # fmt: skip
 def test_no_will_on_disconnect(mqtt_broker: RoleConfig) -> None:
     t = topic()
@@ -145,7 +145,7 @@ def test_no_will_on_disconnect(mqtt_broker: RoleConfig) -> None:
 
 
 @case("R197-MQTT-10", "QoS 1 messages published while a persistent-session client is away are delivered when it returns",
-      clauses=["MQTT 3.1.1 3.1.2.4", "[MQTT-3.1.2-4]", "[MQTT-3.1.2-5]"], theme="resilience",
+      verifies=["MQTT311-3.1.2-4", "MQTT311-3.1.2-5"], theme="resilience",
       pics=["mqtt.persistent-sessions"])  # fmt: skip
 def test_persistent_session(mqtt_broker: RoleConfig) -> None:
     t = topic()
@@ -171,7 +171,7 @@ def test_persistent_session(mqtt_broker: RoleConfig) -> None:
 
 
 @case("R197-MQTT-11", "A '#' subscription does not match topics starting with '$'",
-      clauses=["MQTT 3.1.1 4.7.2", "[MQTT-4.7.2-1]"], theme="interoperability", pics=["mqtt.v311"])  # fmt: skip
+      verifies=["MQTT311-4.7.2-1"], theme="interoperability", pics=["mqtt.v311"])  # fmt: skip
 def test_dollar_topics(mqtt_broker: RoleConfig) -> None:
     sub = ProbeClient(mqtt_broker)
     sub.connect()
@@ -188,7 +188,7 @@ def test_dollar_topics(mqtt_broker: RoleConfig) -> None:
 
 
 @case("R197-MQTT-12", "'+' matches exactly one topic level",
-      clauses=["MQTT 3.1.1 4.7.1.3", "[MQTT-4.7.1-3]"], theme="interoperability", pics=["mqtt.v311"])  # fmt: skip
+      verifies=["MQTT311-4.7.1-3"], theme="interoperability", pics=["mqtt.v311"])  # fmt: skip
 def test_single_level_wildcard(mqtt_broker: RoleConfig) -> None:
     base = topic()
     sub = ProbeClient(mqtt_broker)
@@ -206,7 +206,7 @@ def test_single_level_wildcard(mqtt_broker: RoleConfig) -> None:
 
 
 @case("R197-MQTT-13", "User properties and content type are passed to subscribers unchanged",
-      clauses=["MQTT 5 3.3.2.3.9", "MQTT 5 3.3.2.3.7", "[MQTT-3.3.2-18]"], theme="interoperability",
+      verifies=["MQTT5-3.3.2.3.9", "MQTT5-3.3.2-18"], theme="interoperability",
       pics=["mqtt.v5", "mqtt.user-properties"])  # fmt: skip
 def test_properties_pass_through(mqtt_broker: RoleConfig) -> None:
     t = topic()
@@ -226,7 +226,7 @@ def test_properties_pass_through(mqtt_broker: RoleConfig) -> None:
 
 
 @case("R197-MQTT-14", "A message whose expiry interval has passed is not delivered",
-      clauses=["MQTT 5 3.3.2.3.3", "[MQTT-3.3.2-5]"], theme="energy-efficiency",
+      verifies=["MQTT5-3.3.2-5"], theme="energy-efficiency",
       pics=["mqtt.v5", "mqtt.message-expiry"])  # fmt: skip
 def test_message_expiry(mqtt_broker: RoleConfig) -> None:
     t = topic()
@@ -245,7 +245,7 @@ def test_message_expiry(mqtt_broker: RoleConfig) -> None:
 
 
 @case("R197-MQTT-15", "A shared subscription delivers each message to one member of the group",
-      clauses=["MQTT 5 4.8.2", "[MQTT-4.8.2-1]"], theme="resilience",
+      verifies=["MQTT5-4.8.2-1"], theme="resilience",
       pics=["mqtt.v5", "mqtt.shared-subscriptions"])  # fmt: skip
 def test_shared_subscription(mqtt_broker: RoleConfig) -> None:
     t = topic()
@@ -267,7 +267,7 @@ def test_shared_subscription(mqtt_broker: RoleConfig) -> None:
 
 
 @case("R197-MQTT-16", "The broker closes a connection silent for 1.5 x the keep-alive",
-      clauses=["MQTT 3.1.1 3.1.2.10", "[MQTT-3.1.2-24]"], theme="resilience", pics=["mqtt.v311"])  # fmt: skip
+      verifies=["MQTT311-3.1.2-24"], theme="resilience", pics=["mqtt.v311"])  # fmt: skip
 def test_keep_alive_timeout(mqtt_broker: RoleConfig, iut: IutConfig) -> None:
     host, port = address(mqtt_broker)
     connect = _connect("r197-ka", mqtt_broker, wire.V311, KEEPALIVE)
@@ -293,7 +293,7 @@ def test_keep_alive_timeout(mqtt_broker: RoleConfig, iut: IutConfig) -> None:
 
 
 @case("R197-MQTT-17", "A zero-length client id with clean session is accepted (server assigns one)",
-      clauses=["MQTT 3.1.1 3.1.3.1", "[MQTT-3.1.3-6]"], theme="interoperability", pics=["mqtt.v311"])  # fmt: skip
+      verifies=["MQTT311-3.1.3-6"], theme="interoperability", pics=["mqtt.v311"])  # fmt: skip
 def test_empty_client_id(mqtt_broker: RoleConfig) -> None:
     client = ProbeClient(mqtt_broker, client_id="")
     _flags, rc = client.connect()
@@ -302,7 +302,7 @@ def test_empty_client_id(mqtt_broker: RoleConfig) -> None:
 
 
 @case("R197-MQTT-18", "The broker is reachable at an IPv6 literal address",
-      clauses=["RFC 8200", "ITU-T Y.4200 8.2"], theme="ipv6", pics=["mqtt.v311"])  # fmt: skip
+      verifies=["RFC8200", "Y4200-8.2"], theme="ipv6", pics=["mqtt.v311"])  # fmt: skip
 def test_ipv6_literal(mqtt_broker: RoleConfig) -> None:
     host, port = address(mqtt_broker)
     assert ":" in host, f"the broker URL {mqtt_broker.url} is not an IPv6 literal"
@@ -311,7 +311,7 @@ def test_ipv6_literal(mqtt_broker: RoleConfig) -> None:
 
 
 @case("R197-MQTT-19", "The broker keeps at most Receive Maximum QoS 1 PUBLISHes unacknowledged",
-      clauses=["MQTT 5 3.1.2.11.3", "[MQTT-3.3.4-9]", "MQTT 5 4.9"], theme="resilience",
+      verifies=["MQTT5-3.1.2.11.3", "MQTT5-3.3.4-9", "MQTT5-4.9"], theme="resilience",
       pics=["mqtt.v5"])  # fmt: skip
 def test_receive_maximum(mqtt_broker: RoleConfig) -> None:
     t = topic()
@@ -343,7 +343,7 @@ def test_receive_maximum(mqtt_broker: RoleConfig) -> None:
 
 
 @case("R197-MQTT-20", "A message larger than the client's Maximum Packet Size is not sent to it",
-      clauses=["MQTT 5 3.1.2.11.4", "[MQTT-3.1.2-25]", "[MQTT-3.1.2-24]"], theme="energy-efficiency",
+      verifies=["MQTT5-3.1.2-25", "MQTT5-3.1.2-24"], theme="energy-efficiency",
       pics=["mqtt.v5"])  # fmt: skip
 def test_maximum_packet_size(mqtt_broker: RoleConfig) -> None:
     t = topic()
@@ -365,7 +365,7 @@ def test_maximum_packet_size(mqtt_broker: RoleConfig) -> None:
 
 
 @case("R197-MQTT-21", "A second connection with the same client id closes the first one",
-      clauses=["MQTT 3.1.1 3.1.4", "[MQTT-3.1.4-2]", "MQTT 5 3.14.2.1 (0x8E)"], theme="security",
+      verifies=["MQTT311-3.1.4-2", "MQTT5-3.14.2.1"], theme="security",
       pics=["mqtt.v5"])  # fmt: skip
 def test_session_takeover(mqtt_broker: RoleConfig, figures: dict[str, float]) -> None:
     # Raw sockets: a library client would reconnect on its own and hide what the broker sent.
@@ -424,7 +424,7 @@ def _first(data: bytes, version: int) -> tuple[int, int]:
 
 
 @case("R197-MQTT-22", "A session is kept for its Session Expiry Interval and discarded after it",
-      clauses=["MQTT 5 3.1.2.11.2", "[MQTT-3.1.2-23]", "MQTT 5 3.2.2.1.1"], theme="energy-efficiency",
+      verifies=["MQTT5-3.1.2-23", "MQTT5-3.2.2.1.1"], theme="energy-efficiency",
       pics=["mqtt.v5", "mqtt.persistent-sessions"])  # fmt: skip
 def test_session_expiry(mqtt_broker: RoleConfig) -> None:
     client_id = f"r197-exp-{uuid.uuid4().hex[:6]}"

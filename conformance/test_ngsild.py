@@ -49,7 +49,7 @@ def problem(r: httpx.Response, status: int, kind: str) -> None:
 
 
 @case("R197-NGSILD-01", "Create entity answers 201 with a Location header",
-      clauses=["ETSI GS CIM 009 5.6.1"], theme="interoperability")  # fmt: skip
+      verifies=["CIM009-5.6.1"], theme="interoperability")  # fmt: skip
 def test_create(api: httpx.Client) -> None:
     doc = entity()
     r = api.post("/entities", json=doc)
@@ -58,7 +58,7 @@ def test_create(api: httpx.Client) -> None:
 
 
 @case("R197-NGSILD-02", "Creating an existing entity is 409 AlreadyExists",
-      clauses=["ETSI GS CIM 009 5.6.1.4", "ETSI GS CIM 009 5.5.2"], theme="interoperability")  # fmt: skip
+      verifies=["CIM009-5.6.1.4", "CIM009-5.5.2"], theme="interoperability")  # fmt: skip
 def test_create_twice(api: httpx.Client) -> None:
     doc = entity()
     api.post("/entities", json=doc)
@@ -66,13 +66,13 @@ def test_create_twice(api: httpx.Client) -> None:
 
 
 @case("R197-NGSILD-03", "An invalid entity id is 400 BadRequestData",
-      clauses=["ETSI GS CIM 009 5.6.1.4", "ETSI GS CIM 009 4.6.2"], theme="interoperability")  # fmt: skip
+      verifies=["CIM009-5.6.1.4", "CIM009-4.6.2"], theme="interoperability")  # fmt: skip
 def test_bad_id(api: httpx.Client) -> None:
     problem(api.post("/entities", json={**entity(), "id": "not a uri"}), 400, "BadRequestData")
 
 
 @case("R197-NGSILD-04", "Retrieve returns the entity's attributes faithfully (value, unitCode, observedAt)",
-      clauses=["ETSI GS CIM 009 5.7.1", "ETSI GS CIM 009 4.5.2"], theme="interoperability")  # fmt: skip
+      verifies=["CIM009-5.7.1", "CIM009-4.5.2"], theme="interoperability")  # fmt: skip
 def test_retrieve(api: httpx.Client) -> None:
     doc = entity()
     api.post("/entities", json=doc)
@@ -83,14 +83,14 @@ def test_retrieve(api: httpx.Client) -> None:
 
 
 @case("R197-NGSILD-05", "A missing entity is 404 ResourceNotFound",
-      clauses=["ETSI GS CIM 009 5.7.1.4"], theme="interoperability")  # fmt: skip
+      verifies=["CIM009-5.7.1.4"], theme="interoperability")  # fmt: skip
 def test_missing(api: httpx.Client) -> None:
     api.post("/entities", json=entity())  # the tenant exists
     problem(api.get("/entities/urn:ngsi-ld:R197Room:none"), 404, "ResourceNotFound")
 
 
 @case("R197-NGSILD-06", "options=keyValues returns the simplified representation",
-      clauses=["ETSI GS CIM 009 4.5.4", "ETSI GS CIM 009 6.3.7"], theme="interoperability")  # fmt: skip
+      verifies=["CIM009-4.5.4", "CIM009-6.3.7"], theme="interoperability")  # fmt: skip
 def test_key_values(api: httpx.Client) -> None:
     doc = entity()
     api.post("/entities", json=doc)
@@ -99,7 +99,7 @@ def test_key_values(api: httpx.Client) -> None:
 
 
 @case("R197-NGSILD-07", "Query by type and q filter returns only matching entities",
-      clauses=["ETSI GS CIM 009 5.7.2", "ETSI GS CIM 009 4.9"], theme="interoperability")  # fmt: skip
+      verifies=["CIM009-5.7.2", "CIM009-4.9"], theme="interoperability")  # fmt: skip
 def test_query_q(api: httpx.Client) -> None:
     kind = f"R197Q{uuid.uuid4().hex[:6]}"
     docs = [entity(n, value=10 * n, kind=kind) for n in range(1, 4)]
@@ -111,7 +111,7 @@ def test_query_q(api: httpx.Client) -> None:
 
 
 @case("R197-NGSILD-08", "A q syntax error is 400 with a detail",
-      clauses=["ETSI GS CIM 009 4.9", "ETSI GS CIM 009 5.5.2"], theme="interoperability")  # fmt: skip
+      verifies=["CIM009-4.9", "CIM009-5.5.2"], theme="interoperability")  # fmt: skip
 def test_q_error(api: httpx.Client) -> None:
     api.post("/entities", json=entity())
     r = api.get("/entities", params={"type": "R197Room", "q": "temperature>>1"})
@@ -121,7 +121,7 @@ def test_q_error(api: httpx.Client) -> None:
 
 
 @case("R197-NGSILD-09", "A geo-query near;maxDistance selects entities by distance",
-      clauses=["ETSI GS CIM 009 4.10"], theme="interoperability", pics=["ngsild.geo"])  # fmt: skip
+      verifies=["CIM009-4.10"], theme="interoperability", pics=["ngsild.geo"])  # fmt: skip
 def test_geo(api: httpx.Client) -> None:
     kind = f"R197G{uuid.uuid4().hex[:6]}"
     doc = entity(kind=kind)
@@ -135,7 +135,7 @@ def test_geo(api: httpx.Client) -> None:
 
 
 @case("R197-NGSILD-10", "Batch upsert answers 201 (created) then 204 (updated)",
-      clauses=["ETSI GS CIM 009 5.6.8"], theme="interoperability")  # fmt: skip
+      verifies=["CIM009-5.6.8"], theme="interoperability")  # fmt: skip
 def test_batch_upsert(api: httpx.Client) -> None:
     docs = [entity(n) for n in range(3)]
     assert api.post("/entityOperations/upsert", json=docs).status_code == 201
@@ -144,7 +144,7 @@ def test_batch_upsert(api: httpx.Client) -> None:
 
 
 @case("R197-NGSILD-11", "A batch with a bad entity is 207 naming it in a BatchOperationResult",
-      clauses=["ETSI GS CIM 009 5.6.7", "ETSI GS CIM 009 5.2.17"], theme="interoperability")  # fmt: skip
+      verifies=["CIM009-5.6.7", "CIM009-5.2.17"], theme="interoperability")  # fmt: skip
 def test_batch_partial(api: httpx.Client) -> None:
     good = entity()
     r = api.post("/entityOperations/create", json=[good, {"id": "bad id", "type": "R197Room"}])
@@ -155,7 +155,7 @@ def test_batch_partial(api: httpx.Client) -> None:
 
 
 @case("R197-NGSILD-12", "Temporal retrieval returns every observed instance, lastN the newest",
-      clauses=["ETSI GS CIM 009 5.7.3", "ETSI GS CIM 009 4.5.7"], theme="interoperability",
+      verifies=["CIM009-5.7.3", "CIM009-4.5.7"], theme="interoperability",
       pics=["ngsild.temporal"])  # fmt: skip
 def test_temporal(api: httpx.Client) -> None:
     doc = entity()
@@ -173,14 +173,14 @@ def test_temporal(api: httpx.Client) -> None:
 
 
 @case("R197-NGSILD-13", "An unsupported Content-Type is 415",
-      clauses=["ETSI GS CIM 009 6.3.4"], theme="interoperability")  # fmt: skip
+      verifies=["CIM009-6.3.4"], theme="interoperability")  # fmt: skip
 def test_415(api: httpx.Client) -> None:
     r = api.post("/entities", content=b"x", headers={"Content-Type": "text/plain"})
     assert r.status_code == 415, r.text
 
 
 @case("R197-NGSILD-14", "An unacceptable Accept is 406; application/ld+json carries @context",
-      clauses=["ETSI GS CIM 009 6.3.6"], theme="interoperability")  # fmt: skip
+      verifies=["CIM009-6.3.6"], theme="interoperability")  # fmt: skip
 def test_406_and_ld(api: httpx.Client) -> None:
     doc = entity()
     api.post("/entities", json=doc)
@@ -192,7 +192,7 @@ def test_406_and_ld(api: httpx.Client) -> None:
 
 
 @case("R197-NGSILD-15", "Tenants are isolated: an entity in one is not visible in another",
-      clauses=["ETSI GS CIM 009 4.14", "ETSI GS CIM 009 6.3.14"], theme="security",
+      verifies=["CIM009-4.14", "CIM009-6.3.14"], theme="security",
       pics=["ngsild.tenants"])  # fmt: skip
 def test_tenants(ngsild_platform: RoleConfig) -> None:
     base = ngsild_platform.url.rstrip("/") + "/ngsi-ld/v1"
@@ -209,7 +209,7 @@ class _Receiver(http.server.ThreadingHTTPServer):
 
 
 @case("R197-NGSILD-16", "A subscription notifies a change of a watched attribute over HTTP",
-      clauses=["ETSI GS CIM 009 5.8.1", "ETSI GS CIM 009 5.11"], theme="interoperability",
+      verifies=["CIM009-5.8.1", "CIM009-5.11"], theme="interoperability",
       pics=["ngsild.subscriptions"])  # fmt: skip
 def test_subscription(api: httpx.Client) -> None:
     got: list[Any] = []
@@ -244,7 +244,7 @@ def test_subscription(api: httpx.Client) -> None:
 
 
 @case("R197-NGSILD-17", "The platform answers on an IPv6 literal address",
-      clauses=["RFC 8200", "RFC 3986 3.2.2", "ITU-T Y.4200 8.2"], theme="ipv6")  # fmt: skip
+      verifies=["RFC8200", "RFC3986-3.2.2", "Y4200-8.2"], theme="ipv6")  # fmt: skip
 def test_ipv6(ngsild_platform: RoleConfig) -> None:
     assert "[" in ngsild_platform.url, f"{ngsild_platform.url} is not an IPv6 literal URL"
     r = httpx.get(ngsild_platform.url.rstrip("/") + "/ngsi-ld/v1/types")
@@ -252,7 +252,7 @@ def test_ipv6(ngsild_platform: RoleConfig) -> None:
 
 
 @case("R197-NGSILD-18", "Delete entity answers 204, then the entity is 404",
-      clauses=["ETSI GS CIM 009 5.6.6"], theme="interoperability")  # fmt: skip
+      verifies=["CIM009-5.6.6"], theme="interoperability")  # fmt: skip
 def test_delete(api: httpx.Client) -> None:
     doc = entity()
     api.post("/entities", json=doc)
@@ -261,7 +261,7 @@ def test_delete(api: httpx.Client) -> None:
 
 
 @case("R197-NGSILD-19", "GET /types lists the types of stored entities",
-      clauses=["ETSI GS CIM 009 5.7.5"], theme="interoperability")  # fmt: skip
+      verifies=["CIM009-5.7.5"], theme="interoperability")  # fmt: skip
 def test_types(api: httpx.Client) -> None:
     kind = f"R197T{uuid.uuid4().hex[:6]}"
     api.post("/entities", json=entity(kind=kind))
@@ -271,7 +271,7 @@ def test_types(api: httpx.Client) -> None:
 
 
 @case("R197-NGSILD-20", "Append with noOverwrite keeps existing attributes and reports them (207)",
-      clauses=["ETSI GS CIM 009 5.6.3"], theme="interoperability")  # fmt: skip
+      verifies=["CIM009-5.6.3"], theme="interoperability")  # fmt: skip
 def test_append_no_overwrite(api: httpx.Client) -> None:
     doc = entity()
     api.post("/entities", json=doc)

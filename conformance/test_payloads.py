@@ -75,7 +75,7 @@ def resolved(records: list[dict[str, object]]) -> list[tuple[str, object]]:
 
 
 @case("R197-SENML-01", "SenML JSON records have valid names and exactly one value field",
-      clauses=["RFC 8428 4.5.1", "RFC 8428 4.2"], theme="interoperability", pics=["senml.json"])  # fmt: skip
+      verifies=["RFC8428-4.5.1", "RFC8428-4.2"], theme="interoperability", pics=["senml.json"])  # fmt: skip
 def test_senml_json_valid(ep: Endpoint, coap_device: RoleConfig) -> None:
     answer = fetch(ep, coap_device.resources.get("observable", "/sensors"), 110)
     for name, _unit in resolved(records_json(answer.payload)):
@@ -85,7 +85,7 @@ def test_senml_json_valid(ep: Endpoint, coap_device: RoleConfig) -> None:
 
 
 @case("R197-SENML-02", "SenML CBOR and JSON of the same resource resolve to the same names and units",
-      clauses=["RFC 8428 6", "RFC 8428 4.6"], theme="interoperability", pics=["senml.json", "senml.cbor"])  # fmt: skip
+      verifies=["RFC8428-6", "RFC8428-4.6"], theme="interoperability", pics=["senml.json", "senml.cbor"])  # fmt: skip
 def test_cbor_equals_json(ep: Endpoint, coap_device: RoleConfig) -> None:
     path = coap_device.resources.get("observable", "/sensors")
     as_json = resolved(records_json(fetch(ep, path, 110).payload))
@@ -94,7 +94,7 @@ def test_cbor_equals_json(ep: Endpoint, coap_device: RoleConfig) -> None:
 
 
 @case("R197-SENML-03", "Units come from the SenML units registry",
-      clauses=["RFC 8428 12.1", "RFC 8798"], theme="interoperability", pics=["senml.json"])  # fmt: skip
+      verifies=["RFC8428-12.1", "RFC8798"], theme="interoperability", pics=["senml.json"])  # fmt: skip
 def test_registered_units(ep: Endpoint, coap_device: RoleConfig) -> None:
     answer = fetch(ep, coap_device.resources.get("observable", "/sensors"), 110)
     units = {str(u) for _n, u in resolved(records_json(answer.payload)) if u is not None}
@@ -102,7 +102,7 @@ def test_registered_units(ep: Endpoint, coap_device: RoleConfig) -> None:
 
 
 @case("R197-SENML-04", "The declared Content-Format matches the payload",
-      clauses=["RFC 7252 5.10.3", "RFC 8428 12.3"], theme="interoperability", pics=["senml.json", "senml.cbor"])  # fmt: skip
+      verifies=["RFC7252-5.10.3", "RFC8428-12.3"], theme="interoperability", pics=["senml.json", "senml.cbor"])  # fmt: skip
 def test_content_format_matches(ep: Endpoint, coap_device: RoleConfig) -> None:
     path = coap_device.resources.get("observable", "/sensors")
     as_json = fetch(ep, path, 110)
@@ -114,7 +114,7 @@ def test_content_format_matches(ep: Endpoint, coap_device: RoleConfig) -> None:
 
 
 @case("R197-ENERGY-01", "Bytes on the wire per reading (IPv6+UDP+CoAP) are within the PIXIT budget",
-      clauses=["ITU-T Y.4201 8", "RFC 7252 4.6", "ITU PP Res. 197 (energy efficiency)"], theme="energy-efficiency",
+      verifies=["Y4201-8", "RFC7252-4.6", "RES197-ENERGY"], theme="energy-efficiency",
       pics=["senml.json"])  # fmt: skip
 def test_bytes_per_reading(
     ep: Endpoint, coap_device: RoleConfig, iut: IutConfig, figures: dict[str, float]
@@ -130,7 +130,7 @@ def test_bytes_per_reading(
 
 
 @case("R197-ENERGY-02", "The compact encoding (SenML CBOR) is smaller than JSON and offered when asked for",
-      clauses=["RFC 8428 6", "ITU-T Y.4201 8"], theme="energy-efficiency", pics=["senml.json", "senml.cbor"])  # fmt: skip
+      verifies=["RFC8428-6", "Y4201-8"], theme="energy-efficiency", pics=["senml.json", "senml.cbor"])  # fmt: skip
 def test_cbor_is_compact(ep: Endpoint, coap_device: RoleConfig, figures: dict[str, float]) -> None:
     path = coap_device.resources.get("observable", "/sensors")
     as_json = fetch(ep, path, 110)
