@@ -16,7 +16,8 @@ def register(sub: Any, epilog: str) -> None:
         help="run the conformance suite against our stack or an implementation under test",
         description="Run the R197 conformance suite. Without --iut it tests the reference stack "
         "(started on [::1]); with --iut FILE (YAML: roles, PICS, PIXIT) it tests your "
-        "implementation. Writes report.json, report.html and junit.xml. Extra arguments go "
+        "implementation. Writes report.json, report.html, report.md (each with the "
+        "per-requirement table) and junit.xml. Extra arguments go "
         "to pytest (for example -k MQTT).",
         epilog=epilog
         + "\nExample: testbed conformance --iut conformance/examples/mosquitto.yaml -k MQTT",
