@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,10 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_bench(args: argparse.Namespace, settings: Settings) -> int:
-    """``testbed bench [options]`` is ``python -m benchmarks [options]``."""
-    try:
-        from benchmarks.__main__ import main as bench_main  # noqa: PLC0415
-    except ModuleNotFoundError:
+    """``testbed bench [options]`` is ``python -m benchmarks [options]``: this process becomes it.
+
+    Not imported: no package of ours may import the benchmarks (DESIGN.md section 2,
+    tests/test_import_rules.py).  ``find_spec`` of a top-level name only locates it."""
+    spec = importlib.util.find_spec("benchmarks")
+    if spec is None or spec.origin is None:
         print(
             "testbed bench: the benchmark suite lives in the repository's benchmarks/ directory, "
             "which is not installed with the package; run it from a clone: "
@@ -99,7 +103,15 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
-    return bench_main(list(args.bench_args))
+    # Where this process found it, the suite finds it too, whatever the working directory.
+    env = dict(os.environ)
+    found = str(Path(spec.origin).parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (found, env.get("PYTHONPATH")) if p)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    command = [sys.executable, "-m", "benchmarks", *args.bench_args]
+    # exec, not a child: signals, the exit status and the suite's cleanup are its own.
+    return os.execve(sys.executable, command, env)  # noqa: S606  # a fixed program, no shell
 
 
 YOUNG_THRESHOLD = 50_000  # allocations between collections of the youngest generation
