@@ -128,7 +128,7 @@ def test_platform_serves_with_its_gc_tuning(
     before = gc.get_threshold()
     monkeypatch.setattr(uvicorn, "run", fake_run)
     try:
-        assert cli.main(["platform", "--port", "0", "--db", str(tmp_path / "p.db")]) == 0
+        assert cli.main(["platform", "--port", "8000", "--db", str(tmp_path / "p.db")]) == 0
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
