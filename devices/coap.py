@@ -15,7 +15,6 @@ import json
 import logging
 import random
 import time
-from types import TracebackType
 from typing import Any
 
 import aiocoap
@@ -24,7 +23,7 @@ from aiocoap import pipe as aiocoap_pipe
 from aiocoap import resource
 
 from devices.device import CONTENT_FORMATS, SimDevice
-from devices.tasks import Background
+from devices.tasks import Background, Parts
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +205,7 @@ class Actuator(resource.Resource):  # type: ignore[misc]
         return aiocoap.Message(code=aiocoap.CHANGED)
 
 
-class CoapDevice:
+class CoapDevice(Parts):
     """A CoAP server for one device, reading every ``interval`` and notifying observers."""
 
     def __init__(
@@ -259,14 +258,6 @@ class CoapDevice:
                 tasks.start(self._registration(), name=f"{name} registration")
             self._stack = stack.pop_all()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stack.__aexit__(exc_type, exc, tb)
 
     async def _sampling(self) -> None:
         interval = self.device.spec.group.interval

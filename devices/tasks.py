@@ -13,11 +13,12 @@ TaskGroup cancel its siblings and the task that entered the block, and is raised
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any
 
-__all__ = ["Background", "together"]
+__all__ = ["Background", "Parts", "together"]
 
 RECANCEL = 1.0  # seconds between two cancellations of a loop that has not ended yet
 
@@ -84,3 +85,19 @@ async def together(*named: tuple[str, Coroutine[Any, Any, None]]) -> None:
     except BaseExceptionGroup as failed:
         first = failed.exceptions[0]
         raise first from (None if len(failed.exceptions) == 1 else failed)
+
+
+class Parts:
+    """Base of a long-lived object whose ``__aenter__`` enters its parts on ``self._stack``
+    (an ``AsyncExitStack`` kept with ``pop_all()``): leaving the object leaves them in reverse
+    order, and a failed loop's exception comes out there (DESIGN 4)."""
+
+    _stack: contextlib.AsyncExitStack
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.__aexit__(exc_type, exc, tb)

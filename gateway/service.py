@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -29,7 +28,7 @@ from gateway.metrics import Metrics
 from gateway.normalizer import Inbound, Normalized, normalize
 from gateway.profiles import Profiles
 from gateway.southbound import Actuators, actuator_subscription
-from gateway.tasks import Background
+from gateway.tasks import Background, Parts
 from gateway.thinning import Thinning
 from gateway.transports.coap import CoapIngest, CoapObserver
 from gateway.transports.mqtt import MqttIngest
@@ -70,7 +69,7 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-class Gateway:
+class Gateway(Parts):
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.metrics = Metrics()
@@ -178,14 +177,6 @@ class Gateway:
     async def __aenter__(self) -> Gateway:
         await self.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stack.__aexit__(exc_type, exc, tb)
 
     def _stop_http(self) -> None:
         if self._http is not None:

@@ -13,11 +13,12 @@ silently ending one loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any
 
-__all__ = ["Background"]
+__all__ = ["Background", "Parts"]
 
 
 class Background:
@@ -53,3 +54,19 @@ class Background:
             # TaskGroup would wrap it in one more ExceptionGroup.
             exc_type, exc, tb = None, None, None
         await self._group.__aexit__(exc_type, exc, tb)
+
+
+class Parts:
+    """Base of a long-lived object whose ``__aenter__`` enters its parts on ``self._stack``
+    (an ``AsyncExitStack`` kept with ``pop_all()``): leaving the object leaves them in reverse
+    order, and a failed loop's exception comes out there (DESIGN 4)."""
+
+    _stack: contextlib.AsyncExitStack
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.__aexit__(exc_type, exc, tb)

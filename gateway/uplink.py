@@ -21,7 +21,6 @@ import random
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -30,7 +29,7 @@ from city_platform.models import UPSERT_PATH
 from gateway.metrics import Metrics
 from gateway.normalizer import Normalized
 from gateway.queue import DurableQueue, Pending, lane_key
-from gateway.tasks import Background
+from gateway.tasks import Background, Parts
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
 _JSON = {"Content-Type": "application/json"}
 
 
-class Uplink:
+class Uplink(Parts):
     """Async context manager; ``submit`` never blocks, ``accept`` waits for durability."""
 
     def __init__(
@@ -96,14 +95,6 @@ class Uplink:
                 tasks.start(self._sender(lane), name=f"uplink sender {lane}")
             self._stack = stack.pop_all()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stack.__aexit__(exc_type, exc, tb)
 
     @property
     def queued(self) -> int:

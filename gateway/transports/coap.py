@@ -15,7 +15,6 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,7 +23,7 @@ from aiocoap import resource
 
 from gateway.errors import RejectedPayload
 from gateway.normalizer import COAP_FORMATS, Inbound
-from gateway.tasks import Background
+from gateway.tasks import Background, Parts
 from gateway.transports import coap_dedup
 
 log = logging.getLogger(__name__)
@@ -88,7 +87,7 @@ class _UpResource(resource.Resource, resource.PathCapable):  # type: ignore[misc
         return aiocoap.Message(code=aiocoap.CHANGED)
 
 
-class CoapIngest:
+class CoapIngest(Parts):
     """The gateway's CoAP server for push devices."""
 
     def __init__(self, *, host: str, port: int, handler: Handler) -> None:
@@ -124,14 +123,6 @@ class CoapIngest:
             await asyncio.sleep(coap_dedup.EXPIRE_EVERY)
             table.expire()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stack.__aexit__(exc_type, exc, tb)
-
 
 STALE_MARGIN = 5.0  # seconds past Max-Age before an observation counts as lost
 
@@ -141,7 +132,7 @@ def _max_age(message: aiocoap.Message) -> float:
     return float(60 if value is None else value)  # default Max-Age (RFC 7252 5.10.5)
 
 
-class CoapObserver:
+class CoapObserver(Parts):
     """Discovers CoAP devices in the resource directory and observes their readings.
 
     ``async with`` it: one task scans the directory, one task per device observes it, all in
@@ -166,14 +157,6 @@ class CoapObserver:
             tasks.start(self._scan(tasks), name="coap observe")
             self._stack = stack.pop_all()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stack.__aexit__(exc_type, exc, tb)
 
     async def _scan(self, tasks: Background) -> None:
         """Look the devices up every ``rescan`` seconds; observe each one not observed."""
