@@ -44,15 +44,18 @@ def run_suite(tmp_path: Path, iut: dict[str, Any], select: str) -> dict[str, str
     return verdicts
 
 
-class BrokenCoap:
-    """A CoAP server that answers 2.05 to everything and never echoes the token."""
+class FakeCoapServer:
+    """A UDP server on [::1] answering each decodable CoAP request with :meth:`answer`'s bytes,
+    in a thread of its own: a faulty 'CoAP device' for the suite to catch."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         self.sock.bind(("::1", 0))
         self.port = self.sock.getsockname()[1]
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def answer(self, request: Message) -> bytes:
+        raise NotImplementedError
 
     def _serve(self) -> None:
         while True:
@@ -60,12 +63,17 @@ class BrokenCoap:
                 data, addr = self.sock.recvfrom(2048)
             except OSError:
                 return
-            request = decode(data)
-            answer = Message(ACK, 0x45, request.mid, b"", [(12, b"")], b"hello")  # token dropped
-            self.sock.sendto(encode(answer), addr)
+            self.sock.sendto(self.answer(decode(data)), addr)
 
     def close(self) -> None:
         self.sock.close()
+
+
+class BrokenCoap(FakeCoapServer):
+    """A CoAP server that answers 2.05 to everything and never echoes the token."""
+
+    def answer(self, request: Message) -> bytes:
+        return encode(Message(ACK, 0x45, request.mid, b"", [(12, b"")], b"hello"))  # no token
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from conformance.coap_raw import (
     decode,
     encode,
 )
-from tests.conformance.test_catches_faults import run_suite
+from tests.conformance.test_catches_faults import FakeCoapServer, run_suite
 
 HEADER = bytes([0x40 | ACK << 4, 0x45, 0x12, 0x34])  # version 1, ACK, 2.05, MID 0x1234, no token
 
@@ -93,33 +91,16 @@ def test_response_codes_are_an_int_enum_written_as_the_rfc_writes_them() -> None
     assert (unnamed.code, type(unnamed.code), unnamed.code_text) == (0x5E, int, "2.30")
 
 
-class MalformedDevice:
+class MalformedDevice(FakeCoapServer):
     """A 'CoAP device' that answers /.well-known/core with option length nibble 15 and every
     other request with token length 12 (both reserved, RFC 7252 3 and 3.1)."""
 
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        self.sock.bind(("::1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                data, addr = self.sock.recvfrom(2048)
-            except OSError:
-                return
-            request = decode(data)
-            head = bytes([0x40 | ACK << 4, 0x45]) + request.mid.to_bytes(2, "big")
-            path = [v for n, v in request.options if n == URI_PATH]
-            if path == [b".well-known", b"core"]:
-                answer = bytes([head[0] | len(request.token)]) + head[1:] + request.token + b"\xcf"
-            else:
-                answer = bytes([head[0] | 12]) + head[1:] + b"\x00" * 12
-            self.sock.sendto(answer, addr)
-
-    def close(self) -> None:
-        self.sock.close()
+    def answer(self, request: Message) -> bytes:
+        head = bytes([0x40 | ACK << 4, 0x45]) + request.mid.to_bytes(2, "big")
+        path = [v for n, v in request.options if n == URI_PATH]
+        if path == [b".well-known", b"core"]:
+            return bytes([head[0] | len(request.token)]) + head[1:] + request.token + b"\xcf"
+        return bytes([head[0] | 12]) + head[1:] + b"\x00" * 12
 
 
 @pytest.fixture
