@@ -7,10 +7,12 @@ pytest conformance/ --iut iut.yaml        # somebody else's implementation
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from conformance import report
@@ -100,6 +102,17 @@ def mqtt_broker(iut: IutConfig, stack: ReferenceStack) -> RoleConfig:
 @pytest.fixture(scope="session")
 def ngsild_platform(iut: IutConfig, stack: ReferenceStack) -> RoleConfig:
     return iut.roles.get("ngsild-platform") or stack.platform()
+
+
+@pytest.fixture
+def api(ngsild_platform: RoleConfig) -> Iterator[httpx.Client]:
+    """A client on the platform's NGSI-LD API with a fresh tenant (or the configured one)."""
+    tenant = ngsild_platform.tenant or f"r197{uuid.uuid4().hex[:8]}"
+    headers = {"NGSILD-Tenant": tenant} if tenant != "default" else {}
+    with httpx.Client(
+        base_url=ngsild_platform.url.rstrip("/") + "/ngsi-ld/v1", headers=headers, timeout=10
+    ) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -2,50 +2,13 @@
 
 from __future__ import annotations
 
-import http.server
-import json
-import socket
-import threading
-import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
 
 import httpx
-import pytest
 
 from conformance.iut import RoleConfig
 from conformance.model import case
-
-ERR = "https://uri.etsi.org/ngsi-ld/errors/"
-
-
-@pytest.fixture
-def api(ngsild_platform: RoleConfig) -> Iterator[httpx.Client]:
-    """A client on the platform's API with a fresh tenant (or the configured one)."""
-    tenant = ngsild_platform.tenant or f"r197{uuid.uuid4().hex[:8]}"
-    headers = {"NGSILD-Tenant": tenant} if tenant != "default" else {}
-    with httpx.Client(
-        base_url=ngsild_platform.url.rstrip("/") + "/ngsi-ld/v1", headers=headers, timeout=10
-    ) as client:
-        yield client
-
-
-def entity(n: int = 1, value: float = 21.5, kind: str = "R197Room") -> dict[str, Any]:
-    return {
-        "id": f"urn:ngsi-ld:{kind}:{uuid.uuid4().hex[:6]}-{n}",
-        "type": kind,
-        "temperature": {"type": "Property", "value": value, "unitCode": "CEL",
-                        "observedAt": "2026-01-01T10:00:00Z"},
-        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [6.1432, 46.2044]}},
-    }  # fmt: skip
-
-
-def problem(r: httpx.Response, status: int, kind: str) -> None:
-    assert r.status_code == status, f"expected {status}, got {r.status_code}: {r.text[:200]}"
-    body = r.json()
-    assert body.get("type") == ERR + kind, f"ProblemDetails type {body.get('type')!r}"
-    assert "title" in body
+from conformance.ngsild_common import ERR, Receiver, entity, problem
 
 
 @case("R197-NGSILD-01", "Create entity answers 201 with a Location header",
@@ -204,41 +167,18 @@ def test_tenants(ngsild_platform: RoleConfig) -> None:
     assert httpx.get(f"{base}/entities/{doc['id']}", headers=b).status_code == 404
 
 
-class _Receiver(http.server.ThreadingHTTPServer):
-    address_family = socket.AF_INET6
-
-
 @case("R197-NGSILD-16", "A subscription notifies a change of a watched attribute over HTTP",
       verifies=["CIM009-5.8.1", "CIM009-5.11"], theme="interoperability",
       pics=["ngsild.subscriptions"])  # fmt: skip
 def test_subscription(api: httpx.Client) -> None:
-    got: list[Any] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = _Receiver(("::1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with Receiver() as rx:
         kind = f"R197S{uuid.uuid4().hex[:6]}"
         sub = {"type": "Subscription", "entities": [{"type": kind}], "watchedAttributes": ["temperature"],
-               "notification": {"endpoint": {"uri": f"http://[::1]:{server.server_address[1]}/n",
-                                             "accept": "application/json"}}}  # fmt: skip
+               "notification": {"endpoint": {"uri": rx.url, "accept": "application/json"}}}  # fmt: skip
         assert api.post("/subscriptions", json=sub).status_code == 201
         doc = entity(kind=kind)
         api.post("/entities", json=doc)
-        deadline = time.monotonic() + 10
-        while not got and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        server.shutdown()
-    assert got, "no notification within 10 s"
+        got = rx.wait()
     assert got[0]["type"] == "Notification"
     assert got[0]["data"][0]["id"] == doc["id"]
 
