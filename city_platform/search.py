@@ -16,6 +16,8 @@ from city_platform.errors import BadRequestData
 from city_platform.ldcontext import Context
 from city_platform.query.geo import GeoQuery, parse_geoquery
 from city_platform.query.q import QExpr, parse_q
+from city_platform.query.scope import ScopeMatcher, entity_scopes, parse_scope_query
+from city_platform.query.typeexpr import Matcher, parse_type_selection
 from city_platform.storage.base import EntityFilter
 
 
@@ -27,15 +29,12 @@ def split_list(value: str | None) -> list[str] | None:
 
 
 def parse_types(value: str | None, ctx: Context) -> frozenset[str] | None:
-    """``type`` as a list or a disjunction (``A,B`` or ``A|B``, 4.17); IRIs as expanded."""
+    """The types a ``type`` selection (4.17) names, for the storage's any-of filter (None for
+    absent or ``*``); :func:`city_platform.query.typeexpr.parse_type_selection` has the rest."""
     if value is None:
         return None
-    names = [t.strip("() ") for t in re.split(r"[,|]", value) if t.strip("() ")]
-    if not names:
-        raise BadRequestData("type: empty list of entity types")
-    if ";" in value:
-        raise BadRequestData("type: conjunctions (';') of entity types are not supported")
-    return frozenset(ctx.expand(check_name(n, "entity type")) for n in names)
+    selection = parse_type_selection(value, ctx)
+    return None if selection is None else selection.any_of
 
 
 @dataclass(frozen=True)
@@ -44,6 +43,9 @@ class EntitySearch:
     q: QExpr | None = None
     geo: GeoQuery | None = None
     geo_attr: str = ""
+    # What the storage's any-of type filter does not decide (';' and groups, 4.17), and scopeQ.
+    type_match: Matcher | None = None
+    scope_match: ScopeMatcher | None = None
 
     @classmethod
     def build(
@@ -59,6 +61,7 @@ class EntitySearch:
         geometry: str | None = None,
         coordinates: str | list[Any] | None = None,
         geoproperty: str | None = None,
+        scope_q: str | None = None,
     ) -> EntitySearch:
         if id_pattern is not None:
             try:
@@ -70,9 +73,10 @@ class EntitySearch:
         geo = parse_geoquery(
             georel=georel, geometry=geometry, coordinates=coordinates, geoproperty=geoproperty
         )
+        selection = parse_type_selection(types, ctx) if types is not None else None
         where = EntityFilter(
             ids=frozenset(check_uri(i, "id") for i in ids) if ids is not None else None,
-            types=parse_types(types, ctx),
+            types=selection.any_of if selection is not None else None,
             id_pattern=id_pattern,
             attrs=frozenset(ctx.expand(check_name(a, "attrs")) for a in attrs) if attrs else None,
         )
@@ -81,15 +85,21 @@ class EntitySearch:
             q=parse_q(q, ctx.expand) if q else None,
             geo=geo,
             geo_attr=ctx.expand(geo.geoproperty) if geo is not None else "",
+            type_match=None if selection is None or selection.exact else selection.matches,
+            scope_match=parse_scope_query(scope_q) if scope_q is not None else None,
         )
 
     def predicate(self) -> Callable[[Entity], bool] | None:
-        if self.q is None and self.geo is None:
-            return None
-        return self.matches
+        checks = (self.q, self.geo, self.type_match, self.scope_match)
+        return None if all(c is None for c in checks) else self.matches
 
     def matches(self, entity: Entity) -> bool:
-        """True when ``q`` and the geo-query both hold (the backend filter is not re-checked)."""
+        """True when ``q``, the geo-query, the type expression and ``scopeQ`` hold (the
+        backend's any-of filter is not re-checked)."""
+        if self.type_match is not None and not self.type_match(entity["type"]):
+            return False
+        if self.scope_match is not None and not self.scope_match(entity_scopes(entity)):
+            return False
         if self.q is not None and not self.q.matches(entity):
             return False
         if self.geo is not None:

@@ -61,7 +61,7 @@ def _path_matcher(path: str) -> ScopeMatcher:
     if _QUERY_PATH.match(path) is None or path in ("", "/"):
         raise BadRequestData(f"scopeQ: {path!r} is not a scope expression (CIM 009 4.19)")
     if path == "/#":
-        return lambda scopes: bool(scopes)
+        return bool
     tail = ""
     if path.endswith("/#"):
         path, tail = path[:-2], "(?:/.+)?"
@@ -107,19 +107,19 @@ def parse_scope_query(text: str) -> ScopeMatcher:
 
     def factor(depth: int) -> ScopeMatcher:
         nonlocal pos
-        token = peek()
-        if token is None:
+        item = peek()
+        if item is None:
             raise BadRequestData(f"scopeQ: an expression is missing at the end of {text!r}")
         pos += 1
-        if token == "(":
+        if item == "(":
             inner = expression(depth + 1)
             if peek() != ")":
                 raise BadRequestData(f"scopeQ: '(' without a closing ')' in {text!r}")
             pos += 1
             return inner
-        if token in ("(", ")", ",", "|", ";"):
-            raise BadRequestData(f"scopeQ: unexpected {token!r} in {text!r} (4.19)")
-        return _path_matcher(token)
+        if item in ("(", ")", ",", "|", ";"):
+            raise BadRequestData(f"scopeQ: unexpected {item!r} in {text!r} (4.19)")
+        return _path_matcher(item)
 
     matcher = expression(0)
     if pos != len(tokens):

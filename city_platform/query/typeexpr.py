@@ -104,19 +104,19 @@ class _Parser:
         return lambda types: all(m(types) for m in parts)
 
     def _factor(self, depth: int) -> Matcher:
-        token = self._peek()
-        if token is None:
+        item = self._peek()
+        if item is None:
             raise BadRequestData(f"type: an entity type is missing at the end of {self.text!r}")
-        if token == "(":
+        if item == "(":
             self.pos += 1
             inner = self.expression(depth + 1)
             if self._peek() != ")":
                 raise BadRequestData(f"type: '(' without a closing ')' in {self.text!r}")
             self.pos += 1
             return inner
-        if token in "),|;":
-            raise BadRequestData(f"type: unexpected {token!r} in {self.text!r} (4.17)")
+        if item in (")", ",", "|", ";"):
+            raise BadRequestData(f"type: unexpected {item!r} in {self.text!r} (4.17)")
         self.pos += 1
-        iri = self.ctx.expand(check_name(token, "entity type"))
+        iri = self.ctx.expand(check_name(item, "entity type"))
         self.names.add(iri)
         return lambda types: iri in types
