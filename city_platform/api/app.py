@@ -62,6 +62,9 @@ def create_app(storage: Storage, *, allow_remote_contexts: bool = True) -> FastA
     app.state.resolver = ContextResolver(allow_remote=allow_remote_contexts)
     for module in (entities, batch, temporal, subscriptions, types):
         app.include_router(module.router, prefix=API_PREFIX)
+    from city_platform.api.routes import query_ops  # noqa: PLC0415  # POST entityOperations/query
+
+    app.include_router(query_ops.router, prefix=API_PREFIX)
     app.include_router(meta.router)
 
     @app.exception_handler(PlatformError)

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from city_platform.api.deps import Accept, Broker, LinkContext, Resolver, Tenant, link_source
 from city_platform.api.negotiation import read_body, render
 from city_platform.api.params import parse_bool, parse_options, parse_page
+from city_platform.api.shaping import Shaping, user_attrs, user_q
 from city_platform.entities import render_entity
 from city_platform.errors import BadRequestData
 from city_platform.ldcontext import Context
@@ -64,12 +65,17 @@ async def query_entities(
     count: Str = None,
     options: Str = None,
     format: Str = None,
+    pick: Str = None,
+    omit: Str = None,
+    scopeQ: Str = None,
+    datasetId: Str = None,
 ) -> Response:
     opts = parse_options(options, format)
     lim, off = parse_page(limit, offset)
     want_count = parse_bool(count, "count")
     attr_list = split_list(attrs)
-    if not any((id, type, idPattern, attr_list, q, georel)):
+    shape = Shaping.build(ctx, request, pick=pick, omit=omit, attrs=attrs, datasets=datasetId)
+    if not any((id, type, idPattern, user_attrs(attr_list), user_q(q), georel)):
         raise BadRequestData(
             "query entities needs at least one of type, id, idPattern, attrs, q or a geo-query"
         )
@@ -84,16 +90,18 @@ async def query_entities(
         geometry=geometry,
         coordinates=coordinates,
         geoproperty=geoproperty,
+        scope_q=scopeQ,
     )
     await broker.check_tenant(tenant)
     found, total = await broker.storage.find_entities(
         tenant, search.where, predicate=search.predicate(), limit=lim, offset=off, count=want_count
     )
-    projection = search.where.attrs
+    projection = shape.attr_iris(search.where.attrs)
     body = [
         render_entity(e, ctx, attrs=projection, mode=opts.mode, sys_attrs=opts.sys_attrs)
-        for e in found
+        for e in shape.instances(found)
     ]
+    body = shape.project(body)
     headers: dict[str, str] = {}
     if total is not None:
         headers["NGSILD-Results-Count"] = str(total)
@@ -128,12 +136,18 @@ async def retrieve_entity(
     attrs: Str = None,
     options: Str = None,
     format: Str = None,
+    pick: Str = None,
+    omit: Str = None,
+    datasetId: Str = None,
 ) -> Response:
     opts = parse_options(options, format)
+    shape = Shaping.build(ctx, request, pick=pick, omit=omit, attrs=attrs, datasets=datasetId)
     entity = await broker.get(tenant, entity_id)
     names = split_list(attrs)
-    projection = {ctx.expand(a) for a in names} if names else None
+    projection = shape.attr_iris({ctx.expand(a) for a in names} if names else None)
+    (entity,) = shape.instances([entity])
     body = render_entity(entity, ctx, attrs=projection, mode=opts.mode, sys_attrs=opts.sys_attrs)
+    body = shape.project_one(body)
     return render(body, media=accept, context=link_source(request))
 
 
