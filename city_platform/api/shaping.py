@@ -21,6 +21,8 @@ from city_platform.query.projection import (
 )
 from city_platform.storage.base import Entity
 
+# request.state attribute where POST /entityOperations/query leaves its body's join/joinLevel.
+BODY_PARAMS = "ngsild_query_body"
 SYSTEM_ATTRS = frozenset({"createdAt", "modifiedAt", "deletedAt"})
 # The attribute name at the start of each q term (after '(', ';', '|' or '!').
 _Q_NAMES = re.compile(r"(?:^|[;|(!])\s*([^\s=!<>~;|()\"'.\[{]+)")
@@ -62,13 +64,14 @@ class Shaping:
         """Parse the parameters (BadRequestData for a bad one); ``join``/``joinLevel`` are
         read from the request, as they are another feature's (4.5.23) parameters."""
         params = request.query_params
+        body: dict[str, Any] = getattr(request.state, BODY_PARAMS, {})  # a POST Query's
         projection = build_projection(
             ctx,
             pick=pick,
             omit=omit,
             attrs=attrs,
-            join=params.get("join"),
-            join_level=params.get("joinLevel"),
+            join=params.get("join", body.get("join")),
+            join_level=params.get("joinLevel", body.get("joinLevel")),
         )
         return cls(projection=projection, datasets=parse_dataset_ids(datasets))
 

@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from city_platform.api.deps import Accept, Broker, Resolver, Tenant
 from city_platform.api.negotiation import read_body
 from city_platform.api.routes import entities
+from city_platform.api.shaping import BODY_PARAMS
 from city_platform.errors import BadRequestData, OperationNotSupported
 
 router = APIRouter(prefix="/entityOperations", tags=["batch"])
@@ -115,6 +116,9 @@ async def query_by_body(
     if body.get("type") != "Query":
         raise BadRequestData("a Query's type must be 'Query' (5.2.23)")
     ctx = await resolver.resolve(source)
+    setattr(
+        request.state, BODY_PARAMS, {k: str(body[k]) for k in ("join", "joinLevel") if k in body}
+    )
     params: dict[str, Any] = {
         **_selectors(body.get("entities")),
         **_geo(body.get("geoQ")),

@@ -10,13 +10,24 @@ from fastapi.responses import Response
 from city_platform.api.deps import Accept, Broker, LinkContext, Tenant, link_source
 from city_platform.api.negotiation import render
 from city_platform.api.params import parse_bool
-from city_platform.errors import ResourceNotFound
+from city_platform.errors import InvalidRequest, ResourceNotFound
 
 router = APIRouter(tags=["discovery"])
 Str = Annotated[str | None, Query()]
 
 
+def only_params(request: Request, *allowed: str) -> None:
+    """6.3.20: a discovery resource takes only the parameters it defines (and ``local``);
+    anything else is InvalidRequest."""
+    unknown = sorted(set(request.query_params) - {"local", *allowed})
+    if unknown:
+        raise InvalidRequest(
+            f"{request.url.path} takes no parameter {', '.join(unknown)} (CIM 009 6.3.20)"
+        )
+
+
 @router.get("/types", summary="Available entity types (5.7.5, 5.7.6)")
+@router.get("/types/", include_in_schema=False)
 async def list_types(
     request: Request,
     broker: Broker,
@@ -25,6 +36,7 @@ async def list_types(
     accept: Accept,
     details: Str = None,
 ) -> Response:
+    only_params(request, "details")
     summary = await broker.type_summary(tenant)
     names = sorted(ctx.compact(t) for t in summary)
     if parse_bool(details, "details"):
@@ -46,7 +58,7 @@ async def list_types(
     return render(body, media=accept, context=link_source(request))
 
 
-@router.get("/types/{type_name}", summary="Details of one entity type (5.7.7)")
+@router.get("/types/{type_name:path}", summary="Details of one entity type (5.7.7)")
 async def retrieve_type(
     request: Request,
     type_name: str,
@@ -55,6 +67,9 @@ async def retrieve_type(
     ctx: LinkContext,
     accept: Accept,
 ) -> Response:
+    # ':path': an expanded IRI arrives URL-encoded (https:%2F%2F...) and is decoded before
+    # routing; a term, a compact IRI (ex:Building) or an IRI all expand as in the body (5.5.7).
+    only_params(request)
     summary = await broker.type_summary(tenant)
     iri = ctx.expand(type_name)
     info = summary.get(iri)
@@ -93,6 +108,7 @@ def _attribute_index(summary: dict[str, dict[str, set[str]]]) -> dict[str, dict[
 
 
 @router.get("/attributes", summary="Available attributes (5.7.8, 5.7.9)")
+@router.get("/attributes/", include_in_schema=False)
 async def list_attributes(
     request: Request,
     broker: Broker,
@@ -101,6 +117,7 @@ async def list_attributes(
     accept: Accept,
     details: Str = None,
 ) -> Response:
+    only_params(request, "details", "count")
     index = _attribute_index(await broker.type_summary(tenant))
     if parse_bool(details, "details"):
         body: object = [
@@ -121,7 +138,7 @@ async def list_attributes(
     return render(body, media=accept, context=link_source(request))
 
 
-@router.get("/attributes/{attr}", summary="Details of one attribute (5.7.10)")
+@router.get("/attributes/{attr:path}", summary="Details of one attribute (5.7.10)")
 async def retrieve_attribute(
     request: Request,
     attr: str,
@@ -130,6 +147,7 @@ async def retrieve_attribute(
     ctx: LinkContext,
     accept: Accept,
 ) -> Response:
+    only_params(request)
     index = _attribute_index(await broker.type_summary(tenant))
     iri = ctx.expand(attr)
     entry = index.get(iri)
