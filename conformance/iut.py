@@ -49,6 +49,11 @@ REFERENCE_PICS: dict[str, bool] = {
     "ngsild.subscriptions": True,
     "ngsild.geo": True,
     "ngsild.tenants": True,
+    "ngsild.projection": True,  # issue 16 query
+    "ngsild.post-query": True,
+    "ngsild.type-expressions": True,
+    "ngsild.scope": True,
+    "ngsild.dataset-id-param": True,
     "gateway.vendor-json": True,
     "gateway.coap-push": True,
     "ipv6.only": True,

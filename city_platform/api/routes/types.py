@@ -11,6 +11,7 @@ from city_platform.api.deps import Accept, Broker, LinkContext, Tenant, link_sou
 from city_platform.api.negotiation import render
 from city_platform.api.params import parse_bool
 from city_platform.errors import InvalidRequest, ResourceNotFound
+from city_platform.storage.base import EntityFilter
 
 router = APIRouter(tags=["discovery"])
 Str = Annotated[str | None, Query()]
@@ -153,11 +154,15 @@ async def retrieve_attribute(
     entry = index.get(iri)
     if entry is None:
         raise ResourceNotFound(f"no attribute {attr!r} in any entity")
+    # 5.2.27 attributeCount: the entities that have the attribute (not all of their types').
+    _, holders = await broker.storage.find_entities(
+        tenant, EntityFilter(attrs=frozenset({iri})), limit=0, count=True
+    )
     body = {
         "id": iri,
         "type": "Attribute",
         "attributeName": ctx.compact(iri),
-        "attributeCount": len(entry["#count"]),
+        "attributeCount": holders or 0,
         "attributeTypes": sorted(entry["kinds"]),
         "typeNames": sorted(ctx.compact(t) for t in entry["types"]),
     }
