@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import Request
 
+from city_platform.errors import BadRequestData, ResourceNotFound
 from city_platform.ldcontext import Context
 from city_platform.query.projection import (
     Projection,
@@ -19,6 +20,7 @@ from city_platform.query.projection import (
     only_datasets,
     parse_dataset_ids,
 )
+from city_platform.query.typeexpr import parse_type_selection
 from city_platform.storage.base import Entity
 
 # request.state attribute where POST /entityOperations/query leaves its body's join/joinLevel.
@@ -43,6 +45,22 @@ def user_q(q: str | None) -> str | None:
     if names and all(n in SYSTEM_ATTRS for n in names):
         return None
     return q
+
+
+def require_type(entity: Entity, selection: str | None, ctx: Context) -> None:
+    """Retrieve Entity's ``type`` (5.7.1.4, 4.17): an entity not of that type is not found."""
+    if selection is None:
+        return
+    parsed = parse_type_selection(selection, ctx)
+    if parsed is not None and not parsed.matches(entity["type"]):
+        raise ResourceNotFound(f"entity {entity['id']!r} is not of type {selection!r}")
+
+
+def wildcard_local(selection: str | None, request: Request) -> None:
+    """Table 6.4.3.2-1: ``type=*`` implies local=true, which shall not be set to false."""
+    star = selection is not None and selection.strip() == "*"
+    if star and request.query_params.get("local") == "false":
+        raise BadRequestData("type=* implies local=true; local=false contradicts it")
 
 
 @dataclass(frozen=True, slots=True)

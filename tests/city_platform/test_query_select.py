@@ -125,7 +125,6 @@ def test_post_query_answers_as_get(city: httpx.Client) -> None:
         "type": "Query",
         "entities": [{"type": "Building"}],
         "q": "height>4",
-        "temporalQ": {"timerel": "before", "timeAt": "2020-01-01T00:00:00Z"},
     }
     r = city.post("/entityOperations/query", json=body)
     assert names(r) == ["house", "tower"]
@@ -159,6 +158,15 @@ def test_post_query_selectors_scope_pick_and_paging(city: httpx.Client) -> None:
         {"type": "Query", "entities": "Building"},
         {"type": "Query", "entities": [{"type": "Building"}], "q": "height>>1"},
         {"type": "Query"},
+        {"type": "Query", "entities": []},
+        {"type": "Query", "entities": [{"type": "Building"}], "attrs": []},
+        {"type": "Query", "entities": [{"type": "Building"}], "q": 42},
+        {"type": "Query", "entities": [{"type": "Building"}], "join": "inline", "joinLevel": 0},
+        {
+            "type": "Query",
+            "entities": [{"type": "Building"}],
+            "temporalQ": {"timerel": "after", "timeAt": "2020-01-01T00:00:00Z"},
+        },
     ],
 )
 def test_bad_post_query_is_400(city: httpx.Client, body: Any) -> None:
@@ -167,3 +175,20 @@ def test_bad_post_query_is_400(city: httpx.Client, body: Any) -> None:
     assert r.status_code == 400, r.text
     assert r.json()["type"] in (ERR + "BadRequestData", ERR + "InvalidRequest")
     assert r.json()["detail"]
+
+
+def test_retrieve_with_type_selects_the_entity(city: httpx.Client) -> None:
+    """CIM 009 5.7.1.4: Retrieve Entity with a type it does not have is 404 ResourceNotFound."""
+    url = "/entities/urn:ngsi-ld:Thing:tower"
+    assert city.get(url, params={"type": "Tower"}).status_code == 200
+    assert city.get(url, params={"type": "Building;Tower"}).status_code == 200
+    r = city.get(url, params={"type": "Vehicle"})
+    assert r.status_code == 404, r.text
+    assert r.json()["type"] == ERR + "ResourceNotFound"
+
+
+def test_type_wildcard_with_local_false_is_bad_request(city: httpx.Client) -> None:
+    """CIM 009 Table 6.4.3.2-1: type=* implies local=true and shall not set it false."""
+    r = city.get("/entities", params={"type": "*", "local": "false"})
+    assert r.status_code == 400, r.text
+    assert r.json()["type"] == ERR + "BadRequestData"

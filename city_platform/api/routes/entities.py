@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from city_platform.api.deps import Accept, Broker, LinkContext, Resolver, Tenant, link_source
 from city_platform.api.negotiation import read_body, render
 from city_platform.api.params import parse_bool, parse_options, parse_page
-from city_platform.api.shaping import Shaping, user_attrs, user_q
+from city_platform.api.shaping import Shaping, require_type, user_attrs, user_q, wildcard_local
 from city_platform.entities import render_entity
 from city_platform.errors import BadRequestData
 from city_platform.ldcontext import Context
@@ -75,6 +75,7 @@ async def query_entities(
     want_count = parse_bool(count, "count")
     attr_list = split_list(attrs)
     shape = Shaping.build(ctx, request, pick=pick, omit=omit, attrs=attrs, datasets=datasetId)
+    wildcard_local(type, request)
     if not any((id, type, idPattern, user_attrs(attr_list), user_q(q), georel)):
         raise BadRequestData(
             "query entities needs at least one of type, id, idPattern, attrs, q or a geo-query"
@@ -139,10 +140,12 @@ async def retrieve_entity(
     pick: Str = None,
     omit: Str = None,
     datasetId: Str = None,
+    type: Str = None,
 ) -> Response:
     opts = parse_options(options, format)
     shape = Shaping.build(ctx, request, pick=pick, omit=omit, attrs=attrs, datasets=datasetId)
     entity = await broker.get(tenant, entity_id)
+    require_type(entity, type, ctx)
     names = split_list(attrs)
     projection = shape.attr_iris({ctx.expand(a) for a in names} if names else None)
     (entity,) = shape.instances([entity])
