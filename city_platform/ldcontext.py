@@ -3,29 +3,36 @@
 NGSI-LD (ETSI GS CIM 009 clause 5.5.7) names types and attributes by IRI; clients use short
 terms resolved through an ``@context``.  We implement only the part of JSON-LD 1.1 the API needs:
 term definitions (string or ``{"@id": ...}``), compact IRIs (``prefix:suffix``), ``@vocab``, and
-context arrays.  The NGSI-LD core context is always applied last so that clients cannot redefine
-core terms (clause 5.5.7: "the core @context shall always be implied").
+context arrays.  The NGSI-LD core context is implied (clause 5.5.7) and processed FIRST: a user
+context may redefine any core term that the core context does not mark ``@protected`` (JSON-LD
+1.1 clause 4.1.11; redefining a protected term to another IRI is BadRequestData, 5.5.4).
 
-Contexts shipped in ``city_platform/contexts`` are resolved locally (the testbed works with no
-internet); any other URL is fetched once over HTTP(S) and cached, and a failure becomes
-``LdContextNotAvailable`` (503, clause 5.5.2).
+Contexts shipped in ``city_platform/contexts`` (every core context version, v1.9 included) and
+those of ``--context-dir`` are resolved locally (the testbed works with no internet); @contexts
+hosted by our @context API (5.13) are resolved from the registry; any other URL is fetched once
+over HTTP(S), at most 1 MiB within 5 s, without blocking the event loop, and kept as a Cached
+entry; a failure becomes ``LdContextNotAvailable`` (503, clause 5.5.2).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from city_platform.errors import BadRequestData, LdContextNotAvailable
+from city_platform.ldregistry import ContextRegistry, local_id_of
 
 log = logging.getLogger(__name__)
 
 CORE_CONTEXT_URL = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
+CORE_CONTEXT_V19_URL = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.9.jsonld"
 DEFAULT_VOCAB = "https://uri.etsi.org/ngsi-ld/default-context/"
 NGSI_LD_NS = "https://uri.etsi.org/ngsi-ld/"
 
@@ -39,9 +46,13 @@ _CORE_ALIASES = (
     "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.6.jsonld",
     "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.7.jsonld",
     CORE_CONTEXT_URL,
+    # v1.9 (CIM 009 v1.9.1) adds terms for features we do not serve; the shipped v1.8 copy
+    # stands for it, never fetched.
+    CORE_CONTEXT_V19_URL,
 )
 SHIPPED_FILES = ("ngsi-ld-core-context-v1.8.jsonld", "testbed-context.jsonld")
-MAX_CONTEXT_BYTES = 1_000_000
+MAX_CONTEXT_BYTES = 1024 * 1024  # a remote @context larger than 1 MiB is refused
+FETCH_TIMEOUT = 5.0  # seconds for a whole remote fetch (connect, headers and body)
 MAX_CONTEXT_DEPTH = 8
 
 
@@ -50,6 +61,11 @@ def shipped_document(name: str) -> bytes:
     if name not in SHIPPED_FILES:
         raise KeyError(name)
     return resources.files("city_platform.contexts").joinpath(name).read_bytes()
+
+
+def is_core_url(url: str) -> bool:
+    """Whether a URL names (some version of) the NGSI-LD core context."""
+    return url in _CORE_ALIASES
 
 
 def _local_name(url: str) -> str | None:
@@ -151,40 +167,77 @@ def _parse_definitions(raw: dict[str, Any], terms: dict[str, str], vocab: list[s
 class ContextResolver:
     """Turns the context a request names (Link header or ``@context``) into a :class:`Context`.
 
-    Remote documents are fetched with a short timeout and cached for the life of the process.
+    Remote documents are fetched once (concurrent requests for one URL wait for the same fetch)
+    and kept as Cached entries of :attr:`registry` until deleted (5.13.5); ``directory`` is the
+    ``--context-dir`` whose ``*.jsonld`` files are resolved locally (see :func:`load_directory`).
     """
 
-    def __init__(self, *, allow_remote: bool = True, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        allow_remote: bool = True,
+        timeout: float = FETCH_TIMEOUT,
+        max_bytes: int = MAX_CONTEXT_BYTES,
+        directory: Path | None = None,
+    ) -> None:
         self._allow_remote = allow_remote
         self._timeout = timeout
-        self._documents: dict[str, Any] = {}
+        self._max_bytes = max_bytes
+        self._documents: dict[str, Any] = {}  # shipped and --context-dir documents by URL
         self._resolved: dict[bytes, Context] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.registry = ContextRegistry()
+        self.directory: dict[str, bytes] = {}  # file name -> bytes, served at /ngsi-ld/contexts/
+        self._directory_urls: dict[str, str] = {}  # URL a directory file stands for -> name
+        if directory is not None:
+            self.directory, self._directory_urls = load_directory(directory)
         self.core = self._build([])
+        self.registry.note_cached(CORE_CONTEXT_URL, {"@context": _core_object()}, extra=_SHIPPED)
+
+    def check_objects(self, objects: list[dict[str, Any]]) -> None:
+        """Raise BadRequestData if these context objects break a rule (protected terms)."""
+        self._build(objects)
+
+    def forget(self, url: str | None = None) -> None:
+        """Drop what was resolved through a deleted or reloaded @context (5.13.5)."""
+        if url is not None:
+            self._documents.pop(url, None)
+        self._resolved.clear()
 
     async def resolve(self, source: Any) -> Context:
         """Resolve a context value: None, a URL, an object, or a list of those."""
         if source is None or source == [] or source in _CORE_ALIASES:
             return self.core
         key = orjson.dumps(source, option=orjson.OPT_SORT_KEYS)
-        hit = self._resolved.get(key)
-        if hit is not None:
-            return hit
-        objects: list[dict[str, Any]] = []
-        await self._flatten(source, objects, depth=0)
-        ctx = self._build(objects, source=source)
-        if len(self._resolved) < 1024:
-            self._resolved[key] = ctx
+        ctx = self._resolved.get(key)
+        if ctx is None:
+            objects: list[dict[str, Any]] = []
+            await self._flatten(source, objects, depth=0)
+            ctx = self._build(objects, source=source)
+            if len(self._resolved) < 1024:
+                self._resolved[key] = ctx
+        if len(self.registry) > 1:  # numberOfHits/lastUsage of stored @contexts (5.2.39)
+            for item in source if isinstance(source, list) else (source,):
+                if isinstance(item, str):
+                    self.registry.hit(item)
         return ctx
 
     def _build(self, objects: list[dict[str, Any]], source: Any = None) -> Context:
-        terms: dict[str, str] = {}
-        vocab = [DEFAULT_VOCAB]
+        # The implied core context comes first (5.5.7), so a user context overrides the core
+        # terms it redefines, except protected ones (JSON-LD 1.1 clause 4.1.11).
+        core_terms, core_vocab, locked = _core_definitions()
+        terms = dict(core_terms)
+        vocab = [core_vocab]
+        locked = dict(locked)
         for obj in objects:
             _parse_definitions(obj, terms, vocab)
-        core_terms: dict[str, str] = {}
-        core_vocab = [DEFAULT_VOCAB]
-        _parse_definitions(_core_object(), core_terms, core_vocab)
-        terms.update(core_terms)  # the core context cannot be overridden (clause 5.5.7)
+            for term, iri in locked.items():
+                if terms.get(term) != iri:
+                    raise BadRequestData(
+                        f"@context redefines the protected term {term!r} (JSON-LD 1.1 "
+                        "protected term redefinition)"
+                    )
+            locked.update({t: terms[t] for t in _protected_terms(obj) if t in terms})
         return Context(terms=terms, vocab=vocab[0], source=source)
 
     async def _flatten(self, source: Any, out: list[dict[str, Any]], *, depth: int) -> None:
@@ -205,33 +258,150 @@ class ContextResolver:
             raise BadRequestData("@context must be a URL, an object or an array of those")
 
     async def _document(self, url: str) -> Any:
-        if url in self._documents:
-            return self._documents[url]
+        doc = self._documents.get(url)
+        if doc is not None:
+            return doc
+        local_id = local_id_of(url)
+        entry = self.registry.by_local_id(local_id) if local_id else None
+        if entry is not None and entry.kind != "Cached":
+            return entry.document  # Hosted / ImplicitlyCreated by our @context API (5.13)
         local = _local_name(url)
-        if local is not None:
+        name = self._directory_urls.get(url) or _directory_name(url, self.directory)
+        if name is not None and url not in _CORE_ALIASES:  # the operator's files come first
+            doc = orjson.loads(self.directory[name])
+        elif local is not None:
             doc = orjson.loads(shipped_document(local))
         elif not url.startswith(("http://", "https://")):
             raise BadRequestData(f"@context entry {url!r} is not an http(s) URL")
-        elif not self._allow_remote:
-            raise LdContextNotAvailable(f"remote @context {url!r} not allowed by configuration")
         else:
-            doc = await self._fetch(url)
+            return await self._remote(url)
         self._documents[url] = doc
         return doc
 
-    async def _fetch(self, url: str) -> Any:
+    async def _remote(self, url: str) -> Any:
+        """A remote @context: the Cached copy, else fetched once and cached (5.13.1)."""
+        cached = self.registry.cached(url)
+        if cached is not None:
+            return cached.document
+        if not self._allow_remote:
+            raise LdContextNotAvailable(
+                f"remote @context {url!r} not available: this platform never fetches @context "
+                "URLs (--no-remote-contexts); add it with POST /ngsi-ld/v1/jsonldContexts or "
+                "to the --context-dir"
+            )
+        lock = self._locks.setdefault(url, asyncio.Lock())
+        try:
+            async with lock:  # concurrent requests for one URL share one fetch
+                cached = self.registry.cached(url)
+                if cached is None:
+                    cached = self.registry.note_cached(url, await self.fetch(url))
+                return cached.document
+        finally:
+            if not lock.locked():
+                self._locks.pop(url, None)
+
+    async def reload(self, url: str) -> dict[str, Any]:
+        """Fetch a Cached @context again (Delete with reload=true, 5.13.5); the old copy stays
+        when the fetch fails."""
+        if url == CORE_CONTEXT_URL:
+            document: dict[str, Any] = {"@context": _core_object()}
+        elif not self._allow_remote:
+            raise LdContextNotAvailable(
+                f"@context {url!r} cannot be reloaded: this platform never fetches @context URLs"
+            )
+        else:
+            document = await self.fetch(url)
+        self.registry.note_cached(url, document)
+        self.forget(url)
+        return document
+
+    async def fetch(self, url: str) -> dict[str, Any]:
+        """GET a remote @context: at most ``max_bytes`` within ``timeout`` seconds in all, on
+        the event loop (async httpx), else LdContextNotAvailable (503, 5.5.2)."""
         import httpx  # noqa: PLC0415  # only needed for remote contexts
 
         log.info("fetching remote @context %s", url)
+        body = bytearray()
         try:
-            async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=True) as client:
-                answer = await client.get(url, headers={"Accept": "application/ld+json"})
-                answer.raise_for_status()
-                if len(answer.content) > MAX_CONTEXT_BYTES:
-                    raise LdContextNotAvailable(f"@context {url!r} is larger than 1 MB")
-                return orjson.loads(answer.content)
-        except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
+            async with asyncio.timeout(self._timeout):
+                async with (
+                    httpx.AsyncClient(
+                        timeout=self._timeout, follow_redirects=True, max_redirects=5
+                    ) as client,
+                    client.stream(
+                        "GET", url, headers={"Accept": "application/ld+json, application/json"}
+                    ) as answer,
+                ):
+                    answer.raise_for_status()
+                    declared = answer.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > self._max_bytes:
+                        raise _TooLarge
+                    async for chunk in answer.aiter_bytes():
+                        body += chunk
+                        if len(body) > self._max_bytes:
+                            raise _TooLarge
+            document = orjson.loads(body)
+        except _TooLarge:
+            raise LdContextNotAvailable(
+                f"@context {url!r} is larger than {self._max_bytes} bytes"
+            ) from None
+        except TimeoutError:
+            raise LdContextNotAvailable(
+                f"@context {url!r} not retrieved within {self._timeout:g} s"
+            ) from None
+        except (httpx.HTTPError, httpx.InvalidURL, orjson.JSONDecodeError) as exc:
             raise LdContextNotAvailable(f"@context {url!r} could not be retrieved: {exc}") from exc
+        if not isinstance(document, dict) or "@context" not in document:
+            raise LdContextNotAvailable(f"@context {url!r} has no '@context' member")
+        return document
+
+
+class _TooLarge(Exception):
+    """A remote @context went over the size limit (internal to ContextResolver.fetch)."""
+
+
+_SHIPPED = {"source": "shipped with the platform, never fetched"}
+
+
+def _directory_name(url: str, directory: dict[str, bytes]) -> str | None:
+    """The --context-dir file that ``.../ngsi-ld/contexts/<name>`` (any host) names, if any."""
+    if not directory or "/ngsi-ld/contexts/" not in url:
+        return None
+    name = url.rsplit("/", 1)[-1]
+    return name if name in directory else None
+
+
+def load_directory(path: Path) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Read a ``--context-dir``: every ``*.jsonld`` file, a JSON object with ``@context``.
+
+    A file ``NAME.jsonld`` is served at ``/ngsi-ld/contexts/NAME.jsonld`` and resolves for any
+    URL ending in that path; a file may also stand for remote URLs, named in its top-level
+    ``"url"`` member (a string or a list), so that a request naming such a URL is answered
+    from the file, never fetched.  A bad file stops the platform with an error naming it.
+    """
+    from city_platform.errors import PlatformError  # noqa: PLC0415
+
+    files: dict[str, bytes] = {}
+    urls: dict[str, str] = {}
+    if not path.is_dir():
+        raise PlatformError(f"--context-dir {path}: not a directory")
+    for file in sorted(path.glob("*.jsonld")):
+        data = file.read_bytes()
+        if len(data) > MAX_CONTEXT_BYTES:
+            raise PlatformError(f"--context-dir: {file} is larger than {MAX_CONTEXT_BYTES} bytes")
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise PlatformError(f"--context-dir: {file} is not JSON: {exc}") from exc
+        if not isinstance(doc, dict) or "@context" not in doc:
+            raise PlatformError(f"--context-dir: {file} has no top-level '@context' member")
+        named = doc.get("url", [])
+        for url in [named] if isinstance(named, str) else named:
+            if isinstance(url, str):
+                urls[url] = file.name
+        files[file.name] = data
+    log.info("loaded %d @context files from %s", len(files), path)
+    return files, urls
 
 
 @lru_cache(maxsize=1)
@@ -239,3 +409,28 @@ def _core_object() -> dict[str, Any]:
     doc = orjson.loads(shipped_document("ngsi-ld-core-context-v1.8.jsonld"))
     core: dict[str, Any] = doc["@context"]
     return core
+
+
+def _protected_terms(obj: dict[str, Any]) -> set[str]:
+    """The terms a context object protects: ``"@protected": true`` on the object (all its
+    terms, unless a term says ``false``) or on a term definition (JSON-LD 1.1 4.1.11)."""
+    every = obj.get("@protected") is True
+    out: set[str] = set()
+    for key, value in obj.items():
+        if key.startswith("@"):
+            continue
+        flag = value.get("@protected") if isinstance(value, dict) else None
+        if flag is True or (every and flag is not False):
+            out.add(key)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _core_definitions() -> tuple[dict[str, str], str, dict[str, str]]:
+    """The core context's terms, its @vocab and its protected terms with their IRIs."""
+    terms: dict[str, str] = {}
+    vocab = [DEFAULT_VOCAB]
+    core = _core_object()
+    _parse_definitions(core, terms, vocab)
+    locked = {t: terms[t] for t in _protected_terms(core) if t in terms}
+    return terms, vocab[0], locked

@@ -75,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="never fetch @context URLs over the network (shipped ones only)",
     )
+    plat.add_argument(
+        "--context-dir",
+        metavar="DIR",
+        help="a directory of *.jsonld @context files resolved locally: NAME.jsonld is served at "
+        "/ngsi-ld/contexts/NAME.jsonld and stands for that path on any host, and for the URLs "
+        "its top-level 'url' member lists (never fetched)",
+    )
     plat.set_defaults(func=run_platform)
     gateway_cmd.register(sub, EPILOG)
     devices_cmd.register(sub, EPILOG)
@@ -139,16 +146,23 @@ def run_platform(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn  # noqa: PLC0415  # heavy: imported only for the programs that serve HTTP
 
     from city_platform.api.app import create_app  # noqa: PLC0415
+    from city_platform.errors import PlatformError  # noqa: PLC0415
     from city_platform.storage.sqlite import SqliteStorage  # noqa: PLC0415
 
     cfg = settings.platform
     host = args.host or cfg.host
     port = args.port if args.port is not None else cfg.port
     db = args.db or cfg.db
-    app = create_app(
-        SqliteStorage(db),
-        allow_remote_contexts=cfg.allow_remote_contexts and not args.no_remote_contexts,
-    )
+    context_dir = args.context_dir or cfg.context_dir
+    try:
+        app = create_app(
+            SqliteStorage(db),
+            allow_remote_contexts=cfg.allow_remote_contexts and not args.no_remote_contexts,
+            context_dir=Path(context_dir) if context_dir else None,
+        )
+    except PlatformError as exc:  # a bad --context-dir: say which file, no traceback
+        print(f"platform: {exc}", file=sys.stderr, flush=True)
+        return 2
     shown = f"[{host}]" if ":" in host else host
     print(
         f"platform: NGSI-LD API at http://{shown}:{port}/ngsi-ld/v1 (docs at /docs), storage {db}",

@@ -21,6 +21,7 @@ from testbed.processes import (
 
 ROOT = Path(__file__).resolve().parent.parent
 UDP_ONLY = {"AIOCOAP_SERVER_TRANSPORT": "udp6"}  # aiocoap also binds TCP and WebSocket otherwise
+SHIPPED_CONTEXTS = ROOT / "city_platform" / "contexts"  # testbed up's --context-dir
 
 
 def cli_argv(*args: str, verbose: int = 0) -> tuple[str, ...]:
@@ -40,6 +41,7 @@ def platform_spec(
     host: str = "::1",
     verbose: int = 1,
     remote_contexts: bool = False,
+    context_dir: str | Path | None = None,
     name: str = "platform",
     option: str | None = None,
 ) -> ProcessSpec:
@@ -47,6 +49,8 @@ def platform_spec(
     args = ["platform", "--host", host, "--port", str(port), "--db", str(db)]
     if not remote_contexts:
         args.append("--no-remote-contexts")
+    if context_dir is not None:
+        args += ["--context-dir", str(context_dir)]
     return ProcessSpec(
         name=name,
         argv=cli_argv(*args, verbose=verbose),
@@ -185,8 +189,8 @@ class StackLayout:
     def platform(self) -> ProcessSpec:
         return platform_spec(
             port=self.ports.platform, db=self.data / "platform.db", verbose=self.verbose,
-            option="--platform-port",
-        )  # fmt: skip
+            option="--platform-port", context_dir=SHIPPED_CONTEXTS,
+        )  # fmt: skip  # offline: no remote @context fetching, the shipped ones preloaded
 
     def resource_directory(self) -> ProcessSpec:
         return rd_spec(port=self.ports.rd, option="--rd-port")

@@ -23,6 +23,7 @@ class PlatformSettings(BaseModel):
     port: int = Field(default=8000, ge=0, le=65535)
     db: str = Field(default_factory=lambda: str(default_db_path()))
     allow_remote_contexts: bool = True
+    context_dir: str | None = None  # *.jsonld @context files resolved locally (--context-dir)
 
 
 def default_queue_path() -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import orjson
 from fastapi import FastAPI, Request
@@ -39,14 +40,19 @@ def problem_response(error: PlatformError) -> Response:
     )
 
 
-def create_app(storage: Storage, *, allow_remote_contexts: bool = True) -> FastAPI:
-    """Build the platform app around a storage backend (opened and closed by the lifespan)."""
+def create_app(
+    storage: Storage, *, allow_remote_contexts: bool = True, context_dir: Path | None = None
+) -> FastAPI:
+    """Build the platform app around a storage backend (opened and closed by the lifespan).
+
+    ``context_dir``: a directory of ``*.jsonld`` @context files resolved and served locally."""
     from city_platform.api.routes import batch, entities, meta, subscriptions, temporal, types  # noqa: PLC0415  # noqa: PLC0415
     from city_platform.subscriptions.manager import SubscriptionManager  # noqa: PLC0415
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with storage:
+            await contexts.open_registry(app.state.resolver, storage)  # hosted @contexts, 5.13
             manager = SubscriptionManager(app.state.broker, app.state.resolver)
             app.state.subscriptions = manager
             async with manager:
@@ -59,13 +65,16 @@ def create_app(storage: Storage, *, allow_remote_contexts: bool = True) -> FastA
         lifespan=lifespan,
     )
     app.state.broker = ContextBroker(storage)
-    app.state.resolver = ContextResolver(allow_remote=allow_remote_contexts)
+    app.state.resolver = ContextResolver(allow_remote=allow_remote_contexts, directory=context_dir)
     for module in (entities, batch, temporal, subscriptions, types):
         app.include_router(module.router, prefix=API_PREFIX)
     from city_platform.api.routes import query_ops  # noqa: PLC0415  # POST entityOperations/query
 
     app.include_router(query_ops.router, prefix=API_PREFIX)
     app.include_router(meta.router)
+    from city_platform.api.routes import contexts  # noqa: PLC0415  # the @context API, 5.13
+
+    app.include_router(contexts.router, prefix=API_PREFIX)
 
     @app.exception_handler(PlatformError)
     async def on_platform_error(request: Request, exc: PlatformError) -> Response:

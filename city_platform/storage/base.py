@@ -141,3 +141,14 @@ class Storage(ABC):
 
     @abstractmethod
     async def delete_subscription(self, tenant: str, sub_id: str) -> bool: ...
+
+    # Hosted @contexts (CIM 009 5.13.2), per tenant; ``doc`` is ContextEntry.stored().
+    @abstractmethod
+    async def put_jsonld_context(self, tenant: str, local_id: str, doc: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    async def list_jsonld_contexts(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(tenant, local id, doc) of every tenant's hosted @contexts, oldest first."""
+
+    @abstractmethod
+    async def delete_jsonld_context(self, tenant: str, local_id: str) -> bool: ...

@@ -63,6 +63,10 @@ class SqliteStorage(Storage):
                 f"platform's {series.SCHEMA_VERSION}: upgrade the testbed"
             )
         series.create(db, found)
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS jsonld_contexts (tenant TEXT NOT NULL, id TEXT NOT NULL, "
+            "doc BLOB NOT NULL, PRIMARY KEY (tenant, id))"
+        )  # hosted @contexts, CIM 009 5.13.2
         self._tenants = {r[0] for r in db.execute("SELECT name FROM tenants")}
         if self._path != ":memory:":
             self._checkpointer = WalCheckpointer(self._path)
@@ -388,4 +392,22 @@ class SqliteStorage(Storage):
 
     async def delete_subscription(self, tenant: str, sub_id: str) -> bool:
         cur = self.db.execute("DELETE FROM subscriptions WHERE tenant=? AND id=?", (tenant, sub_id))
+        return cur.rowcount > 0
+
+    # Hosted @contexts (CIM 009 5.13.2); the table is created on open (CREATE IF NOT EXISTS, so
+    # files of schema version 2 written before it simply gain it).
+    async def put_jsonld_context(self, tenant: str, local_id: str, doc: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO jsonld_contexts VALUES (?,?,?)",
+            (tenant, local_id, orjson.dumps(doc)),
+        )
+
+    async def list_jsonld_contexts(self) -> list[tuple[str, str, dict[str, Any]]]:
+        cur = self.db.execute("SELECT tenant, id, doc FROM jsonld_contexts ORDER BY rowid")
+        return [(t, i, dict(orjson.loads(d))) for t, i, d in cur]
+
+    async def delete_jsonld_context(self, tenant: str, local_id: str) -> bool:
+        cur = self.db.execute(
+            "DELETE FROM jsonld_contexts WHERE tenant=? AND id=?", (tenant, local_id)
+        )
         return cur.rowcount > 0

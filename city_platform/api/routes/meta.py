@@ -11,12 +11,17 @@ from city_platform.ldcontext import SHIPPED_FILES, shipped_document
 router = APIRouter(tags=["meta"])
 
 
-@router.get("/ngsi-ld/contexts/{name}", summary="A JSON-LD context shipped with the platform")
-async def get_context(name: str) -> Response:
+@router.get(
+    "/ngsi-ld/contexts/{name}",
+    summary="A JSON-LD context shipped with the platform or from its --context-dir",
+)
+async def get_context(request: Request, name: str) -> Response:
+    directory: dict[str, bytes] = request.app.state.resolver.directory
+    if name in directory:  # --context-dir files take precedence: the operator chose them
+        return Response(directory[name], media_type="application/ld+json")
     if name not in SHIPPED_FILES:
-        raise ResourceNotFound(
-            f"no shipped context named {name!r}; known: {', '.join(SHIPPED_FILES)}"
-        )
+        known = sorted({*SHIPPED_FILES, *directory})
+        raise ResourceNotFound(f"no context named {name!r}; known: {', '.join(known)}")
     return Response(shipped_document(name), media_type="application/ld+json")
 
 
