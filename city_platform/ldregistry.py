@@ -11,7 +11,7 @@ Three kinds of entry (CIM 009 5.13.1, ContextInfo 5.2.39):
   tenant: they are copies of public documents.  Kept in memory only.
 - ``ImplicitlyCreated``: a @context the broker made itself from the inline or array @context of
   a request that has to refer to it later by one URL (a subscription whose notifications are
-  ``application/json`` and so carry a Link header, 5.8.1 / 5.13.1).  Kept in memory, per tenant.
+  ``application/json`` and so carry a Link header, 5.8.1 / 5.13.1).  Kept in storage, per tenant.
 
 The registry only keeps the entries; the HTTP binding is ``api/routes/contexts.py`` and the
 resolution of URLs to documents is :class:`city_platform.ldcontext.ContextResolver`.
@@ -73,7 +73,7 @@ class ContextEntry:
 
     def stored(self) -> dict[str, Any]:
         """What storage keeps of a Hosted entry (the usage counters are not durable)."""
-        return {"document": self.document, "createdAt": self.created_at}
+        return {"document": self.document, "createdAt": self.created_at, "kind": self.kind}
 
 
 def local_id_of(url: str) -> str | None:
@@ -107,11 +107,12 @@ class ContextRegistry:
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def load_hosted(self, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
+    def load_stored(self, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
         for tenant, local_id, doc in rows:
+            kind: Kind = "ImplicitlyCreated" if doc.get("kind") == "ImplicitlyCreated" else "Hosted"
             entry = ContextEntry(
                 local_id=local_id,
-                kind="Hosted",
+                kind=kind,
                 document=doc["document"],
                 tenant=tenant,
                 created_at=str(doc.get("createdAt") or _now()),
@@ -131,7 +132,7 @@ class ContextRegistry:
         self._by_id[entry.local_id] = entry
         return entry
 
-    def add_implicit(self, tenant: str, context: Any) -> ContextEntry:
+    async def add_implicit(self, tenant: str, context: Any) -> ContextEntry:
         """An ImplicitlyCreated entry holding ``context`` (an array or object), 5.13.1.
 
         The same value under the same tenant gives the same entry, so that re-creating a
@@ -149,6 +150,8 @@ class ContextRegistry:
         entry = ContextEntry(
             local_id=uuid.uuid4().hex, kind="ImplicitlyCreated", document=document, tenant=tenant
         )
+        if self.persist is not None:  # stored subscriptions name it after a restart too
+            await self.persist(tenant, entry.local_id, entry.stored())
         self._by_id[entry.local_id] = entry
         return entry
 
@@ -213,7 +216,7 @@ class ContextRegistry:
 
     async def delete(self, entry: ContextEntry) -> None:
         """Delete @context (5.13.5) without reload."""
-        if entry.kind == "Hosted" and entry.tenant is not None and self.persist is not None:
+        if entry.kind != "Cached" and entry.tenant is not None and self.persist is not None:
             await self.persist(entry.tenant, entry.local_id, None)
         self.drop(entry)
 

@@ -330,3 +330,36 @@ async def test_protected_core_term_cannot_be_redefined() -> None:
     ctx = await resolver.resolve({"name": "https://smartdatamodels.org/name"})
     assert ctx.expand("name") == "https://smartdatamodels.org/name"
     assert ctx.expand("observedAt") == "https://uri.etsi.org/ngsi-ld/observedAt"
+
+
+def test_subscription_inline_context_is_implicitly_created_and_durable(tmp_path: Path) -> None:
+    """5.13.1: a subscription made with an inline @context keeps it as an ImplicitlyCreated
+    entry (the URL its notifications name in their Link header); stored, it is still served
+    after a restart."""
+    proc = PlatformProcess(db=str(tmp_path / "city.db"))
+    proc.start()
+    headers = {"NGSILD-Tenant": "t" + uuid.uuid4().hex[:10]}
+    sub = {
+        "id": "urn:ngsi-ld:Subscription:implicit",
+        "type": "Subscription",
+        "entities": [{"type": "Road"}],
+        "notification": {"endpoint": {"uri": "http://[::1]:9/notify"}},
+        "@context": [{"flow": "https://example.org/flow"}, CORE],
+    }
+    try:
+        h = {**headers, "Content-Type": "application/ld+json"}
+        r = httpx.post(proc.api + "/subscriptions", content=json.dumps(sub), headers=h)
+        assert r.status_code == 201, r.text
+        url = f"{proc.api}/jsonldContexts"
+        implicit = httpx.get(url, params={"kind": "ImplicitlyCreated"}, headers=headers).json()
+        assert len(implicit) == 1, implicit
+        proc.stop()
+        proc.start()
+        again = httpx.get(url, params={"kind": "ImplicitlyCreated"}, headers=headers).json()
+        assert again == implicit
+        served = httpx.get(implicit[0], headers=headers)
+        assert served.status_code == 200, served.text
+        assert "https://example.org/flow" in served.text
+    finally:
+        proc.stop()
+        proc.process.close()

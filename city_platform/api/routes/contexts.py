@@ -40,8 +40,9 @@ JSON = "application/json"
 
 
 async def open_registry(resolver: ContextResolver, storage: Storage) -> None:
-    """Load the hosted @contexts from storage and write later changes through to it."""
-    resolver.registry.load_hosted(await storage.list_jsonld_contexts())
+    """Load the Hosted and ImplicitlyCreated @contexts from storage and write later changes
+    through to it."""
+    resolver.registry.load_stored(await storage.list_jsonld_contexts())
 
     async def persist(tenant: str, local_id: str, doc: dict[str, Any] | None) -> None:
         if doc is None:
@@ -196,3 +197,15 @@ async def delete_jsonld_context(
     await resolver.registry.delete(entry)
     resolver.forget(entry.url)
     return Response(status_code=204)
+
+
+async def implicit_context(
+    request: Request, resolver: ContextResolver, tenant: str, source: Any
+) -> Any:
+    """The @context a subscription keeps: an inline or array @context becomes an
+    ImplicitlyCreated entry whose URL notifications name in their Link header (5.13.1, 5.8.1);
+    a single URL (or none) stays as it is."""
+    if source is None or isinstance(source, str):
+        return source
+    entry = await resolver.registry.add_implicit(tenant, source)
+    return entry.public_url(_base(request))

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from city_platform.api.deps import Accept, LinkContext, Resolver, Tenant, link_source
 from city_platform.api.negotiation import read_body, render
 from city_platform.api.params import parse_bool, parse_options, parse_page
+from city_platform.api.routes.contexts import implicit_context
 from city_platform.subscriptions.manager import SubscriptionManager
 
 router = APIRouter(prefix="/subscriptions", tags=["subscriptions"])
@@ -32,6 +33,7 @@ async def create_subscription(
 ) -> Response:
     body, source = await read_body(request)
     ctx = await resolver.resolve(source)
+    source = await implicit_context(request, resolver, tenant, source)  # 5.13.1
     sub_id = await manager.create(tenant, body, ctx, source)
     headers = {"Location": f"/ngsi-ld/v1/subscriptions/{quote(sub_id, safe=':')}"}
     return Response(status_code=201, headers=headers)
