@@ -192,3 +192,17 @@ def test_type_wildcard_with_local_false_is_bad_request(city: httpx.Client) -> No
     r = city.get("/entities", params={"type": "*", "local": "false"})
     assert r.status_code == 400, r.text
     assert r.json()["type"] == ERR + "BadRequestData"
+
+
+def test_post_query_entity_selector_members(city: httpx.Client) -> None:
+    """CIM 009 Table 5.2.33-1: id is a URI or an array of URIs and takes precedence over
+    idPattern; type is mandatory."""
+    tower, car = "urn:ngsi-ld:Thing:tower", "urn:ngsi-ld:Thing:car"
+    both = {"type": "Query", "entities": [{"type": "Building,Vehicle", "id": [tower, car]}]}
+    assert names(city.post("/entityOperations/query", json=both)) == ["car", "tower"]
+    first = {"type": "Query", "entities": [{"type": "Tower", "id": tower, "idPattern": ".*mast"}]}
+    assert names(city.post("/entityOperations/query", json=first)) == ["tower"]
+    for selector in ({"id": tower}, {"type": "Tower", "id": "not a uri"}, {"type": "T", "id": [1]}):
+        r = city.post("/entityOperations/query", json={"type": "Query", "entities": [selector]})
+        assert r.status_code == 400, (selector, r.text)
+        assert r.json()["type"] == ERR + "BadRequestData"

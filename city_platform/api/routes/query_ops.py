@@ -21,6 +21,7 @@ from city_platform.api.deps import Accept, Broker, Resolver, Tenant
 from city_platform.api.negotiation import read_body
 from city_platform.api.routes import entities
 from city_platform.api.shaping import BODY_PARAMS
+from city_platform.entities import check_uri
 from city_platform.errors import BadRequestData, OperationNotSupported
 
 router = APIRouter(prefix="/entityOperations", tags=["batch"])
@@ -63,27 +64,46 @@ def _selectors(raw: object) -> dict[str, str]:
         return {}
     if not isinstance(raw, list) or not raw or not all(isinstance(s, dict) for s in raw):
         raise BadRequestData("Query: 'entities' must be a non-empty array of EntitySelectors")
-    for sel in raw:
-        for key in ("id", "idPattern", "type"):
-            if key in sel and (not isinstance(sel[key], str) or not sel[key]):
-                raise BadRequestData(f"Query: EntitySelector {key!r} must be a non-empty string")
-        if not any(k in sel for k in ("id", "idPattern", "type")):
-            raise BadRequestData("Query: an EntitySelector needs id, idPattern or type")
-    if len(raw) == 1:
-        return {k: raw[0][k] for k in ("id", "idPattern", "type") if k in raw[0]}
-    types = {sel.get("type") for sel in raw}
-    if all("id" not in s and "idPattern" not in s for s in raw) and None not in types:
-        return {"type": ",".join(f"({s['type']})" for s in raw)}
+    selectors = [_selector(sel) for sel in raw]
+    if len(selectors) == 1:
+        return selectors[0]
+    types = {sel["type"] for sel in selectors}
+    if all(len(s) == 1 for s in selectors):  # types only
+        return {"type": ",".join(f"({s['type']})" for s in selectors)}
     if len(types) == 1:
         (kind,) = types
-        out: dict[str, str] = {} if kind is None else {"type": kind}
-        if all("id" in s and "idPattern" not in s for s in raw):
-            return {**out, "id": ",".join(s["id"] for s in raw)}
-        if all("idPattern" in s and "id" not in s for s in raw):
-            return {**out, "idPattern": "|".join(f"(?:{s['idPattern']})" for s in raw)}
+        if all("id" in s for s in selectors):
+            return {"type": kind, "id": ",".join(s["id"] for s in selectors)}
+        if all("idPattern" in s for s in selectors):
+            patterns = "|".join(f"(?:{s['idPattern']})" for s in selectors)
+            return {"type": kind, "idPattern": patterns}
     raise OperationNotSupported(
         "Query: EntitySelectors that differ in both type and id/idPattern are not supported"
     )
+
+
+def _selector(sel: dict[str, Any]) -> dict[str, str]:
+    """One EntitySelector (Table 5.2.33-1): type is mandatory, id a URI or an array of them
+    (it takes precedence over idPattern)."""
+    kind = sel.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise BadRequestData("Query: an EntitySelector needs a type (Table 5.2.33-1)")
+    out = {"type": kind}
+    ids = sel.get("id")
+    if ids is not None:
+        items = [ids] if isinstance(ids, str) else ids
+        if not isinstance(items, list) or not items:
+            raise BadRequestData("Query: EntitySelector id must be a URI or an array of URIs")
+        for item in items:
+            check_uri(item, "Query: EntitySelector id")
+        out["id"] = ",".join(items)
+        return out
+    pattern = sel.get("idPattern")
+    if pattern is not None:
+        if not isinstance(pattern, str) or not pattern:
+            raise BadRequestData("Query: EntitySelector idPattern must be a non-empty string")
+        out["idPattern"] = pattern
+    return out
 
 
 def _geo(raw: object) -> dict[str, str]:
