@@ -6,7 +6,6 @@ predicates we evaluate ourselves (``q`` and the geo-query).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from city_platform.errors import BadRequestData
 from city_platform.ldcontext import Context
 from city_platform.query.geo import GeoQuery, parse_geoquery
 from city_platform.query.q import QExpr, parse_q
+from city_platform.query.regex import RegexError, compile_regex, matches
 from city_platform.query.scope import ScopeMatcher, entity_scopes, parse_scope_query
 from city_platform.query.typeexpr import Matcher, parse_type_selection
 from city_platform.storage.base import EntityFilter
@@ -64,9 +64,10 @@ class EntitySearch:
         scope_q: str | None = None,
     ) -> EntitySearch:
         if id_pattern is not None:
+            # RE2, linear time: a backtracking pattern cannot stall the platform (regex.py).
             try:
-                re.compile(id_pattern)
-            except re.error as exc:
+                compile_regex(id_pattern)
+            except RegexError as exc:
                 raise BadRequestData(
                     f"idPattern is not a valid regular expression: {exc}"
                 ) from None
@@ -118,7 +119,7 @@ class EntitySearch:
             return False
         if w.types is not None and w.types.isdisjoint(entity["type"]):
             return False
-        if w.id_pattern is not None and not re.search(w.id_pattern, entity["id"]):
+        if w.id_pattern is not None and not matches(w.id_pattern, entity["id"]):
             return False
         if w.attrs is not None and w.attrs.isdisjoint(entity["attrs"]):
             return False

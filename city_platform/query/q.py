@@ -28,6 +28,7 @@ from datetime import date, datetime, time
 from typing import Any, Literal, Protocol
 
 from city_platform.errors import InvalidRequest, TooComplexQuery
+from city_platform.query.regex import Regex, RegexError, compile_regex
 
 Op = Literal["==", "!=", ">=", ">", "<=", "<", "~=", "!~="]
 OPS: tuple[Op, ...] = ("!~=", "==", "!=", ">=", "<=", "~=", ">", "<")
@@ -106,7 +107,7 @@ class Term:
     op: Op | None = None
     values: tuple[Literal_, ...] = ()
     range_: tuple[Literal_, Literal_] | None = None
-    pattern: re.Pattern[str] | None = None
+    pattern: Regex | None = None
 
     def attributes(self) -> frozenset[str]:
         return frozenset({self.path.attr})
@@ -348,7 +349,7 @@ class _Parser:
             raise self.fail("unterminated string", start)
         return self.text[start : self.pos]
 
-    def parse_pattern(self) -> re.Pattern[str]:
+    def parse_pattern(self) -> Regex:
         start = self.pos
         if self.peek() == '"':
             raw = self.take_value()
@@ -372,8 +373,8 @@ class _Parser:
         if not text:
             raise self.fail("missing pattern after '~='", start)
         try:
-            return re.compile(text)
-        except re.error as exc:
+            return compile_regex(text)  # RE2: linear-time matching, see regex.py
+        except RegexError as exc:
             raise self.fail(f"invalid regular expression ({exc})", start) from None
 
     def literal(self, raw: str, pos: int) -> Literal_:

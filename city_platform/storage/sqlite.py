@@ -9,7 +9,6 @@ what queries filter or sort on.  The schema carries a version for later migratio
 from __future__ import annotations
 
 import logging
-import re
 import sqlite3
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import orjson
 
 from city_platform.errors import PlatformError
+from city_platform.query.regex import compile_regex
 from city_platform.storage import series
 from city_platform.storage.base import Entity, EntityFilter, HistoryQuery, HistoryRow, Storage
 from city_platform.storage.checkpointer import WalCheckpointer
@@ -232,7 +232,7 @@ class SqliteStorage(Storage):
             )
             params.extend(types)
         sql.append("ORDER BY seq")
-        pattern = re.compile(where.id_pattern) if where.id_pattern else None
+        pattern = compile_regex(where.id_pattern) if where.id_pattern else None
         wanted_attrs = where.attrs
         page: list[Entity] = []
         total = 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from city_platform import entities as ent
 from city_platform.broker import Change, ContextBroker
 from city_platform.errors import AlreadyExists, PlatformError, ResourceNotFound
 from city_platform.ldcontext import Context, ContextResolver
+from city_platform.query.regex import matches
 from city_platform.search import EntitySearch
 from city_platform.subscriptions.model import (
     new_subscription,
@@ -63,7 +63,7 @@ def _selects(selector: dict[str, str], entity: ent.Entity) -> bool:
         return False
     if "id" in selector and selector["id"] != entity["id"]:
         return False
-    return not ("idPattern" in selector and not re.search(selector["idPattern"], entity["id"]))
+    return not ("idPattern" in selector and not matches(selector["idPattern"], entity["id"]))
 
 
 def wants(stored: dict[str, Any], search: EntitySearch | None, change: Change, now: str) -> bool:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from city_platform import entities as ent
 from city_platform.errors import BadRequestData, OperationNotSupported
 from city_platform.ldcontext import Context
+from city_platform.query.regex import RegexError, compile_regex
 from city_platform.search import EntitySearch
 
 Format = Literal["normalized", "keyValues", "concise"]
@@ -73,9 +74,11 @@ def _check_entities(raw: object, ctx: Context) -> list[dict[str, str]]:
         if "idPattern" in item:
             pattern = item["idPattern"]
             try:
-                re.compile(pattern)
-            except (re.error, TypeError):
-                raise BadRequestData(f"entities[].idPattern {pattern!r} is not a regex") from None
+                compile_regex(pattern)  # RE2: linear-time matching, see query/regex.py
+            except RegexError as exc:
+                raise BadRequestData(
+                    f"entities[].idPattern {pattern!r} is not a valid regular expression: {exc}"
+                ) from None
             sel["idPattern"] = pattern
         out.append(sel)
     return out
