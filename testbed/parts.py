@@ -169,6 +169,7 @@ class StackLayout:
     gateway_user: str | None = None
     gateway_password: str | None = None
     verbose: int = 1
+    remote_contexts: bool = False  # testbed up works offline: the shipped @contexts only
 
     @property
     def platform_url(self) -> str:
@@ -190,7 +191,8 @@ class StackLayout:
         return platform_spec(
             port=self.ports.platform, db=self.data / "platform.db", verbose=self.verbose,
             option="--platform-port", context_dir=SHIPPED_CONTEXTS,
-        )  # fmt: skip  # offline: no remote @context fetching, the shipped ones preloaded
+            remote_contexts=self.remote_contexts,
+        )  # fmt: skip  # offline unless asked: no remote @context fetching, shipped ones preloaded
 
     def resource_directory(self) -> ProcessSpec:
         return rd_spec(port=self.ports.rd, option="--rd-port")

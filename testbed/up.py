@@ -37,7 +37,8 @@ DESCRIPTION = """\
 Start a whole smart city on this machine: MQTT broker, NGSI-LD platform, CoAP resource
 directory, gateway and the devices of a scenario, all on IPv6 loopback [::1]. Prints where each
 part listens and a live summary; a part that dies is restarted; Ctrl-C stops everything cleanly.
-Works offline.
+Works offline: the platform fetches no @context from the network (the shipped ones are
+preloaded) unless --remote-contexts is given.
 """
 
 
@@ -69,6 +70,11 @@ def register(sub: Any, epilog: str) -> None:
         parser.add_argument(
             option, type=port_arg, default=default, metavar="PORT", help=f"{what} ({default})"
         )
+    parser.add_argument(
+        "--remote-contexts", action="store_true",
+        help="let the platform fetch @context URLs over the network (off: the city works "
+        "offline, with the shipped @contexts preloaded and those added by POST /jsonldContexts)",
+    )  # fmt: skip
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument(
         "--no-restart", action="store_true",
@@ -85,7 +91,10 @@ def layout_of(args: argparse.Namespace, data: Path, gateway_password: str) -> St
         gateway_coap=args.gateway_coap_port,
         gateway_http=args.gateway_http_port,
     )
-    return StackLayout(data=data, ports=ports, gateway_password=gateway_password)
+    return StackLayout(
+        data=data, ports=ports, gateway_password=gateway_password,
+        remote_contexts=args.remote_contexts,
+    )  # fmt: skip
 
 
 def run_up(args: argparse.Namespace, settings: Settings) -> int:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -39,7 +40,8 @@ def add(client: httpx.Client, context: Any) -> str:
 
 
 class _Served(BaseHTTPRequestHandler):
-    """A tiny remote @context server: /ctx.jsonld, /slow.jsonld, /big.jsonld, /bad.jsonld."""
+    """A tiny remote @context server: /ctx.jsonld, /slow.jsonld, /big.jsonld, /bad.jsonld,
+    /added.jsonld, and /flaky.jsonld (served once, then 404)."""
 
     hits: ClassVar[dict[str, int]] = {}
 
@@ -51,7 +53,10 @@ class _Served(BaseHTTPRequestHandler):
             body = b'{"@context": {"x": "' + b"a" * (2 * 1024 * 1024) + b'"}}'
         elif self.path == "/bad.jsonld":
             body = b"not json"
-        elif self.path in ("/ctx.jsonld", "/slow.jsonld"):
+        elif self.path == "/flaky.jsonld" and _Served.hits[self.path] > 1:
+            self.send_error(404)
+            return
+        elif self.path in ("/ctx.jsonld", "/slow.jsonld", "/added.jsonld", "/flaky.jsonld"):
             body = b'{"@context": {"remoteTerm": "https://example.org/remoteTerm"}}'
         else:
             self.send_error(404)
@@ -363,3 +368,58 @@ def test_subscription_inline_context_is_implicitly_created_and_durable(tmp_path:
     finally:
         proc.stop()
         proc.process.close()
+
+
+def test_add_fetches_the_remote_contexts_it_names(client: httpx.Client, remote: str) -> None:
+    """5.13.2.4 with 5.13.1: a hosted @context naming a remote URL is processed on Add; the
+    remote one becomes a Cached entry; one that cannot be retrieved is LdContextNotAvailable
+    and nothing is stored."""
+    url = remote + "/added.jsonld"
+    local = add(client, [url, {"localTerm": "https://example.org/localTerm"}])
+    assert _Served.hits["/added.jsonld"] == 1
+    info = client.get("/jsonldContexts/" + url, params={"details": "true"}).json()
+    assert info["kind"] == "Cached", info
+    assert client.get(f"/jsonldContexts/{local}").json()["@context"][0] == url
+    r = client.post("/jsonldContexts", json={"@context": [remote + "/missing.jsonld"]})
+    problem(r, 503, "LdContextNotAvailable")
+    assert "Location" not in r.headers
+    assert len(client.get("/jsonldContexts", params={"kind": "Hosted"}).json()) == 1
+    guarded = {"@protected": True, "lockedTerm": "https://example.org/locked"}
+    r = client.post("/jsonldContexts", json={"@context": [guarded, {"lockedTerm": "urn:x"}]})
+    problem(r, 400, "BadRequestData")
+
+
+def test_serve_and_delete_by_url_encoded_id(
+    platform: PlatformProcess, client: httpx.Client
+) -> None:
+    """5.13.4/5.13.5: the id of Serve and Delete may be the (URL-encoded) URL of the @context,
+    ours for a hosted one (as the ETSI suite sends it) or the remote one for a Cached one."""
+    local = add(client, {"EncTerm": "urn:enc"})
+    ours = quote(f"{platform.api}/jsonldContexts/{local}", safe="")
+    r = client.get(f"/jsonldContexts/{ours}")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"@context": {"EncTerm": "urn:enc"}}
+    core = client.get("/jsonldContexts/" + quote(CORE, safe=""), params={"details": "true"})
+    assert core.status_code == 200, core.text
+    assert core.json()["kind"] == "Cached"
+    assert client.delete(f"/jsonldContexts/{ours}").status_code == 204
+    problem(client.get(f"/jsonldContexts/{local}"), 404, "ResourceNotFound")
+
+
+def test_failed_reload_keeps_the_cached_context(client: httpx.Client, remote: str) -> None:
+    """5.13.5.4: when the reload download fails it is LdContextNotAvailable and the Cached
+    @context stays (served, still resolving requests); a plain delete then removes it."""
+    url = remote + "/flaky.jsonld"
+    ent = {"id": "urn:ngsi-ld:Car:flaky", "type": "Car", "remoteTerm": 1}
+    assert client.post("/entities", json=ent, headers={"Link": LINK.format(url)}).status_code == 201
+    r = client.delete("/jsonldContexts/" + url, params={"reload": "true"})
+    problem(r, 503, "LdContextNotAvailable")
+    info = client.get("/jsonldContexts/" + url, params={"details": "true"})
+    assert info.status_code == 200, info.text
+    assert info.json()["kind"] == "Cached"
+    ent2 = {**ent, "id": "urn:ngsi-ld:Car:flaky2"}
+    assert (
+        client.post("/entities", json=ent2, headers={"Link": LINK.format(url)}).status_code == 201
+    )
+    assert client.delete("/jsonldContexts/" + url).status_code == 204
+    problem(client.get("/jsonldContexts/" + url), 404, "ResourceNotFound")

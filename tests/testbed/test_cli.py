@@ -195,3 +195,22 @@ def test_the_city_gateway_gets_its_generated_password_whatever_it_begins_with(
     args = build_parser().parse_args(gateway_argv(StackLayout(data=tmp_path), password))
     assert args.broker_password == password
     assert args.broker == "mqtt://[::1]:1883"
+
+
+@pytest.mark.parametrize("remote", [False, True])
+def test_the_city_platform_is_offline_unless_remote_contexts_are_asked_for(
+    tmp_path: Path, remote: bool
+) -> None:
+    """`testbed up` starts the platform with the shipped @contexts preloaded and remote @context
+    fetching off (the city works offline); `--remote-contexts` turns fetching on."""
+    from testbed.cli import build_parser  # noqa: PLC0415
+    from testbed.parts import SHIPPED_CONTEXTS  # noqa: PLC0415
+    from testbed.up import layout_of  # noqa: PLC0415
+
+    argv = ["up", "--data-dir", str(tmp_path), *(["--remote-contexts"] if remote else [])]
+    args = build_parser().parse_args(argv)
+    spec = layout_of(args, tmp_path, "secret").platform()
+    at = spec.argv.index("--context-dir")
+    assert spec.argv[at + 1] == str(SHIPPED_CONTEXTS)
+    assert (SHIPPED_CONTEXTS / "ngsi-ld-core-context-v1.8.jsonld").is_file()
+    assert ("--no-remote-contexts" in spec.argv) is not remote

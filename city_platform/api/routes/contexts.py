@@ -1,6 +1,7 @@
 """The @context API: ``/ngsi-ld/v1/jsonldContexts`` (CIM 009 5.13, HTTP binding 6.31-6.32).
 
-- ``POST /jsonldContexts``: Add @context (5.13.2), 201 with ``Location`` (a path under our API).
+- ``POST /jsonldContexts``: Add @context (5.13.2), 201 with ``Location`` (a path under our API);
+  the remote @contexts it names are fetched then, and become Cached entries.
 - ``GET /jsonldContexts?details=&kind=``: List @contexts (5.13.3), URLs or ContextInfo objects.
 - ``GET /jsonldContexts/{id}?details=``: Serve @context (5.13.4), by local id or by URL.
 - ``DELETE /jsonldContexts/{id}?reload=``: Delete and Reload @context (5.13.5), 204.
@@ -122,8 +123,11 @@ async def post_jsonld_contexts(request: Request, resolver: Resolver, tenant: Ten
         raise InvalidRequest("the body must be a JSON object with an '@context' member")
     context = document["@context"]
     _check_context(context)
-    objects = context if isinstance(context, list) else [context]
-    resolver.check_objects([o for o in objects if isinstance(o, dict)])
+    # 5.13.2.4: the @context must be valid JSON-LD, so it is processed as a request's would be:
+    # the remote @contexts it names are fetched (and kept as Cached entries, 5.13.1), a protected
+    # term redefined is BadRequestData, one that cannot be retrieved LdContextNotAvailable (as
+    # for any request, 5.5.2).  Nothing is stored then.
+    await resolver.resolve(context)
     entry = await resolver.registry.add_hosted(tenant, {"@context": context})
     return Response(
         status_code=201, headers={"Location": f"/ngsi-ld/v1/jsonldContexts/{entry.local_id}"}
