@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 class Change(NamedTuple):
     """One committed change of one entity; ``attrs`` are the IRIs written (empty on delete).
 
+    ``removed`` names attributes of which instances were deleted (Delete Attribute, 5.6.5),
+    so that an ``attributeDeleted`` subscription (5.2.12) tells a deleted instance of a
+    still present attribute from an update; an attribute that is gone altogether is also
+    found by comparing ``previous`` with ``entity``.
+
     A named tuple: one is built per entity of every batch upsert."""
 
     tenant: str
@@ -38,6 +43,7 @@ class Change(NamedTuple):
     previous: Entity | None
     attrs: frozenset[str]
     deleted: bool = False
+    removed: frozenset[str] = frozenset()
 
 
 Listener = Callable[[list[Change]], None]
@@ -229,7 +235,8 @@ class ContextBroker:
         now = ent.now_iso()
         entity["modifiedAt"] = now
         await self.storage.write_entities(tenant, [entity], [])
-        self._emit([Change(tenant, entity, previous, frozenset({iri}))])
+        gone = frozenset({iri})
+        self._emit([Change(tenant, entity, previous, gone, removed=gone)])
 
     async def replace(self, tenant: str, entity_id: str, doc: object, ctx: Context) -> None:
         """Replace entity (5.6.18): same id, new type and attributes."""

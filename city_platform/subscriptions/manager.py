@@ -5,6 +5,13 @@ only appends to per-subscription bounded queues and wakes a worker, so a slow or
 never slows ingestion.  Each subscription has one worker task that drains its queue into
 notifications (several entities per notification when changes pile up), honours
 ``throttling`` and records the delivery status.
+
+Periodic subscriptions (``timeInterval``, CIM 009 5.2.12) do not react to changes: their worker
+wakes every ``timeInterval`` seconds and notifies the entities that match at that moment.
+Change-driven subscriptions notify per ``notificationTrigger`` (5.2.12): a deleted Attribute is
+notified with the NGSI-LD Null (``urn:ngsi-ld:null``, 4.5.x / ETSI 046_22), a deleted Entity as
+``id``, ``type`` and ``deletedAt``; ``showChanges`` (5.2.14) adds the previous value of an updated
+Attribute (``previousValue``, ``previousObject``, ...).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +31,7 @@ from city_platform.errors import AlreadyExists, PlatformError, ResourceNotFound
 from city_platform.ldcontext import Context, ContextResolver
 from city_platform.query.regex import matches
 from city_platform.search import EntitySearch
+from city_platform.storage.base import EntityFilter
 from city_platform.subscriptions.model import (
     new_subscription,
     render_subscription,
@@ -36,13 +45,37 @@ log = logging.getLogger(__name__)
 
 QUEUE_MAX = 10_000  # pending entity changes per subscription before the oldest are dropped
 BATCH_MAX = 100  # entities per notification
+PERIODIC_MAX = 10_000  # entities a periodic notification round sends at most
+NGSI_NULL = "urn:ngsi-ld:null"  # CIM 009 4.5.x: the value of a deleted Attribute
+# showChanges (5.2.14): the member that carries the previous value, per value member.
+PREVIOUS_KEY = {
+    "value": "previousValue",
+    "object": "previousObject",
+    "languageMap": "previousLanguageMap",
+    "valueList": "previousValueList",
+    "objectList": "previousObjectList",
+    "json": "previousJson",
+    "vocab": "previousVocab",
+}
 
 
 @dataclass
 class _Pending:
     entity: ent.Entity
-    deleted: bool
+    deleted: bool  # notified as a deleted Entity (id, type, deletedAt)
     at: str
+    previous: ent.Entity | None = None
+    removed: frozenset[str] = frozenset()  # attribute IRIs notified with the NGSI-LD Null
+    updated: frozenset[str] = frozenset()  # attribute IRIs whose previous value showChanges gives
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Why a change notifies (one of the notificationTrigger values, 5.2.12), and what of it."""
+
+    reason: str
+    removed: frozenset[str] = frozenset()
+    updated: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -66,31 +99,145 @@ def _selects(selector: dict[str, str], entity: ent.Entity) -> bool:
     return not ("idPattern" in selector and not matches(selector["idPattern"], entity["id"]))
 
 
-def wants(stored: dict[str, Any], search: EntitySearch | None, change: Change, now: str) -> bool:
-    """Whether ``change`` triggers the subscription (5.11, notificationTrigger)."""
-    if status_of(stored, now) != "active":
-        return False
+def triggered(
+    stored: dict[str, Any], search: EntitySearch | None, change: Change, now: str
+) -> Trigger | None:
+    """The trigger ``change`` fires for the subscription, or None (5.11, 5.2.12).
+
+    ``watchedAttributes`` restricts every trigger but ``entityDeleted``; ``entityCreated``
+    without watchedAttributes fires for any new entity.  A deletion of an instance
+    (``Change.removed``) or of a whole attribute is ``attributeDeleted``, never an update."""
+    if status_of(stored, now) != "active" or "timeInterval" in stored:
+        return None
     entity = change.entity
     selectors = stored.get("entities")
     if selectors and not any(_selects(s, entity) for s in selectors):
-        return False
+        return None
     triggers = set(stored["notificationTrigger"])
-    if change.deleted:
-        return "entityDeleted" in triggers
     watched = stored.get("watchedAttributes")
-    relevant = change.attrs if watched is None else change.attrs & set(watched)
-    if change.previous is None:
-        hit = "entityCreated" in triggers and (watched is None or bool(relevant))
-        hit = hit or ("attributeCreated" in triggers and bool(relevant))
-    else:
-        before = change.previous["attrs"]
-        created = {a for a in relevant if a not in before}
-        hit = (
-            (bool(created) and "attributeCreated" in triggers)
-            or (bool(relevant - created) and "attributeUpdated" in triggers)
-            or (bool(relevant) and "entityUpdated" in triggers)
+
+    def seen(names: Iterable[str]) -> frozenset[str]:
+        found = frozenset(names)
+        return found if watched is None else found & frozenset(watched)
+
+    if change.deleted:
+        if search is not None and not search.matches(entity):
+            return None
+        if "entityDeleted" in triggers:
+            return Trigger("entityDeleted")
+        gone = seen(entity["attrs"])
+        return (
+            Trigger("attributeDeleted", removed=gone)
+            if "attributeDeleted" in triggers and gone
+            else None
         )
-    return hit and (search is None or search.matches(entity))
+    if change.previous is None:
+        written = seen(change.attrs)
+        if "entityCreated" in triggers and (watched is None or written):
+            reason = "entityCreated"
+        elif "attributeCreated" in triggers and written:
+            reason = "attributeCreated"
+        else:
+            return None
+        return Trigger(reason) if search is None or search.matches(entity) else None
+    before, after = change.previous["attrs"], entity["attrs"]
+    removed = seen((before.keys() - after.keys()) | change.removed)
+    written = seen(change.attrs) - removed
+    created = frozenset(a for a in written if a not in before)
+    updated = written - created
+    if removed and "attributeDeleted" in triggers:
+        reason = "attributeDeleted"
+    elif created and "attributeCreated" in triggers:
+        reason = "attributeCreated"
+    elif updated and "attributeUpdated" in triggers:
+        reason = "attributeUpdated"
+    elif (written or removed) and "entityUpdated" in triggers:
+        reason = "entityUpdated"
+    else:
+        return None
+    # for attributeDeleted, a q on the deleted attribute held before the deletion
+    if (
+        search is not None
+        and not search.matches(entity)
+        and (reason != "attributeDeleted" or not search.matches(change.previous))
+    ):
+        return None
+    notified = removed if "attributeDeleted" in triggers else frozenset()
+    return Trigger(reason, removed=notified, updated=updated)
+
+
+def wants(stored: dict[str, Any], search: EntitySearch | None, change: Change, now: str) -> bool:
+    """Whether ``change`` triggers the subscription (5.11, notificationTrigger)."""
+    return triggered(stored, search, change, now) is not None
+
+
+def _null_instance(inst: ent.Instance, mode: str, sys_attrs: bool, at: str, dataset: bool) -> Any:
+    """A deleted attribute instance as notified: its value member is the NGSI-LD Null."""
+    atype = inst.get("type", "Property")
+    out: dict[str, Any] = {"type": atype, ent.VALUE_KEY.get(atype, "value"): NGSI_NULL}
+    if dataset and "datasetId" in inst:
+        out["datasetId"] = inst["datasetId"]
+    if sys_attrs:
+        out["deletedAt"] = at
+    if mode == "concise":
+        if atype in ("Property", "GeoProperty", "Relationship"):
+            del out["type"]
+        if list(out) == ["value"]:
+            return out["value"]
+    return out
+
+
+def _add_deleted(
+    doc: dict[str, Any],
+    ctx: Context,
+    iri: str,
+    item: _Pending,
+    old: list[ent.Instance],
+    mode: str,
+    sys_attrs: bool,
+) -> None:
+    """attributeDeleted: a gone attribute is one NGSI-LD Null (ETSI 046_22_08 expects one
+    even when all its instances went); deleted instances of a still present attribute are
+    added to its instances with their datasetId (not in keyValues, which shows the default)."""
+    now_instances = item.entity["attrs"].get(iri, [])
+    kept = {i.get("datasetId") for i in now_instances}
+    gone = [i for i in old if i.get("datasetId") not in kept]
+    if not gone:
+        return
+    name = ctx.compact(iri)
+    if not now_instances:
+        if mode == "keyValues":
+            doc[name] = NGSI_NULL
+        else:
+            doc[name] = _null_instance(gone[0], mode, sys_attrs, item.at, dataset=False)
+    elif mode != "keyValues":
+        current = doc.get(name)
+        listed = current if isinstance(current, list) else [current]
+        nulls = [_null_instance(i, mode, sys_attrs, item.at, dataset=True) for i in gone]
+        doc[name] = [*listed, *nulls]
+
+
+def _add_previous(
+    doc: dict[str, Any], name: str, iri: str, item: _Pending, old: list[ent.Instance]
+) -> None:
+    """showChanges (5.2.14): each updated instance also carries its value before the change
+    (previousValue, previousObject, previousLanguageMap, ... after its value member)."""
+    if name not in doc:
+        return
+    before = {i.get("datasetId"): i for i in old}
+    rendered = doc[name]
+    listed = list(rendered) if isinstance(rendered, list) else [rendered]
+    for n, inst in enumerate(item.entity["attrs"].get(iri, [])):
+        if n >= len(listed):
+            break
+        prior = before.get(inst.get("datasetId"))
+        if prior is None:
+            continue
+        member = ent.VALUE_KEY.get(prior.get("type", "Property"), "value")
+        shown = listed[n] if isinstance(listed[n], dict) else {"value": listed[n]}  # concise
+        shown[PREVIOUS_KEY[member]] = ent.instance_value(prior)
+        listed[n] = shown
+    doc[name] = listed if isinstance(rendered, list) else listed[0]
 
 
 class SubscriptionManager:
@@ -163,9 +310,14 @@ class SubscriptionManager:
         live = self._get(tenant, sub_id)
         stored = update_subscription(live.stored, fragment, ctx, now=ent.now_iso())
         await self.broker.storage.put_subscription(tenant, sub_id, stored)
+        periodic_before = "timeInterval" in live.stored
         live.stored = stored
         live.ctx = await self.resolver.resolve(stored.get("jsonldContext"))
         live.search = search_for(stored, live.ctx)
+        if ("timeInterval" in stored) != periodic_before:  # now notified on time (5.2.12)
+            if live.task is not None:
+                live.task.cancel()
+            live.task = self._start(live)
 
     async def delete(self, tenant: str, sub_id: str) -> None:
         live = self._get(tenant, sub_id)
@@ -179,8 +331,12 @@ class SubscriptionManager:
     async def _activate(self, tenant: str, stored: dict[str, Any]) -> None:
         ctx = await self.resolver.resolve(stored.get("jsonldContext"))
         live = _Live(tenant=tenant, stored=stored, ctx=ctx, search=search_for(stored, ctx))
-        live.task = asyncio.create_task(self._worker(live), name=f"subscription {stored['id']}")
+        live.task = self._start(live)
         self._live[(tenant, stored["id"])] = live
+
+    def _start(self, live: _Live) -> asyncio.Task[None]:
+        work = self._periodic(live) if "timeInterval" in live.stored else self._worker(live)
+        return asyncio.create_task(work, name=f"subscription {live.stored['id']}")
 
     def on_changes(self, changes: list[Change]) -> None:
         """Broker listener: enqueue only, never wait."""
@@ -191,7 +347,8 @@ class SubscriptionManager:
             for change in changes:
                 if change.tenant != live.tenant:
                     continue
-                if not wants(live.stored, live.search, change, now):
+                trigger = triggered(live.stored, live.search, change, now)
+                if trigger is None:
                     continue
                 if len(live.pending) == live.pending.maxlen:
                     live.dropped += 1
@@ -200,7 +357,21 @@ class SubscriptionManager:
                             "subscription %s: endpoint too slow, dropping oldest changes",
                             live.stored["id"],
                         )
-                live.pending.append(_Pending(change.entity, change.deleted, now))
+                entity, previous = change.entity, change.previous
+                if change.deleted and trigger.reason == "attributeDeleted":
+                    # the Entity is gone: its (watched) attributes are notified as deleted,
+                    # and no others (none is left)
+                    entity, previous = {**entity, "attrs": {}}, change.entity
+                live.pending.append(
+                    _Pending(
+                        entity,
+                        trigger.reason == "entityDeleted",
+                        now,
+                        previous,
+                        trigger.removed,
+                        trigger.updated,
+                    )
+                )
                 live.wakeup.set()
 
     async def _worker(self, live: _Live) -> None:
@@ -215,7 +386,18 @@ class SubscriptionManager:
                 batch: dict[str, _Pending] = {}
                 while live.pending and len(batch) < BATCH_MAX:
                     item = live.pending.popleft()
-                    batch[item.entity["id"]] = item  # the newest state of each entity wins
+                    older = batch.get(item.entity["id"])
+                    if older is not None and not (older.deleted or item.deleted):
+                        # the newest state wins; deletions and previous values carry over
+                        item = _Pending(
+                            item.entity,
+                            False,
+                            item.at,
+                            older.previous,
+                            older.removed | item.removed,
+                            older.updated | item.updated,
+                        )
+                    batch[item.entity["id"]] = item
                 live.last_sent = time.monotonic()
                 try:
                     await self._deliver(live, list(batch.values()))
@@ -224,12 +406,51 @@ class SubscriptionManager:
                 except Exception:
                     log.exception("subscription %s: delivery failed", live.stored["id"])
 
+    async def _periodic(self, live: _Live) -> None:
+        """Periodic notification (5.2.12 timeInterval): every timeInterval seconds, the
+        entities matching ``entities``, ``q`` and ``geoQ`` at that moment; none, no notice."""
+        due = time.monotonic()
+        while True:
+            due += float(live.stored.get("timeInterval") or 1)
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            due = max(due, time.monotonic() - 1)  # a long delivery does not cause a burst
+            now = ent.now_iso()
+            if status_of(live.stored, now) != "active":
+                continue
+            try:
+                found = await self._matching(live)
+                for start in range(0, len(found), BATCH_MAX):
+                    chunk = found[start : start + BATCH_MAX]
+                    await self._deliver(live, [_Pending(e, False, now) for e in chunk])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("subscription %s: periodic notification failed", live.stored["id"])
+
+    async def _matching(self, live: _Live) -> list[ent.Entity]:
+        selectors = live.stored.get("entities") or []
+        search = live.search
+
+        def keep(entity: ent.Entity) -> bool:
+            if not any(_selects(s, entity) for s in selectors):
+                return False
+            return search is None or search.matches(entity)
+
+        where = EntityFilter(types=frozenset(s["type"] for s in selectors))
+        found, _ = await self.broker.storage.find_entities(
+            live.tenant, where, predicate=keep, limit=PERIODIC_MAX
+        )
+        return found
+
     def _data(self, live: _Live, items: list[_Pending]) -> list[dict[str, Any]]:
         note = live.stored["notification"]
         attrs = note.get("attributes")
+        selected = set(attrs) if attrs else None
+        mode = note.get("format", "normalized")
+        sys_attrs = bool(note.get("sysAttrs"))
         out = []
         for item in items:
-            if item.deleted:
+            if item.deleted:  # entityDeleted (ETSI 046_21): id, type and deletedAt only
                 types = [live.ctx.compact(t) for t in item.entity["type"]]
                 out.append(
                     {
@@ -239,15 +460,20 @@ class SubscriptionManager:
                     }
                 )
                 continue
-            out.append(
-                ent.render_entity(
-                    item.entity,
-                    live.ctx,
-                    attrs=set(attrs) if attrs else None,
-                    mode=note.get("format", "normalized"),
-                    sys_attrs=bool(note.get("sysAttrs")),
-                )
+            doc = ent.render_entity(
+                item.entity, live.ctx, attrs=selected, mode=mode, sys_attrs=sys_attrs
             )
+            previous = item.previous["attrs"] if item.previous is not None else {}
+            for iri in sorted(item.removed):
+                if selected is None or iri in selected:
+                    _add_deleted(doc, live.ctx, iri, item, previous.get(iri) or [], mode, sys_attrs)
+            if note.get("showChanges") and mode != "keyValues":
+                for iri in sorted(item.updated):
+                    if selected is None or iri in selected:
+                        _add_previous(
+                            doc, live.ctx.compact(iri), iri, item, previous.get(iri) or []
+                        )
+            out.append(doc)
         return out
 
     async def _deliver(self, live: _Live, items: list[_Pending]) -> None:

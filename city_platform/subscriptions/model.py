@@ -122,8 +122,11 @@ def _check_notification(raw: object, ctx: Context, old: dict[str, Any] | None) -
         ):
             raise BadRequestData("notification.endpoint.receiverInfo must be key/value pairs")
         out["endpoint"]["receiverInfo"] = info
-    if "sysAttrs" in raw:
-        out["sysAttrs"] = bool(raw["sysAttrs"])
+    for flag in ("sysAttrs", "showChanges"):  # 5.2.14: both default to false
+        if flag in raw:
+            if not isinstance(raw[flag], bool):
+                raise BadRequestData(f"notification.{flag} must be true or false")
+            out[flag] = raw[flag]
     out.setdefault("status", "ok")
     out.setdefault("timesSent", 0)
     return out
@@ -132,7 +135,10 @@ def _check_notification(raw: object, ctx: Context, old: dict[str, Any] | None) -
 def _apply(doc: dict[str, Any], out: dict[str, Any], ctx: Context) -> None:
     """Validate the members of ``doc`` into ``out`` (create and update share this)."""
     if "timeInterval" in doc:
-        raise OperationNotSupported("periodic subscriptions (timeInterval) are not supported")
+        interval = doc["timeInterval"]
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < 1:
+            raise BadRequestData("timeInterval must be a number of seconds, at least 1 (5.2.12)")
+        out["timeInterval"] = interval
     if "entities" in doc:
         out["entities"] = _check_entities(doc["entities"], ctx)
     if "watchedAttributes" in doc:
@@ -158,6 +164,8 @@ def _apply(doc: dict[str, Any], out: dict[str, Any], ctx: Context) -> None:
         out["notification"] = _check_notification(doc["notification"], ctx, out.get("notification"))
     if "expiresAt" in doc:
         ent.parse_datetime(doc["expiresAt"], "expiresAt")
+        if ent.utc_key(doc["expiresAt"]) <= ent.utc_key(ent.now_iso()):
+            raise BadRequestData("expiresAt must be in the future (5.2.12)")
         out["expiresAt"] = doc["expiresAt"]
     if "throttling" in doc:
         thr = doc["throttling"]
@@ -170,6 +178,14 @@ def _apply(doc: dict[str, Any], out: dict[str, Any], ctx: Context) -> None:
         out["isActive"] = doc["isActive"]
     if "entities" not in out and "watchedAttributes" not in out:
         raise BadRequestData("a subscription needs entities or watchedAttributes (5.2.12)")
+    if "timeInterval" in out:
+        # 5.2.12: a periodic subscription notifies on time, not on changes, so it has no
+        # watchedAttributes; throttling is refused with it as well (it would mean nothing).
+        for other in ("watchedAttributes", "throttling"):
+            if other in out:
+                raise BadRequestData(f"timeInterval cannot be combined with {other} (5.2.12)")
+        if "entities" not in out:
+            raise BadRequestData("a periodic subscription (timeInterval) needs entities")
     if "notification" not in out:
         raise BadRequestData("a subscription needs a notification member (5.2.12)")
     search_for(out, ctx)  # q and geoQ errors are 400 now, not at the first change
@@ -250,7 +266,15 @@ def render_subscription(
         out["entities"] = [{**s, "type": ctx.compact(s["type"])} for s in stored["entities"]]
     if "watchedAttributes" in stored:
         out["watchedAttributes"] = [ctx.compact(a) for a in stored["watchedAttributes"]]
-    for key in ("notificationTrigger", "q", "geoQ", "expiresAt", "throttling", "isActive"):
+    for key in (
+        "notificationTrigger",
+        "q",
+        "geoQ",
+        "expiresAt",
+        "throttling",
+        "timeInterval",
+        "isActive",
+    ):
         if key in stored:
             out[key] = stored[key]
     note = dict(stored["notification"])

@@ -93,7 +93,7 @@ def test_subscription_crud(client: httpx.Client, receiver: Receiver) -> None:
         ),
         ({"throttling": -1}, "BadRequestData"),
         ({"expiresAt": "tomorrow"}, "BadRequestData"),
-        ({"timeInterval": 10}, "OperationNotSupported"),
+        ({"timeInterval": 10}, "BadRequestData"),  # with watchedAttributes (5.2.12)
     ],
 )
 def test_invalid_subscriptions_are_rejected(

@@ -1,0 +1,451 @@
+"""Subscriptions beyond the basics, against a real platform and a real receiver (CIM 009 5.8,
+5.11, 5.2.12 Subscription, 5.2.14 NotificationParams): periodic subscriptions, every
+notificationTrigger, showChanges, the notification formats, sysAttrs, the endpoint's accept
+and receiverInfo, and the subscription's own validity (id, expiresAt, isActive)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.city_platform.receiver import Receiver
+from tests.conftest import PlatformProcess
+
+ERR = "https://uri.etsi.org/ngsi-ld/errors/"
+NULL = "urn:ngsi-ld:null"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def sub(url: str, *, watched: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "type": "Subscription",
+        "entities": [{"type": "Room"}],
+        "notification": {"endpoint": {"uri": url, "accept": "application/json"}},
+    }
+    if watched is not None:
+        doc["watchedAttributes"] = watched
+    notification = extra.pop("notification", {})
+    doc["notification"].update(notification)
+    doc.update(extra)
+    return doc
+
+
+def room(n: int, temperature: float = 20, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": f"urn:ngsi-ld:Room:{n}",
+        "type": "Room",
+        "temperature": {"type": "Property", "value": temperature, "unitCode": "CEL"},
+        "humidity": {"type": "Property", "value": 40},
+        **extra,
+    }
+
+
+def subscribe(client: httpx.Client, doc: dict[str, Any]) -> str:
+    r = client.post("/subscriptions", json=doc)
+    assert r.status_code == 201, r.text
+    location: str = r.headers["Location"]
+    return location.rsplit("/", 1)[1]
+
+
+def problem(r: httpx.Response, status: int, kind: str) -> None:
+    assert r.status_code == status, r.text
+    assert r.json()["type"] == ERR + kind, r.text
+
+
+def quiet(receiver: Receiver, count: int, wait: float = 0.5) -> None:
+    """No more than ``count`` notifications arrive within ``wait`` seconds."""
+    time.sleep(wait)
+    assert len(receiver.received) == count, receiver.received
+
+
+def in_seconds(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# -- periodic subscriptions (5.2.12 timeInterval) -------------------------------------------
+
+
+def test_periodic_subscription_notifies_the_matching_entities_every_interval(
+    client: httpx.Client, receiver: Receiver
+) -> None:
+    """timeInterval=1: about one notification a second with every matching entity, whether
+    or not anything changed; deleting the subscription stops them."""
+    for n in (1, 2):
+        assert client.post("/entities", json=room(n, 20 + n)).status_code == 201
+    client.post("/entities", json={**room(3), "type": "Office"})
+    sub_id = subscribe(client, sub(receiver.url, timeInterval=1, q="temperature>20"))
+    got = client.get(f"/subscriptions/{sub_id}").json()
+    assert got["timeInterval"] == 1
+    started = time.monotonic()
+    deadline = started + 10
+    while len(receiver.received) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    elapsed = time.monotonic() - started
+    assert len(receiver.received) >= 3, receiver.received
+    assert 1.5 < elapsed < 6, elapsed
+    for note in receiver.received[:3]:
+        assert note["subscriptionId"] == sub_id
+        assert sorted(e["id"] for e in note["data"]) == ["urn:ngsi-ld:Room:1", "urn:ngsi-ld:Room:2"]
+    # the current state, not the state at subscription time
+    client.patch("/entities/urn:ngsi-ld:Room:1/attrs", json={"temperature": 30})
+    seen = len(receiver.received)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        notes = receiver.received[seen:]
+        values = [e["temperature"]["value"] for n in notes for e in n["data"]]
+        if 30 in values:
+            break
+        time.sleep(0.05)
+    assert 30 in values, receiver.received[seen:]
+    assert client.delete(f"/subscriptions/{sub_id}").status_code == 204
+    time.sleep(0.2)
+    count = len(receiver.received)
+    quiet(receiver, count, wait=1.6)
+
+
+def test_periodic_subscription_without_matching_entities_sends_nothing(
+    client: httpx.Client, receiver: Receiver
+) -> None:
+    """No matching entity at the tick: no (empty) notification; one appears once there is."""
+    subscribe(client, sub(receiver.url, timeInterval=1))
+    quiet(receiver, 0, wait=1.5)
+    client.post("/entities", json=room(1))
+    assert receiver.wait_for(1, timeout=5)[0]["id"] == "urn:ngsi-ld:Room:1"
+
+
+def test_paused_periodic_subscription_is_silent(client: httpx.Client, receiver: Receiver) -> None:
+    """isActive=false pauses a periodic subscription too."""
+    client.post("/entities", json=room(1))
+    sub_id = subscribe(client, sub(receiver.url, timeInterval=1, isActive=False))
+    assert client.get(f"/subscriptions/{sub_id}").json()["status"] == "paused"
+    quiet(receiver, 0, wait=1.5)
+    assert client.patch(f"/subscriptions/{sub_id}", json={"isActive": True}).status_code == 204
+    receiver.wait_for(1, timeout=5)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"timeInterval": 5, "watchedAttributes": ["temperature"]},
+        {"timeInterval": 5, "throttling": 2},
+        {"timeInterval": 0},
+        {"timeInterval": -3},
+        {"timeInterval": "10"},
+        {"timeInterval": True},
+    ],
+)
+def test_invalid_periodic_subscriptions_are_400(
+    client: httpx.Client, receiver: Receiver, extra: dict[str, Any]
+) -> None:
+    """timeInterval is a number of seconds >= 1 and excludes watchedAttributes (5.2.12)."""
+    problem(client.post("/subscriptions", json=sub(receiver.url, **extra)), 400, "BadRequestData")
+
+
+def test_update_cannot_make_a_watching_subscription_periodic(
+    client: httpx.Client, receiver: Receiver
+) -> None:
+    """Adding timeInterval to a subscription with watchedAttributes is 400; without
+    watchedAttributes it turns periodic."""
+    watching = subscribe(
+        client, sub(receiver.url, watched=["temperature"], entities=[{"type": "Office"}])
+    )
+    r = client.patch(f"/subscriptions/{watching}", json={"timeInterval": 1})
+    problem(r, 400, "BadRequestData")
+    plain = subscribe(client, sub(receiver.url, notificationTrigger=["entityDeleted"]))
+    client.post("/entities", json=room(1))
+    quiet(receiver, 0, wait=0.3)  # entityDeleted only: creation is not notified
+    assert client.patch(f"/subscriptions/{plain}", json={"timeInterval": 1}).status_code == 204
+    receiver.wait_for(1, timeout=5)
+
+
+def test_periodic_subscription_survives_a_restart(tmp_path: Any, receiver: Receiver) -> None:
+    """A stored periodic subscription keeps notifying after a restart."""
+    proc = PlatformProcess(db=str(tmp_path / "p.db"))
+    proc.start()
+    try:
+        with httpx.Client(base_url=proc.api) as c:
+            c.post("/entities", json=room(1))
+            subscribe(c, sub(receiver.url, timeInterval=1))
+        proc.stop()
+        receiver.received.clear()
+        proc.start()
+        assert receiver.wait_for(1, timeout=6)[0]["id"] == "urn:ngsi-ld:Room:1"
+    finally:
+        proc.stop()
+
+
+# -- notificationTrigger (5.2.12) -----------------------------------------------------------
+
+
+def test_entity_created_and_updated_triggers(client: httpx.Client, receiver: Receiver) -> None:
+    """entityCreated fires on creation only; entityUpdated on any update of the entity."""
+    created, updated = Receiver(), Receiver()
+    try:
+        subscribe(client, sub(created.url, notificationTrigger=["entityCreated"]))
+        subscribe(client, sub(updated.url, notificationTrigger=["entityUpdated"]))
+        client.post("/entities", json=room(1))
+        assert created.wait_for(1)[0]["id"] == "urn:ngsi-ld:Room:1"
+        client.patch("/entities/urn:ngsi-ld:Room:1/attrs", json={"humidity": 41})
+        assert updated.wait_for(1)[0]["humidity"]["value"] == 41
+        quiet(created, 1, wait=0.3)
+        quiet(updated, 1, wait=0)
+    finally:
+        created.close()
+        updated.close()
+
+
+def test_attribute_deleted_notifies_the_ngsi_ld_null(
+    client: httpx.Client, receiver: Receiver
+) -> None:
+    """attributeDeleted: the deleted attribute comes with the NGSI-LD Null as its value
+    (ETSI 046_22_01/08); deleting an attribute that is not watched notifies nothing."""
+    subscribe(
+        client,
+        sub(receiver.url, watched=["temperature"], notificationTrigger=["attributeDeleted"]),
+    )
+    client.post("/entities", json=room(1))
+    client.delete("/entities/urn:ngsi-ld:Room:1/attrs/humidity")
+    quiet(receiver, 0, wait=0.3)
+    assert client.delete("/entities/urn:ngsi-ld:Room:1/attrs/temperature").status_code == 204
+    got = receiver.wait_for(1)[0]
+    assert got["id"] == "urn:ngsi-ld:Room:1"
+    assert got["temperature"] == {"type": "Property", "value": NULL}
+
+
+def test_attribute_deleted_in_key_values(client: httpx.Client, receiver: Receiver) -> None:
+    """In keyValues the deleted attribute is the plain NGSI-LD Null."""
+    doc = sub(
+        receiver.url,
+        notificationTrigger=["attributeDeleted"],
+        notification={"format": "keyValues"},
+    )
+    subscribe(client, doc)
+    client.post("/entities", json=room(1))
+    client.delete("/entities/urn:ngsi-ld:Room:1/attrs/humidity")
+    assert receiver.wait_for(1)[0] == {
+        "id": "urn:ngsi-ld:Room:1",
+        "type": "Room",
+        "temperature": 20,
+        "humidity": NULL,
+    }
+
+
+def test_attribute_deleted_one_dataset_instance(client: httpx.Client, receiver: Receiver) -> None:
+    """Deleting one datasetId instance: the other instances and the deleted one as Null."""
+    subscribe(client, sub(receiver.url, notificationTrigger=["attributeDeleted"]))
+    doc = room(1)
+    doc["temperature"] = [
+        {"type": "Property", "value": 20},
+        {"type": "Property", "value": 21, "datasetId": "urn:ngsi-ld:Dataset:b"},
+    ]
+    client.post("/entities", json=doc)
+    r = client.delete(
+        "/entities/urn:ngsi-ld:Room:1/attrs/temperature",
+        params={"datasetId": "urn:ngsi-ld:Dataset:b"},
+    )
+    assert r.status_code == 204, r.text
+    got = receiver.wait_for(1)[0]["temperature"]
+    assert got == [
+        {"type": "Property", "value": 20},
+        {"type": "Property", "value": NULL, "datasetId": "urn:ngsi-ld:Dataset:b"},
+    ]
+
+
+def test_default_triggers_do_not_notify_deletions(client: httpx.Client, receiver: Receiver) -> None:
+    """Without notificationTrigger (attributeCreated, attributeUpdated), deleting an
+    attribute or the entity notifies nothing."""
+    subscribe(client, sub(receiver.url))
+    client.post("/entities", json=room(1))
+    receiver.wait_for(1)
+    client.delete("/entities/urn:ngsi-ld:Room:1/attrs/humidity")
+    client.delete("/entities/urn:ngsi-ld:Room:1")
+    quiet(receiver, 1)
+
+
+def test_entity_deleted_notifies_id_type_and_deleted_at(
+    client: httpx.Client, receiver: Receiver
+) -> None:
+    """entityDeleted: the notified entity has exactly id, type and deletedAt (ETSI 046_21)."""
+    subscribe(client, sub(receiver.url, notificationTrigger=["entityDeleted"]))
+    client.post("/entities", json=room(1))
+    client.patch("/entities/urn:ngsi-ld:Room:1/attrs", json={"humidity": 41})
+    quiet(receiver, 0, wait=0.3)
+    assert client.delete("/entities/urn:ngsi-ld:Room:1").status_code == 204
+    got = receiver.wait_for(1)[0]
+    assert set(got) == {"id", "type", "deletedAt"}, got
+    assert got["id"] == "urn:ngsi-ld:Room:1"
+    assert got["type"] == "Room"
+
+
+def test_attribute_deleted_by_entity_deletion(client: httpx.Client, receiver: Receiver) -> None:
+    """attributeDeleted and the entity deleted: its watched attributes come as Null
+    (ETSI 046_22_12); batch delete behaves the same."""
+    subscribe(
+        client,
+        sub(receiver.url, watched=["temperature"], notificationTrigger=["attributeDeleted"]),
+    )
+    client.post("/entities", json=room(1))
+    client.post("/entities", json=room(2))
+    client.delete("/entities/urn:ngsi-ld:Room:1")
+    got = receiver.wait_for(1)[0]
+    assert got == {
+        "id": "urn:ngsi-ld:Room:1",
+        "type": "Room",
+        "temperature": {"type": "Property", "value": NULL},
+    }
+    r = client.post("/entityOperations/delete", json=["urn:ngsi-ld:Room:2"])
+    assert r.status_code == 204, r.text
+    assert receiver.wait_for(2)[1]["temperature"]["value"] == NULL
+
+
+# -- showChanges (5.2.14) -------------------------------------------------------------------
+
+
+def test_show_changes_adds_the_previous_value(client: httpx.Client, receiver: Receiver) -> None:
+    """showChanges: an updated Property carries previousValue, a Relationship previousObject;
+    a created attribute none."""
+    doc = sub(receiver.url, notification={"showChanges": True})
+    sub_id = subscribe(client, doc)
+    assert client.get(f"/subscriptions/{sub_id}").json()["notification"]["showChanges"] is True
+    client.post(
+        "/entities",
+        json=room(1, inBuilding={"type": "Relationship", "object": "urn:ngsi-ld:Building:a"}),
+    )
+    first = receiver.wait_for(1)[0]
+    assert "previousValue" not in first["temperature"]
+    client.patch(
+        "/entities/urn:ngsi-ld:Room:1/attrs",
+        json={
+            "temperature": {"type": "Property", "value": 25},
+            "inBuilding": {"type": "Relationship", "object": "urn:ngsi-ld:Building:b"},
+        },
+    )
+    second = receiver.wait_for(2)[1]
+    assert second["temperature"]["value"] == 25
+    assert second["temperature"]["previousValue"] == 20
+    assert second["inBuilding"]["object"] == "urn:ngsi-ld:Building:b"
+    assert second["inBuilding"]["previousObject"] == "urn:ngsi-ld:Building:a"
+    assert "previousValue" not in second["humidity"]  # not changed by this update
+
+
+def test_show_changes_in_concise(client: httpx.Client, receiver: Receiver) -> None:
+    """In concise, a changed Property becomes {value, previousValue}."""
+    subscribe(client, sub(receiver.url, notification={"showChanges": True, "format": "concise"}))
+    client.post("/entities", json=room(1))
+    receiver.wait_for(1)
+    client.patch("/entities/urn:ngsi-ld:Room:1/attrs", json={"humidity": 45})
+    got = receiver.wait_for(2)[1]
+    assert got["humidity"] == {"value": 45, "previousValue": 40}
+
+
+def test_show_changes_must_be_boolean(client: httpx.Client, receiver: Receiver) -> None:
+    doc = sub(receiver.url, notification={"showChanges": "yes"})
+    problem(client.post("/subscriptions", json=doc), 400, "BadRequestData")
+
+
+# -- formats, sysAttrs, attributes, accept, receiverInfo (5.2.14, 5.2.15) --------------------
+
+
+def test_concise_format(client: httpx.Client, receiver: Receiver) -> None:
+    """format=concise: a Property with only a value is the value, others lose their type."""
+    subscribe(client, sub(receiver.url, notification={"format": "concise"}))
+    client.post("/entities", json=room(1))
+    got = receiver.wait_for(1)[0]
+    assert got["humidity"] == 40
+    assert got["temperature"] == {"value": 20, "unitCode": "CEL"}
+
+
+def test_sys_attrs_and_attribute_selection(client: httpx.Client, receiver: Receiver) -> None:
+    """sysAttrs=true adds createdAt/modifiedAt; attributes keeps only the named ones."""
+    doc = sub(receiver.url, notification={"sysAttrs": True, "attributes": ["humidity"]})
+    subscribe(client, doc)
+    client.post("/entities", json=room(1))
+    got = receiver.wait_for(1)[0]
+    assert "temperature" not in got
+    assert {"createdAt", "modifiedAt"} <= set(got)
+    assert {"createdAt", "modifiedAt"} <= set(got["humidity"])
+
+
+def test_sys_attrs_must_be_boolean(client: httpx.Client, receiver: Receiver) -> None:
+    doc = sub(receiver.url, notification={"sysAttrs": "true"})
+    problem(client.post("/subscriptions", json=doc), 400, "BadRequestData")
+
+
+def test_accept_and_receiver_info(client: httpx.Client, receiver: Receiver) -> None:
+    """accept application/json: a Link header and no @context; application/ld+json: the
+    @context in the body and no Link; receiverInfo key/value pairs become headers."""
+    ld = Receiver()
+    try:
+        info = [{"key": "X-Auth-Token", "value": "abc"}]
+        plain = sub(receiver.url)
+        plain["notification"]["endpoint"]["receiverInfo"] = info
+        subscribe(client, plain)
+        doc = sub(ld.url)
+        doc["notification"]["endpoint"]["accept"] = "application/ld+json"
+        subscribe(client, doc)
+        client.post("/entities", json=room(1))
+        receiver.wait_for(1)
+        ld.wait_for(1)
+        assert "@context" not in receiver.received[0]
+        assert 'rel="http://www.w3.org/ns/json-ld#context"' in receiver.headers[0]["link"]
+        assert receiver.headers[0]["content-type"] == "application/json"
+        assert receiver.headers[0]["x-auth-token"] == "abc"
+        assert "@context" in ld.received[0]
+        assert "link" not in ld.headers[0]
+        assert ld.headers[0]["content-type"] == "application/ld+json"
+    finally:
+        ld.close()
+
+
+# -- the subscription itself (5.2.12, 5.8.1) ------------------------------------------------
+
+
+def test_subscription_id_must_be_a_uri(client: httpx.Client, receiver: Receiver) -> None:
+    problem(
+        client.post("/subscriptions", json=sub(receiver.url, id="not a uri")), 400, "BadRequestData"
+    )
+
+
+def test_expires_at_in_the_past_is_400(client: httpx.Client, receiver: Receiver) -> None:
+    doc = sub(receiver.url, expiresAt="2020-01-01T00:00:00Z")
+    problem(client.post("/subscriptions", json=doc), 400, "BadRequestData")
+
+
+def test_expired_subscription_is_silent(client: httpx.Client, receiver: Receiver) -> None:
+    """Once expiresAt is reached the status is expired and nothing is notified."""
+    sub_id = subscribe(client, sub(receiver.url, expiresAt=in_seconds(1)))
+    assert client.get(f"/subscriptions/{sub_id}").json()["status"] == "active"
+    time.sleep(1.2)
+    assert client.get(f"/subscriptions/{sub_id}").json()["status"] == "expired"
+    client.post("/entities", json=room(1))
+    quiet(receiver, 0)
+
+
+def test_delivery_status_members(client: httpx.Client, receiver: Receiver) -> None:
+    """NotificationParams on retrieve: status, timesSent, lastNotification, lastSuccess."""
+    sub_id = subscribe(client, sub(receiver.url))
+    note = client.get(f"/subscriptions/{sub_id}").json()["notification"]
+    assert note["timesSent"] == 0
+    assert "lastNotification" not in note
+    client.post("/entities", json=room(1))
+    receiver.wait_for(1)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        note = client.get(f"/subscriptions/{sub_id}").json()["notification"]
+        if note["timesSent"] == 1:
+            break
+        time.sleep(0.05)
+    assert note["timesSent"] == 1
+    assert note["status"] == "ok"
+    assert {"lastNotification", "lastSuccess"} <= set(note)
