@@ -2,8 +2,10 @@
 
 Every attribute instance the platform writes is also appended to the history (see
 :func:`city_platform.broker.history_rows`); this module turns a temporal query's parameters into
-a :class:`HistoryQuery`, renders history rows in the normalized or ``temporalValues`` form, and
-writes temporal payloads (arrays of instances) back.
+a :class:`HistoryQuery`, renders history rows in the normalized, ``temporalValues`` (4.5.9) or
+``aggregatedValues`` (4.5.19, :mod:`city_platform.temporal_aggr`) form, limits the instances of
+an answer (6.3.10: 206 Partial Content with a ``Content-Range: date-time`` header), and writes
+temporal payloads (arrays of instances) back.
 """
 
 from __future__ import annotations
@@ -18,12 +20,17 @@ from city_platform.broker import Change, ContextBroker, history_rows
 from city_platform.errors import BadRequestData, ResourceNotFound
 from city_platform.ldcontext import Context
 from city_platform.storage.base import HistoryQuery, HistoryRow
+from city_platform.temporal_aggr import Aggregation, Window, aggregate_attribute, key_time, show
 
 TimeProperty = Literal["observedAt", "modifiedAt", "createdAt"]
+Representation = Literal["normalized", "temporalValues", "aggregatedValues"]
 Timerel = Literal["before", "after", "between"]
 _TIMERELS: tuple[Timerel, ...] = ("before", "after", "between")
 _TIMEPROPERTIES: tuple[TimeProperty, ...] = ("observedAt", "modifiedAt", "createdAt")
 MAX_LAST_N = 100_000
+# The most instances per attribute (per entity) one answer holds (6.3.10); more are cut off
+# and the answer is 206 Partial Content with the time range it covers in Content-Range.
+INSTANCE_LIMIT = 1000
 # The member that lists the values in the temporalValues form, per attribute type (4.5.9).
 _VALUES_KEY = {
     "Property": "values",
@@ -45,7 +52,17 @@ class TimeFilter:
     last_n: int | None = None
     timeproperty: TimeProperty = "observedAt"
 
-    def query(self, entity_ids: Iterable[str], attrs: frozenset[str] | None) -> HistoryQuery:
+    def query(
+        self,
+        entity_ids: Iterable[str],
+        attrs: frozenset[str] | None,
+        instance_limit: int | None = None,
+    ) -> HistoryQuery:
+        """The storage query; with ``instance_limit`` a lastN above it asks for one instance
+        more than the limit (enough to know the answer is partial, 6.3.10)."""
+        last_n = self.last_n
+        if last_n is not None and instance_limit is not None:
+            last_n = min(last_n, instance_limit + 1)
         return HistoryQuery(
             entity_ids=frozenset(entity_ids),
             attrs=attrs,
@@ -53,8 +70,19 @@ class TimeFilter:
             time_at=self.time_at,
             end_time_at=self.end_time_at,
             timeproperty=self.timeproperty,
-            last_n=self.last_n,
+            last_n=last_n,
         )
+
+    def aggregation_window(self) -> Window:
+        """Where aggregation periods start and a whole-range period ends (4.5.19)."""
+        start = end = None
+        if self.timerel in ("after", "between") and self.time_at is not None:
+            start = key_time(self.time_at)
+        if self.timerel == "between" and self.end_time_at is not None:
+            end = key_time(self.end_time_at)
+        elif self.timerel == "before" and self.time_at is not None:
+            end = key_time(self.time_at)
+        return Window(start, end)
 
 
 def _time_key(text: str, name: str) -> str:
@@ -109,16 +137,24 @@ def parse_time_filter(
     return TimeFilter(rel, start, end, n, prop)
 
 
+def _row_key(row: HistoryRow, timeproperty: TimeProperty) -> str | None:
+    return row.observed_at if timeproperty == "observedAt" else row.modified_at
+
+
 def render_temporal(
     entity: ent.Entity,
     rows: list[HistoryRow],
     ctx: Context,
     *,
-    temporal_values: bool = False,
+    representation: Representation = "normalized",
     sys_attrs: bool = False,
-    timeproperty: TimeProperty = "observedAt",
+    time_filter: TimeFilter | None = None,
+    aggregation: Aggregation | None = None,
 ) -> dict[str, Any]:
-    """An entity's temporal representation from its history rows (oldest first per attribute)."""
+    """An entity's temporal representation from its history rows (oldest first per attribute):
+    normalized (4.5.7), ``temporalValues`` (4.5.9) or ``aggregatedValues`` (4.5.19)."""
+    window = time_filter or TimeFilter()
+    timeproperty = window.timeproperty
     types = [ctx.compact(t) for t in entity["type"]]
     out: dict[str, Any] = {"id": entity["id"], "type": types[0] if len(types) == 1 else types}
     if sys_attrs:
@@ -127,9 +163,19 @@ def render_temporal(
     by_attr: dict[str, list[HistoryRow]] = {}
     for row in rows:
         by_attr.setdefault(row.attr, []).append(row)
+    keys = sorted(k for k in (_row_key(r, timeproperty) for r in rows) if k is not None)
     for iri, attr_rows in by_attr.items():
         name = ctx.compact(iri)
-        if temporal_values:
+        if representation == "aggregatedValues" and aggregation is not None:
+            out[name] = aggregate_attribute(
+                attr_rows,
+                aggregation,
+                window.aggregation_window(),
+                timeproperty=timeproperty,
+                oldest=key_time(keys[0]),
+                newest=key_time(keys[-1]),
+            )
+        elif representation == "temporalValues":
             out[name] = _simplified(attr_rows, timeproperty)
         else:
             out[name] = [
@@ -235,14 +281,67 @@ async def history_for(
     entities: list[ent.Entity],
     time_filter: TimeFilter,
     attrs: Collection[str] | None,
-) -> dict[str, list[HistoryRow]]:
-    """History rows per entity id for a page of entities."""
+    *,
+    instance_limit: int | None = None,
+) -> tuple[dict[str, list[HistoryRow]], str | None]:
+    """History rows per entity id for a page of entities, and the ``Content-Range`` of the
+    answer when ``instance_limit`` cut some attribute's instances off (6.3.10)."""
     if not entities:
-        return {}
+        return {}, None
     query = time_filter.query(
-        (e["id"] for e in entities), frozenset(attrs) if attrs is not None else None
+        (e["id"] for e in entities),
+        frozenset(attrs) if attrs is not None else None,
+        instance_limit,
     )
     by_entity: dict[str, list[HistoryRow]] = {e["id"]: [] for e in entities}
     for row in await broker.storage.history(tenant, query):
         by_entity[row.entity_id].append(row)
-    return by_entity
+    if instance_limit is None:
+        return by_entity, None
+    return paginate(by_entity, time_filter, instance_limit)
+
+
+def paginate(
+    by_entity: dict[str, list[HistoryRow]], time_filter: TimeFilter, limit: int
+) -> tuple[dict[str, list[HistoryRow]], str | None]:
+    """Cut the instances to at most ``limit`` per attribute of an entity (6.3.10).
+
+    Without lastN the answer keeps the oldest instances: it ends at the earliest time at which
+    an attribute reached the limit, and every attribute is cut there, so that the next request
+    (``timerel=after&timeAt=<end>``) misses nothing.  With lastN it keeps the newest ones and
+    ends, going back in time, at the latest such time.  ``Content-Range: date-time
+    <start>-<end>/<size>`` names the range; the size is lastN, or ``*`` (unknown).
+    """
+    prop = time_filter.timeproperty
+    groups: dict[tuple[str, str], list[str]] = {}
+    for entity_id, rows in by_entity.items():
+        for row in rows:
+            key = _row_key(row, prop)
+            if key is not None:
+                groups.setdefault((entity_id, row.attr), []).append(key)
+    full = [sorted(keys) for keys in groups.values() if len(keys) > limit]
+    if not full:
+        return by_entity, None
+    newest_first = time_filter.last_n is not None
+    if newest_first:
+        cut = max(keys[-limit] for keys in full)
+    else:
+        cut = min(keys[limit - 1] for keys in full)
+    kept: dict[str, list[HistoryRow]] = {}
+    for entity_id, rows in by_entity.items():
+        kept[entity_id] = [
+            r
+            for r in rows
+            if (key := _row_key(r, prop)) is not None
+            and (key >= cut if newest_first else key <= cut)
+        ]
+    times = sorted(k for rows in kept.values() for r in rows if (k := _row_key(r, prop)))
+    rel, at, end_at = time_filter.timerel, time_filter.time_at, time_filter.end_time_at
+    if newest_first:
+        start = at if rel == "before" else end_at if rel == "between" else times[-1]
+        size = str(time_filter.last_n)
+    else:
+        start = at if rel in ("after", "between") else times[0]
+        size = "*"
+    assert start is not None
+    return kept, f"date-time {show(key_time(start))}-{show(key_time(cut))}/{size}"

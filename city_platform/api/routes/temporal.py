@@ -1,36 +1,58 @@
-"""``/temporal/entities`` (CIM 009 5.6.11-5.6.16, 5.7.3-5.7.4): attribute history."""
+"""``/temporal/entities`` and ``/temporal/entityOperations/query`` (CIM 009 5.6.11-5.6.16,
+5.7.3-5.7.4, 6.18-6.24): attribute history, its representations and its limits (6.3.10)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from city_platform import entities as ent
+from city_platform import temporal as tmp
 from city_platform.api.deps import Accept, Broker, LinkContext, Resolver, Tenant, link_source
 from city_platform.api.negotiation import read_body, render
 from city_platform.api.params import parse_bool, parse_options, parse_page
+from city_platform.api.routes import query_ops
 from city_platform.errors import BadRequestData, ResourceNotFound
 from city_platform.search import EntitySearch, split_list
 from city_platform.storage.base import HistoryRow
 from city_platform.temporal import history_for, parse_time_filter, render_temporal, write_temporal
+from city_platform.temporal_aggr import Aggregation, parse_aggregation
 
-router = APIRouter(prefix="/temporal/entities", tags=["temporal"])
+router = APIRouter(prefix="/temporal", tags=["temporal"])
 
 Str = Annotated[str | None, Query()]
+_FORMATS: tuple[tmp.Representation, ...] = ("normalized", "temporalValues", "aggregatedValues")
 
 
-def _temporal_values(options: str | None, fmt: str | None) -> tuple[bool, bool]:
-    """(temporalValues, sysAttrs) from ``options``/``format``; other representations are 400."""
-    simplified = fmt == "temporalValues"
-    opts = parse_options(options, None if fmt in (None, "temporalValues", "normalized") else fmt)
+def _representation(options: str | None, fmt: str | None) -> tuple[tmp.Representation, bool]:
+    """(representation, sysAttrs) from ``options``/``format``: normalized, temporalValues
+    (4.5.9) or aggregatedValues (4.5.19); the others (keyValues, concise) are 400."""
+    opts = parse_options(options, None if fmt in _FORMATS else fmt)
     if opts.mode != "normalized":
         raise BadRequestData(f"the temporal API has no {opts.mode} representation")
-    return simplified or "temporalValues" in opts.flags, opts.sys_attrs
+    chosen = [f for f in _FORMATS[1:] if f in opts.flags or f == fmt]
+    if len(chosen) > 1:
+        raise BadRequestData("options: temporalValues and aggregatedValues exclude each other")
+    return (chosen[0] if chosen else "normalized"), opts.sys_attrs
 
 
-@router.get("", summary="Query temporal evolution of entities (5.7.4)")
+def _aggregation(
+    rep: tmp.Representation, methods: str | None, duration: str | None
+) -> Aggregation | None:
+    return parse_aggregation(methods, duration) if rep == "aggregatedValues" else None
+
+
+def _partial(headers: dict[str, str], content_range: str | None) -> int:
+    """206 Partial Content with Content-Range when instances were cut off (6.3.10)."""
+    if content_range is None:
+        return 200
+    headers["Content-Range"] = content_range
+    return 206
+
+
+@router.get("/entities", summary="Query temporal evolution of entities (5.7.4)")
 async def query_temporal_entities(
     request: Request,
     broker: Broker,
@@ -51,13 +73,16 @@ async def query_temporal_entities(
     endTimeAt: Str = None,
     lastN: Str = None,
     timeproperty: Str = None,
+    aggrMethods: Str = None,
+    aggrPeriodDuration: Str = None,
     limit: Str = None,
     offset: Str = None,
     count: Str = None,
     options: Str = None,
     format: Str = None,
 ) -> Response:
-    simplified, sys_attrs = _temporal_values(options, format)
+    rep, sys_attrs = _representation(options, format)
+    aggregation = _aggregation(rep, aggrMethods, aggrPeriodDuration)
     window = parse_time_filter(
         timerel=timerel,
         time_at=timeAt,
@@ -93,23 +118,116 @@ async def query_temporal_entities(
         offset=off,
         count=parse_bool(count, "count"),
     )
-    rows = await history_for(broker, tenant, found, window, search.where.attrs)
+    rows, content_range = await history_for(
+        broker,
+        tenant,
+        found,
+        window,
+        search.where.attrs,
+        instance_limit=None if aggregation else tmp.INSTANCE_LIMIT,
+    )
     body = [
         render_temporal(
             e,
             rows[e["id"]],
             ctx,
-            temporal_values=simplified,
+            representation=rep,
             sys_attrs=sys_attrs,
-            timeproperty=window.timeproperty,
+            time_filter=window,
+            aggregation=aggregation,
         )
         for e in found
     ]
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
-    return render(body, media=accept, context=link_source(request), headers=headers)
+    status = _partial(headers, content_range)
+    return render(body, media=accept, context=link_source(request), status=status, headers=headers)
 
 
-@router.post("", status_code=201, summary="Create or update temporal representation (5.6.11)")
+def _temporal_q(raw: object) -> dict[str, str]:
+    """A TemporalQuery (5.2.21) as the URL parameters of Query Temporal Evolution (5.7.4)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise BadRequestData("Query: 'temporalQ' must be a TemporalQuery object (5.2.21)")
+    out: dict[str, str] = {}
+    for key in ("timerel", "timeAt", "endTimeAt", "timeproperty", "aggrPeriodDuration"):
+        value = raw.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            raise BadRequestData(f"TemporalQuery: {key!r} must be a non-empty string (5.2.21)")
+        out[key] = value
+    last_n = raw.get("lastN")
+    if last_n is not None:
+        if type(last_n) is not int:
+            raise BadRequestData(f"TemporalQuery: lastN must be a positive integer, got {last_n!r}")
+        out["lastN"] = str(last_n)
+    methods = raw.get("aggrMethods")
+    if methods is not None:
+        if isinstance(methods, list) and all(isinstance(m, str) for m in methods) and methods:
+            out["aggrMethods"] = ",".join(methods)
+        elif isinstance(methods, str):
+            out["aggrMethods"] = methods
+        else:
+            raise BadRequestData("TemporalQuery: aggrMethods must be a string or an array of them")
+    return out
+
+
+@router.post(
+    "/entityOperations/query",
+    summary="Query temporal evolution of entities by a Query body (5.7.4, 6.24)",
+)
+async def query_temporal_by_body(
+    request: Request,
+    broker: Broker,
+    resolver: Resolver,
+    tenant: Tenant,
+    accept: Accept,
+    limit: Str = None,
+    offset: Str = None,
+    count: Str = None,
+    options: Str = None,
+    format: Str = None,
+) -> Response:
+    """The Query (5.2.23) with its ``temporalQ`` (5.2.21) becomes the parameters of GET
+    /temporal/entities, which answers.  ``aggrMethods`` in the TemporalQuery asks for the
+    aggregated representation unless ``options``/``format`` name another one."""
+    body, source = await read_body(request)
+    if not isinstance(body, dict):
+        raise BadRequestData("the request body must be a Query object (5.2.23)")
+    if body.get("type") != "Query":
+        raise BadRequestData("a Query's type must be 'Query' (5.2.23)")
+    ctx = await resolver.resolve(source)
+    temporal_q = _temporal_q(body.get("temporalQ"))
+    flags = set(split_list(options) or [])
+    if "aggrMethods" in temporal_q and format is None and not flags & set(_FORMATS):
+        options = ",".join([*sorted(flags), "aggregatedValues"])
+    params: dict[str, Any] = {
+        **query_ops._selectors(body.get("entities")),
+        **query_ops._geo(body.get("geoQ")),
+        **temporal_q,
+        "attrs": query_ops._names(body, "attrs"),
+        "q": query_ops._string(body, "q"),
+    }
+    chosen = {k: v for k, v in params.items() if v is not None}
+    return await query_temporal_entities(
+        request=request,
+        broker=broker,
+        tenant=tenant,
+        ctx=ctx,
+        accept=accept,
+        limit=limit,
+        offset=offset,
+        count=count,
+        options=options,
+        format=format,
+        **chosen,
+    )
+
+
+@router.post(
+    "/entities", status_code=201, summary="Create or update temporal representation (5.6.11)"
+)
 async def create_temporal_entity(
     request: Request, broker: Broker, resolver: Resolver, tenant: Tenant
 ) -> Response:
@@ -122,7 +240,7 @@ async def create_temporal_entity(
     return Response(status_code=201, headers=headers)
 
 
-@router.get("/{entity_id}", summary="Retrieve temporal evolution of an entity (5.7.3)")
+@router.get("/entities/{entity_id}", summary="Retrieve temporal evolution of an entity (5.7.3)")
 async def retrieve_temporal_entity(
     request: Request,
     entity_id: str,
@@ -136,10 +254,13 @@ async def retrieve_temporal_entity(
     endTimeAt: Str = None,
     lastN: Str = None,
     timeproperty: Str = None,
+    aggrMethods: Str = None,
+    aggrPeriodDuration: Str = None,
     options: Str = None,
     format: Str = None,
 ) -> Response:
-    simplified, sys_attrs = _temporal_values(options, format)
+    rep, sys_attrs = _representation(options, format)
+    aggregation = _aggregation(rep, aggrMethods, aggrPeriodDuration)
     window = parse_time_filter(
         timerel=timerel,
         time_at=timeAt,
@@ -150,25 +271,39 @@ async def retrieve_temporal_entity(
     entity = await broker.get(tenant, entity_id)
     names = split_list(attrs)
     projection = {ctx.expand(ent.check_name(a, "attrs")) for a in names} if names else None
-    rows = await history_for(broker, tenant, [entity], window, projection)
+    rows, content_range = await history_for(
+        broker,
+        tenant,
+        [entity],
+        window,
+        projection,
+        instance_limit=None if aggregation else tmp.INSTANCE_LIMIT,
+    )
     body = render_temporal(
         entity,
         rows[entity["id"]],
         ctx,
-        temporal_values=simplified,
+        representation=rep,
         sys_attrs=sys_attrs,
-        timeproperty=window.timeproperty,
+        time_filter=window,
+        aggregation=aggregation,
     )
-    return render(body, media=accept, context=link_source(request))
+    headers: dict[str, str] = {}
+    status = _partial(headers, content_range)
+    return render(body, media=accept, context=link_source(request), status=status, headers=headers)
 
 
-@router.delete("/{entity_id}", status_code=204, summary="Delete temporal representation (5.6.16)")
+@router.delete(
+    "/entities/{entity_id}", status_code=204, summary="Delete temporal representation (5.6.16)"
+)
 async def delete_temporal_entity(entity_id: str, broker: Broker, tenant: Tenant) -> Response:
     await broker.delete(tenant, entity_id)
     return Response(status_code=204)
 
 
-@router.post("/{entity_id}/attrs", status_code=204, summary="Add attribute instances (5.6.12)")
+@router.post(
+    "/entities/{entity_id}/attrs", status_code=204, summary="Add attribute instances (5.6.12)"
+)
 async def add_temporal_attrs(
     request: Request, entity_id: str, broker: Broker, resolver: Resolver, tenant: Tenant
 ) -> Response:
@@ -183,7 +318,9 @@ async def add_temporal_attrs(
 
 
 @router.delete(
-    "/{entity_id}/attrs/{attr}", status_code=204, summary="Delete attribute history (5.6.13)"
+    "/entities/{entity_id}/attrs/{attr}",
+    status_code=204,
+    summary="Delete attribute history (5.6.13)",
 )
 async def delete_temporal_attr(
     entity_id: str,
@@ -216,7 +353,7 @@ def _instance_from(body: object, attr: str, iri: str) -> object:
 
 
 @router.patch(
-    "/{entity_id}/attrs/{attr}/{instance_id}",
+    "/entities/{entity_id}/attrs/{attr}/{instance_id}",
     status_code=204,
     summary="Modify attribute instance (5.6.14)",
 )
@@ -252,7 +389,7 @@ async def patch_temporal_instance(
 
 
 @router.delete(
-    "/{entity_id}/attrs/{attr}/{instance_id}",
+    "/entities/{entity_id}/attrs/{attr}/{instance_id}",
     status_code=204,
     summary="Delete attribute instance (5.6.15)",
 )
