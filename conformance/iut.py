@@ -54,6 +54,8 @@ REFERENCE_PICS: dict[str, bool] = {
     "ngsild.type-expressions": True,
     "ngsild.scope": True,
     "ngsild.dataset-id-param": True,
+    "ngsild.context-api": True,  # issue 16 contexts
+    "ngsild.user-context-precedence": True,
     "gateway.vendor-json": True,
     "gateway.coap-push": True,
     "ipv6.only": True,
