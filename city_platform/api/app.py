@@ -75,6 +75,9 @@ def create_app(
     from city_platform.api.routes import contexts  # noqa: PLC0415  # the @context API, 5.13
 
     app.include_router(contexts.router, prefix=API_PREFIX)
+    from city_platform.api.routes import csources  # noqa: PLC0415  # registrations, 5.9-5.11
+
+    app.include_router(csources.router, prefix=API_PREFIX)
 
     @app.exception_handler(PlatformError)
     async def on_platform_error(request: Request, exc: PlatformError) -> Response:

@@ -152,3 +152,17 @@ class Storage(ABC):
 
     @abstractmethod
     async def delete_jsonld_context(self, tenant: str, local_id: str) -> bool: ...
+
+    # Context source registrations and csource subscriptions (CIM 009 5.9, 5.11): documents
+    # keyed by ``kind`` ("registration" / "subscription"), tenant and id.
+    @abstractmethod
+    async def put_csource_doc(
+        self, kind: str, tenant: str, doc_id: str, doc: dict[str, Any]
+    ) -> None: ...
+
+    @abstractmethod
+    async def list_csource_docs(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        """(tenant, doc) of every tenant's documents of ``kind``, oldest first."""
+
+    @abstractmethod
+    async def delete_csource_doc(self, kind: str, tenant: str, doc_id: str) -> bool: ...

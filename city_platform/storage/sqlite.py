@@ -67,6 +67,10 @@ class SqliteStorage(Storage):
             "CREATE TABLE IF NOT EXISTS jsonld_contexts (tenant TEXT NOT NULL, id TEXT NOT NULL, "
             "doc BLOB NOT NULL, PRIMARY KEY (tenant, id))"
         )  # hosted @contexts, CIM 009 5.13.2
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS csources (kind TEXT NOT NULL, tenant TEXT NOT NULL, "
+            "id TEXT NOT NULL, doc BLOB NOT NULL, PRIMARY KEY (kind, tenant, id))"
+        )  # context source registrations and their subscriptions, CIM 009 5.9, 5.11
         self._tenants = {r[0] for r in db.execute("SELECT name FROM tenants")}
         if self._path != ":memory:":
             self._checkpointer = WalCheckpointer(self._path)
@@ -409,5 +413,29 @@ class SqliteStorage(Storage):
     async def delete_jsonld_context(self, tenant: str, local_id: str) -> bool:
         cur = self.db.execute(
             "DELETE FROM jsonld_contexts WHERE tenant=? AND id=?", (tenant, local_id)
+        )
+        return cur.rowcount > 0
+
+    # Context source registrations and csource subscriptions (CIM 009 5.9, 5.11), one table
+    # keyed by kind ("registration" or "subscription"); created on open (CREATE IF NOT EXISTS).
+    async def put_csource_doc(
+        self, kind: str, tenant: str, doc_id: str, doc: dict[str, Any]
+    ) -> None:
+        self._ensure_tenant(tenant)
+        self.db.execute(
+            "INSERT INTO csources VALUES (?,?,?,?) ON CONFLICT (kind, tenant, id) "
+            "DO UPDATE SET doc=excluded.doc",
+            (kind, tenant, doc_id, orjson.dumps(doc)),
+        )
+
+    async def list_csource_docs(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        cur = self.db.execute(
+            "SELECT tenant, doc FROM csources WHERE kind=? ORDER BY rowid", (kind,)
+        )
+        return [(t, dict(orjson.loads(d))) for t, d in cur]
+
+    async def delete_csource_doc(self, kind: str, tenant: str, doc_id: str) -> bool:
+        cur = self.db.execute(
+            "DELETE FROM csources WHERE kind=? AND tenant=? AND id=?", (kind, tenant, doc_id)
         )
         return cur.rowcount > 0

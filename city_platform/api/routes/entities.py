@@ -15,6 +15,7 @@ from city_platform.api.shaping import Shaping, require_type, user_attrs, user_q,
 from city_platform.entities import render_entity
 from city_platform.errors import BadRequestData
 from city_platform.ldcontext import Context
+from city_platform.registrations import federation
 from city_platform.search import EntitySearch, split_list
 
 router = APIRouter(prefix="/entities", tags=["entities"])
@@ -103,7 +104,9 @@ async def query_entities(
         for e in shape.instances(found)
     ]
     body = shape.project(body)
-    headers: dict[str, str] = {}
+    body, headers = await federation.federate_query(  # registered sources, 4.3.6
+        request, tenant, ctx, body, types=type, ids=id, id_pattern=idPattern, attrs=attrs, limit=lim
+    )
     if total is not None:
         headers["NGSILD-Results-Count"] = str(total)
     links = _page_links(request, lim, off, len(found), total)
@@ -144,14 +147,19 @@ async def retrieve_entity(
 ) -> Response:
     opts = parse_options(options, format)
     shape = Shaping.build(ctx, request, pick=pick, omit=omit, attrs=attrs, datasets=datasetId)
-    entity = await broker.get(tenant, entity_id)
+    entity = await federation.local_or_none(broker, tenant, entity_id)
+    if entity is None:  # maybe at a registered context source (4.3.6)
+        return await federation.remote_entity(request, tenant, ctx, entity_id, accept)
     require_type(entity, type, ctx)
     names = split_list(attrs)
     projection = shape.attr_iris({ctx.expand(a) for a in names} if names else None)
     (entity,) = shape.instances([entity])
     body = render_entity(entity, ctx, attrs=projection, mode=opts.mode, sys_attrs=opts.sys_attrs)
     body = shape.project_one(body)
-    return render(body, media=accept, context=link_source(request))
+    merged, headers = await federation.federate_retrieve(
+        request, tenant, ctx, entity_id, body, entity["type"]
+    )
+    return render(merged or body, media=accept, context=link_source(request), headers=headers)
 
 
 @router.delete("/{entity_id}", status_code=204, summary="Delete entity (5.6.6)")

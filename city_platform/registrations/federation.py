@@ -1,0 +1,279 @@
+"""Distributed read operations (CIM 009 4.3.6): Query Entities and Retrieve Entity also ask the
+Context Sources registered for what is asked, and merge their answers with the local one.
+
+* Which sources: the tenant's registrations that are not expired, offer the operation
+  (``federationOps``, ``retrieveOps``, ``redirectionOps`` or the operation itself, 4.3.6.3) and
+  whose information can hold the entities asked for (5.12); ``csf`` (4.3.6.3, 6.3.18 Table
+  6.4.3.2-1) filters them on their Context Source Properties.  ``local=true`` (and ``type=*``)
+  asks the local store only.
+* How: ``GET {endpoint}/ngsi-ld/v1/entities[/{id}]`` with the request's parameters (less
+  ``local`` and ``csf``), its ``Link`` header, the registration's ``tenant`` as NGSILD-Tenant and
+  ``contextSourceInfo`` as headers, and ``Via`` naming this broker (6.3.18): a request whose
+  ``Via`` already names it is not forwarded again, which breaks loops (4.3.6.4).
+* Merging (4.3.6.2): an entity found in several places is one entity whose attributes are the
+  union; on a clash the local attribute wins over an ``inclusive`` or ``auxiliary`` source, an
+  ``exclusive`` or ``redirect`` source's wins over the local one.
+* A source that fails or times out does not fail the request: the answer has what the others
+  gave, and an ``NGSILD-Warning`` header (6.3.17) per failed source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import httpx
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+
+from city_platform.api.deps import link_source
+from city_platform.api.negotiation import render
+from city_platform.broker import ContextBroker
+from city_platform.errors import ResourceNotFound
+from city_platform.ldcontext import Context
+from city_platform.registrations.manager import RegistrationManager
+from city_platform.registrations.model import QUERY_OPS, RETRIEVE_OPS, Selection
+from city_platform.search import split_list
+from city_platform.storage.base import Entity
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 5.0
+_NOT_FORWARDED = frozenset({"local", "csf"})
+_lock = asyncio.Lock()
+
+
+async def get_manager(request: Request) -> RegistrationManager:
+    """The app's registration manager, made and loaded from the storage on first use."""
+    state = request.app.state
+    manager: RegistrationManager | None = getattr(state, "registrations", None)
+    if manager is None:
+        async with _lock:
+            manager = getattr(state, "registrations", None)
+            if manager is None:
+                manager = RegistrationManager(state.broker.storage, state.resolver)
+                await manager.load()
+                state.registrations = manager
+    return manager
+
+
+def _warning(reg: dict[str, Any], text: str) -> str:
+    clean = re.sub(r'[^\x20-\x7e]|"', "'", text)[:200]
+    return f'199 {reg["id"]} "{clean}"'
+
+
+def _headers(request: Request, manager: RegistrationManager, reg: dict[str, Any]) -> dict[str, str]:
+    headers = {"Accept": "application/json"}
+    for item in reg.get("contextSourceInfo", ()):
+        headers[item["key"]] = item["value"]
+    link = request.headers.get("link")
+    if link:
+        headers["Link"] = link
+    if reg.get("tenant"):
+        headers["NGSILD-Tenant"] = reg["tenant"]
+    via = request.headers.get("via")
+    own = f"1.1 {manager.broker_id}"
+    headers["Via"] = f"{via}, {own}" if via else own
+    return headers
+
+
+def _looped(request: Request, manager: RegistrationManager) -> bool:
+    return manager.broker_id in (request.headers.get("via") or "")
+
+
+def _params(request: Request) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in request.query_params.multi_items() if k not in _NOT_FORWARDED]
+
+
+async def _ask(
+    request: Request,
+    manager: RegistrationManager,
+    tenant: str,
+    reg: dict[str, Any],
+    path: str,
+    params: list[tuple[str, str]],
+) -> tuple[Any, str | None]:
+    """One source's JSON answer (None when it has nothing) and a warning when it failed."""
+    timeout_ms = (reg.get("management") or {}).get("timeout")
+    timeout = float(timeout_ms) / 1000 if timeout_ms else DEFAULT_TIMEOUT_S
+    url = f"{reg['endpoint']}/ngsi-ld/v1{path}"
+    try:
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            answer = await client.get(
+                url, params=urlencode(params), headers=_headers(request, manager, reg)
+            )
+    except httpx.HTTPError as exc:
+        await manager.record(tenant, reg["id"], ok=False)
+        log.info("context source %s (%s) did not answer: %r", reg["id"], url, exc)
+        return None, _warning(reg, f"context source did not answer: {type(exc).__name__}")
+    if answer.status_code == 404:
+        await manager.record(tenant, reg["id"], ok=True)
+        return None, None
+    if answer.status_code != 200:
+        await manager.record(tenant, reg["id"], ok=False)
+        return None, _warning(reg, f"context source answered HTTP {answer.status_code}")
+    try:
+        body = orjson.loads(answer.content)
+    except orjson.JSONDecodeError:
+        await manager.record(tenant, reg["id"], ok=False)
+        return None, _warning(reg, "context source answered with a body that is not JSON")
+    await manager.record(tenant, reg["id"], ok=True)
+    return body, None
+
+
+def _merge_one(base: dict[str, Any], other: dict[str, Any], *, other_wins: bool) -> dict[str, Any]:
+    out = dict(base)
+    types = [*_as_list(base.get("type")), *_as_list(other.get("type"))]
+    unique = list(dict.fromkeys(t for t in types if isinstance(t, str)))
+    if unique:
+        out["type"] = unique[0] if len(unique) == 1 else unique
+    for key, value in other.items():
+        if key in ("id", "type", "@context"):
+            continue
+        if key not in out or other_wins:
+            out[key] = value
+    return out
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _wins(reg: dict[str, Any]) -> bool:
+    return reg.get("mode") in ("exclusive", "redirect")
+
+
+def _selection(request: Request, ctx: Context, **kwargs: Any) -> Selection:
+    return Selection.build(ctx, csf=request.query_params.get("csf"), **kwargs)
+
+
+def _local_only(request: Request, types: str | None) -> bool:
+    star = types is not None and types.strip() == "*"
+    return request.query_params.get("local") == "true" or star
+
+
+async def federate_query(
+    request: Request,
+    tenant: str,
+    ctx: Context,
+    body: list[dict[str, Any]],
+    *,
+    types: str | None,
+    ids: str | None,
+    id_pattern: str | None,
+    attrs: str | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Query Entities (5.7.2) over the local answer ``body`` and the matching sources.
+
+    Only GET /entities is forwarded: the POST query (6.23.3.1) answers from the local store."""
+    if request.method != "GET" or _local_only(request, types):
+        return body, {}
+    manager = await get_manager(request)
+    selection = _selection(
+        request,
+        ctx,
+        types=types,
+        ids=split_list(ids),
+        id_pattern=id_pattern,
+        attrs=split_list(attrs),
+    )
+    regs = manager.for_forwarding(tenant, selection, QUERY_OPS)
+    if not regs or _looped(request, manager):
+        return body, {}
+    params = _params(request)
+    answers = await asyncio.gather(
+        *(_ask(request, manager, tenant, reg, "/entities", params) for reg in regs)
+    )
+    merged: dict[str, dict[str, Any]] = {e["id"]: e for e in body if isinstance(e.get("id"), str)}
+    order = list(merged)
+    warnings = []
+    for reg, (answer, warning) in zip(regs, answers, strict=True):
+        if warning:
+            warnings.append(warning)
+        if answer is None:
+            continue
+        if not isinstance(answer, list):
+            warnings.append(_warning(reg, "context source answered with a body that is not a list"))
+            continue
+        for entity in answer:
+            if not isinstance(entity, dict) or not isinstance(entity.get("id"), str):
+                continue
+            known = merged.get(entity["id"])
+            if known is None:
+                merged[entity["id"]] = {k: v for k, v in entity.items() if k != "@context"}
+                order.append(entity["id"])
+            else:
+                merged[entity["id"]] = _merge_one(known, entity, other_wins=_wins(reg))
+    out = [merged[i] for i in order][:limit] if limit > 0 else []
+    headers = {"NGSILD-Warning": ", ".join(warnings)} if warnings else {}
+    return out, headers
+
+
+async def federate_retrieve(
+    request: Request,
+    tenant: str,
+    ctx: Context,
+    entity_id: str,
+    body: dict[str, Any] | None,
+    local_types: list[str] | None,
+) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """Retrieve Entity (5.7.1) from the local answer ``body`` (None when not found locally)
+    and the sources registered for the entity."""
+    if _local_only(request, None):
+        return body, {}
+    manager = await get_manager(request)
+    selection = _selection(
+        request, ctx, ids=[entity_id], attrs=split_list(request.query_params.get("attrs"))
+    )
+    if local_types is not None:
+        wanted = frozenset(local_types)
+        selection = Selection(
+            type_ok=wanted.__contains__,
+            ids=selection.ids,
+            attrs=selection.attrs,
+            csf=selection.csf,
+        )
+    regs = manager.for_forwarding(tenant, selection, RETRIEVE_OPS)
+    if not regs or _looped(request, manager):
+        return body, {}
+    params = _params(request)
+    path = f"/entities/{quote(entity_id, safe=':')}"
+    answers = await asyncio.gather(
+        *(_ask(request, manager, tenant, reg, path, params) for reg in regs)
+    )
+    warnings = []
+    for reg, (answer, warning) in zip(regs, answers, strict=True):
+        if warning:
+            warnings.append(warning)
+        if not isinstance(answer, dict) or answer.get("id") != entity_id:
+            continue
+        remote = {k: v for k, v in answer.items() if k != "@context"}
+        body = remote if body is None else _merge_one(body, remote, other_wins=_wins(reg))
+    headers = {"NGSILD-Warning": ", ".join(warnings)} if warnings else {}
+    return body, headers
+
+
+async def local_or_none(broker: ContextBroker, tenant: str, entity_id: str) -> Entity | None:
+    """The local entity, or None when it is not here (a registered source may have it)."""
+    try:
+        return await broker.get(tenant, entity_id)
+    except ResourceNotFound:
+        return None
+
+
+async def remote_entity(
+    request: Request, tenant: str, ctx: Context, entity_id: str, accept: str
+) -> Response:
+    """Retrieve Entity of an entity not stored here: the registered sources' answer (4.3.6),
+    else 404 as for a local miss (5.7.1.4)."""
+    body, headers = await federate_retrieve(request, tenant, ctx, entity_id, None, None)
+    if body is None:
+        raise ResourceNotFound(f"entity {entity_id!r} not found")
+    return render(body, media=accept, context=link_source(request), headers=headers)

@@ -1,0 +1,388 @@
+"""Context source registrations (CIM 009 5.9, 5.10), their subscriptions (5.11) and forwarded
+reads (4.3.6), against real platforms on [::1]."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from tests.city_platform.receiver import Receiver
+from tests.conftest import PlatformProcess, free_port
+
+ERR = "https://uri.etsi.org/ngsi-ld/errors/"
+REGS = "/csourceRegistrations"
+SUBS = "/csourceSubscriptions"
+
+
+def problem(r: httpx.Response, status: int, kind: str) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    body: dict[str, Any] = r.json()
+    assert body["type"] == ERR + kind, body
+    return body
+
+
+def _kind() -> str:
+    return "Csr" + uuid.uuid4().hex[:8]
+
+
+def registration(kind: str, endpoint: str = "http://[::1]:9", **extra: Any) -> dict[str, Any]:
+    return {
+        "id": f"urn:ngsi-ld:ContextSourceRegistration:{uuid.uuid4().hex[:10]}",
+        "type": "ContextSourceRegistration",
+        "information": [
+            {
+                "entities": [{"type": kind}],
+                "propertyNames": ["name", "height"],
+                "relationshipNames": ["locatedAt"],
+            }
+        ],
+        "endpoint": endpoint,
+        **extra,
+    }
+
+
+def create(client: httpx.Client, doc: dict[str, Any]) -> str:
+    r = client.post(REGS, json=doc)
+    assert r.status_code == 201, r.text
+    assert r.headers["Location"] == f"/ngsi-ld/v1{REGS}/{quote(doc['id'], safe=':')}"
+    return str(doc["id"])
+
+
+def test_register_retrieve_delete(client: httpx.Client) -> None:
+    """5.9.2, 5.10.1, 5.9.4: 201 + Location, defaults mode/operations, 409, 204, 404."""
+    kind = _kind()
+    doc = registration(kind, registrationName="r1", csourceColour="blue")
+    reg_id = create(client, doc)
+    got = client.get(f"{REGS}/{reg_id}").json()
+    assert got["mode"] == "inclusive"
+    assert got["operations"] == ["federationOps"]
+    assert got["information"] == doc["information"]
+    assert got["endpoint"] == "http://[::1]:9"
+    assert got["registrationName"] == "r1"
+    assert got["csourceColour"] == "blue"
+    assert "createdAt" not in got
+    got = client.get(f"{REGS}/{reg_id}", params={"options": "sysAttrs"}).json()
+    assert {"createdAt", "modifiedAt"} <= set(got)
+    problem(client.post(REGS, json=doc), 409, "AlreadyExists")
+    # no id: one is generated and named in Location
+    r = client.post(REGS, json={k: v for k, v in doc.items() if k != "id"})
+    assert r.status_code == 201, r.text
+    assert r.headers["Location"].startswith("/ngsi-ld/v1/csourceRegistrations/urn:ngsi-ld:")
+    assert client.delete(f"{REGS}/{reg_id}").status_code == 204
+    problem(client.get(f"{REGS}/{reg_id}"), 404, "ResourceNotFound")
+    problem(client.delete(f"{REGS}/{reg_id}"), 404, "ResourceNotFound")
+    problem(client.get(f"{REGS}/not-a-uri"), 400, "BadRequestData")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"information": None},
+        {"information": []},
+        {"information": [{"entities": [{"id": "urn:x:1"}]}]},  # EntityInfo without type
+        {"information": [{"entities": [{"type": "A", "idPattern": "("}]}]},
+        {"endpoint": None},
+        {"endpoint": "not a url"},
+        {"type": "Registration"},
+        {"mode": "sometimes"},
+        {"operations": []},
+        {"expiresAt": "2001-01-01T00:00:00Z"},  # in the past (ETSI 033_10_02)
+        {"expiresAt": "tomorrow"},
+        {"observationInterval": {"endAt": "2030-01-01T00:00:00Z"}},
+        {"location": {"coordinates": [1, 2]}},
+        {"id": "not a uri"},
+    ],
+)
+def test_bad_registration(client: httpx.Client, change: dict[str, Any]) -> None:
+    """5.9.2.4: an invalid registration is 400 BadRequestData."""
+    doc = registration(_kind())
+    for key, value in change.items():
+        if value is None:
+            doc.pop(key)
+        else:
+            doc[key] = value
+    problem(client.post(REGS, json=doc), 400, "BadRequestData")
+
+
+def test_bad_json(client: httpx.Client) -> None:
+    r = client.post(REGS, content=b"{", headers={"Content-Type": "application/json"})
+    problem(r, 400, "InvalidRequest")
+
+
+def test_query_registrations(client: httpx.Client) -> None:
+    """5.10.2: by type, attrs, id, idPattern, q / csf on Context Source Properties, geo."""
+    kind, other = _kind(), _kind()
+    a = create(client, registration(kind, csourceProperty1="aValue"))
+    b_doc = registration(other)
+    b_doc["information"] = [
+        {"entities": [{"type": other, "id": "urn:ngsi-ld:X:1"}], "propertyNames": ["speed"]}
+    ]
+    b_doc["location"] = {"type": "Point", "coordinates": [6.14, 46.20]}
+    b = create(client, b_doc)
+    c_doc = registration(other)
+    c_doc["information"] = [{"entities": [{"type": other, "idPattern": "^urn:ngsi-ld:Y:.*"}]}]
+    c = create(client, c_doc)
+
+    def ids(**params: str) -> list[str]:
+        r = client.get(REGS, params=params)
+        assert r.status_code == 200, r.text
+        return sorted(x["id"] for x in r.json())
+
+    assert ids(type=kind) == [a]
+    assert ids(type=f"{kind},{other}") == sorted([a, b, c])
+    assert ids(type=other, attrs="speed") == sorted([b, c])  # c registers every attribute
+    assert ids(type=kind, attrs="speed") == []
+    assert ids(attrs="locatedAt") == sorted([a, c])
+    assert ids(type=other, id="urn:ngsi-ld:X:1") == sorted([b])
+    assert ids(type=other, id="urn:ngsi-ld:Y:7") == [c]
+    assert ids(type=other, idPattern="^urn:ngsi-ld:X") == sorted([b, c])
+    assert ids(q='csourceProperty1=="aValue"') == [a]
+    assert ids(type=kind, csf='csourceProperty1=="other"') == []
+    near = {"georel": "near;maxDistance==2000", "geometry": "Point", "coordinates": "[6.14,46.2]"}
+    assert ids(type=other, **near) == [b]
+    r = client.get(REGS, params={"type": f"{kind},{other}", "count": "true", "limit": "1"})
+    assert r.headers["NGSILD-Results-Count"] == "3"
+    assert len(r.json()) == 1
+    # 037_02, 037_03: no selection, a bad id, q, geo-query or temporal query are 400
+    problem(client.get(REGS), 400, "BadRequestData")
+    problem(client.get(REGS, params={"id": "invalidUri"}), 400, "BadRequestData")
+    problem(client.get(REGS, params={"q": "(invalidQuery"}), 400, "BadRequestData")
+    problem(client.get(REGS, params={"georel": "within"}), 400, "BadRequestData")
+    problem(client.get(REGS, params={"timerel": "before"}), 400, "BadRequestData")
+
+
+def test_tenants_are_separate(platform: PlatformProcess, client: httpx.Client) -> None:
+    kind = _kind()
+    reg_id = create(client, registration(kind))
+    other = {"NGSILD-Tenant": "o" + uuid.uuid4().hex[:10]}
+    with httpx.Client(base_url=platform.api, headers=other, timeout=10) as c:
+        assert c.post("/entities", json={"id": "urn:x:1", "type": "T"}).status_code == 201
+        problem(c.get(f"{REGS}/{reg_id}"), 404, "ResourceNotFound")
+        assert c.get(REGS, params={"type": kind}).json() == []
+
+
+def test_update_registration(client: httpx.Client) -> None:
+    """5.9.3: PATCH merges a fragment (204); Null removes an optional member."""
+    kind = _kind()
+    reg_id = create(client, registration(kind, expiresAt="2099-01-01T00:00:00Z"))
+    patch = {
+        "endpoint": "http://[::1]:10",
+        "expiresAt": None,
+        "information": [{"entities": [{"type": "Other"}]}],
+    }
+    r = client.patch(f"{REGS}/{reg_id}", json=patch)
+    assert r.status_code == 204, r.text
+    got = client.get(f"{REGS}/{reg_id}").json()
+    assert got["endpoint"] == "http://[::1]:10"
+    assert "expiresAt" not in got
+    assert got["information"] == [{"entities": [{"type": "Other"}]}]
+    problem(client.patch(f"{REGS}/{reg_id}", json={"id": "urn:other:1"}), 400, "BadRequestData")
+    problem(client.patch(f"{REGS}/{reg_id}", json={"mode": "x"}), 400, "BadRequestData")
+    problem(client.patch(f"{REGS}/{reg_id}", json={"endpoint": None}), 400, "BadRequestData")
+    problem(
+        client.patch(f"{REGS}/urn:none:1", json={"endpoint": "http://a"}), 404, "ResourceNotFound"
+    )
+
+
+def test_registrations_survive_a_restart(tmp_path: Path) -> None:
+    """Registrations and csource subscriptions are stored (SQLite ``csources`` table)."""
+    proc = PlatformProcess(db=str(tmp_path / "p.db"))
+    proc.start()
+    kind = _kind()
+    try:
+        with httpx.Client(base_url=proc.api, timeout=10) as c:
+            reg_id = create(c, registration(kind))
+            sub = {"type": "Subscription", "entities": [{"type": kind}],
+                   "notification": {"endpoint": {"uri": "http://[::1]:9/n"}}}  # fmt: skip
+            r = c.post(SUBS, json=sub)
+            assert r.status_code == 201, r.text
+            sub_path = r.headers["Location"].removeprefix("/ngsi-ld/v1")
+        proc.stop()
+        proc.start()
+        with httpx.Client(base_url=proc.api, timeout=10) as c:
+            assert c.get(f"{REGS}/{reg_id}").json()["information"][0]["entities"] == [
+                {"type": kind}
+            ]
+            assert c.get(sub_path).json()["entities"] == [{"type": kind}]
+    finally:
+        proc.stop()
+        proc.process.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    rx = Receiver()
+    yield rx
+    rx.close()
+
+
+def _wait(rx: Receiver, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(rx.received) >= count:
+            return rx.received
+        time.sleep(0.02)
+    raise AssertionError(f"expected {count} notifications, got {rx.received}")
+
+
+def test_csource_subscription_crud(client: httpx.Client) -> None:
+    """5.11.2-5.11.6."""
+    kind = _kind()
+    sub = {"id": f"urn:ngsi-ld:Subscription:{uuid.uuid4().hex[:8]}", "type": "Subscription",
+           "entities": [{"type": kind}],
+           "notification": {"endpoint": {"uri": "http://[::1]:9/n"}}}  # fmt: skip
+    r = client.post(SUBS, json=sub)
+    assert r.status_code == 201, r.text
+    assert r.headers["Location"] == f"/ngsi-ld/v1{SUBS}/{sub['id']}"
+    problem(client.post(SUBS, json=sub), 409, "AlreadyExists")
+    problem(client.post(SUBS, json={"type": "Subscription"}), 400, "BadRequestData")
+    got = client.get(f"{SUBS}/{sub['id']}").json()
+    assert got["entities"] == [{"type": kind}]
+    assert [s["id"] for s in client.get(SUBS).json()] == [sub["id"]]
+    assert client.patch(f"{SUBS}/{sub['id']}", json={"isActive": False}).status_code == 204
+    assert client.get(f"{SUBS}/{sub['id']}").json()["isActive"] is False
+    assert client.delete(f"{SUBS}/{sub['id']}").status_code == 204
+    problem(client.get(f"{SUBS}/{sub['id']}"), 404, "ResourceNotFound")
+    problem(client.delete(f"{SUBS}/{sub['id']}"), 404, "ResourceNotFound")
+
+
+def test_csource_notifications(client: httpx.Client, receiver: Receiver) -> None:
+    """5.11.7: newlyMatching on create, updated, noLongerMatching when it stops matching or
+    is deleted; the body is a ContextSourceNotification (5.3.2)."""
+    kind = _kind()
+    sub = {"type": "Subscription", "entities": [{"type": kind}], "watchedAttributes": ["name"],
+           "notification": {"endpoint": {"uri": receiver.url}}}  # fmt: skip
+    r = client.post(SUBS, json=sub)
+    assert r.status_code == 201, r.text
+    sub_id = r.headers["Location"].rsplit("/", 1)[-1]
+    create(client, registration(_kind()))  # another type: no notification
+    reg_id = create(client, registration(kind))
+    note = _wait(receiver, 1)[0]
+    assert note["type"] == "ContextSourceNotification"
+    assert note["subscriptionId"] == sub_id
+    assert note["triggerReason"] == "newlyMatching"
+    assert [d["id"] for d in note["data"]] == [reg_id]
+    assert note["data"][0]["information"][0]["entities"] == [{"type": kind}]
+    assert client.patch(f"{REGS}/{reg_id}", json={"endpoint": "http://[::1]:11"}).status_code == 204
+    assert _wait(receiver, 2)[1]["triggerReason"] == "updated"
+    info = [{"entities": [{"type": kind}], "propertyNames": ["speed"]}]  # name no longer there
+    assert client.patch(f"{REGS}/{reg_id}", json={"information": info}).status_code == 204
+    assert _wait(receiver, 3)[2]["triggerReason"] == "noLongerMatching"
+    info = [{"entities": [{"type": kind}]}]  # every attribute again
+    assert client.patch(f"{REGS}/{reg_id}", json={"information": info}).status_code == 204
+    assert _wait(receiver, 4)[3]["triggerReason"] == "newlyMatching"
+    assert client.delete(f"{REGS}/{reg_id}").status_code == 204
+    last = _wait(receiver, 5)[4]
+    assert last["triggerReason"] == "noLongerMatching"
+    assert last["data"][0]["id"] == reg_id
+    time.sleep(0.3)
+    assert len(receiver.received) == 5
+    status = client.get(f"{SUBS}/{sub_id}").json()["notification"]
+    assert (status["timesSent"], status["status"]) == (5, "ok"), status
+
+
+# -- forwarding (4.3.6) with two real platforms ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def second() -> Iterator[PlatformProcess]:
+    proc = PlatformProcess()
+    proc.start()
+    yield proc
+    proc.stop()
+    proc.process.close()
+
+
+def _building(kind: str, n: int, **attrs: Any) -> dict[str, Any]:
+    return {"id": f"urn:ngsi-ld:{kind}:{n}", "type": kind,
+            **{k: {"type": "Property", "value": v} for k, v in attrs.items()}}  # fmt: skip
+
+
+def test_forwarding_between_two_platforms(
+    client: httpx.Client, second: PlatformProcess, tenant: str
+) -> None:
+    """Register B's entities on A, query A: B's entities are in the answer, an entity in both
+    has the union of the attributes; local=true asks A alone."""
+    kind = _kind()
+    b_tenant = "b" + uuid.uuid4().hex[:10]
+    with httpx.Client(base_url=second.api, headers={"NGSILD-Tenant": b_tenant}, timeout=10) as b:
+        for doc in (_building(kind, 1, name="B1", height=10), _building(kind, 2, height=20)):
+            assert b.post("/entities", json=doc).status_code == 201
+    assert client.post("/entities", json=_building(kind, 2, name="A2")).status_code == 201
+    assert client.post("/entities", json=_building(kind, 3, name="A3")).status_code == 201
+    create(client, registration(kind, endpoint=second.base, tenant=b_tenant))
+
+    r = client.get("/entities", params={"type": kind})
+    assert r.status_code == 200, r.text
+    assert "NGSILD-Warning" not in r.headers
+    got = {e["id"]: e for e in r.json()}
+    assert sorted(got) == [f"urn:ngsi-ld:{kind}:{n}" for n in (1, 2, 3)]
+    assert got[f"urn:ngsi-ld:{kind}:1"]["height"]["value"] == 10
+    merged = got[f"urn:ngsi-ld:{kind}:2"]
+    assert (merged["name"]["value"], merged["height"]["value"]) == ("A2", 20), merged
+    r = client.get("/entities", params={"type": kind, "local": "true"})
+    assert sorted(e["id"] for e in r.json()) == [f"urn:ngsi-ld:{kind}:{n}" for n in (2, 3)]
+    r = client.get("/entities", params={"type": kind, "options": "keyValues", "q": "height>15"})
+    assert r.json() == [{"id": f"urn:ngsi-ld:{kind}:2", "type": kind, "height": 20}], r.json()
+
+    # Retrieve Entity: only at B, and at both
+    r = client.get(f"/entities/urn:ngsi-ld:{kind}:1")
+    assert r.status_code == 200, r.text
+    assert r.json()["name"]["value"] == "B1"
+    r = client.get(f"/entities/urn:ngsi-ld:{kind}:2", params={"options": "keyValues"})
+    assert r.json() == {"id": f"urn:ngsi-ld:{kind}:2", "type": kind, "name": "A2", "height": 20}
+    problem(client.get(f"/entities/urn:ngsi-ld:{kind}:1", params={"local": "true"}), 404,
+            "ResourceNotFound")  # fmt: skip
+    problem(client.get(f"/entities/urn:ngsi-ld:{kind}:9"), 404, "ResourceNotFound")
+    regs = client.get(REGS, params={"type": kind}).json()
+    assert regs[0]["status"] == "ok", regs
+    assert regs[0]["timesSent"] >= 1, regs
+
+
+def test_exclusive_source_wins(client: httpx.Client, second: PlatformProcess) -> None:
+    kind = _kind()
+    b_tenant = "b" + uuid.uuid4().hex[:10]
+    with httpx.Client(base_url=second.api, headers={"NGSILD-Tenant": b_tenant}, timeout=10) as b:
+        assert b.post("/entities", json=_building(kind, 1, height=99)).status_code == 201
+    assert client.post("/entities", json=_building(kind, 1, height=1, name="A")).status_code == 201
+    doc = registration(kind, endpoint=second.base, tenant=b_tenant, mode="exclusive")
+    doc["information"] = [{"entities": [{"type": kind, "id": f"urn:ngsi-ld:{kind}:1"}],
+                           "propertyNames": ["height"]}]  # fmt: skip
+    create(client, doc)
+    r = client.get(f"/entities/urn:ngsi-ld:{kind}:1", params={"options": "keyValues"})
+    assert r.json() == {"id": f"urn:ngsi-ld:{kind}:1", "type": kind, "name": "A", "height": 99}
+
+
+def test_source_down_does_not_fail_the_query(client: httpx.Client) -> None:
+    """A source that does not answer: the local answer, and an NGSILD-Warning (6.3.17)."""
+    kind = _kind()
+    assert client.post("/entities", json=_building(kind, 1, name="A")).status_code == 201
+    reg_id = create(client, registration(kind, endpoint=f"http://[::1]:{free_port()}"))
+    r = client.get("/entities", params={"type": kind})
+    assert r.status_code == 200, r.text
+    assert [e["id"] for e in r.json()] == [f"urn:ngsi-ld:{kind}:1"]
+    assert r.headers["NGSILD-Warning"].startswith(f"199 {reg_id} "), r.headers
+    reg = client.get(f"{REGS}/{reg_id}").json()
+    assert reg["status"] == "failed", reg
+    assert reg["timesFailed"] >= 1, reg
+
+
+def test_no_forwarding_loop(platform: PlatformProcess, client: httpx.Client, tenant: str) -> None:
+    """A registration pointing back at the same broker: the Via header stops the loop."""
+    kind = _kind()
+    assert client.post("/entities", json=_building(kind, 1, name="A")).status_code == 201
+    create(client, registration(kind, endpoint=platform.base, tenant=tenant))
+    started = time.monotonic()
+    r = client.get("/entities", params={"type": kind})
+    assert r.status_code == 200, r.text
+    assert [e["id"] for e in r.json()] == [f"urn:ngsi-ld:{kind}:1"]
+    assert time.monotonic() - started < 5
+    r = client.get("/entities", params={"type": kind}, headers={"Via": "1.1 someone-else"})
+    assert r.status_code == 200, r.text
