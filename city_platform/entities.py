@@ -183,9 +183,25 @@ def _observed_at(item: object, name: str) -> str:
 
 
 def _unit_code(item: object, name: str) -> str:
-    if not isinstance(item, str):
-        raise BadRequestData(f"attribute {name!r}: unitCode must be a string")
+    if not isinstance(item, str) or item == NGSI_LD_NULL:
+        raise BadRequestData(f"attribute {name!r}: unitCode must be a string (not Null)")
     return item
+
+
+# The NGSI-LD Null (CIM 009 5.2.1): it deletes in update and merge fragments (handled by
+# city_platform.provision before these checks) and is BadRequestData anywhere else.
+NGSI_LD_NULL = "urn:ngsi-ld:null"
+
+
+def _holds_null(value: object) -> bool:
+    """Whether a value is, or holds at any depth, the NGSI-LD Null (5.2.1, 5.5.4)."""
+    if isinstance(value, str):
+        return value == NGSI_LD_NULL
+    if isinstance(value, dict):
+        return any(_holds_null(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_null(v) for v in value)
+    return False
 
 
 def _plain_property(name: str, raw: object, now: str) -> Instance | None:
@@ -194,7 +210,7 @@ def _plain_property(name: str, raw: object, now: str) -> Instance | None:
     if type(raw) is not dict or raw.get("type") != "Property" or not _PLAIN.issuperset(raw):
         return None
     value = raw.get("value")
-    if value is None:
+    if value is None or _holds_null(value):
         return None  # the general path says what is wrong
     out: Instance = {"type": "Property", "value": value}
     for meta, item in raw.items():
@@ -234,6 +250,11 @@ def normalize_instance(
     if key not in raw or raw[key] is None:
         raise BadRequestData(f"attribute {name!r}: a {atype} needs a non-null {key!r} member")
     value = raw[key]
+    if _holds_null(value):
+        raise BadRequestData(
+            f"attribute {name!r}: the NGSI-LD Null ({NGSI_LD_NULL}) is only allowed in update, "
+            "partial update and merge fragments (CIM 009 5.2.1, 5.5.4)"
+        )
     out: Instance = {"type": atype, key: value}
     if atype == "Relationship":
         if isinstance(value, list):
@@ -251,6 +272,11 @@ def normalize_instance(
     for meta, item in raw.items():
         if meta in ("type", key) or meta in SYSTEM:
             continue  # system attributes are set by the platform only (4.8)
+        if item == NGSI_LD_NULL:
+            raise BadRequestData(
+                f"attribute {name!r}: {meta} is the NGSI-LD Null, which only deletes in "
+                "update, partial update and merge fragments (CIM 009 5.2.1)"
+            )
         if meta == "observedAt":
             out[meta] = _observed_at(item, name)
         elif meta == "unitCode":

@@ -63,6 +63,8 @@ def create_app(
         summary="An NGSI-LD (ETSI GS CIM 009) context broker subset",
         version="0.1.0",
         lifespan=lifespan,
+        # No 307 from /entities/ to /entities: an empty path segment is a bad request (below).
+        redirect_slashes=False,
     )
     app.state.broker = ContextBroker(storage)
     app.state.resolver = ContextResolver(allow_remote=allow_remote_contexts, directory=context_dir)
@@ -100,6 +102,15 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        path = request.url.path
+        # An empty id or name segment (/entities/, /entities/{id}/attrs/): the request lacks
+        # a mandatory identifier, 400 BadRequestData (ETSI suite 056_02_02 and alike).
+        if (
+            exc.status_code in (404, 405)
+            and path.startswith(API_PREFIX + "/")
+            and "" in path[len(API_PREFIX) + 1 :].split("/")
+        ):
+            return problem_response(BadRequestData(f"empty path segment in {path!r}"))
         if exc.status_code == 404:
             error: PlatformError = ResourceNotFound(f"no resource at {request.url.path}")
         elif exc.status_code == 405:

@@ -87,8 +87,13 @@ def choose_response_type(accept: str | None, *, geo: bool = False) -> str:
     return best
 
 
-async def read_body(request: Request, *, patch: bool = False) -> tuple[Any, Any]:
-    """The parsed JSON body and the @context it names (Link header or inline)."""
+async def read_body(
+    request: Request, *, patch: bool = False, context_required: bool = True
+) -> tuple[Any, Any]:
+    """The parsed JSON body and the @context it names (Link header or inline).
+
+    ``context_required=False``: a body with no term to expand (the array of entity ids of a
+    batch delete, CIM 009 5.6.10 / 6.17.3.1) may come as application/ld+json without one."""
     raw_type = request.headers.get("content-type", "")
     media = raw_type.split(";")[0].strip().lower()
     allowed = (JSON, JSON_LD, MERGE_PATCH) if patch else (JSON, JSON_LD)
@@ -105,7 +110,7 @@ async def read_body(request: Request, *, patch: bool = False) -> tuple[Any, Any]
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
     if media == JSON_LD:
         context = _inline_context(body)
-        if context is None:
+        if context is None and context_required:
             raise BadRequestData("an application/ld+json body must carry @context")
         return body, context
     if _has_inline_context(body):

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from city_platform import provision
 from city_platform.api.deps import Broker, Resolver, Tenant
 from city_platform.api.negotiation import read_body, render
 from city_platform.api.params import parse_options
@@ -68,8 +69,21 @@ async def update_batch(
     return _answer(result, created_status=False)
 
 
+@router.post("/merge", summary="Batch entity merge (5.6.20)")
+async def merge_batch(
+    request: Request, broker: Broker, resolver: Resolver, tenant: Tenant
+) -> Response:
+    """Merge Entity (5.6.17) for each entity of the array (6.31.3.1); 204, or 207 with a
+    BatchOperationResult when some fail."""
+    body, source = await read_body(request, patch=True)
+    ctx = await resolver.resolve(source)
+    result = await provision.batch_merge(broker, tenant, body, ctx)
+    return _answer(result, created_status=False)
+
+
 @router.post("/delete", summary="Batch entity delete (5.6.10)")
 async def delete_batch(request: Request, broker: Broker, tenant: Tenant) -> Response:
-    body, _ = await read_body(request)
+    # An array of ids has no term to expand: application/ld+json needs no @context here.
+    body, _ = await read_body(request, context_required=False)
     result = await broker.batch_delete(tenant, body)
     return _answer(result, created_status=False)

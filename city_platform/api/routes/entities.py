@@ -8,6 +8,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from city_platform import provision
 from city_platform.api.deps import Accept, Broker, LinkContext, Resolver, Tenant, link_source
 from city_platform.api.negotiation import read_body, render
 from city_platform.api.params import parse_bool, parse_options, parse_page
@@ -181,7 +182,9 @@ async def append_attrs(
     body, source = await read_body(request)
     ctx = await resolver.resolve(source)
     overwrite = "noOverwrite" not in opts.flags
-    updated, skipped = await broker.add_attrs(tenant, entity_id, body, ctx, overwrite=overwrite)
+    updated, skipped = await provision.change_entity(
+        broker, tenant, entity_id, body, ctx, mode="append", overwrite=overwrite
+    )
     if skipped:
         result = _update_result(ctx, updated, skipped, "attribute exists and noOverwrite was given")
         return render(result, media="application/json", context=source, status=207)
@@ -194,7 +197,10 @@ async def update_attrs(
 ) -> Response:
     body, source = await read_body(request, patch=True)
     ctx = await resolver.resolve(source)
-    updated, skipped = await broker.add_attrs(tenant, entity_id, body, ctx, only_existing=True)
+    # 5.6.2 with the NGSI-LD Null (an attribute of Null value deletes it) and scope (4.18).
+    updated, skipped = await provision.change_entity(
+        broker, tenant, entity_id, body, ctx, mode="update"
+    )
     if skipped:
         result = _update_result(ctx, updated, skipped, "attribute does not exist")
         return render(result, media="application/json", context=source, status=207)
@@ -209,7 +215,17 @@ async def patch_attr(
 ) -> Response:
     body, source = await read_body(request, patch=True)
     ctx = await resolver.resolve(source)
-    await broker.patch_attr(tenant, entity_id, attr, body, ctx)
+    await provision.patch_attribute(broker, tenant, entity_id, attr, body, ctx)
+    return Response(status_code=204)
+
+
+@router.put("/{entity_id}/attrs/{attr}", status_code=204, summary="Replace attribute (5.6.19)")
+async def replace_attr(
+    request: Request, entity_id: str, attr: str, broker: Broker, resolver: Resolver, tenant: Tenant
+) -> Response:
+    body, source = await read_body(request)
+    ctx = await resolver.resolve(source)
+    await provision.replace_attribute(broker, tenant, entity_id, attr, body, ctx)
     return Response(status_code=204)
 
 
@@ -238,16 +254,11 @@ async def delete_attr(
 async def merge_entity(
     request: Request, entity_id: str, broker: Broker, resolver: Resolver, tenant: Tenant
 ) -> Response:
+    """5.6.17: the fragment is merged into the entity (city_platform.provision: the NGSI-LD
+    Null deletes, the types named are added, a scope replaces the entity's)."""
     body, source = await read_body(request, patch=True)
-    if isinstance(body, dict) and body.get("id", entity_id) != entity_id:
-        raise BadRequestData("the id in the body differs from the id in the URL")
     ctx = await resolver.resolve(source)
-    fragment = (
-        {k: v for k, v in body.items() if k not in ("id", "type")}
-        if isinstance(body, dict)
-        else body
-    )
-    await broker.add_attrs(tenant, entity_id, fragment, ctx)
+    await provision.change_entity(broker, tenant, entity_id, body, ctx, mode="merge")
     return Response(status_code=204)
 
 

@@ -1,0 +1,329 @@
+"""Provision (CIM 009 V1.8.1 5.6): merge, update and partial update with the NGSI-LD Null,
+replace attribute, batch merge, purge, scope and types in fragments, empty path segments and
+batch delete in JSON-LD, on a real platform."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+ERR = "https://uri.etsi.org/ngsi-ld/errors/"
+NULL = "urn:ngsi-ld:null"
+CORE = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
+EID = "urn:ngsi-ld:Building:b1"
+
+
+def problem(r: httpx.Response, status: int, kind: str) -> None:
+    assert r.status_code == status, r.text
+    assert r.json()["type"] == ERR + kind, r.text
+
+
+def building(**extra: Any) -> dict[str, Any]:
+    return {
+        "id": EID,
+        "type": "Building",
+        "name": {"type": "Property", "value": "Eiffel Tower"},
+        "airQualityLevel": {
+            "type": "Property",
+            "value": 4,
+            "unitCode": "C62",
+            "observedAt": "2020-09-09T16:40:00.000Z",
+        },
+        "owner": {"type": "Relationship", "object": "urn:ngsi-ld:Person:p1"},
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [2.29, 48.86]}},
+        "street": {"type": "LanguageProperty", "languageMap": {"fr": "Quai Branly", "@none": "QB"}},
+        "meta": {"type": "Property", "value": {"a": 1, "b": {"c": 2, "d": 3}}},
+        **extra,
+    }  # fmt: skip
+
+
+@pytest.fixture
+def b1(client: httpx.Client) -> httpx.Client:
+    r = client.post("/entities", json=building())
+    assert r.status_code == 201, r.text
+    return client
+
+
+def get(client: httpx.Client, eid: str = EID, **params: str) -> dict[str, Any]:
+    r = client.get(f"/entities/{eid}", params=params)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+# -- Merge Entity (5.6.17) --------------------------------------------------------------------
+
+
+def test_merge_keeps_unnamed_members_and_replaces_named(b1: httpx.Client) -> None:
+    """5.6.17 (ETSI 056_01_04): a merged Property keeps the unitCode the fragment does not
+    name and takes the value and observedAt it names."""
+    frag = {"airQualityLevel": {"type": "Property", "value": 1,
+                                "observedAt": "2024-01-01T00:00:00.000Z"}}  # fmt: skip
+    r = b1.patch(f"/entities/{EID}", json=frag)
+    assert r.status_code == 204, r.text
+    assert r.content == b""
+    got = get(b1)["airQualityLevel"]
+    assert got == {"type": "Property", "value": 1, "unitCode": "C62",
+                   "observedAt": "2024-01-01T00:00:00.000Z"}  # fmt: skip
+    assert get(b1)["name"]["value"] == "Eiffel Tower"
+
+
+def test_merge_appends_new_attributes_and_adds_types(b1: httpx.Client) -> None:
+    frag = {"type": "Tower", "height": {"type": "Property", "value": 330}}
+    assert b1.patch(f"/entities/{EID}", json=frag).status_code == 204
+    got = get(b1)
+    assert got["height"]["value"] == 330
+    assert sorted(got["type"]) == ["Building", "Tower"]
+
+
+@pytest.mark.parametrize(
+    ("attr", "fragment"),
+    [
+        ("name", {"type": "Property", "value": NULL}),
+        ("owner", {"type": "Relationship", "object": NULL}),
+        ("location", {"type": "GeoProperty", "value": NULL}),
+        ("street", {"type": "LanguageProperty", "languageMap": {"@none": NULL}}),
+        ("name", NULL),
+    ],
+)
+def test_merge_null_deletes_the_attribute(b1: httpx.Client, attr: str, fragment: Any) -> None:
+    """5.6.17 with 5.2.1 (ETSI 056_03): a Null value deletes the Attribute."""
+    assert b1.patch(f"/entities/{EID}", json={attr: fragment}).status_code == 204
+    got = get(b1)
+    assert attr not in got
+    assert "airQualityLevel" in got
+
+
+def test_merge_null_deletes_the_instance_of_its_dataset(client: httpx.Client) -> None:
+    """5.6.17 (ETSI 056_04/056_05): a Null deletes only the instance of its datasetId."""
+    doc = {"id": EID, "type": "Building", "name": [
+        {"type": "Property", "value": "default"},
+        {"type": "Property", "value": "d1", "datasetId": "urn:ngsi-ld:Dataset:01"},
+    ]}  # fmt: skip
+    assert client.post("/entities", json=doc).status_code == 201
+    frag = {"name": {"type": "Property", "value": NULL, "datasetId": "urn:ngsi-ld:Dataset:01"}}
+    assert client.patch(f"/entities/{EID}", json=frag).status_code == 204
+    assert get(client)["name"] == {"type": "Property", "value": "default"}
+    assert client.post("/entities/" + EID + "/attrs", json={"name": [
+        {"type": "Property", "value": "d2", "datasetId": "urn:ngsi-ld:Dataset:02"}]}
+    ).status_code == 204  # fmt: skip
+    assert client.patch(f"/entities/{EID}", json={"name": {"type": "Property", "value": NULL}}
+                        ).status_code == 204  # fmt: skip
+    assert get(client)["name"]["datasetId"] == "urn:ngsi-ld:Dataset:02"
+
+
+def test_merge_null_sub_attribute_metadata_and_json_key(b1: httpx.Client) -> None:
+    """A Null sub-attribute or unitCode deletes that member; a Null key of a JSON object
+    value deletes that key, the other keys merge (RFC 7396, 5.5.4)."""
+    frag = {
+        "airQualityLevel": {
+            "type": "Property",  # without it (and without value) this is a concise JSON value
+            "unitCode": NULL,
+            "accuracy": {"type": "Property", "value": 0.5},
+        },
+        "meta": {"type": "Property", "value": {"a": NULL, "b": {"d": NULL, "e": 4}}},
+    }
+    assert b1.patch(f"/entities/{EID}", json=frag).status_code == 204
+    got = get(b1)
+    assert got["airQualityLevel"] == {"type": "Property", "value": 4,
+                                      "observedAt": "2020-09-09T16:40:00.000Z",
+                                      "accuracy": {"type": "Property", "value": 0.5}}  # fmt: skip
+    assert got["meta"]["value"] == {"b": {"c": 2, "e": 4}}
+    frag = {"airQualityLevel": {"type": "Property", "accuracy": {"type": "Property", "value": NULL}}}
+    assert b1.patch(f"/entities/{EID}", json=frag).status_code == 204
+    assert "accuracy" not in get(b1)["airQualityLevel"]
+
+
+def test_merge_scope_replaced_and_null_removes_it(client: httpx.Client) -> None:
+    """4.18 with 5.6.17: a scope in the fragment replaces the entity's; a Null removes it."""
+    assert client.post("/entities", json=building(scope="/Paris")).status_code == 201
+    assert client.patch(f"/entities/{EID}", json={"scope": ["/France", "/Tour"]}).status_code == 204
+    assert get(client)["scope"] == ["/France", "/Tour"]
+    assert client.patch(f"/entities/{EID}", json={"scope": NULL}).status_code == 204
+    assert "scope" not in get(client)
+
+
+def test_merge_errors(b1: httpx.Client) -> None:
+    """5.6.17.4 (ETSI 056_02): invalid id 400, missing id 400, unknown entity 404; a body
+    id other than the URL's 400; a Null datasetId 400."""
+    frag = {"name": {"type": "Property", "value": "x"}}
+    problem(b1.patch("/entities/invalidUri", json=frag), 400, "BadRequestData")
+    problem(b1.patch("/entities/", json=frag), 400, "BadRequestData")
+    problem(b1.patch("/entities/urn:ngsi-ld:Building:none", json=frag), 404, "ResourceNotFound")
+    problem(b1.patch(f"/entities/{EID}", json={**frag, "id": "urn:x:y"}), 400, "BadRequestData")
+    bad = {"name": {"type": "Property", "value": "x", "datasetId": NULL}}
+    problem(b1.patch(f"/entities/{EID}", json=bad), 400, "BadRequestData")
+    problem(b1.patch(f"/entities/{EID}", json=[frag]), 400, "BadRequestData")
+
+
+def test_merge_in_json_ld_with_context(b1: httpx.Client) -> None:
+    """A merge fragment in application/ld+json expands its terms with its own @context."""
+    frag = {"@context": [{"nick": "https://example.org/nick"}, CORE],
+            "nick": {"type": "Property", "value": "Dame de fer"}}  # fmt: skip
+    r = b1.patch(f"/entities/{EID}", content=__import__("json").dumps(frag),
+                 headers={"Content-Type": "application/ld+json"})  # fmt: skip
+    assert r.status_code == 204, r.text
+    assert get(b1)["https://example.org/nick"]["value"] == "Dame de fer"
+
+
+# -- Update Entity Attributes (5.6.2), Append (5.6.3), Partial Attribute Update (5.6.4) ---------
+
+
+def test_update_attributes_null_deletes_and_scope_replaces(client: httpx.Client) -> None:
+    assert client.post("/entities", json=building(scope="/Paris")).status_code == 201
+    frag = {"name": {"type": "Property", "value": NULL}, "scope": "/Lyon",
+            "airQualityLevel": {"type": "Property", "value": 2}}  # fmt: skip
+    assert client.patch(f"/entities/{EID}/attrs", json=frag).status_code == 204
+    got = get(client)
+    assert "name" not in got
+    assert got["scope"] == "/Lyon"
+    assert got["airQualityLevel"] == {"type": "Property", "value": 2}  # update replaces
+    r = client.patch(f"/entities/{EID}/attrs", json={"nope": {"type": "Property", "value": NULL}})
+    assert r.status_code == 207, r.text
+    assert r.json()["notUpdated"][0]["attributeName"] == "nope"
+
+
+def test_append_adds_scopes_and_refuses_null(client: httpx.Client) -> None:
+    assert client.post("/entities", json=building(scope="/Paris")).status_code == 201
+    assert client.post(f"/entities/{EID}/attrs", json={"scope": "/Tour"}).status_code == 204
+    assert get(client)["scope"] == ["/Paris", "/Tour"]
+    bad = {"name": {"type": "Property", "value": NULL}}
+    problem(client.post(f"/entities/{EID}/attrs", json=bad), 400, "BadRequestData")
+
+
+def test_partial_attribute_update_null(b1: httpx.Client) -> None:
+    """5.6.4: the fragment merges into the instance; a Null member is deleted; a Null
+    value deletes the attribute."""
+    url = f"/entities/{EID}/attrs/airQualityLevel"
+    assert b1.patch(url, json={"value": 7, "unitCode": NULL}).status_code == 204
+    assert get(b1)["airQualityLevel"] == {"type": "Property", "value": 7,
+                                          "observedAt": "2020-09-09T16:40:00.000Z"}  # fmt: skip
+    assert b1.patch(url, json={"type": "Property", "value": NULL}).status_code == 204
+    assert "airQualityLevel" not in get(b1)
+    problem(b1.patch(url, json={"value": 1}), 404, "ResourceNotFound")
+
+
+def test_create_and_replace_refuse_the_null(client: httpx.Client) -> None:
+    """5.2.1: anywhere but in update and merge fragments the NGSI-LD Null is BadRequestData;
+    a Null scope cannot be created (4.18)."""
+    for doc in (
+        building(name={"type": "Property", "value": NULL}),
+        building(name=NULL),
+        building(meta={"type": "Property", "value": {"a": NULL}}),
+        building(owner={"type": "Relationship", "object": NULL}),
+        building(scope=NULL),
+    ):
+        problem(client.post("/entities", json=doc), 400, "BadRequestData")
+    assert client.post("/entities", json=building()).status_code == 201
+    problem(client.put(f"/entities/{EID}", json=building(name=NULL)), 400, "BadRequestData")
+
+
+# -- Replace Attribute (5.6.19) ---------------------------------------------------------------
+
+
+def test_replace_attribute(b1: httpx.Client) -> None:
+    """5.6.19 (ETSI 055_01): the attribute is replaced as a whole, its createdAt kept; a new
+    attribute type is taken."""
+    before = get(b1, options="sysAttrs")["airQualityLevel"]["createdAt"]
+    url = f"/entities/{EID}/attrs/airQualityLevel"
+    assert b1.put(url, json={"type": "Property", "value": 9}).status_code == 204
+    got = get(b1, options="sysAttrs")["airQualityLevel"]
+    assert got["value"] == 9
+    assert "unitCode" not in got
+    assert got["createdAt"] == before
+    url = f"/entities/{EID}/attrs/owner"
+    assert b1.put(url, json={"type": "Property", "value": "city"}).status_code == 204
+    assert get(b1)["owner"] == {"type": "Property", "value": "city"}
+
+
+def test_replace_attribute_errors(b1: httpx.Client) -> None:
+    """ETSI 055_03: invalid entity id 400, unknown entity 404, invalid attribute name 400,
+    unknown attribute 404, scope 400; a Null value 400."""
+    body = {"type": "Property", "value": True}
+    problem(b1.put("/entities/invalidUri/attrs/name", json=body), 400, "BadRequestData")
+    problem(b1.put("/entities/urn:ngsi-ld:B:none/attrs/name", json=body), 404, "ResourceNotFound")
+    problem(b1.put(f"/entities/{EID}/attrs/@invalid", json=body), 400, "BadRequestData")
+    problem(b1.put(f"/entities/{EID}/attrs/brandName", json=body), 404, "ResourceNotFound")
+    problem(b1.put(f"/entities/{EID}/attrs/scope", json=body), 400, "BadRequestData")
+    problem(b1.put(f"/entities/{EID}/attrs/", json=body), 400, "BadRequestData")
+    null = {"type": "Property", "value": NULL}
+    problem(b1.put(f"/entities/{EID}/attrs/name", json=null), 400, "BadRequestData")
+
+
+def test_replace_attribute_of_a_dataset(client: httpx.Client) -> None:
+    doc = {"id": EID, "type": "Building", "speed": [
+        {"type": "Property", "value": 1},
+        {"type": "Property", "value": 2, "datasetId": "urn:ngsi-ld:Dataset:x"},
+    ]}  # fmt: skip
+    assert client.post("/entities", json=doc).status_code == 201
+    body = {"type": "Property", "value": 20, "datasetId": "urn:ngsi-ld:Dataset:x"}
+    assert client.put(f"/entities/{EID}/attrs/speed", json=body).status_code == 204
+    speeds = {s.get("datasetId"): s["value"] for s in get(client)["speed"]}
+    assert speeds == {None: 1, "urn:ngsi-ld:Dataset:x": 20}
+
+
+# -- Batch Entity Merge (5.6.20) and batch delete ----------------------------------------------
+
+
+def test_batch_merge(client: httpx.Client) -> None:
+    """5.6.20 (ETSI 057_01/057_02): each entity merged, 204; a missing one makes a 207 with
+    it among the errors, the others merged."""
+    ids = [f"urn:ngsi-ld:Building:m{n}" for n in (1, 2)]
+    for eid in ids:
+        assert client.post("/entities", json={**building(), "id": eid}).status_code == 201
+    frag = {"type": "Building", "airQualityLevel": {"type": "Property", "value": 1}}
+    r = client.post("/entityOperations/merge", json=[{"id": i, **frag} for i in ids])
+    assert r.status_code == 204, r.text
+    for eid in ids:
+        assert get(client, eid)["airQualityLevel"]["unitCode"] == "C62"
+        assert get(client, eid)["airQualityLevel"]["value"] == 1
+    missing = "urn:ngsi-ld:Building:none"
+    docs = [{"id": ids[0], "name": {"type": "Property", "value": NULL}}, {"id": missing, **frag}]
+    r = client.post("/entityOperations/merge", json=docs)
+    assert r.status_code == 207, r.text
+    assert r.json()["success"] == [ids[0]]
+    assert r.json()["errors"][0]["entityId"] == missing
+    assert r.json()["errors"][0]["error"]["type"] == ERR + "ResourceNotFound"
+    assert "name" not in get(client, ids[0])
+
+
+def test_batch_merge_invalid_requests(client: httpx.Client) -> None:
+    """ETSI 057_03: invalid JSON 400 InvalidRequest; an invalid entity 207 BadRequestData."""
+    r = client.post("/entityOperations/merge", content=b"[{",
+                    headers={"Content-Type": "application/json"})  # fmt: skip
+    problem(r, 400, "InvalidRequest")
+    r = client.post("/entityOperations/merge", json=[{"id": "not a uri", "type": "Building"}])
+    assert r.status_code == 207, r.text
+    assert r.json()["errors"][0]["error"]["type"] == ERR + "BadRequestData"
+    problem(client.post("/entityOperations/merge", json={"id": EID}), 400, "BadRequestData")
+
+
+def test_batch_delete_takes_json_ld(b1: httpx.Client) -> None:
+    """5.6.10: the array of ids may come as application/ld+json (no @context to carry)."""
+    r = b1.post("/entityOperations/delete", content=f'["{EID}"]'.encode(),
+                headers={"Content-Type": "application/ld+json"})  # fmt: skip
+    assert r.status_code == 204, r.text
+    problem(b1.get(f"/entities/{EID}"), 404, "ResourceNotFound")
+
+
+# -- empty path segments -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/entities/"),
+        ("DELETE", "/entities/"),
+        ("PUT", "/entities/"),
+        ("PATCH", f"/entities/{EID}/attrs/"),
+        ("DELETE", f"/entities/{EID}/attrs/"),
+        ("DELETE", "/entities//attrs/name"),
+        ("GET", "/temporal/entities/"),
+        ("DELETE", f"/temporal/entities/{EID}/attrs/"),
+    ],
+)
+def test_empty_path_segment_is_bad_request(b1: httpx.Client, method: str, path: str) -> None:
+    r = b1.request(method, path, json={"type": "Property", "value": 1})
+    problem(r, 400, "BadRequestData")
