@@ -150,7 +150,7 @@ def _apply(doc: dict[str, Any], out: dict[str, Any], ctx: Context) -> None:
         if not isinstance(trig, list) or not trig or not set(trig) <= TRIGGERS:
             raise BadRequestData(f"notificationTrigger must be a list of {sorted(TRIGGERS)}")
         out["notificationTrigger"] = list(trig)
-    for key in ("subscriptionName", "description", "q"):
+    for key in ("subscriptionName", "description", "q", "scopeQ"):  # scopeQ: 4.19
         if key in doc:
             if not isinstance(doc[key], str):
                 raise BadRequestData(f"{key} must be a string")
@@ -192,9 +192,9 @@ def _apply(doc: dict[str, Any], out: dict[str, Any], ctx: Context) -> None:
 
 
 def search_for(stored: dict[str, Any], ctx: Context) -> EntitySearch | None:
-    """The q / geoQ filter of a subscription (None when it has neither)."""
+    """The q / geoQ / scopeQ filter of a subscription (None when it has none)."""
     geo = stored.get("geoQ") or {}
-    if "q" not in stored and not geo:
+    if "q" not in stored and not geo and "scopeQ" not in stored:
         return None
     coords = geo.get("coordinates")
     return EntitySearch.build(
@@ -204,6 +204,7 @@ def search_for(stored: dict[str, Any], ctx: Context) -> EntitySearch | None:
         geometry=geo.get("geometry"),
         coordinates=coords if coords is None or isinstance(coords, str | list) else str(coords),
         geoproperty=geo.get("geoproperty"),
+        scope_q=stored.get("scopeQ"),
     )
 
 
@@ -270,6 +271,7 @@ def render_subscription(
         "notificationTrigger",
         "q",
         "geoQ",
+        "scopeQ",
         "expiresAt",
         "throttling",
         "timeInterval",

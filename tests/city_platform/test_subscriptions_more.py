@@ -449,3 +449,17 @@ def test_delivery_status_members(client: httpx.Client, receiver: Receiver) -> No
     assert note["timesSent"] == 1
     assert note["status"] == "ok"
     assert {"lastNotification", "lastSuccess"} <= set(note)
+
+
+def test_scope_q_selects_the_notified_entities(client: httpx.Client, receiver: Receiver) -> None:
+    """scopeQ (4.19) on a subscription: only entities in the scope are notified; a bad
+    scopeQ is 400."""
+    sub_id = subscribe(client, sub(receiver.url, scopeQ="/Madrid/#"))
+    assert client.get(f"/subscriptions/{sub_id}").json()["scopeQ"] == "/Madrid/#"
+    client.post("/entities", json=room(1, scope="/Paris"))
+    client.post("/entities", json=room(2, scope="/Madrid/Centro"))
+    got = receiver.wait_for(1)
+    quiet(receiver, 1, wait=0.3)
+    assert [e["id"] for e in got] == ["urn:ngsi-ld:Room:2"]
+    r = client.post("/subscriptions", json=sub(receiver.url, scopeQ="Madrid"))
+    assert 400 <= r.status_code < 500, r.text
