@@ -54,6 +54,9 @@ REFERENCE_PICS: dict[str, bool] = {
     "ngsild.type-expressions": True,
     "ngsild.scope": True,
     "ngsild.dataset-id-param": True,
+    "ngsild.periodic-subscriptions": True,  # issue 16 subscriptions
+    "ngsild.triggers": True,
+    "ngsild.show-changes": True,
     "ngsild.context-api": True,  # issue 16 contexts
     "ngsild.user-context-precedence": True,
     "gateway.vendor-json": True,
