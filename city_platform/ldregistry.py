@@ -164,8 +164,11 @@ class ContextRegistry:
             entry.document = document
             return entry
         if len(self._by_url) >= MAX_ENTRIES:
-            oldest = next(iter(self._by_url.values()))
-            self.drop(oldest)
+            # The oldest fetched copy goes; entries noted with ``extra`` (the shipped core
+            # @context) are never dropped to make room.
+            oldest = next((e for e in self._by_url.values() if e.extra_info is None), None)
+            if oldest is not None:
+                self.drop(oldest)
         entry = ContextEntry(
             local_id=uuid.uuid4().hex, kind="Cached", document=document, url=url, extra_info=extra
         )

@@ -340,7 +340,7 @@ async def test_protected_core_term_cannot_be_redefined() -> None:
 def test_subscription_inline_context_is_implicitly_created_and_durable(tmp_path: Path) -> None:
     """5.13.1: a subscription made with an inline @context keeps it as an ImplicitlyCreated
     entry (the URL its notifications name in their Link header); stored, it is still served
-    after a restart."""
+    after a restart, as a Hosted one is."""
     proc = PlatformProcess(db=str(tmp_path / "city.db"))
     proc.start()
     headers = {"NGSILD-Tenant": "t" + uuid.uuid4().hex[:10]}
@@ -358,10 +358,17 @@ def test_subscription_inline_context_is_implicitly_created_and_durable(tmp_path:
         url = f"{proc.api}/jsonldContexts"
         implicit = httpx.get(url, params={"kind": "ImplicitlyCreated"}, headers=headers).json()
         assert len(implicit) == 1, implicit
+        hosted = {"@context": {"kept": "https://example.org/kept"}}
+        r = httpx.post(url, json=hosted, headers=headers)
+        assert r.status_code == 201, r.text
+        location = r.headers["Location"]
         proc.stop()
         proc.start()
         again = httpx.get(url, params={"kind": "ImplicitlyCreated"}, headers=headers).json()
         assert again == implicit
+        kept = httpx.get(proc.base + location, headers=headers)  # Hosted ones are stored too
+        assert kept.status_code == 200, kept.text
+        assert kept.json() == hosted
         served = httpx.get(implicit[0], headers=headers)
         assert served.status_code == 200, served.text
         assert "https://example.org/flow" in served.text
@@ -423,3 +430,17 @@ def test_failed_reload_keeps_the_cached_context(client: httpx.Client, remote: st
     )
     assert client.delete("/jsonldContexts/" + url).status_code == 204
     problem(client.get("/jsonldContexts/" + url), 404, "ResourceNotFound")
+
+
+def test_cached_entries_are_bounded_and_the_core_stays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most MAX_ENTRIES Cached copies are kept: the oldest fetched one makes room, the
+    shipped core @context never does."""
+    from city_platform import ldregistry  # noqa: PLC0415
+    from city_platform.ldcontext import ContextResolver  # noqa: PLC0415
+
+    monkeypatch.setattr(ldregistry, "MAX_ENTRIES", 3)
+    registry = ContextResolver(allow_remote=False).registry
+    for n in range(5):
+        registry.note_cached(f"https://example.org/{n}.jsonld", {"@context": {}})
+    cached = [e.url for e in registry.visible("t", "Cached")]
+    assert cached == [CORE, "https://example.org/3.jsonld", "https://example.org/4.jsonld"]
