@@ -59,6 +59,9 @@ REFERENCE_PICS: dict[str, bool] = {
     "ngsild.show-changes": True,
     "ngsild.context-api": True,  # issue 16 contexts
     "ngsild.user-context-precedence": True,
+    "ngsild.csource-registrations": True,  # issue 16 csources
+    "ngsild.csource-subscriptions": True,
+    "ngsild.forwarding": True,
     "gateway.vendor-json": True,
     "gateway.coap-push": True,
     "ipv6.only": True,

@@ -17,7 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from city_platform import entities as ent
-from city_platform.errors import AlreadyExists, PlatformError, ResourceNotFound
+from city_platform.errors import (
+    AlreadyExists,
+    OperationNotSupported,
+    PlatformError,
+    ResourceNotFound,
+)
 from city_platform.ldcontext import Context, ContextResolver
 from city_platform.registrations.model import (
     Selection,
@@ -52,6 +57,11 @@ class _CSub:
     search: EntitySearch | None
     # Notifications of one subscription leave in the order of the changes (FIFO lock).
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def _not_periodic(doc: object) -> None:
+    if isinstance(doc, dict) and "timeInterval" in doc:
+        raise OperationNotSupported("periodic csource subscriptions (timeInterval, 5.11.7)")
 
 
 class RegistrationManager:
@@ -161,6 +171,7 @@ class RegistrationManager:
     async def create_subscription(
         self, tenant: str, doc: object, ctx: Context, context_source: Any
     ) -> str:
+        _not_periodic(doc)
         stored = new_subscription(doc, ctx, context_source=context_source, now=ent.now_iso())
         key = (tenant, stored["id"])
         if key in self._subs:
@@ -196,6 +207,7 @@ class RegistrationManager:
         self, tenant: str, sub_id: str, fragment: object, ctx: Context
     ) -> None:
         live = self._sub(tenant, sub_id)
+        _not_periodic(fragment)
         stored = update_subscription(live.stored, fragment, ctx, now=ent.now_iso())
         await self.storage.put_csource_doc(SUBSCRIPTION, tenant, sub_id, stored)
         self._subs[(tenant, sub_id)] = await self._live(stored)

@@ -243,6 +243,8 @@ def test_csource_subscription_crud(client: httpx.Client) -> None:
     assert r.headers["Location"] == f"/ngsi-ld/v1{SUBS}/{sub['id']}"
     problem(client.post(SUBS, json=sub), 409, "AlreadyExists")
     problem(client.post(SUBS, json={"type": "Subscription"}), 400, "BadRequestData")
+    periodic = {**sub, "id": "urn:ngsi-ld:Subscription:p1", "timeInterval": 10}
+    problem(client.post(SUBS, json=periodic), 422, "OperationNotSupported")
     got = client.get(f"{SUBS}/{sub['id']}").json()
     assert got["entities"] == [{"type": kind}]
     assert [s["id"] for s in client.get(SUBS).json()] == [sub["id"]]
