@@ -87,7 +87,11 @@ DEFAULT_GEO_ATTRS = frozenset({"location", "observationSpace", "operationSpace"}
 
 # CIM 009 4.6.2: these characters may not appear in names; ids must be URIs (RFC 3986).
 _FORBIDDEN = re.compile(r"[<>\"'=;()\s\\]")
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]+$")
+# RFC 3986 3.1 scheme ":" then only unreserved, reserved and percent-encoded octets (2.1-2.3):
+# no NUL or other control character, no space, no non-ASCII (an IRI must be percent-encoded).
+_URI = re.compile(
+    r"^[A-Za-z][A-Za-z0-9+.\-]*:(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})+$"
+)
 
 
 def now_iso() -> str:
@@ -142,8 +146,23 @@ def _is_name(name: str) -> bool:
 
 def check_uri(value: object, what: str) -> str:
     if not isinstance(value, str) or not _is_uri(value):
-        raise BadRequestData(f"{what} must be a URI, got {value!r}")
+        raise BadRequestData(f"{what} must be a URI (RFC 3986), got {value!r}")
     return value
+
+
+def check_entity_id(value: object) -> str:
+    """The id of an entity being created (CIM 009 4.5.1, 5.6.1, 5.6.7, 5.6.8: a URI).
+
+    Also refused: '/', legal in a URI, but the id must be one path segment of
+    ``/ngsi-ld/v1/entities/{entityId}`` (6.5.3, 6.6.3) and a %2F there reaches the router
+    decoded, so such an entity could be created and then never retrieved, updated or deleted."""
+    entity_id = check_uri(value, "entity id")
+    if "/" in entity_id:
+        raise BadRequestData(
+            f"entity id must not contain '/': it could not be addressed as "
+            f"/entities/{{entityId}}; got {entity_id!r}"
+        )
+    return entity_id
 
 
 def check_name(name: object, what: str) -> str:
@@ -343,7 +362,7 @@ def normalize_entity(doc: object, ctx: Context, *, now: str) -> Entity:
         raise BadRequestData("entity has no 'id'")
     if "type" not in doc:
         raise BadRequestData("entity has no 'type'")
-    entity_id = check_uri(doc["id"], "entity id")
+    entity_id = check_entity_id(doc["id"])
     entity: Entity = {
         "id": entity_id,
         "type": expand_types(doc["type"], ctx),

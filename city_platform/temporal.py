@@ -242,7 +242,7 @@ async def write_temporal(
     if entity_id is None:
         if "id" not in doc or "type" not in doc:
             raise BadRequestData("a temporal entity needs 'id' and 'type'")
-        entity_id = ent.check_uri(doc["id"], "entity id")
+        entity_id = ent.check_entity_id(doc["id"])
     history: dict[str, list[ent.Instance]] = {}
     for name, raw in doc.items():
         if name in ent.ENTITY_MEMBERS:

@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from city_platform.api.access import AccessLog
+from city_platform.api.guard import TargetGuard
 from city_platform.broker import ContextBroker
 from city_platform.errors import (
     BadRequestData,
@@ -63,6 +64,8 @@ def create_app(
         summary="An NGSI-LD (ETSI GS CIM 009) context broker subset",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # /docs is served from shipped assets: routes/docs.py
+        redoc_url=None,
         # No 307 from /entities/ to /entities: an empty path segment is a bad request (below).
         redirect_slashes=False,
     )
@@ -74,6 +77,9 @@ def create_app(
 
     app.include_router(query_ops.router, prefix=API_PREFIX)
     app.include_router(meta.router)
+    from city_platform.api.routes import docs  # noqa: PLC0415  # offline Swagger UI
+
+    app.include_router(docs.router)
     from city_platform.api.routes import contexts  # noqa: PLC0415  # the @context API, 5.13
 
     app.include_router(contexts.router, prefix=API_PREFIX)
@@ -129,5 +135,6 @@ def create_app(
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return problem_response(PlatformError("internal error; see the platform log"))
 
+    app.add_middleware(TargetGuard)  # NUL, non-UTF-8, oversized query strings: 400 (guard.py)
     app.add_middleware(AccessLog)
     return app

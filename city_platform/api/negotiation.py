@@ -18,11 +18,11 @@ from fastapi.responses import Response
 
 from city_platform.errors import (
     BadRequestData,
-    InvalidRequest,
     NotAcceptable,
     UnsupportedMediaType,
 )
 from city_platform.ldcontext import CORE_CONTEXT_URL
+from city_platform.limits import loads_json
 
 JSON = "application/json"
 JSON_LD = "application/ld+json"
@@ -104,10 +104,7 @@ async def read_body(
     raw = await request.body()
     if len(raw) > MAX_BODY:
         raise BadRequestData(f"request body larger than {MAX_BODY} bytes")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+    body = loads_json(raw, "request body")  # within the nesting limit, city_platform/limits.py
     if media == JSON_LD:
         context = _inline_context(body)
         if context is None and context_required:

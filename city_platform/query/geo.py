@@ -21,6 +21,7 @@ from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 from city_platform.errors import BadRequestData
+from city_platform.limits import check_depth
 
 Georel = Literal["near", "within", "contains", "intersects", "disjoint", "equals", "overlaps"]
 GEORELS: frozenset[str] = frozenset(
@@ -227,10 +228,11 @@ def parse_geoquery(
     if isinstance(coordinates, str):
         try:
             coords = json.loads(coordinates)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: [[[... thousands deep
             raise BadRequestData(
-                f"coordinates: not a JSON array of positions: {coordinates!r}"
+                f"coordinates: not a JSON array of positions: {coordinates[:200]!r}"
             ) from None
+        check_depth(coords, "coordinates")  # the nesting limit, city_platform/limits.py
     _check_coordinates(geometry, coords, f"coordinates ({geometry})")
     reference = to_shape({"type": geometry, "coordinates": coords})
     centroid = reference.centroid

@@ -34,6 +34,7 @@ from city_platform.ldcontext import (
     is_core_url,
 )
 from city_platform.ldregistry import KINDS, ContextEntry, Kind
+from city_platform.limits import check_depth
 from city_platform.storage.base import Storage
 
 router = APIRouter(tags=["@context"])
@@ -119,6 +120,7 @@ async def post_jsonld_contexts(request: Request, resolver: Resolver, tenant: Ten
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+    check_depth(document, "the @context document")  # the nesting limit, city_platform/limits.py
     if not isinstance(document, dict) or "@context" not in document:
         raise InvalidRequest("the body must be a JSON object with an '@context' member")
     context = document["@context"]
