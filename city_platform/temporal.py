@@ -11,6 +11,7 @@ temporal payloads (arrays of instances) back.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from city_platform import entities as ent
 from city_platform.broker import Change, ContextBroker, history_rows
 from city_platform.errors import BadRequestData, ResourceNotFound
 from city_platform.ldcontext import Context
+from city_platform.search import EntitySearch
 from city_platform.storage.base import HistoryQuery, HistoryRow
 from city_platform.temporal_aggr import Aggregation, Window, aggregate_attribute, key_time, show
 
@@ -299,6 +301,61 @@ async def history_for(
     if instance_limit is None:
         return by_entity, None
     return paginate(by_entity, time_filter, instance_limit)
+
+
+async def query_temporal(
+    broker: ContextBroker,
+    tenant: str,
+    search: EntitySearch,
+    time_filter: TimeFilter,
+    *,
+    limit: int,
+    offset: int,
+    count: bool,
+    instance_limit: int | None,
+) -> tuple[list[ent.Entity], dict[str, list[HistoryRow]], int | None, str | None]:
+    """Query Temporal Evolution of Entities (5.7.4): the page of matching entities, their rows,
+    the total when ``count``, and the ``Content-Range`` when instances were cut (6.3.10).
+
+    ``q`` is checked against the Attribute instances the temporal query selects (5.7.4.4),
+    not against the current entity: a term holds when one instance in the window satisfies
+    it.  The other filters (type, id, geo-query) apply to the entities as they are now.
+    """
+    attrs = search.where.attrs
+    if search.q is None:
+        found, total = await broker.storage.find_entities(
+            tenant,
+            search.where,
+            predicate=search.predicate(),
+            limit=limit,
+            offset=offset,
+            count=count,
+        )
+        rows, content_range = await history_for(
+            broker, tenant, found, time_filter, attrs, instance_limit=instance_limit
+        )
+        return found, rows, total, content_range
+    q = search.q
+    rest = dataclasses.replace(search, q=None)
+    candidates, _ = await broker.storage.find_entities(
+        tenant, search.where, predicate=rest.predicate()
+    )
+    history, _ = await history_for(broker, tenant, candidates, time_filter, None)
+    matching = []
+    for entity in candidates:
+        windowed: dict[str, list[ent.Instance]] = {}
+        for row in history[entity["id"]]:
+            windowed.setdefault(row.attr, []).append(row.instance)
+        if q.matches({**entity, "attrs": windowed}):
+            matching.append(entity)
+    found = matching[offset : offset + limit]
+    rows = {
+        e["id"]: [r for r in history[e["id"]] if attrs is None or r.attr in attrs] for e in found
+    }
+    content_range = None
+    if instance_limit is not None:
+        rows, content_range = paginate(rows, time_filter, instance_limit)
+    return found, rows, (len(matching) if count else None), content_range
 
 
 def paginate(

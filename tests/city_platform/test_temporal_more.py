@@ -372,3 +372,38 @@ def test_modified_at_time_property(client: httpx.Client) -> None:
         },
     )
     assert "speed" not in r.json()
+
+
+def test_q_is_checked_against_the_instances_in_the_window(client: httpx.Client) -> None:
+    """5.7.4.4: q holds when an instance selected by the temporal query satisfies it."""
+    fast, slow = "urn:ngsi-ld:Vehicle:fast", "urn:ngsi-ld:Vehicle:slow"
+    create(client, {"id": fast, "type": "Vehicle", "speed": [inst(30, 100), inst(90, 9000)]})
+    create(client, {"id": slow, "type": "Vehicle", "speed": [inst(10, 100), inst(80, 9000)]})
+    window = {"timerel": "between", "timeAt": at(0), "endTimeAt": at(1000)}
+
+    def ids(**params: str) -> list[str]:
+        r = client.get("/temporal/entities", params={"type": "Vehicle", **params})
+        assert r.status_code == 200, r.text
+        return [e["id"] for e in r.json()]
+
+    assert ids(q="speed>25", **window) == [fast]
+    assert ids(q="speed>85", **window) == []  # 90 was observed outside the window
+    assert ids(q="speed<20") == [slow]  # the whole history: its current speed is 80
+    assert ids(q="speed>75", lastN="1") == [fast, slow]
+    r = client.get(
+        "/temporal/entities",
+        params={"type": "Vehicle", "q": "speed>5", "limit": "1", "offset": "1", "count": "true"},
+    )
+    assert [e["id"] for e in r.json()] == [slow]
+    assert r.headers["NGSILD-Results-Count"] == "2"
+    r = post_query(client, window, limit="5")
+    assert len(r.json()) == 2
+    body = {
+        "type": "Query",
+        "entities": [{"type": "Vehicle"}],
+        "q": "speed<20",
+        "temporalQ": window,
+    }
+    r = client.post("/temporal/entityOperations/query", json=body)
+    assert [e["id"] for e in r.json()] == [slow]
+    assert observed(r.json()[0], "speed") == [at(100)]

@@ -110,20 +110,14 @@ async def query_temporal_entities(
         geoproperty=geoproperty,
     )
     await broker.check_tenant(tenant)
-    found, total = await broker.storage.find_entities(
+    found, rows, total, content_range = await tmp.query_temporal(
+        broker,
         tenant,
-        search.where,
-        predicate=search.predicate(),
+        search,
+        window,
         limit=lim,
         offset=off,
         count=parse_bool(count, "count"),
-    )
-    rows, content_range = await history_for(
-        broker,
-        tenant,
-        found,
-        window,
-        search.where.attrs,
         instance_limit=None if aggregation else tmp.INSTANCE_LIMIT,
     )
     body = [
