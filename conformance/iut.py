@@ -54,6 +54,9 @@ REFERENCE_PICS: dict[str, bool] = {
     "ngsild.type-expressions": True,
     "ngsild.scope": True,
     "ngsild.dataset-id-param": True,
+    "ngsild.temporal-pagination": True,  # issue 16 temporal
+    "ngsild.temporal-aggregation": True,
+    "ngsild.temporal-post-query": True,
     "ngsild.periodic-subscriptions": True,  # issue 16 subscriptions
     "ngsild.triggers": True,
     "ngsild.show-changes": True,
@@ -74,6 +77,9 @@ REFERENCE_PIXIT: dict[str, Any] = {
     # connection after 3 to 9 s, not within 1.5 x (MQTT-3.1.2-24). Documented in docs/interop.md.
     "mqtt.keepalive_tolerance_s": 10.0,
     "energy.max_bytes_per_reading": 600,
+    # Instances per attribute a temporal answer holds before it is 206 Partial Content
+    # (CIM 009 6.3.10 leaves the number to the implementation); city_platform.temporal.
+    "ngsild.temporal_instance_limit": 1000,
 }
 
 
