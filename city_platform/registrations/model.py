@@ -21,6 +21,7 @@ from city_platform.errors import BadRequestData, InvalidRequest
 from city_platform.ldcontext import Context
 from city_platform.query.geo import GeoQuery, parse_geoquery
 from city_platform.query.q import QExpr, parse_q
+from city_platform.query.regex import RegexError, compile_regex, matches
 from city_platform.query.typeexpr import parse_type_selection
 
 CSR_TYPE = "ContextSourceRegistration"
@@ -74,9 +75,11 @@ def _check_entity_info(raw: object, ctx: Context) -> dict[str, str]:
     if "idPattern" in raw:
         pattern = raw["idPattern"]
         try:
-            re.compile(pattern)
-        except (re.error, TypeError):
-            raise BadRequestData(f"idPattern {pattern!r} is not a regular expression") from None
+            compile_regex(pattern)  # RE2: linear-time matching, see query/regex.py
+        except RegexError as exc:
+            raise BadRequestData(
+                f"idPattern {pattern!r} is not a regular expression: {exc}"
+            ) from None
         out["idPattern"] = pattern
     unknown = set(raw) - {"type", "id", "idPattern"}
     if unknown:
@@ -333,10 +336,10 @@ def _entity_ok(
         if (
             ids is not None
             and "idPattern" in e
-            and not any(re.search(e["idPattern"], i) for i in ids)
+            and not any(matches(e["idPattern"], i) for i in ids)
         ):
             continue
-        if id_pattern is not None and "id" in e and not re.search(id_pattern, e["id"]):
+        if id_pattern is not None and "id" in e and not matches(id_pattern, e["id"]):
             continue
         return True
     return False
@@ -385,8 +388,8 @@ class Selection:
                 type_ok = names.__contains__
         if id_pattern is not None:
             try:
-                re.compile(id_pattern)
-            except re.error as exc:
+                compile_regex(id_pattern)  # RE2, see query/regex.py
+            except RegexError as exc:
                 raise BadRequestData(f"idPattern is not a regular expression: {exc}") from None
         try:
             q_expr = parse_q(q, ctx.expand) if q else None
