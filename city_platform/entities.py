@@ -441,9 +441,35 @@ def instance_value(inst: Instance) -> Any:
     return inst.get(VALUE_KEY.get(inst.get("type", "Property"), "value"))
 
 
+# Simplified representation (CIM 009 4.5.4): these types keep their value key, so that a
+# client tells a languageMap, a JSON value or a vocab from a plain Property value.
+_WRAPPED = {"LanguageProperty": "languageMap", "JsonProperty": "json", "VocabProperty": "vocab"}
+
+
+def simplified_value(inst: Instance) -> Any:
+    """One instance in the simplified (keyValues) representation (4.5.4)."""
+    atype = inst.get("type", "Property")
+    key = _WRAPPED.get(atype)
+    if key is not None:
+        return {key: inst.get(key)}
+    value = instance_value(inst)
+    if atype == "ListRelationship" and isinstance(value, list):
+        return [v.get("object") if isinstance(v, dict) else v for v in value]
+    return value
+
+
+def simplified_attribute(instances: list[Instance]) -> Any:
+    """An Attribute in the simplified representation: its value, or for a multi-attribute
+    the ``dataset`` map of each instance's value by datasetId, ``@none`` for the default
+    instance (4.5.4)."""
+    if len(instances) == 1:
+        return simplified_value(instances[0])
+    return {"dataset": {i.get("datasetId", "@none"): simplified_value(i) for i in instances}}
+
+
 def render_instance(inst: Instance, ctx: Context, mode: Mode, sys_attrs: bool) -> Any:
     if mode == "keyValues":
-        return instance_value(inst)
+        return simplified_value(inst)
     out: dict[str, Any] = {}
     for key, item in inst.items():
         if key in SYSTEM and not sys_attrs:
@@ -481,10 +507,9 @@ def render_entity(
     for iri, instances in entity["attrs"].items():
         if attrs is not None and iri not in attrs:
             continue
-        rendered = [render_instance(i, ctx, mode, sys_attrs) for i in instances]
         if mode == "keyValues":
-            default = next((i for i in instances if "datasetId" not in i), instances[0])
-            out[ctx.compact(iri)] = instance_value(default)
-        else:
-            out[ctx.compact(iri)] = rendered[0] if len(rendered) == 1 else rendered
+            out[ctx.compact(iri)] = simplified_attribute(instances)
+            continue
+        rendered = [render_instance(i, ctx, mode, sys_attrs) for i in instances]
+        out[ctx.compact(iri)] = rendered[0] if len(rendered) == 1 else rendered
     return out

@@ -54,6 +54,7 @@ SHIPPED_FILES = ("ngsi-ld-core-context-v1.8.jsonld", "testbed-context.jsonld")
 MAX_CONTEXT_BYTES = 1024 * 1024  # a remote @context larger than 1 MiB is refused
 FETCH_TIMEOUT = 5.0  # seconds for a whole remote fetch (connect, headers and body)
 MAX_CONTEXT_DEPTH = 8
+_GEN_DELIMS = frozenset(":/?#[]@")  # RFC 3986 gen-delims, the ends of a prefix IRI
 
 
 def shipped_document(name: str) -> bytes:
@@ -87,6 +88,10 @@ class Context:
     source: Any = None
     reverse: dict[str, str] = field(default_factory=dict)
     _cache: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # IRI -> compact form, for IRIs that no term names (see compact()).
+    _compacted: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # (namespace IRI, prefix term) of the terms usable as a compact IRI prefix, longest first.
+    _prefixes: list[tuple[str, str]] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.reverse:
@@ -96,6 +101,16 @@ class Context:
                 if iri not in rev or len(term) < len(rev[iri]):
                     rev[iri] = term
             self.reverse.update(rev)
+        if not self._prefixes:
+            # JSON-LD 1.1 (4.4, IRI Compaction): a term whose IRI ends with a gen-delim
+            # character may serve as the prefix of a compact IRI ``prefix:suffix``.
+            found = [
+                (iri, term)
+                for term, iri in self.terms.items()
+                if iri and iri[-1] in _GEN_DELIMS and ":" not in term and not term.startswith("@")
+            ]
+            found.sort(key=lambda p: (-len(p[0]), len(p[1])))
+            self._prefixes.extend(found)
 
     def expand(self, term: str) -> str:
         """Expand a type or attribute name to its IRI (JSON-LD 1.1 IRI expansion, 5.5.7)."""
@@ -119,7 +134,9 @@ class Context:
         return self.vocab + term
 
     def compact(self, iri: str) -> str:
-        """Compact an IRI to the shortest known term, else vocab-relative, else as is."""
+        """Compact an IRI to the shortest known term, else vocab-relative, else a compact IRI
+        ``prefix:suffix`` when a term of the context names its namespace (JSON-LD 1.1 IRI
+        compaction; CIM 009 5.5.7), else as is."""
         term = self.reverse.get(iri)
         if term is not None:
             return term
@@ -127,7 +144,21 @@ class Context:
             rest = iri[len(self.vocab) :]
             if rest and ":" not in rest and rest not in self.terms:
                 return rest
-        return iri
+        done = self._compacted.get(iri)
+        if done is not None:
+            return done
+        out = iri
+        for base, prefix in self._prefixes:
+            if len(iri) > len(base) and iri.startswith(base):
+                suffix = iri[len(base) :]
+                candidate = f"{prefix}:{suffix}"
+                # Not when it reads as another term, or as an absolute IRI (scheme://...).
+                if not suffix.startswith("//") and candidate not in self.terms:
+                    out = candidate
+                    break
+        if len(self._compacted) < 100_000:  # bounded: IRIs come from clients
+            self._compacted[iri] = out
+        return out
 
     @property
     def is_core_only(self) -> bool:

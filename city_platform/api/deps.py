@@ -39,6 +39,11 @@ def get_accept(request: Request) -> str:
     return choose_response_type(request.headers.get("accept"))
 
 
+def get_accept_geo(request: Request) -> str:
+    """Accept for Retrieve and Query Entities, which also offer application/geo+json (6.3.15)."""
+    return choose_response_type(request.headers.get("accept"), geo=True)
+
+
 async def get_link_context(request: Request) -> Context:
     """The context for GET/DELETE requests: the Link header's, else the core context."""
     resolver = get_resolver(request)
@@ -53,4 +58,5 @@ Broker = Annotated[ContextBroker, Depends(get_broker)]
 Resolver = Annotated[ContextResolver, Depends(get_resolver)]
 Tenant = Annotated[str, Depends(get_tenant)]
 Accept = Annotated[str, Depends(get_accept)]
+AcceptGeo = Annotated[str, Depends(get_accept_geo)]
 LinkContext = Annotated[Context, Depends(get_link_context)]

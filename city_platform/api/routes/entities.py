@@ -9,11 +9,18 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from city_platform import provision
-from city_platform.api.deps import Accept, Broker, LinkContext, Resolver, Tenant, link_source
+from city_platform.api.deps import (
+    AcceptGeo,
+    Broker,
+    LinkContext,
+    Resolver,
+    Tenant,
+    link_source,
+)
 from city_platform.api.negotiation import read_body, render
 from city_platform.api.params import parse_bool, parse_options, parse_page
+from city_platform.api.representation import Representation
 from city_platform.api.shaping import Shaping, require_type, user_attrs, user_q, wildcard_local
-from city_platform.entities import render_entity
 from city_platform.errors import BadRequestData
 from city_platform.ldcontext import Context
 from city_platform.registrations import federation
@@ -52,7 +59,7 @@ async def query_entities(
     broker: Broker,
     tenant: Tenant,
     ctx: LinkContext,
-    accept: Accept,
+    accept: AcceptGeo,
     id: Str = None,  # the NGSI-LD parameter name
     type: Str = None,
     idPattern: Str = None,
@@ -71,12 +78,17 @@ async def query_entities(
     omit: Str = None,
     scopeQ: Str = None,
     datasetId: Str = None,
+    lang: Str = None,
+    geometryProperty: Str = None,
 ) -> Response:
     opts = parse_options(options, format)
     lim, off = parse_page(limit, offset)
     want_count = parse_bool(count, "count")
     attr_list = split_list(attrs)
     shape = Shaping.build(ctx, request, pick=pick, omit=omit, attrs=attrs, datasets=datasetId)
+    rep = Representation.from_request(  # join, lang, GeoJSON (4.5.23, 4.15, 4.5.16)
+        ctx, request, media=accept, lang=lang, geometry_property=geometryProperty
+    )
     wildcard_local(type, request)
     if not any((id, type, idPattern, user_attrs(attr_list), user_q(q), georel)):
         raise BadRequestData(
@@ -100,11 +112,18 @@ async def query_entities(
         tenant, search.where, predicate=search.predicate(), limit=lim, offset=off, count=want_count
     )
     projection = shape.attr_iris(search.where.attrs)
-    body = [
-        render_entity(e, ctx, attrs=projection, mode=opts.mode, sys_attrs=opts.sys_attrs)
-        for e in shape.instances(found)
-    ]
-    body = shape.project(body)
+    pairs = await rep.entities(
+        broker.storage,
+        tenant,
+        ctx,
+        shape.instances(found),
+        attrs=projection,
+        mode=opts.mode,
+        sys_attrs=opts.sys_attrs,
+        projection=shape.projection,
+        drop_empty=True,
+    )
+    body = [r for _, r in pairs]
     body, headers = await federation.federate_query(  # registered sources, 4.3.6
         request, tenant, ctx, body, types=type, ids=id, id_pattern=idPattern, attrs=attrs, limit=lim
     )
@@ -113,7 +132,9 @@ async def query_entities(
     links = _page_links(request, lim, off, len(found), total)
     if links:
         headers["Link"] = links  # render() adds the context link after these
-    return render(body, media=accept, context=link_source(request), headers=headers)
+    source = link_source(request)
+    out = rep.body(body, stored={s["id"]: s for s, _ in pairs}, context=source, one=False)
+    return render(out, media=accept, context=source, headers=headers)
 
 
 def _page_links(request: Request, lim: int, off: int, got: int, total: int | None) -> str:
@@ -137,7 +158,7 @@ async def retrieve_entity(
     broker: Broker,
     tenant: Tenant,
     ctx: LinkContext,
-    accept: Accept,
+    accept: AcceptGeo,
     attrs: Str = None,
     options: Str = None,
     format: Str = None,
@@ -145,22 +166,40 @@ async def retrieve_entity(
     omit: Str = None,
     datasetId: Str = None,
     type: Str = None,
+    lang: Str = None,
+    geometryProperty: Str = None,
 ) -> Response:
     opts = parse_options(options, format)
     shape = Shaping.build(ctx, request, pick=pick, omit=omit, attrs=attrs, datasets=datasetId)
+    rep = Representation.from_request(  # join, lang, GeoJSON (4.5.23, 4.15, 4.5.16)
+        ctx, request, media=accept, lang=lang, geometry_property=geometryProperty
+    )
     entity = await federation.local_or_none(broker, tenant, entity_id)
     if entity is None:  # maybe at a registered context source (4.3.6)
         return await federation.remote_entity(request, tenant, ctx, entity_id, accept)
     require_type(entity, type, ctx)
     names = split_list(attrs)
     projection = shape.attr_iris({ctx.expand(a) for a in names} if names else None)
-    (entity,) = shape.instances([entity])
-    body = render_entity(entity, ctx, attrs=projection, mode=opts.mode, sys_attrs=opts.sys_attrs)
-    body = shape.project_one(body)
+    pairs = await rep.entities(
+        broker.storage,
+        tenant,
+        ctx,
+        shape.instances([entity]),
+        attrs=projection,
+        mode=opts.mode,
+        sys_attrs=opts.sys_attrs,
+        projection=shape.projection,
+        drop_empty=False,
+    )
+    body = pairs[0][1]
     merged, headers = await federation.federate_retrieve(
         request, tenant, ctx, entity_id, body, entity["type"]
     )
-    return render(merged or body, media=accept, context=link_source(request), headers=headers)
+    # join=flat answers an array: the Entity, then its linked Entities (4.5.23)
+    shown: object = [merged or body, *(r for _, r in pairs[1:])] if rep.flat else merged or body
+    source = link_source(request)
+    out = rep.body(shown, stored={s["id"]: s for s, _ in pairs}, context=source, one=True)
+    return render(out, media=accept, context=source, headers=headers)
 
 
 @router.delete("/{entity_id}", status_code=204, summary="Delete entity (5.6.6)")
