@@ -344,7 +344,9 @@ def _rows(entity_id: str, applied: _Applied, now: str) -> list[HistoryRow]:
 
 
 def _change(tenant: str, entity: Entity, previous: Entity, applied: _Applied) -> Change:
-    return Change(tenant, entity, previous, frozenset(applied.written) | applied.removed)
+    """``removed``: the attributes of which a Null deleted instances (5.2.12 attributeDeleted)."""
+    removed = frozenset(applied.removed)
+    return Change(tenant, entity, previous, frozenset(applied.written) | removed, removed=removed)
 
 
 async def change_entity(

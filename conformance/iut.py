@@ -54,6 +54,10 @@ REFERENCE_PICS: dict[str, bool] = {
     "ngsild.type-expressions": True,
     "ngsild.scope": True,
     "ngsild.dataset-id-param": True,
+    "ngsild.merge": True,  # issue 16 provision
+    "ngsild.replace": True,
+    "ngsild.purge": True,
+    "ngsild.null": True,
     "ngsild.temporal-pagination": True,  # issue 16 temporal
     "ngsild.temporal-aggregation": True,
     "ngsild.temporal-post-query": True,

@@ -32,7 +32,8 @@ def building(**extra: Any) -> dict[str, Any]:
             "observedAt": "2020-09-09T16:40:00.000Z",
         },
         "owner": {"type": "Relationship", "object": "urn:ngsi-ld:Person:p1"},
-        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [2.29, 48.86]}},
+        "location": {"type": "GeoProperty",
+                     "value": {"type": "Point", "coordinates": [2.29, 48.86]}},
         "street": {"type": "LanguageProperty", "languageMap": {"fr": "Quai Branly", "@none": "QB"}},
         "meta": {"type": "Property", "value": {"a": 1, "b": {"c": 2, "d": 3}}},
         **extra,
@@ -131,7 +132,8 @@ def test_merge_null_sub_attribute_metadata_and_json_key(b1: httpx.Client) -> Non
                                       "observedAt": "2020-09-09T16:40:00.000Z",
                                       "accuracy": {"type": "Property", "value": 0.5}}  # fmt: skip
     assert got["meta"]["value"] == {"b": {"c": 2, "e": 4}}
-    frag = {"airQualityLevel": {"type": "Property", "accuracy": {"type": "Property", "value": NULL}}}
+    gone = {"type": "Property", "value": NULL}
+    frag = {"airQualityLevel": {"type": "Property", "accuracy": gone}}
     assert b1.patch(f"/entities/{EID}", json=frag).status_code == 204
     assert "accuracy" not in get(b1)["airQualityLevel"]
 
@@ -327,3 +329,28 @@ def test_batch_delete_takes_json_ld(b1: httpx.Client) -> None:
 def test_empty_path_segment_is_bad_request(b1: httpx.Client, method: str, path: str) -> None:
     r = b1.request(method, path, json={"type": "Property", "value": 1})
     problem(r, 400, "BadRequestData")
+
+
+# -- Purge Entities (DELETE /entities) -----------------------------------------------------------
+
+
+def test_purge_entities_by_type_q_and_scope(client: httpx.Client) -> None:
+    docs = [
+        {"id": f"urn:ngsi-ld:Lamp:{n}", "type": "Lamp", "power": {"type": "Property", "value": n},
+         **({"scope": "/Old"} if n == 3 else {})}
+        for n in (1, 2, 3, 4)
+    ] + [{"id": "urn:ngsi-ld:Pole:1", "type": "Pole"}]  # fmt: skip
+    assert client.post("/entityOperations/create", json=docs).status_code == 201
+    assert client.delete("/entities", params={"type": "Lamp", "q": "power<2"}).status_code == 204
+    assert client.delete("/entities", params={"scopeQ": "/Old"}).status_code == 204
+
+    def left() -> list[str]:
+        r = client.get("/entities", params={"type": "Lamp,Pole"})
+        return sorted(e["id"].split(":", 2)[2] for e in r.json())
+
+    assert left() == ["Lamp:2", "Lamp:4", "Pole:1"]
+    assert client.delete("/entities", params={"type": "Lamp"}).status_code == 204
+    assert left() == ["Pole:1"]
+    problem(client.delete("/entities"), 400, "BadRequestData")
+    problem(client.delete("/entities", params={"q": "power<"}), 400, "InvalidRequest")
+    assert left() == ["Pole:1"]

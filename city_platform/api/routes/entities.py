@@ -151,6 +151,33 @@ def _page_links(request: Request, lim: int, off: int, got: int, total: int | Non
     return ", ".join(parts)
 
 
+@router.delete("", status_code=204, summary="Purge entities")
+async def purge_entities(
+    broker: Broker,
+    tenant: Tenant,
+    ctx: LinkContext,
+    id: Str = None,  # the NGSI-LD parameter name
+    type: Str = None,
+    idPattern: Str = None,
+    q: Str = None,
+    scopeQ: Str = None,
+) -> Response:
+    """Purge Entities: delete every entity the selection (type, id, idPattern, q, scopeQ, as
+    Query Entities 5.7.2 takes them) finds, 204.  A selection is mandatory: without one the
+    request is 400 BadRequestData, never "delete everything"."""
+    if not any((id, type, idPattern, user_q(q), scopeQ)):
+        raise BadRequestData("purge entities needs at least one of type, id, idPattern, q, scopeQ")
+    search = EntitySearch.build(
+        ctx, ids=split_list(id), types=type, id_pattern=idPattern, q=q, scope_q=scopeQ
+    )
+    await broker.check_tenant(tenant)
+    found, _ = await broker.storage.find_entities(
+        tenant, search.where, predicate=search.predicate()
+    )
+    await provision.purge(broker, tenant, found)
+    return Response(status_code=204)
+
+
 @router.get("/{entity_id}", summary="Retrieve entity (5.7.1)")
 async def retrieve_entity(
     request: Request,
