@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,7 +178,14 @@ class RegistrationManager:
         if key in self._subs:
             raise AlreadyExists(f"subscription {stored['id']!r} already exists")
         await self.storage.put_csource_doc(SUBSCRIPTION, tenant, stored["id"], stored)
-        self._subs[key] = await self._live(stored)
+        live = self._subs[key] = await self._live(stored)
+        # 5.11.2 (ETSI 047_02): the registrations matching already are notified at once.
+        if status_of(stored, ent.now_iso()) == "active":
+            matching = [
+                r for (t, _), r in self._regs.items() if t == tenant and self._matches(live, r)
+            ]
+            if matching:
+                self._spawn(self._notify(tenant, live, matching, "newlyMatching"))
         return str(stored["id"])
 
     def _sub(self, tenant: str, sub_id: str) -> _CSub:
@@ -241,11 +249,16 @@ class RegistrationManager:
                 continue
             reg = new if new is not None else old
             assert reg is not None
-            task = asyncio.create_task(self._notify(tenant, live, reg, reason))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._notify(tenant, live, [reg], reason))
 
-    async def _notify(self, tenant: str, live: _CSub, reg: dict[str, Any], reason: str) -> None:
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _notify(
+        self, tenant: str, live: _CSub, regs: list[dict[str, Any]], reason: str
+    ) -> None:
         stored = live.stored
         note = stored["notification"]
         now = ent.now_iso()
@@ -254,7 +267,7 @@ class RegistrationManager:
             "type": "ContextSourceNotification",
             "subscriptionId": stored["id"],
             "notifiedAt": now,
-            "data": [render_registration(reg, live.ctx)],
+            "data": [render_registration(r, live.ctx) for r in regs],
             "triggerReason": reason,
         }
         notifier = Notifier()

@@ -319,6 +319,69 @@ def as_entity(stored: dict[str, Any], expand: Callable[[str], str]) -> dict[str,
     return {"id": stored["id"], "type": [expand(CSR_TYPE)], "attrs": attrs}
 
 
+TIMERELS = ("before", "after", "between")
+TIMEPROPERTIES = {
+    "observedAt": "observationInterval",
+    "createdAt": "managementInterval",
+    "modifiedAt": "managementInterval",
+}
+
+
+@dataclass(frozen=True)
+class TemporalFilter:
+    """The temporal query of Query Context Source Registrations (5.10.2, 4.11), matched against
+    the registration's observationInterval (timeproperty observedAt, the default) or its
+    managementInterval (createdAt, modifiedAt): ``before`` holds when the interval starts
+    before timeAt, ``after`` when it has not ended by timeAt, ``between`` when it overlaps
+    [timeAt, endTimeAt).  A registration without that interval does not match."""
+
+    timerel: str
+    time_at: str  # UTC keys
+    end_time_at: str | None
+    member: str
+
+    @classmethod
+    def parse(
+        cls,
+        timerel: str | None,
+        time_at: str | None,
+        end_time_at: str | None,
+        timeproperty: str | None,
+    ) -> TemporalFilter | None:
+        if timerel is None and time_at is None and end_time_at is None:
+            if timeproperty is not None and timeproperty not in TIMEPROPERTIES:
+                raise BadRequestData(f"timeproperty must be one of {', '.join(TIMEPROPERTIES)}")
+            return None
+        if timerel not in TIMERELS:
+            raise BadRequestData(f"timerel must be one of {', '.join(TIMERELS)} (4.11)")
+        if time_at is None:
+            raise BadRequestData("timerel needs timeAt (4.11)")
+        ent.parse_datetime(time_at, "timeAt")
+        end = None
+        if timerel == "between":
+            if end_time_at is None:
+                raise BadRequestData("timerel=between needs endTimeAt (4.11)")
+            ent.parse_datetime(end_time_at, "endTimeAt")
+            end = ent.utc_key(end_time_at)
+        prop = timeproperty or "observedAt"
+        if prop not in TIMEPROPERTIES:
+            raise BadRequestData(f"timeproperty must be one of {', '.join(TIMEPROPERTIES)}")
+        return cls(timerel, ent.utc_key(time_at), end, TIMEPROPERTIES[prop])
+
+    def matches(self, stored: dict[str, Any]) -> bool:
+        interval = stored.get(self.member)
+        if not isinstance(interval, dict) or "startAt" not in interval:
+            return False
+        start = ent.utc_key(interval["startAt"])
+        end = ent.utc_key(interval["endAt"]) if interval.get("endAt") else None
+        if self.timerel == "before":
+            return start < self.time_at
+        if self.timerel == "after":
+            return end is None or end > self.time_at
+        assert self.end_time_at is not None
+        return start < self.end_time_at and (end is None or end > self.time_at)
+
+
 def _entity_ok(
     info_entities: list[dict[str, str]] | None,
     type_ok: Callable[[str], bool] | None,
@@ -363,6 +426,7 @@ class Selection:
     csf: QExpr | None = None
     geo: GeoQuery | None = None
     geo_attr: str = ""
+    temporal: TemporalFilter | None = None
 
     @classmethod
     def build(
@@ -379,6 +443,7 @@ class Selection:
         geometry: str | None = None,
         coordinates: str | None = None,
         geoproperty: str | None = None,
+        temporal: TemporalFilter | None = None,
     ) -> Selection:
         type_ok = None
         if types is not None and types.strip() != "*":
@@ -410,6 +475,7 @@ class Selection:
             csf=csf_expr,
             geo=geo,
             geo_attr=ctx.expand(geo.geoproperty) if geo is not None else "",
+            temporal=temporal,
         )
 
     def info_matches(self, stored: dict[str, Any]) -> bool:
@@ -423,6 +489,8 @@ class Selection:
     def matches(self, stored: dict[str, Any], expand: Callable[[str], str]) -> bool:
         """Query Context Source Registrations (5.10.2): information, q/csf and geo-query."""
         if not self.info_matches(stored):
+            return False
+        if self.temporal is not None and not self.temporal.matches(stored):
             return False
         if self.q is None and self.csf is None and self.geo is None:
             return True

@@ -158,6 +158,37 @@ def test_query_registrations(client: httpx.Client) -> None:
     problem(client.get(REGS, params={"timerel": "before"}), 400, "BadRequestData")
 
 
+def test_query_registrations_temporal(client: httpx.Client) -> None:
+    """5.10.2 (ETSI 037_09): timerel/timeAt/endTimeAt on observationInterval (timeproperty
+    observedAt, the default) or managementInterval (createdAt, modifiedAt)."""
+    kind = _kind()
+    old = create(client, registration(kind, observationInterval={
+        "startAt": "2020-01-01T00:00:00Z", "endAt": "2020-12-31T00:00:00Z"}))  # fmt: skip
+    open_ended = create(client, registration(kind, observationInterval={
+        "startAt": "2022-01-01T00:00:00Z"}, managementInterval={
+        "startAt": "2019-01-01T00:00:00Z", "endAt": "2019-02-01T00:00:00Z"}))  # fmt: skip
+    create(client, registration(kind))  # no interval: never matches a temporal query
+
+    def ids(**params: str) -> list[str]:
+        r = client.get(REGS, params={"type": kind, **params})
+        assert r.status_code == 200, r.text
+        return sorted(x["id"] for x in r.json())
+
+    assert ids(timerel="before", timeAt="2021-08-01T22:00:00Z") == [old]
+    assert ids(timerel="before", timeAt="2021-08-01T22:00:00Z", timeproperty="observedAt") == [old]
+    assert ids(timerel="after", timeAt="2021-01-01T00:00:00Z") == [open_ended]
+    between = {"timerel": "between", "timeAt": "2020-06-01T00:00:00Z"}
+    assert ids(**between, endTimeAt="2023-01-01T00:00:00Z") == sorted([old, open_ended])
+    assert ids(timerel="before", timeAt="2019-06-01T00:00:00Z", timeproperty="modifiedAt") == [
+        open_ended
+    ]
+    at = "2020-06-01T00:00:00Z"
+    for bad in ({"timerel": "between", "timeAt": at}, {"timerel": "whenever", "timeAt": at},
+                {"timerel": "before", "timeAt": "soon"},
+                {"timerel": "before", "timeAt": at, "timeproperty": "x"}):  # fmt: skip
+        problem(client.get(REGS, params={"type": kind, **bad}), 400, "BadRequestData")
+
+
 def test_tenants_are_separate(platform: PlatformProcess, client: httpx.Client) -> None:
     kind = _kind()
     reg_id = create(client, registration(kind))
@@ -288,6 +319,27 @@ def test_csource_notifications(client: httpx.Client, receiver: Receiver) -> None
     assert len(receiver.received) == 5
     status = client.get(f"{SUBS}/{sub_id}").json()["notification"]
     assert (status["timesSent"], status["status"]) == (5, "ok"), status
+
+
+def test_initial_csource_notification(client: httpx.Client, receiver: Receiver) -> None:
+    """5.11.2 (ETSI 047_02): a new csource subscription is notified of the registrations that
+    match already (newlyMatching), then of their changes (updated)."""
+    kind = _kind()
+    first, second = create(client, registration(kind)), create(client, registration(kind))
+    create(client, registration(_kind()))
+    sub = {"type": "Subscription", "entities": [{"type": kind}],
+           "notification": {"endpoint": {"uri": receiver.url}}}  # fmt: skip
+    assert client.post(SUBS, json=sub).status_code == 201
+    note = _wait(receiver, 1)[0]
+    assert note["triggerReason"] == "newlyMatching"
+    assert sorted(d["id"] for d in note["data"]) == sorted([first, second])
+    assert client.patch(f"{REGS}/{first}", json={"registrationName": "x"}).status_code == 204
+    note = _wait(receiver, 2)[1]
+    assert (note["triggerReason"], [d["id"] for d in note["data"]]) == ("updated", [first])
+    paused = {**sub, "isActive": False}
+    assert client.post(SUBS, json=paused).status_code == 201
+    time.sleep(0.3)
+    assert len(receiver.received) == 2
 
 
 # -- forwarding (4.3.6) with two real platforms ----------------------------------------------

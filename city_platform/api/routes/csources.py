@@ -15,10 +15,10 @@ from city_platform.api.deps import Accept, Broker, LinkContext, Resolver, Tenant
 from city_platform.api.negotiation import read_body, render
 from city_platform.api.params import parse_bool, parse_options, parse_page
 from city_platform.api.routes.contexts import implicit_context
-from city_platform.errors import BadRequestData, OperationNotSupported
+from city_platform.errors import BadRequestData
 from city_platform.registrations.federation import get_manager
 from city_platform.registrations.manager import RegistrationManager
-from city_platform.registrations.model import Selection, render_registration
+from city_platform.registrations.model import Selection, TemporalFilter, render_registration
 from city_platform.search import split_list
 
 router = APIRouter(tags=["context sources"])
@@ -27,7 +27,6 @@ Str = Annotated[str | None, Query()]
 Manager = Annotated[RegistrationManager, Depends(get_manager)]
 REGS = "/csourceRegistrations"
 SUBS = "/csourceSubscriptions"
-TIMERELS = ("before", "after", "between")
 
 
 def _location(kind: str, doc_id: str) -> dict[str, str]:
@@ -42,23 +41,6 @@ async def create_registration(
     ctx = await resolver.resolve(source)
     reg_id = await manager.create(tenant, body, ctx, source)
     return Response(status_code=201, headers=_location(REGS, reg_id))
-
-
-def _check_temporal(timerel: str | None, time_at: str | None, end_time_at: str | None) -> None:
-    """5.10.2 takes a temporal query on the registrations' intervals; a bad one is 400, and
-    evaluating a good one is not implemented (422)."""
-    if timerel is None and time_at is None and end_time_at is None:
-        return
-    if timerel not in TIMERELS:
-        raise BadRequestData(f"timerel must be one of {', '.join(TIMERELS)} (4.11)")
-    if time_at is None:
-        raise BadRequestData("timerel needs timeAt (4.11)")
-    ent.parse_datetime(time_at, "timeAt")
-    if timerel == "between":
-        if end_time_at is None:
-            raise BadRequestData("timerel=between needs endTimeAt (4.11)")
-        ent.parse_datetime(end_time_at, "endTimeAt")
-    raise OperationNotSupported("temporal queries on context source registrations")
 
 
 @router.get(REGS, summary="Query Context Source Registrations (5.10.2)")
@@ -82,6 +64,7 @@ async def query_registrations(
     timerel: Str = None,
     timeAt: Str = None,
     endTimeAt: Str = None,
+    timeproperty: Str = None,
     limit: Str = None,
     offset: Str = None,
     count: Str = None,
@@ -95,7 +78,7 @@ async def query_registrations(
             "query context source registrations needs at least one of type, attrs, id, "
             "idPattern, q, csf, a geo-query or a temporal query (5.10.2)"
         )
-    _check_temporal(timerel, timeAt, endTimeAt)
+    temporal = TemporalFilter.parse(timerel, timeAt, endTimeAt, timeproperty)
     selection = Selection.build(
         ctx,
         types=type,
@@ -108,6 +91,7 @@ async def query_registrations(
         geometry=geometry,
         coordinates=coordinates,
         geoproperty=geoproperty,
+        temporal=temporal,
     )
     await broker.check_tenant(tenant)
     found = manager.query(tenant, selection, ctx)
