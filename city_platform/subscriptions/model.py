@@ -8,6 +8,7 @@ are compacted with the subscriber's terms.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import uuid
 from typing import Any, Literal
@@ -90,6 +91,28 @@ def _check_attr_list(raw: object, what: str, ctx: Context) -> list[str]:
     return [ctx.expand(ent.check_name(a, what)) for a in raw]
 
 
+# notifierInfo keys of the MQTT binding and the values they take (CIM 009 5.2.15, ETSI 058).
+NOTIFIER_INFO = {"MQTT-Version": ("mqtt3.1.1", "mqtt5.0"), "MQTT-QoS": ("0", "1", "2")}
+
+
+def _check_notifier_info(raw: object) -> list[dict[str, str]]:
+    """Endpoint notifierInfo: key/value pairs; the MQTT keys must have a known value."""
+    if not isinstance(raw, list) or not all(isinstance(i, dict) and "key" in i for i in raw):
+        raise BadRequestData("notification.endpoint.notifierInfo must be key/value pairs")
+    out = []
+    for item in raw:
+        key, value = item.get("key"), item.get("value")
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # an MQTT-QoS given as a number
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise BadRequestData("notification.endpoint.notifierInfo must be key/value pairs")
+        allowed = NOTIFIER_INFO.get(key)
+        if allowed is not None and value not in allowed:
+            raise BadRequestData(f"notifierInfo {key} must be one of {', '.join(allowed)}")
+        out.append({"key": key, "value": value})
+    return out
+
+
 def _check_notification(raw: object, ctx: Context, old: dict[str, Any] | None) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise BadRequestData("notification must be an object (5.2.14)")
@@ -104,10 +127,17 @@ def _check_notification(raw: object, ctx: Context, old: dict[str, Any] | None) -
     if not isinstance(endpoint, dict) or "uri" not in endpoint:
         raise BadRequestData("notification.endpoint.uri is mandatory (5.2.15)")
     uri = endpoint["uri"]
-    if not isinstance(uri, str) or not re.match(r"^https?://[^\s/]+", uri):
-        if isinstance(uri, str) and re.match(r"^mqtts?://", uri):
-            raise OperationNotSupported("MQTT notification endpoints are not supported")
-        raise BadRequestData(f"notification.endpoint.uri must be an http(s) URL, got {uri!r}")
+    mqtt = isinstance(uri, str) and re.match(r"^mqtts?://", uri) is not None
+    if mqtt:
+        # MQTT binding: mqtt[s]://[user[:password]@]host[:port]/topic
+        if not re.match(r"^mqtts?://[^\s/]+/\S+$", str(uri)) or "#" in uri or "+" in uri:
+            raise BadRequestData(f"an MQTT endpoint needs a host and a topic name, got {uri!r}")
+        if importlib.util.find_spec("aiomqtt") is None:
+            raise OperationNotSupported("MQTT notification endpoints need aiomqtt installed")
+    elif not isinstance(uri, str) or not re.match(r"^https?://[^\s/]+", uri):
+        raise BadRequestData(
+            f"notification.endpoint.uri must be an http(s) or mqtt(s) URL, got {uri!r}"
+        )
     accept = endpoint.get("accept", "application/json")
     if accept not in ACCEPTS:
         raise BadRequestData(f"notification.endpoint.accept must be one of {', '.join(ACCEPTS)}")
@@ -122,6 +152,8 @@ def _check_notification(raw: object, ctx: Context, old: dict[str, Any] | None) -
         ):
             raise BadRequestData("notification.endpoint.receiverInfo must be key/value pairs")
         out["endpoint"]["receiverInfo"] = info
+    if "notifierInfo" in endpoint:
+        out["endpoint"]["notifierInfo"] = _check_notifier_info(endpoint["notifierInfo"])
     for flag in ("sysAttrs", "showChanges"):  # 5.2.14: both default to false
         if flag in raw:
             if not isinstance(raw[flag], bool):

@@ -1,6 +1,13 @@
-"""HTTP delivery of notifications (CIM 009 5.11.2 / 7.2), with retries.
+"""Delivery of notifications over HTTP (CIM 009 5.11.2 / 7.2) and MQTT, with retries.
 
-This is the one place where httpx errors become delivery outcomes.
+This is the one place where httpx and MQTT errors become delivery outcomes.
+
+MQTT endpoints (``mqtt[s]://[user[:password]@]host[:port]/topic``, the MQTT binding of
+5.2.15) get one message per notification on the topic: a JSON object whose ``metadata`` holds
+what HTTP would send as headers (Content-Type, Link, the receiverInfo pairs) and whose
+``body`` is the notification.  notifierInfo ``MQTT-Version`` (mqtt3.1.1, default, or mqtt5.0)
+and ``MQTT-QoS`` (0, default, 1 or 2) choose the protocol level and QoS.  Each notification
+opens its own connection: simple, and enough for the testbed's rates.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import orjson
@@ -65,16 +73,24 @@ class Notifier:
             headers["NGSILD-Tenant"] = tenant
         ctx_value = context if context is not None else CORE_CONTEXT_URL
         if endpoint.get("accept") == JSON_LD:
-            payload = orjson.dumps({**body, "@context": ctx_value})
+            document = {**body, "@context": ctx_value}
             headers["Content-Type"] = JSON_LD
         else:
-            payload = orjson.dumps(body)
+            document = body
             headers["Content-Type"] = "application/json"
             url = ctx_value if isinstance(ctx_value, str) else CORE_CONTEXT_URL
             headers["Link"] = f'<{url}>; rel="{CONTEXT_REL}"; type="{JSON_LD}"'
+        mqtt = str(endpoint["uri"]).startswith(("mqtt://", "mqtts://"))
+        if mqtt:
+            payload = orjson.dumps({"metadata": headers, "body": document})
+        else:
+            payload = orjson.dumps(document)
         outcome = Outcome(ok=False)
         for attempt, delay in enumerate((*RETRY_DELAYS, None)):
-            outcome = await self._post(endpoint["uri"], payload, headers)
+            if mqtt:
+                outcome = await _publish(endpoint, payload)
+            else:
+                outcome = await self._post(endpoint["uri"], payload, headers)
             if outcome.ok:
                 return outcome
             log.info(
@@ -96,3 +112,38 @@ class Notifier:
         if 200 <= answer.status_code < 300:
             return Outcome(ok=True)
         return Outcome(ok=False, detail=f"HTTP {answer.status_code}")
+
+
+async def _publish(endpoint: dict[str, Any], payload: bytes) -> Outcome:
+    """One MQTT notification: connect, publish on the endpoint's topic, disconnect."""
+    try:
+        import aiomqtt  # noqa: PLC0415 - optional: only MQTT endpoints need it
+    except ImportError:
+        return Outcome(ok=False, detail="aiomqtt is not installed")
+    parts = urlsplit(str(endpoint["uri"]))
+    secure = parts.scheme == "mqtts"
+    info = {str(i["key"]): str(i["value"]) for i in endpoint.get("notifierInfo", ())}
+    version = (
+        aiomqtt.ProtocolVersion.V5
+        if info.get("MQTT-Version") == "mqtt5.0"
+        else aiomqtt.ProtocolVersion.V311
+    )
+    try:
+        async with (
+            asyncio.timeout(TIMEOUT.read or 5.0),
+            aiomqtt.Client(
+                parts.hostname or "",
+                parts.port or (8883 if secure else 1883),
+                username=unquote(parts.username) if parts.username else None,
+                password=unquote(parts.password) if parts.password else None,
+                protocol=version,
+                tls_params=aiomqtt.TLSParameters() if secure else None,
+                timeout=TIMEOUT.connect or 2.0,
+            ) as client,
+        ):
+            await client.publish(
+                unquote(parts.path[1:]), payload, qos=int(info.get("MQTT-QoS", "0"))
+            )
+    except (aiomqtt.MqttError, OSError, TimeoutError, ValueError) as exc:
+        return Outcome(ok=False, detail=f"MQTT {type(exc).__name__}: {exc}")
+    return Outcome(ok=True)

@@ -5,6 +5,12 @@ and receiverInfo, and the subscription's own validity (id, expiresAt, isActive).
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,7 +20,7 @@ import httpx
 import pytest
 
 from tests.city_platform.receiver import Receiver
-from tests.conftest import PlatformProcess
+from tests.conftest import PlatformProcess, free_port
 
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
 NULL = "urn:ngsi-ld:null"
@@ -463,3 +469,138 @@ def test_scope_q_selects_the_notified_entities(client: httpx.Client, receiver: R
     assert [e["id"] for e in got] == ["urn:ngsi-ld:Room:2"]
     r = client.post("/subscriptions", json=sub(receiver.url, scopeQ="Madrid"))
     assert 400 <= r.status_code < 500, r.text
+
+
+# -- MQTT endpoints (5.2.15, the MQTT binding) ----------------------------------------------
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Any) -> Iterator[int]:
+    """A Mosquitto broker on [::1] (anonymous), for MQTT notification endpoints."""
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not os.path.exists(exe):
+        pytest.skip("mosquitto is not installed")
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(f"listener {port} ::1\nallow_anonymous true\n")
+    proc = subprocess.Popen(
+        [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                socket.create_connection(("::1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+class MqttListener:
+    """A paho client that records what arrives on one topic."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        import paho.mqtt.client as mqtt  # noqa: PLC0415
+
+        self.messages: list[dict[str, Any]] = []
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self._client.on_message = lambda _c, _u, msg: self.messages.append(json.loads(msg.payload))
+        subscribed = threading.Event()
+        self._client.on_subscribe = lambda *_a: subscribed.set()
+        self._client.connect("::1", port)
+        self._client.subscribe(topic, qos=2)
+        self._client.loop_start()
+        assert subscribed.wait(5), "MQTT subscription not acknowledged"
+
+    def wait_for(self, count: int, timeout: float = 10) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(self.messages) >= count, self.messages
+        return self.messages
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+
+@pytest.mark.parametrize(
+    "notifier_info",
+    [
+        None,
+        [{"key": "MQTT-Version", "value": "mqtt5.0"}, {"key": "MQTT-QoS", "value": "2"}],
+        [{"key": "MQTT-Version", "value": "mqtt3.1.1"}, {"key": "MQTT-QoS", "value": 1}],
+    ],
+)
+def test_mqtt_notification(
+    client: httpx.Client, mosquitto: int, notifier_info: list[dict[str, Any]] | None
+) -> None:
+    """An mqtt:// endpoint gets {metadata: Content-Type, Link, receiverInfo, body:
+    Notification} on its topic (ETSI 058_04), at each MQTT version and QoS (058_02/03)."""
+    listener = MqttListener(mosquitto, "ngsild/notify")
+    try:
+        endpoint: dict[str, Any] = {
+            "uri": f"mqtt://someone@[::1]:{mosquitto}/ngsild/notify",
+            "accept": "application/json",
+            "receiverInfo": [{"key": "test-receiver-key", "value": "test-receiver-info"}],
+        }
+        if notifier_info is not None:
+            endpoint["notifierInfo"] = notifier_info
+        doc = sub("http://unused", notification={"endpoint": endpoint})
+        sub_id = subscribe(client, doc)
+        client.post("/entities", json=room(1))
+        message = listener.wait_for(1)[0]
+        assert message["metadata"]["Content-Type"] == "application/json"
+        assert "json-ld#context" in message["metadata"]["Link"]
+        assert message["metadata"]["test-receiver-key"] == "test-receiver-info"
+        assert message["body"]["type"] == "Notification"
+        assert message["body"]["subscriptionId"] == sub_id
+        assert message["body"]["data"][0]["id"] == "urn:ngsi-ld:Room:1"
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            note = client.get(f"/subscriptions/{sub_id}").json()["notification"]
+            if note.get("lastSuccess"):
+                break
+            time.sleep(0.05)
+        assert note["status"] == "ok", note
+        time.sleep(0.3)
+        assert len(listener.messages) == 1
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        {"uri": "mqtt://[::1]:1883"},
+        {"uri": "mqtt://[::1]:1883/"},
+        {"uri": "mqtt://[::1]:1883/a/#"},
+        {"uri": "mqtt://[::1]/t", "notifierInfo": [{"key": "MQTT-QoS", "value": "3"}]},
+        {"uri": "mqtt://[::1]/t", "notifierInfo": [{"key": "MQTT-Version", "value": "mqtt4"}]},
+        {"uri": "mqtt://[::1]/t", "notifierInfo": "MQTT-QoS=1"},
+    ],
+)
+def test_bad_mqtt_endpoints_are_400(client: httpx.Client, endpoint: dict[str, Any]) -> None:
+    doc = sub("http://unused", notification={"endpoint": endpoint})
+    problem(client.post("/subscriptions", json=doc), 400, "BadRequestData")
+
+
+def test_unreachable_mqtt_broker_counts_as_failed(client: httpx.Client) -> None:
+    """A closed MQTT port: the notification fails after its tries and the status says so."""
+    endpoint = {"uri": f"mqtt://[::1]:{free_port()}/t"}
+    sub_id = subscribe(client, sub("http://unused", notification={"endpoint": endpoint}))
+    client.post("/entities", json=room(1))
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        note = client.get(f"/subscriptions/{sub_id}").json()["notification"]
+        if note["status"] == "failed":
+            break
+        time.sleep(0.1)
+    assert note["status"] == "failed", note
+    assert note["timesFailed"] == 1
