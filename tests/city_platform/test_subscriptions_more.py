@@ -604,3 +604,22 @@ def test_unreachable_mqtt_broker_counts_as_failed(client: httpx.Client) -> None:
         time.sleep(0.1)
     assert note["status"] == "failed", note
     assert note["timesFailed"] == 1
+
+
+def test_ngsi_ld_null_in_merge_and_replace_is_attribute_deleted(
+    client: httpx.Client, receiver: Receiver
+) -> None:
+    """An attribute removed by Merge Entity with the NGSI-LD Null (5.6.17) or left out by
+    Replace Entity (5.6.18) is attributeDeleted, not an update."""
+    subscribe(client, sub(receiver.url, notificationTrigger=["attributeDeleted"]))
+    client.post("/entities", json=room(1))
+    r = client.patch("/entities/urn:ngsi-ld:Room:1", json={"humidity": NULL})
+    assert r.status_code == 204, r.text
+    got = receiver.wait_for(1)[0]
+    assert got["humidity"] == {"type": "Property", "value": NULL}
+    assert got["temperature"]["value"] == 20
+    r = client.put("/entities/urn:ngsi-ld:Room:1", json={"type": "Room", "co2": 400})
+    assert r.status_code == 204, r.text
+    got = receiver.wait_for(2)[1]
+    assert got["temperature"] == {"type": "Property", "value": NULL}
+    assert got["co2"]["value"] == 400
