@@ -69,6 +69,8 @@ REFERENCE_PICS: dict[str, bool] = {
     "ngsild.csource-registrations": True,  # issue 16 csources
     "ngsild.csource-subscriptions": True,
     "ngsild.forwarding": True,
+    "ngsild.linear-regex": True,  # issue 16 robustness
+    "ngsild.nesting-limit": True,
     "gateway.vendor-json": True,
     "gateway.coap-push": True,
     "ipv6.only": True,
@@ -84,6 +86,9 @@ REFERENCE_PIXIT: dict[str, Any] = {
     # Instances per attribute a temporal answer holds before it is 206 Partial Content
     # (CIM 009 6.3.10 leaves the number to the implementation); city_platform.temporal.
     "ngsild.temporal_instance_limit": 1000,
+    # Seconds one NGSI-LD answer may take in the robustness cases (R197-NGSILD-73..79) before
+    # the IUT counts as stalled by the input (a backtracking regex, say).
+    "ngsild.max_answer_s": 5.0,
 }
 
 
