@@ -95,6 +95,17 @@ def history_rows(
     return rows
 
 
+def _deleted_instance(inst: ent.Instance, now: str) -> ent.Instance:
+    """The history's record of a deleted Attribute instance: its type and datasetId, the
+    NGSI-LD Null as its value, ``deletedAt`` (and ``modifiedAt``) the time of deletion."""
+    atype = inst.get("type", "Property")
+    out: ent.Instance = {"type": atype, ent.VALUE_KEY.get(atype, "value"): ent.NGSI_LD_NULL}
+    if "datasetId" in inst:
+        out["datasetId"] = inst["datasetId"]
+    out["modifiedAt"] = out["deletedAt"] = now
+    return out
+
+
 class ContextBroker:
     """Entity, batch and discovery operations for all tenants."""
 
@@ -234,7 +245,11 @@ class ContextBroker:
             del entity["attrs"][iri]
         now = ent.now_iso()
         entity["modifiedAt"] = now
-        await self.storage.write_entities(tenant, [entity], [])
+        # The history keeps the deletion: an instance with the NGSI-LD Null and deletedAt per
+        # deleted instance, which timeproperty=deletedAt retrieves (CIM 009 4.8, 5.7.3).
+        deleted = [_deleted_instance(i, now) for i in instances if i not in kept]
+        rows = history_rows(entity_id, {iri: deleted}, now)
+        await self.storage.write_entities(tenant, [entity], rows)
         gone = frozenset({iri})
         self._emit([Change(tenant, entity, previous, gone, removed=gone)])
 

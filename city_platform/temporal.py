@@ -24,11 +24,11 @@ from city_platform.search import EntitySearch
 from city_platform.storage.base import HistoryQuery, HistoryRow
 from city_platform.temporal_aggr import Aggregation, Window, aggregate_attribute, key_time, show
 
-TimeProperty = Literal["observedAt", "modifiedAt", "createdAt"]
+TimeProperty = Literal["observedAt", "modifiedAt", "createdAt", "deletedAt"]
 Representation = Literal["normalized", "temporalValues", "aggregatedValues"]
 Timerel = Literal["before", "after", "between"]
 _TIMERELS: tuple[Timerel, ...] = ("before", "after", "between")
-_TIMEPROPERTIES: tuple[TimeProperty, ...] = ("observedAt", "modifiedAt", "createdAt")
+_TIMEPROPERTIES: tuple[TimeProperty, ...] = ("observedAt", "modifiedAt", "createdAt", "deletedAt")
 MAX_LAST_N = 100_000
 # The most instances per attribute (per entity) one answer holds (6.3.10); more are cut off
 # and the answer is 206 Partial Content with the time range it covers in Content-Range.
@@ -61,17 +61,22 @@ class TimeFilter:
         instance_limit: int | None = None,
     ) -> HistoryQuery:
         """The storage query; with ``instance_limit`` a lastN above it asks for one instance
-        more than the limit (enough to know the answer is partial, 6.3.10)."""
+        more than the limit (enough to know the answer is partial, 6.3.10).  ``deletedAt``
+        reads the rows by their write time; :func:`history_for` keeps the deletions and
+        applies lastN to them."""
         last_n = self.last_n
         if last_n is not None and instance_limit is not None:
             last_n = min(last_n, instance_limit + 1)
+        prop = self.timeproperty
+        if prop == "deletedAt":
+            prop, last_n = "modifiedAt", None
         return HistoryQuery(
             entity_ids=frozenset(entity_ids),
             attrs=attrs,
             timerel=self.timerel,
             time_at=self.time_at,
             end_time_at=self.end_time_at,
-            timeproperty=self.timeproperty,
+            timeproperty=prop,
             last_n=last_n,
         )
 
@@ -180,9 +185,15 @@ def render_temporal(
         elif representation == "temporalValues":
             out[name] = _simplified(attr_rows, timeproperty)
         else:
-            out[name] = [
-                ent.render_instance(r.instance, ctx, "normalized", sys_attrs) for r in attr_rows
-            ]
+            out[name] = [_instance(r.instance, ctx, sys_attrs) for r in attr_rows]
+    return out
+
+
+def _instance(inst: ent.Instance, ctx: Context, sys_attrs: bool) -> Any:
+    """One instance of the normalized temporal form; a deletion shows its deletedAt always."""
+    out = ent.render_instance(inst, ctx, "normalized", sys_attrs)
+    if "deletedAt" in inst and isinstance(out, dict):
+        out["deletedAt"] = inst["deletedAt"]
     return out
 
 
@@ -298,6 +309,8 @@ async def history_for(
     by_entity: dict[str, list[HistoryRow]] = {e["id"]: [] for e in entities}
     for row in await broker.storage.history(tenant, query):
         by_entity[row.entity_id].append(row)
+    if time_filter.timeproperty == "deletedAt":
+        by_entity = {k: _deletions(v, time_filter.last_n) for k, v in by_entity.items()}
     if instance_limit is None:
         return by_entity, None
     return paginate(by_entity, time_filter, instance_limit)
@@ -356,6 +369,17 @@ async def query_temporal(
     if instance_limit is not None:
         rows, content_range = paginate(rows, time_filter, instance_limit)
     return found, rows, (len(matching) if count else None), content_range
+
+
+def _deletions(rows: list[HistoryRow], last_n: int | None) -> list[HistoryRow]:
+    """The rows recording a deletion (``deletedAt``), the last ``last_n`` per attribute."""
+    kept = [r for r in rows if "deletedAt" in r.instance]
+    if last_n is None:
+        return kept
+    by_attr: dict[str, list[HistoryRow]] = {}
+    for row in kept:
+        by_attr.setdefault(row.attr, []).append(row)
+    return [r for attr_rows in by_attr.values() for r in attr_rows[-last_n:]]
 
 
 def paginate(

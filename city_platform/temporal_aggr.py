@@ -227,8 +227,8 @@ def aggregate_attribute(
     for row in rows:
         key = row.observed_at if timeproperty == "observedAt" else row.modified_at
         value = ent.instance_value(row.instance)
-        if key is None or value is None:
-            continue
+        if key is None or value is None or value == ent.NGSI_LD_NULL:
+            continue  # a deleted instance (deletedAt) has no value to aggregate
         atype = row.instance.get("type", "Property")
         groups.setdefault(row.dataset_id, (atype, []))[1].append((key_time(key), value))
     origin = window.start or oldest

@@ -130,7 +130,7 @@ def test_query_temporal_by_type(room: httpx.Client) -> None:
         {"timerel": "after", "timeAt": "yesterday"},
         {"lastN": "0"},
         {"lastN": "ten"},
-        {"timeproperty": "deletedAt"},
+        {"timeproperty": "seenAt"},
         {"timeAt": "2026-01-01T10:00:00Z"},
         {"options": "keyValues"},
     ],

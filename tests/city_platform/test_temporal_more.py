@@ -407,3 +407,31 @@ def test_q_is_checked_against_the_instances_in_the_window(client: httpx.Client) 
     r = client.post("/temporal/entityOperations/query", json=body)
     assert [e["id"] for e in r.json()] == [slow]
     assert observed(r.json()[0], "speed") == [at(100)]
+
+
+def test_deleted_attributes_are_kept_with_deleted_at(client: httpx.Client) -> None:
+    """Deleting an Attribute records the NGSI-LD Null with deletedAt; timeproperty=deletedAt
+    retrieves the deletions (4.8), the observedAt history stays as it was."""
+    gps = "urn:ngsi-ld:Dataset:gps"
+    doc = {"id": CAR, "type": "Vehicle", "speed": [inst(5, 0), inst(7, 0, datasetId=gps)]}
+    assert client.post("/entities", json=doc).status_code == 201
+    assert client.delete(f"/entities/{CAR}/attrs/speed").status_code == 204  # the default one
+    r = client.get(f"/temporal/entities/{CAR}", params={"timeproperty": "deletedAt"})
+    assert r.status_code == 200, r.text
+    (gone,) = r.json()["speed"]
+    assert gone["value"] == "urn:ngsi-ld:null"
+    assert gone["deletedAt"].startswith("20")
+    assert "datasetId" not in gone
+    simple = client.get(
+        f"/temporal/entities/{CAR}",
+        params={"timeproperty": "deletedAt", "options": "temporalValues"},
+    )
+    assert simple.json()["speed"]["values"] == [["urn:ngsi-ld:null", gone["deletedAt"]]]
+    r = client.delete(f"/entities/{CAR}/attrs/speed", params={"datasetId": gps})
+    assert r.status_code == 204, r.text
+    r = client.get(f"/temporal/entities/{CAR}", params={"timeproperty": "deletedAt", "lastN": "1"})
+    assert [i.get("datasetId") for i in r.json()["speed"]] == [gps]
+    before = {"timeproperty": "deletedAt", "timerel": "before", "timeAt": "2000-01-01T00:00:00Z"}
+    assert "speed" not in client.get(f"/temporal/entities/{CAR}", params=before).json()
+    observed_history = client.get(f"/temporal/entities/{CAR}").json()
+    assert [i["value"] for i in observed_history["speed"]] == [5, 7]
