@@ -28,14 +28,16 @@ from city_platform.ldcontext import Context, ContextResolver
 from city_platform.registrations.model import (
     Selection,
     as_entity,
+    attribute_keys,
     is_expired,
     new_registration,
+    overlaps,
     render_registration,
     subscription_matches,
     update_registration,
 )
 from city_platform.search import EntitySearch
-from city_platform.storage.base import Storage
+from city_platform.storage.base import EntityFilter, Storage
 from city_platform.subscriptions.model import (
     new_subscription,
     render_subscription,
@@ -94,10 +96,48 @@ class RegistrationManager:
         key = (tenant, stored["id"])
         if key in self._regs:
             raise AlreadyExists(f"registration {stored['id']!r} already exists")
+        await self._check_conflicts(tenant, stored)
         await self.storage.put_csource_doc(REGISTRATION, tenant, stored["id"], stored)
         self._regs[key] = stored
         self._changed(tenant, None, stored)
         return str(stored["id"])
+
+    async def _check_conflicts(self, tenant: str, stored: dict[str, Any]) -> None:
+        """4.3.6.3 and 5.9.2.4, for the proxied modes (409, reported as AlreadyExists, the
+        error type of 409 in Table 6.3.2-1): no exclusive or redirect registration for an
+        Entity id and Attribute an exclusive one already holds; an exclusive registration
+        must not name Attributes that an existing local Entity has, a redirect one must not
+        cover an existing local Entity."""
+        mode = stored.get("mode")
+        if mode not in ("exclusive", "redirect"):
+            return
+        mine = attribute_keys(stored)
+        for (t, other_id), other in self._regs.items():
+            if t != tenant or other_id == stored["id"] or other.get("mode") != "exclusive":
+                continue
+            if overlaps(mine, attribute_keys(other)):
+                raise AlreadyExists(
+                    f"conflict: exclusive registration {other_id!r} already holds these "
+                    "Entity Attributes (4.3.6.3)"
+                )
+        for info in stored["information"]:
+            for sel in info.get("entities", ()):
+                found = await self._local_entities(tenant, sel)
+                names = {*info.get("propertyNames", ()), *info.get("relationshipNames", ())}
+                for entity in found:
+                    if mode == "redirect" or not names.isdisjoint(entity["attrs"]):
+                        raise AlreadyExists(
+                            f"conflict: entity {entity['id']!r} exists here and the {mode} "
+                            "registration covers it (5.9.2.4)"
+                        )
+
+    async def _local_entities(self, tenant: str, sel: dict[str, str]) -> list[dict[str, Any]]:
+        if "id" in sel:
+            found = await self.storage.get_entities(tenant, [sel["id"]])
+            return [e for e in found.values() if sel["type"] in e["type"]]
+        where = EntityFilter(types=frozenset([sel["type"]]), id_pattern=sel.get("idPattern"))
+        page, _ = await self.storage.find_entities(tenant, where, limit=1)
+        return page
 
     def get(self, tenant: str, reg_id: str) -> dict[str, Any]:
         ent.check_uri(reg_id, "registration id")
@@ -122,6 +162,7 @@ class RegistrationManager:
     async def update(self, tenant: str, reg_id: str, fragment: object, ctx: Context) -> None:
         old = self.get(tenant, reg_id)
         stored = update_registration(old, fragment, ctx, now=ent.now_iso())
+        await self._check_conflicts(tenant, stored)
         await self.storage.put_csource_doc(REGISTRATION, tenant, reg_id, stored)
         self._regs[(tenant, reg_id)] = stored
         self._changed(tenant, old, stored)

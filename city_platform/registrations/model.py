@@ -213,6 +213,70 @@ def _apply(doc: dict[str, Any], out: dict[str, Any], ctx: Context, now: str) -> 
         raise BadRequestData("a registration needs information (5.2.9)")
     if "endpoint" not in out:
         raise BadRequestData("a registration needs an endpoint (5.2.9)")
+    _check_mode(out)
+
+
+# 5.9.2.4: an auxiliary registration offers reads only.
+AUXILIARY_OPS = frozenset(
+    {
+        "retrieveOps",
+        "retrieveEntity",
+        "queryEntity",
+        "queryBatch",
+        "retrieveTemporal",
+        "queryTemporal",
+        "retrieveEntityTypes",
+        "retrieveEntityTypeDetails",
+        "retrieveEntityTypeInfo",
+        "retrieveAttrTypes",
+        "retrieveAttrTypeDetails",
+        "retrieveAttrTypeInfo",
+    }
+)
+
+
+def _check_mode(out: dict[str, Any]) -> None:
+    """4.3.6.3: an exclusive registration relates to specific Attributes of single Entities
+    (every RegistrationInfo names entity ids, no idPattern, and Attribute names); 5.9.2.4: an
+    auxiliary registration offers only retrieval operations."""
+    mode = out.get("mode", "inclusive")
+    if mode == "exclusive":
+        for info in out["information"]:
+            entities = info.get("entities")
+            if not entities or any("id" not in e or "idPattern" in e for e in entities):
+                raise BadRequestData(
+                    "an exclusive registration names entity ids, not types or idPatterns (4.3.6.3)"
+                )
+            if not info.get("propertyNames") and not info.get("relationshipNames"):
+                raise BadRequestData(
+                    "an exclusive registration names the Attributes it holds (4.3.6.3)"
+                )
+    if mode == "auxiliary":
+        extra = set(out.get("operations", ())) - AUXILIARY_OPS
+        if extra:
+            raise BadRequestData(
+                f"an auxiliary registration offers retrieval only, not {', '.join(sorted(extra))}"
+                " (5.9.2.4)"
+            )
+
+
+def attribute_keys(stored: dict[str, Any]) -> set[tuple[str, str]]:
+    """(entity id, attribute IRI) pairs an exclusive or redirect registration names; ("", "")
+    stands for "any" on either side (4.3.6.3 overlap rule)."""
+    keys: set[tuple[str, str]] = set()
+    for info in stored["information"]:
+        ids = [e.get("id", "") for e in info.get("entities", [{"id": ""}])]
+        names = [*info.get("propertyNames", ()), *info.get("relationshipNames", ())] or [""]
+        keys.update((i, n) for i in ids for n in names)
+    return keys
+
+
+def overlaps(a: set[tuple[str, str]], b: set[tuple[str, str]]) -> bool:
+    return any(
+        (ia == ib or "" in (ia, ib)) and (na == nb or "" in (na, nb))
+        for ia, na in a
+        for ib, nb in b
+    )
 
 
 def new_registration(doc: object, ctx: Context, *, context_source: Any, now: str) -> dict[str, Any]:

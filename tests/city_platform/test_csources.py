@@ -111,6 +111,44 @@ def test_bad_registration(client: httpx.Client, change: dict[str, Any]) -> None:
     problem(client.post(REGS, json=doc), 400, "BadRequestData")
 
 
+def test_proxied_modes(client: httpx.Client) -> None:
+    """4.3.6.3, 5.9.2.4: an exclusive registration names entity ids and Attributes; an
+    auxiliary one only retrieves; no exclusive or redirect registration over what an exclusive
+    one holds (409), over a local Entity's Attributes (exclusive) or a local Entity (redirect)."""
+    kind = _kind()
+    ent_id = f"urn:ngsi-ld:{kind}:1"
+
+    def exclusive(mode: str = "exclusive", **info: Any) -> dict[str, Any]:
+        doc = registration(kind, mode=mode)
+        doc["information"] = [info]
+        return doc
+
+    by_id = {"entities": [{"type": kind, "id": ent_id}], "propertyNames": ["speed"]}
+    for bad in (
+        exclusive(entities=[{"type": kind}], propertyNames=["speed"]),
+        exclusive(entities=[{"type": kind, "idPattern": ".*"}], propertyNames=["speed"]),
+        exclusive(entities=[{"type": kind, "id": ent_id}]),
+        registration(kind, mode="auxiliary", operations=["retrieveOps", "updateEntity"]),
+    ):
+        problem(client.post(REGS, json=bad), 400, "BadRequestData")
+    create(client, registration(kind, mode="auxiliary", operations=["queryEntity"]))
+    first = create(client, exclusive(**by_id))
+    problem(client.post(REGS, json=exclusive(**by_id)), 409, "AlreadyExists")
+    problem(client.post(REGS, json=exclusive("redirect", **by_id)), 409, "AlreadyExists")
+    other = {**by_id, "propertyNames": ["colour"]}
+    create(client, exclusive(**other))  # another Attribute of the same entity
+    assert client.delete(f"{REGS}/{first}").status_code == 204
+    create(client, exclusive("redirect", **by_id))
+    create(client, exclusive("redirect", **by_id))  # redirect registrations may overlap
+    # local entities
+    local = _building(kind, 2, height=3)
+    assert client.post("/entities", json=local).status_code == 201
+    on_local = {"entities": [{"type": kind, "id": local["id"]}], "propertyNames": ["height"]}
+    problem(client.post(REGS, json=exclusive(**on_local)), 409, "AlreadyExists")
+    create(client, exclusive(**{**on_local, "propertyNames": ["speed"]}))
+    problem(client.post(REGS, json=exclusive("redirect", **on_local)), 409, "AlreadyExists")
+
+
 def test_bad_json(client: httpx.Client) -> None:
     r = client.post(REGS, content=b"{", headers={"Content-Type": "application/json"})
     problem(r, 400, "InvalidRequest")
@@ -405,11 +443,12 @@ def test_exclusive_source_wins(client: httpx.Client, second: PlatformProcess) ->
     b_tenant = "b" + uuid.uuid4().hex[:10]
     with httpx.Client(base_url=second.api, headers={"NGSILD-Tenant": b_tenant}, timeout=10) as b:
         assert b.post("/entities", json=_building(kind, 1, height=99)).status_code == 201
-    assert client.post("/entities", json=_building(kind, 1, height=1, name="A")).status_code == 201
     doc = registration(kind, endpoint=second.base, tenant=b_tenant, mode="exclusive")
     doc["information"] = [{"entities": [{"type": kind, "id": f"urn:ngsi-ld:{kind}:1"}],
                            "propertyNames": ["height"]}]  # fmt: skip
     create(client, doc)
+    # written here after the registration (local writes are not refused): the source wins
+    assert client.post("/entities", json=_building(kind, 1, height=1, name="A")).status_code == 201
     r = client.get(f"/entities/urn:ngsi-ld:{kind}:1", params={"options": "keyValues"})
     assert r.json() == {"id": f"urn:ngsi-ld:{kind}:1", "type": kind, "name": "A", "height": 99}
 
