@@ -54,6 +54,11 @@ REFERENCE_PICS: dict[str, bool] = {
     "ngsild.type-expressions": True,
     "ngsild.scope": True,
     "ngsild.dataset-id-param": True,
+    "ngsild.join": True,  # issue 16 representation
+    "ngsild.lang": True,
+    "ngsild.simplified-types": True,
+    "ngsild.geojson": True,
+    "ngsild.compact-iris": True,
     "ngsild.merge": True,  # issue 16 provision
     "ngsild.replace": True,
     "ngsild.purge": True,

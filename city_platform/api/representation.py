@@ -5,32 +5,34 @@
   its ``entity`` member (``entityList`` for a ListRelationship; in the simplified form the
   Entity replaces the object's URI), with ``flat`` the linked Entities are returned once each
   as further members of the answer's array.  ``joinLevel`` (default 1) is how many hops are
-  followed; ``join=@none`` is no join.
+  followed; ``join=@none`` is no join.  An Entity already met in the answer's tree (or named
+  in ``containedBy``) is not inlined or returned again (5.7.1.5), so loops end.
 - ``lang`` (4.15, 5.7.1, 5.7.2; LanguageProperty 4.5.18): each LanguageProperty is returned
   as a Property whose ``value`` is the string of the best-matching language, with a ``lang``
-  member naming it.  ``lang`` is a list of language ranges with optional ``;q=`` weights (the
-  HTTP Accept-Language syntax); ``*`` matches any language.  When no language matches, the
-  ``@none`` string, else the first one.
+  member naming it (``@none`` included).  ``lang`` is a list of language ranges with optional
+  ``;q=`` weights (the HTTP Accept-Language syntax); ``*`` matches any language.  When no
+  language matches, the ``@none`` string, else the first one (4.15 leaves the choice open).
 - GeoJSON, ``Accept: application/geo+json`` (4.5.16, 4.5.17, 6.3.15): Retrieve answers a
   Feature, Query a FeatureCollection.  The Feature's geometry is the default instance of
   ``geometryProperty`` (``location`` when absent), ``null`` when the Entity lacks it or it
   does not hold a GeoJSON geometry; ``properties`` is the Entity without its ``id``, in the
   requested (normalized, concise or simplified) form; ``@context`` is a member of the Feature
-  (Retrieve) or of the FeatureCollection (Query), not of each Feature.
+  (Retrieve) or of the FeatureCollection (Query), not of each Feature, unless ``Prefer:
+  body=json`` asks for the Link header alone (5.7.1.4).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from fastapi import Request
 
 from city_platform.api.negotiation import GEO_JSON
 from city_platform.api.shaping import BODY_PARAMS
-from city_platform.entities import GEO_TYPES, Entity, Instance, Mode, render_entity
+from city_platform.entities import GEO_TYPES, Entity, Instance, Mode, check_uri, render_entity
 from city_platform.errors import BadRequestData
 from city_platform.ldcontext import CORE_CONTEXT_URL, Context
 from city_platform.query.projection import Projection
@@ -69,6 +71,17 @@ def parse_join(join: str | None, join_level: str | None) -> Join | None:
     return Join(how="inline" if join == "inline" else "flat", level=min(level, MAX_JOIN_LEVEL))
 
 
+def parse_contained_by(value: str | None) -> frozenset[str]:
+    """``containedBy`` (5.7.1.3, 4.5.23): the Linked Entity ids met before, not inlined or
+    returned again."""
+    if value is None:
+        return frozenset()
+    items = [v.strip() for v in value.split(",")]
+    for item in items:
+        check_uri(item, "containedBy")
+    return frozenset(items)
+
+
 def _objects(inst: Instance) -> list[str]:
     """The Entity ids a Relationship or ListRelationship instance points at."""
     atype = inst.get("type")
@@ -105,6 +118,8 @@ class Linker:
         self._join = join
         self._mode = mode
         self._found: dict[str, Entity | None] = {}
+        self._seen: set[str] = set()  # the ids met in the Entity tree being inlined
+        self.contained_by: frozenset[str] = frozenset()  # ``containedBy``: met before
 
     async def _fetch(self, ids: Iterable[str]) -> None:
         missing = [i for i in dict.fromkeys(ids) if i not in self._found]
@@ -126,11 +141,14 @@ class Linker:
         return pairs + await self._flat([s for s, _ in pairs], keep)
 
     async def _inline(self, pairs: list[Pair], keep: Collection[str] | None) -> None:
-        frontier = pairs
+        """5.7.1.5: an ``entity`` (``entityList``) member for each Relationship's target,
+        "unless a URI has been previously encountered" in that Entity's tree."""
+        frontier = [(s, r, {s["id"], *self.contained_by}) for s, r in pairs]
         for _ in range(self._join.level):
-            await self._fetch(t for stored, _ in frontier for t in _links(stored, keep))
-            nxt: list[Pair] = []
-            for stored, rendered in frontier:
+            await self._fetch(t for stored, _, _ in frontier for t in _links(stored, keep))
+            nxt: list[tuple[Entity, dict[str, Any], set[str]]] = []
+            for stored, rendered, seen in frontier:
+                self._seen = seen
                 for iri, instances in stored["attrs"].items():
                     if keep is not None and iri not in keep:
                         continue
@@ -141,15 +159,21 @@ class Linker:
             if not frontier:
                 break
 
-    def _linked(self, entity_id: str, nxt: list[Pair]) -> Any:
+    def _linked(self, entity_id: str, nxt: list[tuple[Entity, dict[str, Any], set[str]]]) -> Any:
         target = self._found.get(entity_id)
-        if target is None:
+        if target is None or entity_id in self._seen:
             return None
+        self._seen.add(entity_id)
         rendered = self._render(target)
-        nxt.append((target, rendered))
+        nxt.append((target, rendered, self._seen))
         return rendered
 
-    def _attach(self, shown: Any, instances: list[Instance], nxt: list[Pair]) -> Any:
+    def _attach(
+        self,
+        shown: Any,
+        instances: list[Instance],
+        nxt: list[tuple[Entity, dict[str, Any], set[str]]],
+    ) -> Any:
         if self._mode == "keyValues":
             return self._attach_simplified(shown, instances, nxt)
         items = shown if isinstance(shown, list) else [shown]
@@ -170,7 +194,12 @@ class Linker:
             out.append(shown_item)
         return out if isinstance(shown, list) else out[0]
 
-    def _attach_simplified(self, shown: Any, instances: list[Instance], nxt: list[Pair]) -> Any:
+    def _attach_simplified(
+        self,
+        shown: Any,
+        instances: list[Instance],
+        nxt: list[tuple[Entity, dict[str, Any], set[str]]],
+    ) -> Any:
         """Simplified form: the linked Entity stands in place of the object's URI."""
         if len(instances) != 1:
             return shown  # a dataset map: left as URIs
@@ -185,7 +214,7 @@ class Linker:
         return shown if entity is None else entity
 
     async def _flat(self, roots: list[Entity], keep: Collection[str] | None) -> list[Pair]:
-        seen = {e["id"] for e in roots}
+        seen = {e["id"] for e in roots} | self.contained_by
         out: list[Pair] = []
         frontier = roots
         for _ in range(self._join.level):
@@ -260,8 +289,8 @@ def _lang_instance(inst: Instance, ranges: list[str]) -> Instance:
         out.pop("languageMap", None)
         out["type"] = "Property"
         out["value"] = language_map.get(chosen) if chosen is not None else None
-        if chosen is not None and chosen != "@none":
-            out["lang"] = chosen
+        if chosen is not None:
+            out["lang"] = chosen  # 4.15: "in any case", the language returned
     return out
 
 
@@ -331,6 +360,8 @@ class Representation:
     lang: list[str] | None = None
     geometry_iri: str | None = None  # set for Accept: application/geo+json
     geometry_key: str = DEFAULT_GEOMETRY  # its name in rendered Entities
+    contained_by: frozenset[str] = frozenset()  # ``containedBy``: Entity ids met before
+    context_in_body: bool = True  # GeoJSON: False for ``Prefer: body=json`` (5.7.1.4)
 
     @classmethod
     def build(
@@ -370,13 +401,20 @@ class Representation:
         """As :meth:`build`, with ``join``/``joinLevel`` from the URL or a POST Query's body."""
         params = request.query_params
         body: dict[str, Any] = getattr(request.state, BODY_PARAMS, {})
-        return cls.build(
+        built = cls.build(
             ctx,
             media=media,
             join=params.get("join", body.get("join")),
             join_level=params.get("joinLevel", body.get("joinLevel")),
             lang=lang,
             geometry_property=geometry_property,
+        )
+        contained = params.get("containedBy", body.get("containedBy"))
+        prefer = request.headers.get("prefer", "").replace(" ", "").lower()
+        return replace(
+            built,
+            contained_by=parse_contained_by(contained),
+            context_in_body="body=json" not in prefer.split(","),
         )
 
     async def entities(
@@ -430,6 +468,7 @@ class Representation:
             return render(self.localize(entity))
 
         linker = Linker(storage, tenant, ctx, draw, self.join, mode)
+        linker.contained_by = self.contained_by
         return await linker.apply(pairs, keep)
 
     def body(self, rendered: Any, *, stored: dict[str, Entity], context: Any, one: bool) -> Any:
@@ -438,13 +477,15 @@ class Representation:
         ``stored`` are the stored Entities by id, where the geometry is taken from."""
         if self.geometry_iri is None:
             return rendered
-        ctx_value = context_value(context)
+        # 5.7.1.4, 5.7.2.4: the @context is a member unless Prefer: body=json asks for the
+        # Link header only (which render() always adds for GeoJSON).
+        extra = {"@context": context_value(context)} if self.context_in_body else {}
         if isinstance(rendered, dict):
-            return {**self._feature(rendered, stored), "@context": ctx_value}
+            return {**self._feature(rendered, stored), **extra}
         features = [self._feature(r, stored) for r in rendered if isinstance(r, dict)]
         if one and len(features) == 1:
-            return {**features[0], "@context": ctx_value}
-        return {"type": "FeatureCollection", "features": features, "@context": ctx_value}
+            return {**features[0], **extra}
+        return {"type": "FeatureCollection", "features": features, **extra}
 
     def _feature(self, rendered: dict[str, Any], stored: dict[str, Entity]) -> dict[str, Any]:
         assert self.geometry_iri is not None

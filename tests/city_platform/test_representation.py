@@ -153,6 +153,34 @@ def test_bad_join_is_400(linked: httpx.Client, params: dict[str, str]) -> None:
     bad_request(linked.get("/entities", params={"type": "Car", **params}))
 
 
+def test_join_inline_does_not_repeat_an_entity(linked: httpx.Client) -> None:
+    """CIM 009 5.7.1.5: an Entity already met in the tree (here the car itself, linked back
+    from the company) is not inlined again, so a loop ends."""
+    got = linked.get(
+        "/entities/urn:ngsi-ld:Car:c1", params={"join": "inline", "joinLevel": "5"}
+    ).json()
+    company = got["parkedAt"]["entity"]["operator"]["entity"]
+    assert company["fleet"] == rel("urn:ngsi-ld:Car:c1")
+
+
+def test_contained_by_names_entities_met_before(linked: httpx.Client) -> None:
+    """CIM 009 5.7.1.3: containedBy lists Linked Entities met before; they are not inlined."""
+    got = linked.get(
+        "/entities/urn:ngsi-ld:Car:c1",
+        params={"join": "inline", "joinLevel": "3", "containedBy": "urn:ngsi-ld:Company:k1"},
+    ).json()
+    parking = got["parkedAt"]["entity"]
+    assert "entity" not in parking["operator"]
+    flat = linked.get(
+        "/entities/urn:ngsi-ld:Car:c1",
+        params={"join": "flat", "joinLevel": "3", "containedBy": "urn:ngsi-ld:Company:k1"},
+    ).json()
+    assert [e["id"] for e in flat] == ["urn:ngsi-ld:Car:c1", "urn:ngsi-ld:Parking:p1"]
+    bad_request(
+        linked.get("/entities/urn:ngsi-ld:Car:c1", params={"join": "flat", "containedBy": "x y"})
+    )
+
+
 def test_join_none_is_no_join(linked: httpx.Client) -> None:
     got = linked.get("/entities/urn:ngsi-ld:Car:c1", params={"join": "@none"}).json()
     assert "entity" not in got["parkedAt"]
@@ -205,6 +233,7 @@ def test_lang_ranges_weights_and_fallback(multilingual: httpx.Client) -> None:
     got = multilingual.get(url, params={"lang": "it"}).json()
     assert got["name"]["value"] == "Science Museum"  # no Italian, no @none: the first one
     assert got["name"]["note"]["value"] == "n"  # the @none string
+    assert got["name"]["note"]["lang"] == "@none"  # 4.15: "in any case" the language returned
     got = multilingual.get(url, params={"lang": "*"}).json()
     assert got["name"]["type"] == "Property"
 
@@ -328,6 +357,14 @@ def test_geojson_ld_context_names_the_request_context(linked: httpx.Client) -> N
     r = linked.get("/entities/urn:ngsi-ld:Car:c1", headers={"Accept": GEO, "Link": link})
     assert r.json()["@context"] == ctx_url
     assert ctx_url in r.headers["link"]
+
+
+def test_geojson_prefer_body_json_moves_the_context_to_the_link(linked: httpx.Client) -> None:
+    """CIM 009 5.7.1.4: Prefer: body=json: no @context in the Feature, the Link header has it."""
+    r = linked.get("/entities/urn:ngsi-ld:Car:c1", headers={"Accept": GEO, "Prefer": "body=json"})
+    assert r.status_code == 200, r.text
+    assert "@context" not in r.json()
+    assert "json-ld#context" in r.headers["link"]
 
 
 def test_other_accept_is_still_406(linked: httpx.Client) -> None:
