@@ -3,9 +3,10 @@
 NGSI-LD (ETSI GS CIM 009 clause 5.5.7) names types and attributes by IRI; clients use short
 terms resolved through an ``@context``.  We implement only the part of JSON-LD 1.1 the API needs:
 term definitions (string or ``{"@id": ...}``), compact IRIs (``prefix:suffix``), ``@vocab``, and
-context arrays.  The NGSI-LD core context is implied (clause 5.5.7) and processed FIRST: a user
-context may redefine any core term that the core context does not mark ``@protected`` (JSON-LD
-1.1 clause 4.1.11; redefining a protected term to another IRI is BadRequestData, 5.5.4).
+context arrays.  The NGSI-LD core context is implied and protected: whatever its position it has
+absolute precedence (CIM 009 4.4, 5.5.7), so a user term naming a core term keeps the core
+meaning; a user @context with a JSON-LD scoped context is BadRequestData (5.5.7); a user term
+protected by a user context keeps its IRI (JSON-LD 1.1 4.1.11, else BadRequestData).
 
 Contexts shipped in ``city_platform/contexts`` (every core context version, v1.9 included) and
 those of ``--context-dir`` are resolved locally (the testbed works with no internet); @contexts
@@ -254,13 +255,17 @@ class ContextResolver:
         return ctx
 
     def _build(self, objects: list[dict[str, Any]], source: Any = None) -> Context:
-        # The implied core context comes first (5.5.7), so a user context overrides the core
-        # terms it redefines, except protected ones (JSON-LD 1.1 clause 4.1.11).
-        core_terms, core_vocab, locked = _core_definitions()
-        terms = dict(core_terms)
+        # CIM 009 4.4 and 5.5.7: the core @context is protected and has absolute precedence,
+        # whatever its position in the array: it is processed as if it were the last one, so a
+        # user term that names a core term is overridden by the core definition.  A user
+        # @context's own @vocab stays (the core's is the fallback, 4.4), and its protected
+        # terms keep their IRIs against later user contexts (JSON-LD 1.1 4.1.11).
+        core_terms, core_vocab, _ = _core_definitions()
+        terms = dict(core_terms)  # core prefixes (ngsi-ld:, geojson:) expand user compact IRIs
         vocab = [core_vocab]
-        locked = dict(locked)
+        locked: dict[str, str] = {}
         for obj in objects:
+            _check_not_scoped(obj)
             _parse_definitions(obj, terms, vocab)
             for term, iri in locked.items():
                 if terms.get(term) != iri:
@@ -269,6 +274,7 @@ class ContextResolver:
                         "protected term redefinition)"
                     )
             locked.update({t: terms[t] for t in _protected_terms(obj) if t in terms})
+        terms.update(core_terms)
         return Context(terms=terms, vocab=vocab[0], source=source)
 
     async def _flatten(self, source: Any, out: list[dict[str, Any]], *, depth: int) -> None:
@@ -280,6 +286,8 @@ class ContextResolver:
         elif isinstance(source, dict):
             out.append(source)
         elif isinstance(source, str):
+            if source in _CORE_ALIASES:
+                return  # the core @context is implied and applied last by _build (4.4, 5.5.7)
             document = await self._document(source)
             inner = document.get("@context") if isinstance(document, dict) else None
             if inner is None:
@@ -440,6 +448,17 @@ def _core_object() -> dict[str, Any]:
     doc = orjson.loads(shipped_document("ngsi-ld-core-context-v1.8.jsonld"))
     core: dict[str, Any] = doc["@context"]
     return core
+
+
+def _check_not_scoped(obj: dict[str, Any]) -> None:
+    """A user @context shall not contain JSON-LD scoped contexts (CIM 009 5.5.7; JSON-LD 1.1
+    4.1.8): they could change core terms while expanding.  BadRequestData if it does."""
+    for key, value in obj.items():
+        if isinstance(value, dict) and "@context" in value:
+            raise BadRequestData(
+                f"@context: the term {key!r} has a scoped context; a user @context shall not "
+                "contain JSON-LD scoped contexts (CIM 009 5.5.7)"
+            )
 
 
 def _protected_terms(obj: dict[str, Any]) -> set[str]:

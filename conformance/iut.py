@@ -70,7 +70,6 @@ REFERENCE_PICS: dict[str, bool] = {
     "ngsild.triggers": True,
     "ngsild.show-changes": True,
     "ngsild.context-api": True,  # issue 16 contexts
-    "ngsild.user-context-precedence": True,
     "ngsild.csource-registrations": True,  # issue 16 csources
     "ngsild.csource-subscriptions": True,
     "ngsild.forwarding": True,

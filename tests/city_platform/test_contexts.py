@@ -195,21 +195,36 @@ def test_delete_reload_errors(client: httpx.Client) -> None:
     )
 
 
-def test_user_context_redefines_a_core_term(client: httpx.Client) -> None:
-    """5.5.7 / JSON-LD 1.1: the core context comes first, so a user term such as `name`
-    (ngsi-ld:name in the core) is redefined by the user's context."""
-    ctx = {"name": "https://smartdatamodels.org/name"}
+def test_core_terms_keep_their_meaning_whatever_the_position(client: httpx.Client) -> None:
+    """CIM 009 4.4 / 5.5.7: the core @context is protected and has absolute precedence, even
+    when a user @context placed after it names a core term (`name` is ngsi-ld:name)."""
+    ctx = {"name": "https://smartdatamodels.org/name", "height": "https://example.org/height"}
     ent = {
         "id": "urn:ngsi-ld:Thing:n1",
         "type": "Thing",
         "name": {"type": "Property", "value": "x"},
-        "@context": [CORE, ctx],  # JSON-LD: later contexts override earlier ones
+        "height": {"type": "Property", "value": 2},
+        "@context": [CORE, ctx],  # JSON-LD alone would let the later definition win
     }
-    r = client.post("/entities", json=ent, headers={"Content-Type": "application/ld+json"})
+    h = {"Content-Type": "application/ld+json"}
+    r = client.post("/entities", json=ent, headers=h)
     assert r.status_code == 201, r.text
     plain = client.get("/entities/urn:ngsi-ld:Thing:n1").json()
-    assert "https://smartdatamodels.org/name" in plain
-    assert "name" not in plain
+    assert plain["name"]["value"] == "x", plain  # still the core term
+    assert "https://smartdatamodels.org/name" not in plain
+    assert "https://example.org/height" in plain  # a term the core does not name is the user's
+    r = client.get("/entities", params={"type": "Thing", "q": 'name=="x"'})
+    assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Thing:n1"], r.text
+
+
+def test_scoped_user_context_is_refused(client: httpx.Client) -> None:
+    """5.5.7: a user @context shall not contain JSON-LD scoped contexts (BadRequestData), on a
+    request and on Add @context alike."""
+    scoped = {"wrap": {"@id": "https://example.org/wrap", "@context": {"name": "urn:x:name"}}}
+    ent = {"id": "urn:ngsi-ld:Thing:sc", "type": "Thing", "@context": [scoped, CORE]}
+    r = client.post("/entities", json=ent, headers={"Content-Type": "application/ld+json"})
+    problem(r, 400, "BadRequestData")
+    problem(client.post("/jsonldContexts", json={"@context": scoped}), 400, "BadRequestData")
 
 
 def test_v19_core_context_url_is_the_shipped_copy(client: httpx.Client) -> None:
@@ -320,9 +335,9 @@ async def test_fetch_has_a_time_limit(remote: str) -> None:
     assert ticks >= 5
 
 
-async def test_protected_core_term_cannot_be_redefined() -> None:
-    """JSON-LD 1.1 4.1.11: a term the (core) context protects keeps its IRI; redefining it is
-    BadRequestData, redefining an unprotected one is allowed."""
+async def test_protected_terms_cannot_be_redefined() -> None:
+    """JSON-LD 1.1 4.1.11: a term a user context protects keeps its IRI against a later user
+    context (BadRequestData); a core term keeps its IRI silently, whatever the user says."""
     from city_platform.errors import BadRequestData  # noqa: PLC0415
     from city_platform.ldcontext import ContextResolver  # noqa: PLC0415
 
@@ -332,8 +347,9 @@ async def test_protected_core_term_cannot_be_redefined() -> None:
         await resolver.resolve([guarded, {"lock": "https://evil.example/lock"}])
     same = await resolver.resolve([guarded, {"lock": "https://example.org/lock"}])
     assert same.expand("lock") == "https://example.org/lock"
-    ctx = await resolver.resolve({"name": "https://smartdatamodels.org/name"})
-    assert ctx.expand("name") == "https://smartdatamodels.org/name"
+    ctx = await resolver.resolve({"name": "https://smartdatamodels.org/name", "x": "urn:x"})
+    assert ctx.expand("name") == "https://uri.etsi.org/ngsi-ld/name"  # the core wins (5.5.7)
+    assert ctx.expand("x") == "urn:x"
     assert ctx.expand("observedAt") == "https://uri.etsi.org/ngsi-ld/observedAt"
 
 
