@@ -435,3 +435,27 @@ def test_deleted_attributes_are_kept_with_deleted_at(client: httpx.Client) -> No
     assert "speed" not in client.get(f"/temporal/entities/{CAR}", params=before).json()
     observed_history = client.get(f"/temporal/entities/{CAR}").json()
     assert [i["value"] for i in observed_history["speed"]] == [5, 7]
+
+
+def test_query_pages_of_entities_have_links(client: httpx.Client) -> None:
+    """limit/offset page the entities of a temporal query, with Link rel next/prev (5.5.9)."""
+    for n in range(3):
+        create(
+            client, {"id": f"urn:ngsi-ld:Vehicle:p{n}", "type": "Vehicle", "speed": [inst(n, n)]}
+        )
+    r = client.get("/temporal/entities", params={"type": "Vehicle", "limit": "1", "offset": "1"})
+    assert r.status_code == 200, r.text
+    assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Vehicle:p1"]
+    link = r.headers["Link"]
+    assert '</ngsi-ld/v1/temporal/entities?type=Vehicle&limit=1&offset=0>; rel="prev"' in link
+    assert '</ngsi-ld/v1/temporal/entities?type=Vehicle&limit=1&offset=2>; rel="next"' in link
+    # On the last page the count tells there is no next one.
+    params = {"type": "Vehicle", "limit": "1", "offset": "2", "count": "true"}
+    last = client.get("/temporal/entities", params=params)
+    assert 'rel="next"' not in last.headers.get("Link", ""), last.headers
+    r = client.post(
+        "/temporal/entityOperations/query",
+        json={"type": "Query", "entities": [{"type": "Vehicle"}]},
+        params={"limit": "1"},
+    )
+    assert "/temporal/entities?" not in r.headers.get("Link", ""), "POST: no GET links"

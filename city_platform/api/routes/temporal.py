@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -133,8 +134,27 @@ async def query_temporal_entities(
         for e in found
     ]
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
+    links = _page_links(request, lim, off, len(found), total)
+    if links:
+        headers["Link"] = links
     status = _partial(headers, content_range)
     return render(body, media=accept, context=link_source(request), status=status, headers=headers)
+
+
+def _page_links(request: Request, lim: int, off: int, got: int, total: int | None) -> str:
+    """RFC 8288 next/prev links over the entities of a temporal query (5.5.9); none for
+    POST /temporal/entityOperations/query, whose selection is in the body."""
+    if request.method != "GET":
+        return ""
+    params = dict(request.query_params)
+    parts = []
+    if off > 0 and lim > 0:
+        params["offset"] = str(max(off - lim, 0))
+        parts.append(f'</ngsi-ld/v1/temporal/entities?{urlencode(params)}>; rel="prev"')
+    if got == lim and lim > 0 and (total is None or off + lim < total):
+        params["offset"] = str(off + lim)
+        parts.append(f'</ngsi-ld/v1/temporal/entities?{urlencode(params)}>; rel="next"')
+    return ", ".join(parts)
 
 
 def _temporal_q(raw: object) -> dict[str, str]:
