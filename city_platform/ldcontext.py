@@ -226,10 +226,6 @@ class ContextResolver:
         self.core = self._build([])
         self.registry.note_cached(CORE_CONTEXT_URL, {"@context": _core_object()}, extra=_SHIPPED)
 
-    def check_objects(self, objects: list[dict[str, Any]]) -> None:
-        """Raise BadRequestData if these context objects break a rule (protected terms)."""
-        self._build(objects)
-
     def forget(self, url: str | None = None) -> None:
         """Drop what was resolved through a deleted or reloaded @context (5.13.5)."""
         if url is not None:
