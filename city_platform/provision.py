@@ -34,6 +34,7 @@ from city_platform.broker import BatchResult, Change, ContextBroker, _copy, hist
 from city_platform.errors import BadRequestData, PlatformError, ResourceNotFound
 from city_platform.ldcontext import Context
 from city_platform.query.scope import normalize_scope
+from city_platform.query.typeexpr import parse_type_selection
 from city_platform.storage.base import Entity, HistoryRow
 
 NULL = "urn:ngsi-ld:null"
@@ -313,8 +314,9 @@ def apply_fragment(
                         touched = True
                     continue
                 if idx < 0:
-                    if mode == "update":
+                    if mode == "update" and not stored:
                         continue  # 5.6.2: only existing attributes are updated
+                    # A new datasetId of an existing attribute is added (5.5.8).
                     inst = new_instance(name, item, ctx, now)
                     stored.append(inst)
                 elif mode == "update":
@@ -339,6 +341,16 @@ def apply_fragment(
     return applied
 
 
+def check_type(entity: Entity, selection: str | None, ctx: Context) -> None:
+    """The optional entity type selector of 5.6.2, 5.6.3 and 5.6.4 (4.17): an entity not of
+    that type is not found."""
+    if selection is None:
+        return
+    parsed = parse_type_selection(selection, ctx)
+    if parsed is not None and not parsed.matches(entity["type"]):
+        raise ResourceNotFound(f"entity {entity['id']!r} is not of type {selection!r}")
+
+
 def _rows(entity_id: str, applied: _Applied, now: str) -> list[HistoryRow]:
     return history_rows(entity_id, applied.written, now)
 
@@ -358,6 +370,7 @@ async def change_entity(
     *,
     mode: Mode,
     overwrite: bool = True,
+    type_selection: str | None = None,
 ) -> tuple[list[str], list[str]]:
     """Append (5.6.3), update (5.6.2) or merge (5.6.17) one entity; returns the IRIs of the
     attributes updated and of those not updated."""
@@ -366,6 +379,7 @@ async def change_entity(
     if "id" in doc and doc["id"] != entity_id:
         raise BadRequestData("the id in the body differs from the id in the URL")
     entity = await broker.get(tenant, entity_id)
+    check_type(entity, type_selection, ctx)
     previous = _copy(entity)
     now = ent.now_iso()
     applied = apply_fragment(entity, doc, ctx, now, mode=mode, overwrite=overwrite)
@@ -396,7 +410,14 @@ def _attr_iri(attr: str, ctx: Context) -> str:
 
 
 async def patch_attribute(
-    broker: ContextBroker, tenant: str, entity_id: str, attr: str, doc: object, ctx: Context
+    broker: ContextBroker,
+    tenant: str,
+    entity_id: str,
+    attr: str,
+    doc: object,
+    ctx: Context,
+    *,
+    type_selection: str | None = None,
 ) -> None:
     """Partial Attribute Update (5.6.4): the fragment is merged into the instance of its
     datasetId; a Null value deletes that instance, a Null member deletes the member."""
@@ -405,6 +426,7 @@ async def patch_attribute(
     if not isinstance(doc, dict):
         raise BadRequestData("the request body must be a JSON object (an attribute fragment)")
     entity = await broker.get(tenant, entity_id)
+    check_type(entity, type_selection, ctx)
     previous = _copy(entity)
     dataset = _dataset(attr, doc)
     instances, idx = _find_instance(entity, iri, attr, dataset)
@@ -455,8 +477,10 @@ async def batch_merge(
 ) -> BatchResult:
     """Batch Entity Merge (5.6.20): Merge Entity (5.6.17) for each entity of the array, in one
     storage transaction; a missing or invalid entity is an error of the BatchOperationResult."""
-    if not isinstance(docs, list):
-        raise BadRequestData("a batch operation takes a JSON array of entities")
+    if not isinstance(docs, list) or not docs:
+        raise BadRequestData("Batch Entity Merge takes a non-empty JSON array of entities")
+    if any(d is None for d in docs):
+        raise BadRequestData("Batch Entity Merge: null is not an entity (5.6.20.4, 5.5.4)")
     result = BatchResult()
     ids = [d["id"] for d in docs if isinstance(d, dict) and isinstance(d.get("id"), str)]
     existing = await broker.storage.get_entities(tenant, ids)
@@ -491,11 +515,44 @@ async def batch_merge(
     return result
 
 
-async def purge(broker: ContextBroker, tenant: str, found: list[Entity]) -> int:
-    """Delete the entities a Purge Entities selection found (DELETE /entities); the number
-    deleted."""
+async def purge(
+    broker: ContextBroker,
+    tenant: str,
+    found: list[Entity],
+    ctx: Context,
+    *,
+    keep: list[str] | None = None,
+    drop: list[str] | None = None,
+) -> int:
+    """Purge Entities (DELETE /entities): delete the entities a selection found, or with
+    ``drop`` only the attributes named, with ``keep`` every attribute but those named; the
+    number of entities deleted or changed."""
+    if keep is not None and drop is not None:
+        raise BadRequestData("purge entities: keep and drop exclude each other")
     if not found:
         return 0
+    names = keep if keep is not None else drop
+    if names is not None:
+        iris = {ctx.expand(ent.check_name(n, "attribute name")) for n in names}
+        now = ent.now_iso()
+        writes: list[Entity] = []
+        changes: list[Change] = []
+        for current in found:
+            entity = _copy(current)
+            attrs = entity["attrs"]
+            gone = {i for i in attrs if (i not in iris) == (keep is not None)}
+            if not gone:
+                continue
+            for iri in gone:
+                del attrs[iri]
+            entity["modifiedAt"] = now
+            writes.append(entity)
+            removed = frozenset(gone)
+            changes.append(Change(tenant, entity, current, removed, removed=removed))
+        if writes:
+            await broker.storage.write_entities(tenant, writes, [])
+            broker.publish(changes)
+        return len(writes)
     deleted = await broker.storage.delete_entities(tenant, [e["id"] for e in found])
     broker.publish(
         [Change(tenant, e, e, frozenset(), deleted=True) for e in found if e["id"] in deleted]

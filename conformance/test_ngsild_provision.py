@@ -171,18 +171,27 @@ def test_batch_merge(api: httpx.Client) -> None:
 
 
 @case("R197-NGSILD-42", "Merge Entity errors: an invalid id 400, an unknown entity 404, an "
-      "empty id segment 400 BadRequestData",
+      "empty id segment 400 BadRequestData; entities/ and attrs/ are the collections",
       verifies=["CIM009-5.6.17.4", "CIM009-6.5-empty-id"], theme="interoperability",
       pics=["ngsild.merge"])  # fmt: skip
 def test_merge_errors(api: httpx.Client) -> None:
     kind = unique("R197E")
     frag = {"name": {"type": "Property", "value": "x"}}
-    eid = _create(api, _building(kind))  # the tenant exists: 404 is about the entity
+    doc = _building(kind)
+    eid = doc["id"]  # created so that the tenant exists: the 404 below is about the entity
+    # The resource is /entities/ (6.4) and the attributes of one /entities/{entityId}/attrs/
+    # (6.6): with the trailing slash both are the collections, not an empty segment.
+    r = api.post("/entities/", json=doc)
+    assert r.status_code == 201, (
+        f"POST /entities/: expected 201, got {r.status_code}: {r.text[:200]!r}"
+    )
+    r = api.post(f"/entities/{eid}/attrs/", json={"height": {"type": "Property", "value": 3}})
+    assert r.status_code == 204, f"POST attrs/: expected 204, got {r.status_code}: {r.text[:200]!r}"
     r = api.patch("/entities/invalidUri", json=frag)
     assert r.status_code == 400, f"invalid id: expected 400, got {r.status_code}: {r.text[:200]!r}"
     problem(api.patch(f"/entities/urn:ngsi-ld:{kind}:none", json=frag), 404, "ResourceNotFound")
     problem(api.patch("/entities/", json=frag), 400, "BadRequestData")
-    problem(api.patch(f"/entities/{eid}/attrs/", json=frag), 400, "BadRequestData")
+    problem(api.delete(f"/entities/{eid}/attrs/"), 400, "BadRequestData")  # no attribute name
 
 
 @case("R197-NGSILD-43", "Scope in fragments: append adds scopes, merge replaces them, a Null "

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from city_platform.api.access import AccessLog
 from city_platform.api.guard import TargetGuard
+from city_platform.api.slashes import CollectionSlash, original_path
 from city_platform.broker import ContextBroker
 from city_platform.errors import (
     BadRequestData,
@@ -108,7 +109,7 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        path = request.url.path
+        path = original_path(request.scope)  # with the trailing slash slashes.py dropped
         # An empty id or name segment (/entities/, /entities/{id}/attrs/): the request lacks
         # a mandatory identifier, 400 BadRequestData (ETSI suite 056_02_02 and alike).
         if (
@@ -136,5 +137,7 @@ def create_app(
         return problem_response(PlatformError("internal error; see the platform log"))
 
     app.add_middleware(TargetGuard)  # NUL, non-UTF-8, oversized query strings: 400 (guard.py)
+    # entities/ and entities/{id}/attrs/ as the collections the ETSI suite posts to (slashes.py)
+    app.add_middleware(CollectionSlash, prefix=API_PREFIX)
     app.add_middleware(AccessLog)
     return app

@@ -310,25 +310,98 @@ def test_batch_delete_takes_json_ld(b1: httpx.Client) -> None:
     problem(b1.get(f"/entities/{EID}"), 404, "ResourceNotFound")
 
 
-# -- empty path segments -------------------------------------------------------------------------
+# -- empty path segments and collection paths with a trailing slash ------------------------------
 
 
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("GET", "/entities/"),
-        ("DELETE", "/entities/"),
+        ("PATCH", "/entities/"),
         ("PUT", "/entities/"),
-        ("PATCH", f"/entities/{EID}/attrs/"),
+        ("GET", f"/entities/{EID}/attrs/"),
         ("DELETE", f"/entities/{EID}/attrs/"),
+        ("PUT", f"/entities/{EID}/attrs/"),
         ("DELETE", "/entities//attrs/name"),
-        ("GET", "/temporal/entities/"),
+        ("PATCH", "/entities//attrs/name"),
         ("DELETE", f"/temporal/entities/{EID}/attrs/"),
     ],
 )
 def test_empty_path_segment_is_bad_request(b1: httpx.Client, method: str, path: str) -> None:
+    """An empty id or attribute name segment is 400 BadRequestData (ETSI 056_02_02)."""
     r = b1.request(method, path, json={"type": "Property", "value": 1})
     problem(r, 400, "BadRequestData")
+
+
+def test_collections_with_a_trailing_slash(client: httpx.Client) -> None:
+    """The ETSI suite posts to entities/ and entities/{id}/attrs/: they are the collections
+    (answered in place, no redirect)."""
+    r = client.post("/entities/", json=building())
+    assert r.status_code == 201, r.text
+    r = client.post(f"/entities/{EID}/attrs/", json={"height": {"type": "Property", "value": 3}})
+    assert r.status_code == 204, r.text
+    r = client.patch(f"/entities/{EID}/attrs/", json={"height": {"type": "Property", "value": 4}})
+    assert r.status_code == 204, r.text
+    r = client.get("/entities/", params={"type": "Building"})
+    assert r.status_code == 200, r.text
+    assert [e["height"]["value"] for e in r.json()] == [4]
+    assert client.get("/subscriptions/").status_code == 200
+
+
+# -- the entity type selector of 5.6.2, 5.6.3, 5.6.4 and update with a new datasetId -------------
+
+
+def test_type_selector_gates_append_update_and_partial_update(b1: httpx.Client) -> None:
+    frag = {"name": {"type": "Property", "value": "y"}}
+    url = f"/entities/{EID}/attrs"
+    problem(b1.post(url, params={"type": "Vehicle"}, json=frag), 404, "ResourceNotFound")
+    problem(b1.patch(url, params={"type": "Vehicle"}, json=frag), 404, "ResourceNotFound")
+    problem(b1.patch(url + "/name", params={"type": "Vehicle"}, json={"value": "z"}), 404,
+            "ResourceNotFound")  # fmt: skip
+    assert get(b1)["name"]["value"] == "Eiffel Tower"
+    assert b1.patch(url, params={"type": "Building"}, json=frag).status_code == 204
+    assert (
+        b1.patch(url + "/name", params={"type": "Building"}, json={"value": "z"}).status_code == 204
+    )
+    assert get(b1)["name"]["value"] == "z"
+    problem(b1.patch(url + "/scope", json={"value": "/Madrid"}), 400, "BadRequestData")
+
+
+def test_update_adds_an_instance_of_a_new_dataset(b1: httpx.Client) -> None:
+    """5.5.8: in Update Entity Attributes an instance with a new datasetId of an existing
+    attribute is added; a Null datasetId is 400."""
+    frag = {"airQualityLevel": {"type": "Property", "value": 30, "datasetId": "urn:ngsi-ld:D:x"}}
+    assert b1.patch(f"/entities/{EID}/attrs", json=frag).status_code == 204
+    assert sorted(i["value"] for i in get(b1)["airQualityLevel"]) == [4, 30]
+    bad = {"datasetId": NULL}
+    problem(b1.patch(f"/entities/{EID}/attrs/airQualityLevel", json=bad), 400, "BadRequestData")
+
+
+def test_partial_update_of_a_json_property(client: httpx.Client) -> None:
+    """ETSI 012_08: a JsonProperty's json is replaced, its sub-attributes kept, new ones added."""
+    doc = {"id": EID, "type": "Building", "jp": {
+        "type": "JsonProperty", "json": {"id": "a", "null": None},
+        "source": {"type": "Property", "value": "Speedometer"}}}  # fmt: skip
+    assert client.post("/entities", json=doc).status_code == 201
+    frag = {"json": {"id": "b"}, "by": {"type": "Relationship", "object": "urn:ngsi-ld:P:1"}}
+    assert client.patch(f"/entities/{EID}/attrs/jp", json=frag).status_code == 204
+    assert get(client)["jp"] == {
+        "type": "JsonProperty",
+        "json": {"id": "b"},
+        "source": {"type": "Property", "value": "Speedometer"},
+        "by": {"type": "Relationship", "object": "urn:ngsi-ld:P:1"},
+    }
+
+
+def test_batch_merge_empty_or_null_item(b1: httpx.Client) -> None:
+    """5.6.20.4 with 5.5.4: an empty array or a null item is 400 BadRequestData as a whole;
+    a bare Null attribute deletes it."""
+    problem(b1.post("/entityOperations/merge", json=[]), 400, "BadRequestData")
+    r = b1.post("/entityOperations/merge", json=[{"id": EID, "type": "Building"}, None])
+    problem(r, 400, "BadRequestData")
+    r = b1.post("/entityOperations/merge", json=[{"id": EID, "type": "Building", "name": NULL}])
+    assert r.status_code == 204, r.text
+    assert "name" not in get(b1)
+    assert NULL not in b1.get(f"/entities/{EID}").text
 
 
 # -- Purge Entities (DELETE /entities) -----------------------------------------------------------
@@ -354,3 +427,21 @@ def test_purge_entities_by_type_q_and_scope(client: httpx.Client) -> None:
     problem(client.delete("/entities"), 400, "BadRequestData")
     problem(client.delete("/entities", params={"q": "power<"}), 400, "InvalidRequest")
     assert left() == ["Pole:1"]
+
+
+def test_purge_drop_and_keep_attributes(client: httpx.Client) -> None:
+    """Purge Entities with drop deletes the attributes named, with keep all others."""
+    docs = [{"id": f"urn:ngsi-ld:Lamp:{n}", "type": "Lamp",
+             "power": {"type": "Property", "value": n},
+             "colour": {"type": "Property", "value": "red"},
+             "height": {"type": "Property", "value": 4}} for n in (1, 2)]  # fmt: skip
+    assert client.post("/entityOperations/create", json=docs).status_code == 201
+    r = client.delete("/entities", params={"type": "Lamp", "drop": "colour"})
+    assert r.status_code == 204, r.text
+    assert sorted(get(client, "urn:ngsi-ld:Lamp:1")) == ["height", "id", "power", "type"]
+    r = client.delete("/entities", params={"id": "urn:ngsi-ld:Lamp:2", "keep": "power"})
+    assert r.status_code == 204, r.text
+    assert sorted(get(client, "urn:ngsi-ld:Lamp:2")) == ["id", "power", "type"]
+    assert sorted(get(client, "urn:ngsi-ld:Lamp:1")) == ["height", "id", "power", "type"]
+    bad = {"type": "Lamp", "keep": "power", "drop": "height"}
+    problem(client.delete("/entities", params=bad), 400, "BadRequestData")

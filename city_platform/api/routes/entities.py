@@ -161,9 +161,12 @@ async def purge_entities(
     idPattern: Str = None,
     q: Str = None,
     scopeQ: Str = None,
+    keep: Str = None,
+    drop: Str = None,
 ) -> Response:
     """Purge Entities: delete every entity the selection (type, id, idPattern, q, scopeQ, as
-    Query Entities 5.7.2 takes them) finds, 204.  A selection is mandatory: without one the
+    Query Entities 5.7.2 takes them) finds, 204; with ``drop`` only the attributes named, with
+    ``keep`` all attributes but those named.  A selection is mandatory: without one the
     request is 400 BadRequestData, never "delete everything"."""
     if not any((id, type, idPattern, user_q(q), scopeQ)):
         raise BadRequestData("purge entities needs at least one of type, id, idPattern, q, scopeQ")
@@ -174,7 +177,7 @@ async def purge_entities(
     found, _ = await broker.storage.find_entities(
         tenant, search.where, predicate=search.predicate()
     )
-    await provision.purge(broker, tenant, found)
+    await provision.purge(broker, tenant, found, ctx, keep=split_list(keep), drop=split_list(drop))
     return Response(status_code=204)
 
 
@@ -243,13 +246,21 @@ async def append_attrs(
     resolver: Resolver,
     tenant: Tenant,
     options: Str = None,
+    type: Str = None,
 ) -> Response:
     opts = parse_options(options)
     body, source = await read_body(request)
     ctx = await resolver.resolve(source)
     overwrite = "noOverwrite" not in opts.flags
     updated, skipped = await provision.change_entity(
-        broker, tenant, entity_id, body, ctx, mode="append", overwrite=overwrite
+        broker,
+        tenant,
+        entity_id,
+        body,
+        ctx,
+        mode="append",
+        overwrite=overwrite,
+        type_selection=type,
     )
     if skipped:
         result = _update_result(ctx, updated, skipped, "attribute exists and noOverwrite was given")
@@ -259,13 +270,19 @@ async def append_attrs(
 
 @router.patch("/{entity_id}/attrs", summary="Update entity attributes (5.6.2)")
 async def update_attrs(
-    request: Request, entity_id: str, broker: Broker, resolver: Resolver, tenant: Tenant
+    request: Request,
+    entity_id: str,
+    broker: Broker,
+    resolver: Resolver,
+    tenant: Tenant,
+    type: Str = None,
 ) -> Response:
     body, source = await read_body(request, patch=True)
     ctx = await resolver.resolve(source)
-    # 5.6.2 with the NGSI-LD Null (an attribute of Null value deletes it) and scope (4.18).
+    # 5.6.2 with the NGSI-LD Null (an attribute of Null value deletes it), scope (4.18) and
+    # the optional entity type selector.
     updated, skipped = await provision.change_entity(
-        broker, tenant, entity_id, body, ctx, mode="update"
+        broker, tenant, entity_id, body, ctx, mode="update", type_selection=type
     )
     if skipped:
         result = _update_result(ctx, updated, skipped, "attribute does not exist")
@@ -277,11 +294,17 @@ async def update_attrs(
     "/{entity_id}/attrs/{attr}", status_code=204, summary="Partial attribute update (5.6.4)"
 )
 async def patch_attr(
-    request: Request, entity_id: str, attr: str, broker: Broker, resolver: Resolver, tenant: Tenant
+    request: Request,
+    entity_id: str,
+    attr: str,
+    broker: Broker,
+    resolver: Resolver,
+    tenant: Tenant,
+    type: Str = None,
 ) -> Response:
     body, source = await read_body(request, patch=True)
     ctx = await resolver.resolve(source)
-    await provision.patch_attribute(broker, tenant, entity_id, attr, body, ctx)
+    await provision.patch_attribute(broker, tenant, entity_id, attr, body, ctx, type_selection=type)
     return Response(status_code=204)
 
 
