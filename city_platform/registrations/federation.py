@@ -43,6 +43,7 @@ from city_platform.storage.base import Entity
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 5.0
+MAX_ANSWER = 16 * 1024 * 1024  # bytes of one source's answer
 _NOT_FORWARDED = frozenset({"local", "csf"})
 _lock = asyncio.Lock()
 
@@ -89,6 +90,27 @@ def _params(request: Request) -> list[tuple[str, str]]:
     return [(k, v) for k, v in request.query_params.multi_items() if k not in _NOT_FORWARDED]
 
 
+class _TooLarge(Exception):
+    pass
+
+
+async def _fetch(
+    url: str, params: list[tuple[str, str]], headers: dict[str, str], read_timeout: float
+) -> tuple[int, bytes]:
+    """GET ``url``: the status and at most :data:`MAX_ANSWER` bytes of body."""
+    async with (
+        httpx.AsyncClient(timeout=read_timeout) as client,
+        client.stream("GET", url, params=urlencode(params), headers=headers) as answer,
+    ):
+        chunks, size = [], 0
+        async for chunk in answer.aiter_bytes():
+            size += len(chunk)
+            if size > MAX_ANSWER:
+                raise _TooLarge(f"answer larger than {MAX_ANSWER} bytes")
+            chunks.append(chunk)
+        return answer.status_code, b"".join(chunks)
+
+
 async def _ask(
     request: Request,
     manager: RegistrationManager,
@@ -102,22 +124,23 @@ async def _ask(
     timeout = float(timeout_ms) / 1000 if timeout_ms else DEFAULT_TIMEOUT_S
     url = f"{reg['endpoint']}/ngsi-ld/v1{path}"
     try:
-        async with httpx.AsyncClient(timeout=timeout) as client:
-            answer = await client.get(
-                url, params=urlencode(params), headers=_headers(request, manager, reg)
-            )
-    except httpx.HTTPError as exc:
+        # The whole exchange is bounded, not only each read: a source trickling bytes
+        # cannot hold the request (6.3.17: it counts as not answering).
+        status, raw = await asyncio.wait_for(
+            _fetch(url, params, _headers(request, manager, reg), timeout), timeout * 2
+        )
+    except (httpx.HTTPError, TimeoutError, _TooLarge) as exc:
         await manager.record(tenant, reg["id"], ok=False)
         log.info("context source %s (%s) did not answer: %r", reg["id"], url, exc)
         return None, _warning(reg, f"context source did not answer: {type(exc).__name__}")
-    if answer.status_code == 404:
+    if status == 404:
         await manager.record(tenant, reg["id"], ok=True)
         return None, None
-    if answer.status_code != 200:
+    if status != 200:
         await manager.record(tenant, reg["id"], ok=False)
-        return None, _warning(reg, f"context source answered HTTP {answer.status_code}")
+        return None, _warning(reg, f"context source answered HTTP {status}")
     try:
-        body = orjson.loads(answer.content)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         await manager.record(tenant, reg["id"], ok=False)
         return None, _warning(reg, "context source answered with a body that is not JSON")

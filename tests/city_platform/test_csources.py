@@ -3,6 +3,9 @@ reads (4.3.6), against real platforms on [::1]."""
 
 from __future__ import annotations
 
+import http.server
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -123,7 +126,7 @@ def test_proxied_modes(client: httpx.Client) -> None:
         doc["information"] = [info]
         return doc
 
-    by_id = {"entities": [{"type": kind, "id": ent_id}], "propertyNames": ["speed"]}
+    by_id: dict[str, Any] = {"entities": [{"type": kind, "id": ent_id}], "propertyNames": ["speed"]}
     for bad in (
         exclusive(entities=[{"type": kind}], propertyNames=["speed"]),
         exclusive(entities=[{"type": kind, "idPattern": ".*"}], propertyNames=["speed"]),
@@ -135,7 +138,7 @@ def test_proxied_modes(client: httpx.Client) -> None:
     first = create(client, exclusive(**by_id))
     problem(client.post(REGS, json=exclusive(**by_id)), 409, "AlreadyExists")
     problem(client.post(REGS, json=exclusive("redirect", **by_id)), 409, "AlreadyExists")
-    other = {**by_id, "propertyNames": ["colour"]}
+    other: dict[str, Any] = {**by_id, "propertyNames": ["colour"]}
     create(client, exclusive(**other))  # another Attribute of the same entity
     assert client.delete(f"{REGS}/{first}").status_code == 204
     create(client, exclusive("redirect", **by_id))
@@ -143,7 +146,10 @@ def test_proxied_modes(client: httpx.Client) -> None:
     # local entities
     local = _building(kind, 2, height=3)
     assert client.post("/entities", json=local).status_code == 201
-    on_local = {"entities": [{"type": kind, "id": local["id"]}], "propertyNames": ["height"]}
+    on_local: dict[str, Any] = {
+        "entities": [{"type": kind, "id": local["id"]}],
+        "propertyNames": ["height"],
+    }
     problem(client.post(REGS, json=exclusive(**on_local)), 409, "AlreadyExists")
     create(client, exclusive(**{**on_local, "propertyNames": ["speed"]}))
     problem(client.post(REGS, json=exclusive("redirect", **on_local)), 409, "AlreadyExists")
@@ -465,6 +471,52 @@ def test_source_down_does_not_fail_the_query(client: httpx.Client) -> None:
     reg = client.get(f"{REGS}/{reg_id}").json()
     assert reg["status"] == "failed", reg
     assert reg["timesFailed"] >= 1, reg
+
+
+class _Slow(http.server.BaseHTTPRequestHandler):
+    """A context source that starts answering and then trickles (never finishes in time)."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        for _ in range(30):
+            try:
+                self.wfile.write(b" ")
+                self.wfile.flush()
+            except OSError:
+                return
+            time.sleep(0.1)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _V6Server(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    daemon_threads = True
+
+
+def test_slow_source_times_out(client: httpx.Client) -> None:
+    """management.timeout (ms) bounds the whole exchange with a source, even one that keeps
+    sending a byte now and then (6.3.17: it counts as not answering)."""
+    server = _V6Server(("::1", 0), _Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        kind = _kind()
+        assert client.post("/entities", json=_building(kind, 1, name="A")).status_code == 201
+        endpoint = f"http://[::1]:{server.server_address[1]}"
+        reg_id = create(client, registration(kind, endpoint=endpoint, management={"timeout": 300}))
+        started = time.monotonic()
+        r = client.get("/entities", params={"type": kind})
+        assert time.monotonic() - started < 2.5
+        assert r.status_code == 200, r.text
+        assert [e["id"] for e in r.json()] == [f"urn:ngsi-ld:{kind}:1"]
+        assert r.headers["NGSILD-Warning"].startswith(f"199 {reg_id} "), r.headers
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_no_forwarding_loop(platform: PlatformProcess, client: httpx.Client, tenant: str) -> None:
