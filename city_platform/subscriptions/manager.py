@@ -22,10 +22,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from city_platform import entities as ent
+from city_platform.api.representation import apply_lang, parse_lang
 from city_platform.broker import Change, ContextBroker
 from city_platform.errors import AlreadyExists, PlatformError, ResourceNotFound
 from city_platform.ldcontext import Context, ContextResolver
@@ -185,6 +186,12 @@ def _null_instance(inst: ent.Instance, mode: str, sys_attrs: bool, at: str, data
         if list(out) == ["value"]:
             return out["value"]
     return out
+
+
+def _in_language(item: _Pending, ranges: list[str]) -> _Pending:
+    """lang (5.2.12, 4.15): the change with its LanguageProperties in one language each."""
+    previous = apply_lang(item.previous, ranges) if item.previous is not None else None
+    return replace(item, entity=apply_lang(item.entity, ranges), previous=previous)
 
 
 def _add_deleted(
@@ -448,6 +455,7 @@ class SubscriptionManager:
         selected = set(attrs) if attrs else None
         mode = note.get("format", "normalized")
         sys_attrs = bool(note.get("sysAttrs"))
+        ranges = parse_lang(live.stored["lang"]) if "lang" in live.stored else None
         out = []
         for item in items:
             if item.deleted:  # entityDeleted (ETSI 046_21): id, type and deletedAt only
@@ -460,6 +468,8 @@ class SubscriptionManager:
                     }
                 )
                 continue
+            if ranges is not None:
+                item = _in_language(item, ranges)  # noqa: PLW2901 - the same change, in lang
             doc = ent.render_entity(
                 item.entity, live.ctx, attrs=selected, mode=mode, sys_attrs=sys_attrs
             )

@@ -14,6 +14,7 @@ import uuid
 from typing import Any, Literal
 
 from city_platform import entities as ent
+from city_platform.api.representation import parse_lang
 from city_platform.errors import BadRequestData, OperationNotSupported
 from city_platform.ldcontext import Context
 from city_platform.query.regex import RegexError, compile_regex
@@ -183,11 +184,13 @@ def _apply(doc: dict[str, Any], out: dict[str, Any], ctx: Context) -> None:
         if not isinstance(trig, list) or not trig or not set(trig) <= TRIGGERS:
             raise BadRequestData(f"notificationTrigger must be a list of {sorted(TRIGGERS)}")
         out["notificationTrigger"] = list(trig)
-    for key in ("subscriptionName", "description", "q", "scopeQ"):  # scopeQ: 4.19
+    for key in ("subscriptionName", "description", "q", "scopeQ", "lang"):  # 4.19, 4.15
         if key in doc:
             if not isinstance(doc[key], str):
                 raise BadRequestData(f"{key} must be a string")
             out[key] = doc[key]
+    if "lang" in out:
+        parse_lang(out["lang"])  # 400 now for a bad language range, not at the first change
     if "geoQ" in doc:
         geo = doc["geoQ"]
         if not isinstance(geo, dict):
@@ -305,6 +308,7 @@ def render_subscription(
         "q",
         "geoQ",
         "scopeQ",
+        "lang",
         "expiresAt",
         "throttling",
         "timeInterval",

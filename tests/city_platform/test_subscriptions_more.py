@@ -624,3 +624,18 @@ def test_ngsi_ld_null_in_merge_and_replace_is_attribute_deleted(
     got = receiver.wait_for(2)[1]
     assert got["temperature"] == {"type": "Property", "value": NULL}
     assert got["co2"]["value"] == 400
+
+
+def test_lang_picks_one_language_of_language_properties(
+    client: httpx.Client, receiver: Receiver
+) -> None:
+    """lang (5.2.12, 4.15): a LanguageProperty is notified as a Property in the best
+    language, with lang naming it; a bad lang is 400."""
+    sub_id = subscribe(client, sub(receiver.url, lang="fr,en;q=0.5"))
+    assert client.get(f"/subscriptions/{sub_id}").json()["lang"] == "fr,en;q=0.5"
+    name = {"type": "LanguageProperty", "languageMap": {"en": "Hall", "fr": "Salle"}}
+    client.post("/entities", json=room(1, name=name))
+    got = receiver.wait_for(1)[0]
+    assert got["name"] == {"type": "Property", "value": "Salle", "lang": "fr"}
+    bad = sub(receiver.url, lang="fr;q=7")
+    problem(client.post("/subscriptions", json=bad), 400, "BadRequestData")
