@@ -304,6 +304,8 @@ def normalize_instance(
             if sub:
                 raise BadRequestData(f"sub-attribute {name!r}: datasetId is not allowed")
             out[meta] = check_uri(item, f"attribute {name!r}: datasetId")
+        elif meta == "objectType" and atype in ("Relationship", "ListRelationship"):
+            out[meta] = _object_type(item, ctx, name)
         elif meta in RESERVED:
             out[meta] = item
         else:
@@ -467,6 +469,15 @@ def simplified_attribute(instances: list[Instance]) -> Any:
     return {"dataset": {i.get("datasetId", "@none"): simplified_value(i) for i in instances}}
 
 
+def _object_type(item: object, ctx: Context, name: str) -> str | list[str]:
+    """A Relationship's ``objectType`` (4.5.23): entity type name(s), stored expanded."""
+    if isinstance(item, str):
+        return ctx.expand(check_name(item, f"attribute {name!r}: objectType"))
+    if isinstance(item, list) and item and all(isinstance(i, str) for i in item):
+        return [ctx.expand(check_name(i, f"attribute {name!r}: objectType")) for i in item]
+    raise BadRequestData(f"attribute {name!r}: objectType must be a type name or a list of them")
+
+
 def render_instance(inst: Instance, ctx: Context, mode: Mode, sys_attrs: bool) -> Any:
     if mode == "keyValues":
         return simplified_value(inst)
@@ -476,12 +487,20 @@ def render_instance(inst: Instance, ctx: Context, mode: Mode, sys_attrs: bool) -
             continue
         if ":" in key and key not in RESERVED:
             out[ctx.compact(key)] = render_instance(item, ctx, mode, sys_attrs)
+        elif key == "objectType":  # a type name, compacted as entity types are
+            out[key] = (
+                [ctx.compact(t) for t in item] if isinstance(item, list) else ctx.compact(item)
+            )
         else:
             out[key] = item
     if mode == "concise":
         atype = out.pop("type", "Property")
-        if atype not in ("Property", "GeoProperty", "Relationship"):
-            out["type"] = atype  # other types are not implied by their members
+        # The concise form leaves out "type" where the value member implies it: "object" a
+        # Relationship, "languageMap" a LanguageProperty, "valueList" a ListProperty, ...
+        # (4.5.x concise representations); only "value" stands for Property and GeoProperty.
+        implied_by = VALUE_KEY.get(atype)
+        if atype not in ("Property", "GeoProperty") and implied_by not in out:
+            out["type"] = atype
         if len(out) == 1 and atype in ("Property", "GeoProperty") and "value" in out:
             return out["value"]
     return out

@@ -407,3 +407,69 @@ def test_compact_iris_in_the_output(client: httpx.Client) -> None:
     (got,) = r.json()
     assert got["type"] == "ex:Boat"
     assert got["ex:speed"] == prop(7)
+
+
+# -- concise form, objectType, GeoJSON on POST query ------------------------------------------
+
+
+def test_concise_leaves_out_implied_types(client: httpx.Client) -> None:
+    """CIM 009 4.5.x concise forms: "type" is left out where the value member implies it
+    (languageMap, json, valueList, object), and the concise form reads back as it was."""
+    doc = {
+        "id": "urn:ngsi-ld:Thing:c1",
+        "type": "Thing",
+        "label": {"type": "LanguageProperty", "languageMap": {"en": "hi"}},
+        "blob": {"type": "JsonProperty", "json": {"a": 1}},
+        "depths": {"type": "ListProperty", "valueList": [1, 2]},
+        "near": rel("urn:ngsi-ld:Thing:c2"),
+        "speed": prop(3),
+    }
+    assert client.post("/entities", json=doc).status_code == 201
+    got = client.get("/entities/urn:ngsi-ld:Thing:c1", params={"options": "concise"}).json()
+    assert got["label"] == {"languageMap": {"en": "hi"}}
+    assert got["blob"] == {"json": {"a": 1}}
+    assert got["depths"] == {"valueList": [1, 2]}
+    assert got["near"] == {"object": "urn:ngsi-ld:Thing:c2"}
+    assert got["speed"] == 3
+    again = {**got, "id": "urn:ngsi-ld:Thing:c3"}
+    assert client.post("/entities", json=again).status_code == 201
+    normalized = client.get("/entities/urn:ngsi-ld:Thing:c3").json()
+    assert normalized["label"]["type"] == "LanguageProperty"
+    assert normalized["depths"]["type"] == "ListProperty"
+
+
+def test_object_type_is_expanded_and_compacted(client: httpx.Client) -> None:
+    """CIM 009 4.5.23: a Relationship's objectType is an entity type name; it is expanded
+    with the request's @context and compacted with the answer's."""
+    context = [{"Parking": "http://example.org/ns/Parking"}, CORE]
+    doc = {
+        "id": "urn:ngsi-ld:Car:o1",
+        "type": "Car",
+        "parkedAt": {**rel("urn:ngsi-ld:Parking:o1"), "objectType": "Parking"},
+        "@context": context,
+    }
+    r = client.post(
+        "/entities", content=json.dumps(doc), headers={"Content-Type": "application/ld+json"}
+    )
+    assert r.status_code == 201, r.text
+    plain = client.get("/entities/urn:ngsi-ld:Car:o1").json()
+    assert plain["parkedAt"]["objectType"] == "http://example.org/ns/Parking"
+    query = {"type": "Query", "entities": [{"type": "Car"}], "@context": context}
+    r = client.post(
+        "/entityOperations/query",
+        content=json.dumps(query),
+        headers={"Content-Type": "application/ld+json"},
+    )
+    assert r.json()[0]["parkedAt"]["objectType"] == "Parking"
+    bad = {"id": "urn:ngsi-ld:Car:o2", "type": "Car", "r": {**rel("urn:x:1"), "objectType": 3}}
+    bad_request(client.post("/entities", json=bad))
+
+
+def test_post_query_geojson(linked: httpx.Client) -> None:
+    """CIM 009 6.3.15: POST /entityOperations/query negotiates GeoJSON as GET /entities."""
+    query = {"type": "Query", "entities": [{"type": "Car"}]}
+    r = linked.post("/entityOperations/query", json=query, headers={"Accept": GEO})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["type"] == "FeatureCollection"
+    assert got["features"][0]["geometry"] == {"type": "Point", "coordinates": [1, 2]}

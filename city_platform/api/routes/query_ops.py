@@ -17,7 +17,7 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from city_platform.api.deps import Accept, Broker, Resolver, Tenant
+from city_platform.api.deps import AcceptGeo, Broker, Resolver, Tenant
 from city_platform.api.negotiation import read_body
 from city_platform.api.routes import entities
 from city_platform.api.shaping import BODY_PARAMS
@@ -131,12 +131,13 @@ async def query_by_body(
     broker: Broker,
     resolver: Resolver,
     tenant: Tenant,
-    accept: Accept,
+    accept: AcceptGeo,  # GeoJSON too (6.3.15), as GET /entities
     limit: Str = None,
     offset: Str = None,
     count: Str = None,
     options: Str = None,
     format: Str = None,
+    geometryProperty: Str = None,
 ) -> Response:
     body, source = await read_body(request)
     if not isinstance(body, dict):
@@ -168,6 +169,7 @@ async def query_by_body(
         "count": count,
         "options": options,
         "format": format,
+        "geometryProperty": geometryProperty,
     }
     # GET /entities takes the same selection; pass what it accepts (it grows with features).
     accepted = inspect.signature(entities.query_entities).parameters
