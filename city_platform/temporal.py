@@ -14,7 +14,7 @@ import copy
 import dataclasses
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from city_platform import entities as ent
 from city_platform.broker import Change, ContextBroker, history_rows
@@ -44,6 +44,14 @@ _VALUES_KEY = {
     "JsonProperty": "jsons",
     "VocabProperty": "vocabs",
 }
+
+
+class HistoryPage(NamedTuple):
+    """History rows per entity id, as one answer holds them (6.3.10)."""
+
+    rows: dict[str, list[HistoryRow]]
+    content_range: str | None = None  # set when instances were cut off: 206 Partial Content
+    emptied: dict[str, dict[str, str]] = {}  # noqa: RUF012  # entity -> attribute -> type cut away
 
 
 @dataclass(frozen=True)
@@ -157,6 +165,7 @@ def render_temporal(
     sys_attrs: bool = False,
     time_filter: TimeFilter | None = None,
     aggregation: Aggregation | None = None,
+    emptied: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """An entity's temporal representation from its history rows (oldest first per attribute):
     normalized (4.5.7), ``temporalValues`` (4.5.9) or ``aggregatedValues`` (4.5.19)."""
@@ -186,6 +195,9 @@ def render_temporal(
             out[name] = _simplified(attr_rows, timeproperty)
         else:
             out[name] = [_instance(r.instance, ctx, sys_attrs) for r in attr_rows]
+    for iri, atype in (emptied or {}).items():  # cut away by the instance limit (6.3.10)
+        key = _VALUES_KEY.get(atype, "values")
+        out[ctx.compact(iri)] = {"type": atype, key: []} if representation != "normalized" else []
     return out
 
 
@@ -296,11 +308,11 @@ async def history_for(
     attrs: Collection[str] | None,
     *,
     instance_limit: int | None = None,
-) -> tuple[dict[str, list[HistoryRow]], str | None]:
-    """History rows per entity id for a page of entities, and the ``Content-Range`` of the
-    answer when ``instance_limit`` cut some attribute's instances off (6.3.10)."""
+) -> HistoryPage:
+    """History rows per entity id for a page of entities, cut to ``instance_limit`` per
+    attribute (6.3.10) when given."""
     if not entities:
-        return {}, None
+        return HistoryPage({})
     query = time_filter.query(
         (e["id"] for e in entities),
         frozenset(attrs) if attrs is not None else None,
@@ -312,7 +324,7 @@ async def history_for(
     if time_filter.timeproperty == "deletedAt":
         by_entity = {k: _deletions(v, time_filter.last_n) for k, v in by_entity.items()}
     if instance_limit is None:
-        return by_entity, None
+        return HistoryPage(by_entity)
     return paginate(by_entity, time_filter, instance_limit)
 
 
@@ -326,9 +338,9 @@ async def query_temporal(
     offset: int,
     count: bool,
     instance_limit: int | None,
-) -> tuple[list[ent.Entity], dict[str, list[HistoryRow]], int | None, str | None]:
-    """Query Temporal Evolution of Entities (5.7.4): the page of matching entities, their rows,
-    the total when ``count``, and the ``Content-Range`` when instances were cut (6.3.10).
+) -> tuple[list[ent.Entity], HistoryPage, int | None]:
+    """Query Temporal Evolution of Entities (5.7.4): the page of matching entities, their
+    history (cut to ``instance_limit``, 6.3.10) and the total when ``count``.
 
     ``q`` is checked against the Attribute instances the temporal query selects (5.7.4.4),
     not against the current entity: a term holds when one instance in the window satisfies
@@ -344,16 +356,16 @@ async def query_temporal(
             offset=offset,
             count=count,
         )
-        rows, content_range = await history_for(
+        page = await history_for(
             broker, tenant, found, time_filter, attrs, instance_limit=instance_limit
         )
-        return found, rows, total, content_range
+        return found, page, total
     q = search.q
     rest = dataclasses.replace(search, q=None)
     candidates, _ = await broker.storage.find_entities(
         tenant, search.where, predicate=rest.predicate()
     )
-    history, _ = await history_for(broker, tenant, candidates, time_filter, None)
+    history = (await history_for(broker, tenant, candidates, time_filter, None)).rows
     matching = []
     for entity in candidates:
         windowed: dict[str, list[ent.Instance]] = {}
@@ -365,10 +377,10 @@ async def query_temporal(
     rows = {
         e["id"]: [r for r in history[e["id"]] if attrs is None or r.attr in attrs] for e in found
     }
-    content_range = None
+    total = len(matching) if count else None
     if instance_limit is not None:
-        rows, content_range = paginate(rows, time_filter, instance_limit)
-    return found, rows, (len(matching) if count else None), content_range
+        return found, paginate(rows, time_filter, instance_limit), total
+    return found, HistoryPage(rows), total
 
 
 def _deletions(rows: list[HistoryRow], last_n: int | None) -> list[HistoryRow]:
@@ -384,14 +396,15 @@ def _deletions(rows: list[HistoryRow], last_n: int | None) -> list[HistoryRow]:
 
 def paginate(
     by_entity: dict[str, list[HistoryRow]], time_filter: TimeFilter, limit: int
-) -> tuple[dict[str, list[HistoryRow]], str | None]:
+) -> HistoryPage:
     """Cut the instances to at most ``limit`` per attribute of an entity (6.3.10).
 
     Without lastN the answer keeps the oldest instances: it ends at the earliest time at which
     an attribute reached the limit, and every attribute is cut there, so that the next request
     (``timerel=after&timeAt=<end>``) misses nothing.  With lastN it keeps the newest ones and
     ends, going back in time, at the latest such time.  ``Content-Range: date-time
-    <start>-<end>/<size>`` names the range; the size is lastN, or ``*`` (unknown).
+    <start>-<end>/<size>`` names the range; the size is lastN, or ``*`` (unknown).  An
+    attribute cut away entirely stays in the answer, empty (the ETSI suite's 020_14).
     """
     prop = time_filter.timeproperty
     groups: dict[tuple[str, str], list[str]] = {}
@@ -402,13 +415,14 @@ def paginate(
                 groups.setdefault((entity_id, row.attr), []).append(key)
     full = [sorted(keys) for keys in groups.values() if len(keys) > limit]
     if not full:
-        return by_entity, None
+        return HistoryPage(by_entity)
     newest_first = time_filter.last_n is not None
     if newest_first:
         cut = max(keys[-limit] for keys in full)
     else:
         cut = min(keys[limit - 1] for keys in full)
     kept: dict[str, list[HistoryRow]] = {}
+    emptied: dict[str, dict[str, str]] = {}
     for entity_id, rows in by_entity.items():
         kept[entity_id] = [
             r
@@ -416,6 +430,10 @@ def paginate(
             if (key := _row_key(r, prop)) is not None
             and (key >= cut if newest_first else key <= cut)
         ]
+        left = {r.attr for r in kept[entity_id]}
+        gone = {r.attr: r.instance.get("type", "Property") for r in rows if r.attr not in left}
+        if gone:
+            emptied[entity_id] = gone
     times = sorted(k for rows in kept.values() for r in rows if (k := _row_key(r, prop)))
     rel, at, end_at = time_filter.timerel, time_filter.time_at, time_filter.end_time_at
     if newest_first:
@@ -425,4 +443,5 @@ def paginate(
         start = at if rel in ("after", "between") else times[0]
         size = "*"
     assert start is not None
-    return kept, f"date-time {show(key_time(start))}-{show(key_time(cut))}/{size}"
+    content_range = f"date-time {show(key_time(start))}-{show(key_time(cut))}/{size}"
+    return HistoryPage(kept, content_range, emptied)

@@ -459,3 +459,27 @@ def test_query_pages_of_entities_have_links(client: httpx.Client) -> None:
         params={"limit": "1"},
     )
     assert "/temporal/entities?" not in r.headers.get("Link", ""), "POST: no GET links"
+
+
+def test_an_attribute_cut_away_entirely_stays_empty(client: httpx.Client) -> None:
+    """An attribute whose instances all fall beyond the cut is returned empty (ETSI 020_14)."""
+    create(
+        client,
+        {
+            "id": CAR,
+            "type": "Vehicle",
+            "speed": [inst(i, i) for i in range(SPEED_N)],
+            "early": [inst(1, -5)],
+            "late": [inst(2, SPEED_N + 10)],
+        },
+    )
+    r = client.get(f"/temporal/entities/{CAR}")
+    assert r.status_code == 206, r.text
+    assert r.json()["late"] == []
+    assert observed(r.json(), "early") == [at(-5)]
+    r = client.get(
+        f"/temporal/entities/{CAR}", params={"lastN": "2000", "format": "temporalValues"}
+    )
+    assert r.status_code == 206, r.text
+    assert r.json()["early"] == {"type": "Property", "values": []}
+    assert r.json()["late"]["values"] == [[2, at(SPEED_N + 10)]]

@@ -111,7 +111,7 @@ async def query_temporal_entities(
         geoproperty=geoproperty,
     )
     await broker.check_tenant(tenant)
-    found, rows, total, content_range = await tmp.query_temporal(
+    found, page, total = await tmp.query_temporal(
         broker,
         tenant,
         search,
@@ -124,12 +124,13 @@ async def query_temporal_entities(
     body = [
         render_temporal(
             e,
-            rows[e["id"]],
+            page.rows[e["id"]],
             ctx,
             representation=rep,
             sys_attrs=sys_attrs,
             time_filter=window,
             aggregation=aggregation,
+            emptied=page.emptied.get(e["id"]),
         )
         for e in found
     ]
@@ -137,7 +138,7 @@ async def query_temporal_entities(
     links = _page_links(request, lim, off, len(found), total)
     if links:
         headers["Link"] = links
-    status = _partial(headers, content_range)
+    status = _partial(headers, page.content_range)
     return render(body, media=accept, context=link_source(request), status=status, headers=headers)
 
 
@@ -285,7 +286,7 @@ async def retrieve_temporal_entity(
     entity = await broker.get(tenant, entity_id)
     names = split_list(attrs)
     projection = {ctx.expand(ent.check_name(a, "attrs")) for a in names} if names else None
-    rows, content_range = await history_for(
+    page = await history_for(
         broker,
         tenant,
         [entity],
@@ -295,15 +296,16 @@ async def retrieve_temporal_entity(
     )
     body = render_temporal(
         entity,
-        rows[entity["id"]],
+        page.rows[entity["id"]],
         ctx,
         representation=rep,
         sys_attrs=sys_attrs,
         time_filter=window,
         aggregation=aggregation,
+        emptied=page.emptied.get(entity["id"]),
     )
     headers: dict[str, str] = {}
-    status = _partial(headers, content_range)
+    status = _partial(headers, page.content_range)
     return render(body, media=accept, context=link_source(request), status=status, headers=headers)
 
 
