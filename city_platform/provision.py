@@ -20,8 +20,9 @@ Null forms of the value member per attribute type: ``value``/``object``/``json``
 Null, a ``languageMap`` of ``{"@none": Null}`` (4.5.18), a ``valueList``/``objectList`` of
 ``[Null]``.  A datasetId cannot be deleted with Null (5.5.8).
 
-Scope (4.18): append adds the fragment's scopes to the entity's; update and merge replace
-them; a Null scope in update or merge removes the scope.  Entity types (4.5.1) named in an
+Scope (4.18): the fragment's scopes replace the entity's in append, update and merge; an
+append with ``noOverwrite`` adds them instead (as the ETSI suite, 010_07, expects); a Null
+scope in update or merge removes the scope.  Entity types (4.5.1) named in an
 append, update or merge fragment are added to the entity's types (only replace removes one).
 """
 
@@ -237,9 +238,12 @@ def _apply_types(entity: Entity, doc: dict[str, Any], ctx: Context, applied: _Ap
         applied.other = True
 
 
-def _apply_scope(entity: Entity, doc: dict[str, Any], mode: Mode, applied: _Applied) -> None:
-    """4.18 with 5.6.2 / 5.6.3 / 5.6.17: append adds scopes, update and merge replace them,
-    a Null scope removes them (not in append)."""
+def _apply_scope(
+    entity: Entity, doc: dict[str, Any], mode: Mode, applied: _Applied, *, overwrite: bool
+) -> None:
+    """4.18 with 5.6.2 / 5.6.3 / 5.6.17: the fragment's scopes replace the entity's, but an
+    append with noOverwrite adds them (ETSI 010_07); a Null scope removes them (not in
+    append)."""
     if "scope" not in doc:
         return
     raw = doc["scope"]
@@ -249,7 +253,7 @@ def _apply_scope(entity: Entity, doc: dict[str, Any], mode: Mode, applied: _Appl
             applied.other = True
         return
     scopes = normalize_scope(raw)
-    if mode == "append":
+    if mode == "append" and not overwrite:
         scopes = list(dict.fromkeys([*entity.get("scope", []), *scopes]))
     if scopes != entity.get("scope"):
         entity["scope"] = scopes
@@ -271,7 +275,7 @@ def apply_fragment(
         raise BadRequestData("the request body must be a JSON object (an entity fragment)")
     applied = _Applied()
     _apply_types(entity, doc, ctx, applied)
-    _apply_scope(entity, doc, mode, applied)
+    _apply_scope(entity, doc, mode, applied, overwrite=overwrite)
     attrs = entity["attrs"]
     for name, raw in doc.items():
         if name in _NOT_ATTRS:

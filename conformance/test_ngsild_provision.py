@@ -194,16 +194,21 @@ def test_merge_errors(api: httpx.Client) -> None:
     problem(api.delete(f"/entities/{eid}/attrs/"), 400, "BadRequestData")  # no attribute name
 
 
-@case("R197-NGSILD-43", "Scope in fragments: append adds scopes, merge replaces them, a Null "
-      "scope removes them",
+@case("R197-NGSILD-43", "Scope in fragments: append and merge replace the scope, append "
+      "with noOverwrite adds to it, a Null scope in merge removes it",
       verifies=["CIM009-4.18-provision"], theme="interoperability",
       pics=["ngsild.scope", "ngsild.null"])  # fmt: skip
 def test_scope_in_fragments(api: httpx.Client) -> None:
     eid = _create(api, _building(unique("R197S"), scope="/Paris"))
     _no_content(api.post(f"/entities/{eid}/attrs", json={"scope": "/Tour"}), "append scope")
     got = _get(api, eid).get("scope")
+    assert got == "/Tour", f"append should replace the scope: {got!r}"
+    r = api.post(f"/entities/{eid}/attrs", params={"options": "noOverwrite"},
+                 json={"scope": "/Paris"})  # fmt: skip
+    _no_content(r, "append scope with noOverwrite")
+    got = _get(api, eid).get("scope")
     assert sorted(got if isinstance(got, list) else [got]) == ["/Paris", "/Tour"], (
-        f"append should add the scope: {got!r}"
+        f"append with noOverwrite should add the scope: {got!r}"
     )
     _no_content(api.patch(f"/entities/{eid}", json={"scope": "/Lyon"}), "merge scope")
     assert _get(api, eid).get("scope") == "/Lyon", "merge should replace the scope"

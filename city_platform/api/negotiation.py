@@ -105,6 +105,7 @@ async def read_body(
     if len(raw) > MAX_BODY:
         raise BadRequestData(f"request body larger than {MAX_BODY} bytes")
     body = loads_json(raw, "request body")  # within the nesting limit, city_platform/limits.py
+    _check_no_embedded_context(body)
     if media == JSON_LD:
         context = _inline_context(body)
         if context is None and context_required:
@@ -116,6 +117,27 @@ async def read_body(
             "or use Content-Type application/ld+json"
         )
     return body, context_from_link(request.headers.get("link"))
+
+
+def _check_no_embedded_context(body: Any) -> None:
+    """CIM 009 5.5.7: a user @context may only be at the top level of an NGSI-LD document (of
+    each entity of a batch), never embedded into an Attribute: BadRequestData.  The ``json``
+    member of a JsonProperty is native JSON, not JSON-LD, and is not looked into."""
+    stack: list[tuple[Any, str]] = []
+    for doc in body if isinstance(body, list) else [body]:
+        if isinstance(doc, dict):
+            stack.extend((v, k) for k, v in doc.items() if k != "@context")
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, dict):
+            if "@context" in value:
+                raise BadRequestData(
+                    f"@context embedded in {where!r}: a user @context is only allowed at the "
+                    "top level of the document (CIM 009 5.5.7)"
+                )
+            stack.extend((v, f"{where}.{k}") for k, v in value.items() if k != "json")
+        elif isinstance(value, list):
+            stack.extend((v, where) for v in value)
 
 
 def _has_inline_context(body: Any) -> bool:

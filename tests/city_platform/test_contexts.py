@@ -460,3 +460,27 @@ def test_cached_entries_are_bounded_and_the_core_stays(monkeypatch: pytest.Monke
         registry.note_cached(f"https://example.org/{n}.jsonld", {"@context": {}})
     cached = [e.url for e in registry.visible("t", "Cached")]
     assert cached == [CORE, "https://example.org/3.jsonld", "https://example.org/4.jsonld"]
+
+
+def test_context_embedded_in_an_attribute_is_refused(client: httpx.Client) -> None:
+    """5.5.7: a user @context only at the top level; one embedded into an Attribute (or a
+    sub-attribute, or an entity of a batch) is BadRequestData; a JsonProperty's json member is
+    native JSON and may hold any key."""
+    inner = {"type": "Property", "value": 1, "@context": {"a": "urn:x:a"}}
+    for body in (
+        {"id": "urn:ngsi-ld:T:e1", "type": "T", "a": inner},
+        {"id": "urn:ngsi-ld:T:e2", "type": "T", "a": {"type": "Property", "value": 1, "s": inner}},
+    ):
+        problem(client.post("/entities", json=body), 400, "BadRequestData")
+    batch = [{"id": "urn:ngsi-ld:T:e3", "type": "T", "a": inner}]
+    problem(client.post("/entityOperations/create", json=batch), 400, "BadRequestData")
+    ok = {
+        "id": "urn:ngsi-ld:T:e4",
+        "type": "T",
+        "j": {"type": "JsonProperty", "json": {"@context": "kept as data"}},
+    }
+    r = client.post("/entities", json=ok)
+    assert r.status_code == 201, r.text
+    ld = {"id": "urn:ngsi-ld:T:e5", "type": "T", "@context": CORE}
+    r = client.post("/entities", json=ld, headers={"Content-Type": "application/ld+json"})
+    assert r.status_code == 201, r.text

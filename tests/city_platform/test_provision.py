@@ -187,10 +187,15 @@ def test_update_attributes_null_deletes_and_scope_replaces(client: httpx.Client)
     assert r.json()["notUpdated"][0]["attributeName"] == "nope"
 
 
-def test_append_adds_scopes_and_refuses_null(client: httpx.Client) -> None:
+def test_append_scopes_and_refuses_null(client: httpx.Client) -> None:
+    """ETSI 010_07: append replaces the scope, with noOverwrite it adds the fragment's."""
     assert client.post("/entities", json=building(scope="/Paris")).status_code == 201
     assert client.post(f"/entities/{EID}/attrs", json={"scope": "/Tour"}).status_code == 204
-    assert get(client)["scope"] == ["/Paris", "/Tour"]
+    assert get(client)["scope"] == "/Tour"
+    r = client.post(f"/entities/{EID}/attrs", params={"options": "noOverwrite"},
+                    json={"scope": "/Paris"})  # fmt: skip
+    assert r.status_code == 204, r.text
+    assert get(client)["scope"] == ["/Tour", "/Paris"]
     bad = {"name": {"type": "Property", "value": NULL}}
     problem(client.post(f"/entities/{EID}/attrs", json=bad), 400, "BadRequestData")
 
