@@ -15,8 +15,9 @@ from typing import Any, Literal
 
 from city_platform import entities as ent
 from city_platform.api.representation import parse_lang
-from city_platform.errors import BadRequestData, OperationNotSupported
+from city_platform.errors import BadRequestData, OperationNotSupported, PlatformError
 from city_platform.ldcontext import Context
+from city_platform.query.q import parse_q
 from city_platform.query.regex import RegexError, compile_regex
 from city_platform.search import EntitySearch
 
@@ -59,6 +60,7 @@ UPDATABLE = frozenset(
         "timeInterval",
         "scopeQ",
         "lang",
+        "csf",
     }
 )
 
@@ -191,6 +193,17 @@ def _apply(doc: dict[str, Any], out: dict[str, Any], ctx: Context) -> None:
             out[key] = doc[key]
     if "lang" in out:
         parse_lang(out["lang"])  # 400 now for a bad language range, not at the first change
+    if "csf" in doc:
+        # 5.2.12: "a valid query string as per clause 4.9"; kept and returned (this broker
+        # does not forward subscriptions to context sources, so it selects nothing here)
+        csf = doc["csf"]
+        try:
+            if not isinstance(csf, str):
+                raise BadRequestData("csf must be a string")
+            parse_q(csf, ctx.expand)
+        except PlatformError as exc:
+            raise BadRequestData(f"csf is not a valid query (4.9): {exc.detail}") from None
+        out["csf"] = csf
     if "geoQ" in doc:
         geo = doc["geoQ"]
         if not isinstance(geo, dict):
@@ -309,6 +322,7 @@ def render_subscription(
         "geoQ",
         "scopeQ",
         "lang",
+        "csf",
         "expiresAt",
         "throttling",
         "timeInterval",

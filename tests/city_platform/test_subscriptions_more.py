@@ -639,3 +639,36 @@ def test_lang_picks_one_language_of_language_properties(
     assert got["name"] == {"type": "Property", "value": "Salle", "lang": "fr"}
     bad = sub(receiver.url, lang="fr;q=7")
     problem(client.post("/subscriptions", json=bad), 400, "BadRequestData")
+
+
+def test_read_only_members_are_ignored_and_csf_is_checked(
+    client: httpx.Client, receiver: Receiver
+) -> None:
+    """Table 5.2.12-2: status and timesSent from the client are ignored (ETSI 5811_02_04);
+    csf must be a valid query (4.9), else 400 (5811_02_03); the six triggers are accepted
+    together and an unknown one is 400 (5811_02_01/02)."""
+    doc = sub(receiver.url, status="expired", csf="brandName==Mercedes")
+    doc["notification"]["timesSent"] = 42
+    doc["__context"] = "http://localhost:1111/hijacked.jsonld"
+    sub_id = subscribe(client, doc)
+    r = client.get(f"/subscriptions/{sub_id}")
+    assert "hijacked" not in r.text
+    got = r.json()
+    assert got["status"] == "active"
+    assert got["notification"]["timesSent"] == 0
+    assert got["csf"] == "brandName==Mercedes"
+    problem(client.post("/subscriptions", json=sub(receiver.url, csf="((")), 400, "BadRequestData")
+    every = sub(
+        receiver.url,
+        notificationTrigger=[
+            "entityCreated",
+            "entityUpdated",
+            "entityDeleted",
+            "attributeCreated",
+            "attributeUpdated",
+            "attributeDeleted",
+        ],
+    )
+    subscribe(client, every)
+    bad = sub(receiver.url, notificationTrigger=["entityChanged"])
+    problem(client.post("/subscriptions", json=bad), 400, "BadRequestData")
