@@ -39,7 +39,9 @@ MAX_LENGTH = 4096
 META = frozenset({"observedAt", "unitCode", "datasetId", "createdAt", "modifiedAt", "type"})
 VALUE_KEYS = ("value", "object", "languageMap", "valueList", "objectList", "json", "vocab")
 _NAME = re.compile(r"[A-Za-z0-9_@:#/\-]+")
-_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# \d+(?:\.\d*)? rather than \d+\.?\d*: the latter backtracks quadratically on a long run of
+# digits that fails to match (100 000 digits and an 'x' took minutes).
+_NUMBER = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _TIME = re.compile(r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?Z?")
 

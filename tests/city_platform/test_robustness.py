@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from city_platform.limits import MAX_JSON_DEPTH
+from tests.city_platform.receiver import Receiver
 from tests.conftest import PlatformProcess
 
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
@@ -118,6 +119,59 @@ def test_q_pattern_re2_cannot_run_is_400(victim: httpx.Client) -> None:
     r = victim.get("/entities", params={"type": "Victim", "q": 'name~="(?=a)"'})
     assert r.status_code == 400, r.text
     assert "regular expression" in r.json()["detail"], r.text
+
+
+def test_subscription_with_backtracking_pattern_does_not_stall(
+    client: httpx.Client, platform: PlatformProcess, tenant: str
+) -> None:
+    """A subscription whose idPattern backtracks is tested on each change without stalling:
+    both creates answer, only the matching entity is notified, other tenants are served."""
+    rx = Receiver()
+    try:
+        sub = {
+            "type": "Subscription",
+            "entities": [{"type": "Victim", "idPattern": "^urn:ngsi-ld:Victim:" + EVIL}],
+            "notification": {"endpoint": {"uri": rx.url}},
+        }
+        r = client.post("/subscriptions", json=sub)
+        assert r.status_code == 201, r.text
+        temp = {"type": "Property", "value": 1}
+        doc = {"id": VICTIM, "type": "Victim", "temp": temp}
+        r = client.post("/entities", json=doc)  # does not match: 'a...a!' is not a+$
+        assert r.status_code == 201, r.text
+        plain = "urn:ngsi-ld:Victim:" + "a" * 30
+        r = client.post("/entities", json={"id": plain, "type": "Victim", "temp": temp})
+        assert r.status_code == 201, r.text
+        got = rx.wait_for(1)
+        assert [e["id"] for e in got] == [plain], got
+        with httpx.Client(base_url=platform.api, headers={"NGSILD-Tenant": tenant + "o"}) as c:
+            assert c.get("/entities", params={"type": "Other"}).status_code in (200, 404)
+    finally:
+        rx.close()
+
+
+def test_hostile_link_header_and_long_registration_endpoint_answer(
+    client: httpx.Client,
+) -> None:
+    """A Link header of 20 000 '<' and a 100 000-character endpoint URL ending in a space are
+    answered at once (the regexes that parse them run in linear time), never 500."""
+    client.post("/entities", json={"id": "urn:ngsi-ld:L:1", "type": "L"})
+    r = client.get("/entities", params={"type": "L"}, headers={"Link": "<" * 20_000})
+    assert r.status_code in (200, 400, 431), r.text
+    reg = {
+        "id": "urn:ngsi-ld:ContextSourceRegistration:long",
+        "type": "ContextSourceRegistration",
+        "information": [{"entities": [{"type": "L"}]}],
+        "endpoint": "http://" + "a" * 100_000 + " ",
+    }
+    bad_request(client.post("/csourceRegistrations", json=reg), "endpoint")
+
+
+def test_long_number_in_q_answers(client: httpx.Client) -> None:
+    """A q literal of 4000 digits and an 'x' is parsed in linear time (no 403/500)."""
+    client.post("/entities", json={"id": "urn:ngsi-ld:N:1", "type": "N"})
+    r = client.get("/entities", params={"type": "N", "q": "p==" + "1" * 4000 + "x"})
+    assert r.status_code in (200, 400), r.text
 
 
 # -- nesting limit -----------------------------------------------------------------------
