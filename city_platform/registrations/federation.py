@@ -9,7 +9,8 @@ Context Sources registered for what is asked, and merge their answers with the l
 * How: ``GET {endpoint}/ngsi-ld/v1/entities[/{id}]`` with the request's parameters (less
   ``local`` and ``csf``), its ``Link`` header, the registration's ``tenant`` as NGSILD-Tenant and
   ``contextSourceInfo`` as headers, and ``Via`` naming this broker (6.3.18): a request whose
-  ``Via`` already names it is not forwarded again, which breaks loops (4.3.6.4).
+  ``Via`` already names it is not forwarded again, which breaks loops (4.3.6.4).  A POST
+  /entityOperations/query is forwarded as the same POST with the same Query body.
 * Merging (4.3.6.2): an entity found in several places is one entity whose attributes are the
   union; on a clash the local attribute wins over an ``inclusive`` or ``auxiliary`` source, an
   ``exclusive`` or ``redirect`` source's wins over the local one.
@@ -36,7 +37,7 @@ from city_platform.broker import ContextBroker
 from city_platform.errors import ResourceNotFound
 from city_platform.ldcontext import Context
 from city_platform.registrations.manager import RegistrationManager
-from city_platform.registrations.model import QUERY_OPS, RETRIEVE_OPS, Selection
+from city_platform.registrations.model import POST_QUERY_OPS, QUERY_OPS, RETRIEVE_OPS, Selection
 from city_platform.search import split_list
 from city_platform.storage.base import Entity
 
@@ -67,8 +68,12 @@ def _warning(reg: dict[str, Any], text: str) -> str:
     return f'199 {reg["id"]} "{clean}"'
 
 
-def _headers(request: Request, manager: RegistrationManager, reg: dict[str, Any]) -> dict[str, str]:
+def _headers(
+    request: Request, manager: RegistrationManager, reg: dict[str, Any], content: bytes | None
+) -> dict[str, str]:
     headers = {"Accept": "application/json"}
+    if content is not None:
+        headers["Content-Type"] = request.headers.get("content-type", "application/json")
     for item in reg.get("contextSourceInfo", ()):
         headers[item["key"]] = item["value"]
     link = request.headers.get("link")
@@ -95,12 +100,19 @@ class _TooLarge(Exception):
 
 
 async def _fetch(
-    url: str, params: list[tuple[str, str]], headers: dict[str, str], read_timeout: float
+    url: str,
+    params: list[tuple[str, str]],
+    headers: dict[str, str],
+    read_timeout: float,
+    content: bytes | None,
 ) -> tuple[int, bytes]:
-    """GET ``url``: the status and at most :data:`MAX_ANSWER` bytes of body."""
+    """GET ``url`` (POST ``content`` when given): the status and at most :data:`MAX_ANSWER`
+    bytes of body."""
+    method = "GET" if content is None else "POST"
+    query = urlencode(params)
     async with (
         httpx.AsyncClient(timeout=read_timeout) as client,
-        client.stream("GET", url, params=urlencode(params), headers=headers) as answer,
+        client.stream(method, url, params=query, headers=headers, content=content) as answer,
     ):
         chunks, size = [], 0
         async for chunk in answer.aiter_bytes():
@@ -118,6 +130,7 @@ async def _ask(
     reg: dict[str, Any],
     path: str,
     params: list[tuple[str, str]],
+    content: bytes | None = None,
 ) -> tuple[Any, str | None]:
     """One source's JSON answer (None when it has nothing) and a warning when it failed."""
     timeout_ms = (reg.get("management") or {}).get("timeout")
@@ -127,7 +140,8 @@ async def _ask(
         # The whole exchange is bounded, not only each read: a source trickling bytes
         # cannot hold the request (6.3.17: it counts as not answering).
         status, raw = await asyncio.wait_for(
-            _fetch(url, params, _headers(request, manager, reg), timeout), timeout * 2
+            _fetch(url, params, _headers(request, manager, reg, content), timeout, content),
+            timeout * 2,
         )
     except (httpx.HTTPError, TimeoutError, _TooLarge) as exc:
         await manager.record(tenant, reg["id"], ok=False)
@@ -195,8 +209,10 @@ async def federate_query(
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Query Entities (5.7.2) over the local answer ``body`` and the matching sources.
 
-    Only GET /entities is forwarded: the POST query (6.23.3.1) answers from the local store."""
-    if request.method != "GET" or _local_only(request, types):
+    GET /entities is forwarded as such; POST /entityOperations/query (6.23.3.1) as the same
+    POST with the same Query body, to registrations offering it (queryBatch, 4.3.6.3)."""
+    posted = request.method == "POST"
+    if _local_only(request, types):
         return body, {}
     manager = await get_manager(request)
     selection = _selection(
@@ -207,12 +223,15 @@ async def federate_query(
         id_pattern=id_pattern,
         attrs=split_list(attrs),
     )
-    regs = manager.for_forwarding(tenant, selection, QUERY_OPS)
+    regs = manager.for_forwarding(tenant, selection, POST_QUERY_OPS if posted else QUERY_OPS)
     if not regs or _looped(request, manager):
         return body, {}
     params = _params(request)
+    path, content = (
+        ("/entityOperations/query", await request.body()) if posted else ("/entities", None)
+    )
     answers = await asyncio.gather(
-        *(_ask(request, manager, tenant, reg, "/entities", params) for reg in regs)
+        *(_ask(request, manager, tenant, reg, path, params, content) for reg in regs)
     )
     merged: dict[str, dict[str, Any]] = {e["id"]: e for e in body if isinstance(e.get("id"), str)}
     order = list(merged)

@@ -32,6 +32,7 @@ DEFAULT_OPERATIONS = ["federationOps"]  # 5.2.9: the default operations of a reg
 # Operations (4.3.6.3, Table 4.3.6.3-1) that make a registration answer reads we forward.
 QUERY_OPS = frozenset({"federationOps", "retrieveOps", "redirectionOps", "queryEntity"})
 RETRIEVE_OPS = frozenset({"federationOps", "retrieveOps", "redirectionOps", "retrieveEntity"})
+POST_QUERY_OPS = frozenset({"federationOps", "retrieveOps", "redirectionOps", "queryBatch"})
 GEO_MEMBERS = ("location", "observationSpace", "operationSpace")
 INTERVAL_MEMBERS = ("observationInterval", "managementInterval")
 STRING_MEMBERS = ("registrationName", "description", "tenant", "refreshRate")

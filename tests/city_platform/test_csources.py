@@ -439,6 +439,11 @@ def test_forwarding_between_two_platforms(
     problem(client.get(f"/entities/urn:ngsi-ld:{kind}:1", params={"local": "true"}), 404,
             "ResourceNotFound")  # fmt: skip
     problem(client.get(f"/entities/urn:ngsi-ld:{kind}:9"), 404, "ResourceNotFound")
+    # POST /entityOperations/query is forwarded as the same POST
+    query = {"type": "Query", "entities": [{"type": kind}], "q": "height>15"}
+    r = client.post("/entityOperations/query", json=query, params={"options": "keyValues"})
+    assert r.status_code == 200, r.text
+    assert r.json() == [{"id": f"urn:ngsi-ld:{kind}:2", "type": kind, "height": 20}], r.json()
     regs = client.get(REGS, params={"type": kind}).json()
     assert regs[0]["status"] == "ok", regs
     assert regs[0]["timesSent"] >= 1, regs
