@@ -224,8 +224,8 @@ def test_core_context_and_reload(api: httpx.Client) -> None:
 
 
 @case("R197-NGSILD-51", "The core @context keeps its terms whatever a user @context says; "
-      "a scoped user @context is refused",
-      verifies=["CIM009-5.5.7-precedence", "CIM009-5.5.7-scoped"],
+      "a scoped user @context or one embedded into an Attribute is refused",
+      verifies=["CIM009-5.5.7-precedence", "CIM009-5.5.7-scoped", "CIM009-5.5.7-embedded"],
       theme="interoperability")  # fmt: skip
 def test_core_context_precedence(api: httpx.Client) -> None:
     kind = unique("R197Thing")
@@ -247,3 +247,6 @@ def test_core_context_precedence(api: httpx.Client) -> None:
     bad = {"id": f"urn:ngsi-ld:{kind}:2", "type": kind, "@context": [scoped, CORE_V18]}
     r = api.post("/entities", json=bad, headers={"Content-Type": "application/ld+json"})
     problem(r, 400, "BadRequestData")
+    inner = {"type": "Property", "value": 1, "@context": {"height": theirs}}
+    embedded = {"id": f"urn:ngsi-ld:{kind}:3", "type": kind, "height": inner}
+    problem(api.post("/entities", json=embedded), 400, "BadRequestData")
