@@ -672,3 +672,23 @@ def test_read_only_members_are_ignored_and_csf_is_checked(
     subscribe(client, every)
     bad = sub(receiver.url, notificationTrigger=["entityChanged"])
     problem(client.post("/subscriptions", json=bad), 400, "BadRequestData")
+
+
+def test_query_subscriptions_pages_with_links(client: httpx.Client, receiver: Receiver) -> None:
+    """Query Subscriptions (5.8.4) pages with limit/offset, prev/next Link headers (5.5.9,
+    ETSI 031_02) and NGSILD-Results-Count."""
+    ids = [subscribe(client, sub(receiver.url, description=str(n))) for n in range(3)]
+    r = client.get("/subscriptions", params={"limit": 1, "offset": 1, "count": "true"})
+    assert r.status_code == 200, r.text
+    assert [s["id"] for s in r.json()] == [ids[1]]
+    assert r.headers["NGSILD-Results-Count"] == "3"
+    link = r.headers["Link"]
+    assert '</ngsi-ld/v1/subscriptions?limit=1&offset=0&count=true>; rel="prev"' in link
+    assert '</ngsi-ld/v1/subscriptions?limit=1&offset=2&count=true>; rel="next"' in link
+    last = client.get("/subscriptions", params={"limit": 1, "offset": 2}).headers["Link"]
+    assert 'rel="prev"' in last
+    assert 'rel="next"' not in last
+    everything = client.get("/subscriptions", params={"limit": 15})
+    assert len(everything.json()) == 3
+    assert 'rel="next"' not in everything.headers.get("Link", "")
+    assert 'rel="prev"' not in everything.headers.get("Link", "")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -56,7 +56,23 @@ async def query_subscriptions(
     everything = manager.all(tenant, ctx, sys_attrs=opts.sys_attrs)
     headers = {"NGSILD-Results-Count": str(len(everything))} if parse_bool(count, "count") else {}
     page = everything[off : off + lim]
+    links = _page_links(request, lim, off, len(everything))
+    if links:
+        headers["Link"] = links  # render() adds the context link after these
     return render(page, media=accept, context=link_source(request), headers=headers)
+
+
+def _page_links(request: Request, lim: int, off: int, total: int) -> str:
+    """RFC 8288 prev/next links of a page of subscriptions (5.5.9, ETSI 031_02)."""
+    params = dict(request.query_params)
+    parts = []
+    if off > 0 and lim > 0:
+        params["offset"] = str(max(off - lim, 0))
+        parts.append(f'</ngsi-ld/v1/subscriptions?{urlencode(params)}>; rel="prev"')
+    if lim > 0 and off + lim < total:
+        params["offset"] = str(off + lim)
+        parts.append(f'</ngsi-ld/v1/subscriptions?{urlencode(params)}>; rel="next"')
+    return ", ".join(parts)
 
 
 @router.get("/{sub_id}", summary="Retrieve subscription (5.8.3)")
