@@ -32,6 +32,13 @@ def _body(r: httpx.Response, status: int = 200) -> Any:
         raise AssertionError(f"answer is not JSON: {r.content[:300]!r}") from None
 
 
+def _obj(r: httpx.Response) -> dict[str, Any]:
+    """The JSON object of a 200 answer, with a readable failure for anything else."""
+    body = _body(r)
+    assert isinstance(body, dict), f"expected a JSON object, got: {r.text[:300]!r}"
+    return body
+
+
 def _add(api: httpx.Client, context: Any) -> tuple[str, str]:
     """Add @context (5.13.2): the local id and the absolute URL named by Location."""
     r = api.post("/jsonldContexts", json={"@context": context})
@@ -136,9 +143,9 @@ def test_hosted_context_tenant(ngsild_platform: RoleConfig) -> None:
                 assert local not in r.text, f"another tenant lists it ({params})"
             r = other.delete(f"/jsonldContexts/{local}")
             assert r.status_code == 404, f"another tenant's delete answered {r.status_code}"
-        assert term in _body(owner.get(f"/jsonldContexts/{local}")).get("@context", {}), (
-            "the owner lost its @context"
-        )
+        served = owner.get(f"/jsonldContexts/{local}")
+        assert served.status_code == 200, f"the owner lost its @context: {served.status_code}"
+        assert term in served.text, f"the owner's @context changed: {served.text[:300]!r}"
         r = owner.delete(f"/jsonldContexts/{local}")
         assert r.status_code == 204, f"the owner could not delete it: {r.status_code} {r.text!r}"
 
@@ -171,10 +178,10 @@ def test_hosted_context_in_link(api: httpx.Client) -> None:
     doc = {"id": f"urn:ngsi-ld:{kind}:1", "type": kind, attr: {"type": "Property", "value": 3}}
     r = api.post("/entities", json=doc, headers=link)
     assert r.status_code == 201, f"create with the hosted @context: {r.status_code} {r.text!r:.300}"
-    plain = _body(api.get(f"/entities/{doc['id']}"))  # the core @context only: full IRIs
+    plain = _obj(api.get(f"/entities/{doc['id']}"))  # the core @context only: full IRIs
     assert plain.get("type") == iri_type, f"type not expanded by the hosted @context: {plain}"
     assert iri_attr in plain, f"attribute not expanded by the hosted @context: {plain}"
-    short = _body(api.get(f"/entities/{doc['id']}", headers=link))
+    short = _obj(api.get(f"/entities/{doc['id']}", headers=link))
     assert short.get("type") == kind, f"type not compacted again: {short}"
     assert attr in short, f"attribute not compacted again: {short}"
     found = _body(api.get("/entities", params={"type": kind}, headers=link))
@@ -239,7 +246,7 @@ def test_core_context_precedence(api: httpx.Client) -> None:
     }
     r = api.post("/entities", json=doc, headers={"Content-Type": "application/ld+json"})
     assert r.status_code == 201, f"create: {r.status_code} {r.text!r:.300}"
-    plain = _body(api.get(f"/entities/{doc['id']}"))  # compacted with the core @context only
+    plain = _obj(api.get(f"/entities/{doc['id']}"))  # compacted with the core @context only
     assert theirs not in plain, f"the user @context redefined the core term 'name': {plain}"
     assert isinstance(plain.get("name"), dict), f"'name' is not the core term: {plain}"
     assert extra in plain, f"a term the core does not define is not the user's: {plain}"
