@@ -296,6 +296,8 @@ class SubscriptionManager:
         return str(stored["id"])
 
     def _get(self, tenant: str, sub_id: str) -> _Live:
+        # 5.8.2.4, 5.8.3.4, 5.8.5.4: an id that is not a URI is BadRequestData (ETSI 030_01)
+        ent.check_uri(sub_id, "subscription id")
         live = self._live.get((tenant, sub_id))
         if live is None:
             raise ResourceNotFound(f"subscription {sub_id!r} not found")

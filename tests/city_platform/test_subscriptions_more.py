@@ -692,3 +692,14 @@ def test_query_subscriptions_pages_with_links(client: httpx.Client, receiver: Re
     assert len(everything.json()) == 3
     assert 'rel="next"' not in everything.headers.get("Link", "")
     assert 'rel="prev"' not in everything.headers.get("Link", "")
+
+
+@pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
+def test_a_subscription_id_that_is_not_a_uri_is_400(client: httpx.Client, method: str) -> None:
+    """Retrieve, update and delete with an id that is not a URI: 400 BadRequestData (ETSI
+    030_01); an unknown URI stays 404 (030_02, 032_02)."""
+    body = {"description": "x"} if method == "PATCH" else None
+    r = client.request(method, "/subscriptions/InvalidUri", json=body)
+    problem(r, 400, "BadRequestData")
+    r = client.request(method, "/subscriptions/urn:ngsi-ld:Subscription:unknown", json=body)
+    problem(r, 404, "ResourceNotFound")
