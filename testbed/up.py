@@ -227,7 +227,14 @@ class City:
         else:
             self.say(f"broker    {broker.name} (embedded, MQTT 3.1.1 only) at {broker.url}")
         shown = {
-            "platform": f"platform  NGSI-LD at {layout.platform_url}/ngsi-ld/v1 (docs /docs)",
+            "platform": (
+                f"platform  NGSI-LD at {layout.platform_url}/ngsi-ld/v1 (docs /docs); @contexts: "
+                + (
+                    "remote ones are fetched"
+                    if layout.remote_contexts
+                    else "shipped and added ones only (--remote-contexts fetches others)"
+                )
+            ),
             "rd": f"directory CoRE RD (RFC 9176) at {layout.rd_url}",
             "gateway": (
                 f"gateway   CoAP push at coap://[::1]:{ports.gateway_coap}/up/<device>, "

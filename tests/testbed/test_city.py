@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import ROOT, free_port
 
+LINK = '<{}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 # Every domain, both MQTT versions, observed and push CoAP, all four formats.
 SCENARIO = """
 seed = 7
@@ -201,6 +202,25 @@ def _epoch(text: str) -> float:
 
 
 @pytest.mark.slow
+def test_the_city_platform_fetches_no_remote_context(city: dict[str, Any]) -> None:
+    """`testbed up` runs the platform offline: a remote @context URL is refused without a
+    fetch (503 LdContextNotAvailable), the shipped testbed @context resolves locally, and
+    Add @context (5.13.2) still works."""
+    api = city["api"]
+    wait_for_entity(api, "urn:ngsi-ld:NoiseLevelObserved:noise-0001", ["LAeq"])
+    headers = {"NGSILD-Tenant": "offline", "Link": LINK.format("http://[::1]:9/remote.jsonld")}
+    r = httpx.post(f"{api}/entities", json={"id": "urn:x:offline", "type": "T"}, headers=headers)
+    assert r.status_code == 503, r.text
+    assert "never fetches" in r.json()["detail"]
+    shipped = api.rsplit("/ngsi-ld", 1)[0] + "/ngsi-ld/contexts/testbed-context.jsonld"
+    headers["Link"] = LINK.format(shipped)
+    r = httpx.post(f"{api}/entities", json={"id": "urn:x:offline", "type": "T"}, headers=headers)
+    assert r.status_code == 201, r.text
+    r = httpx.post(f"{api}/jsonldContexts", json={"@context": {"t": "urn:t"}}, headers=headers)
+    assert r.status_code == 201, r.text
+
+
+@pytest.mark.slow
 def test_ctrl_c_stops_the_city_cleanly(city: dict[str, Any]) -> None:
     """SIGINT stops every part and the command says so (runs last in this module)."""
     wait_for_entity(city["api"], "urn:ngsi-ld:NoiseLevelObserved:noise-0001", ["LAeq"])
@@ -210,6 +230,7 @@ def test_ctrl_c_stops_the_city_cleanly(city: dict[str, Any]) -> None:
     text = out.decode()
     assert proc.returncode == 0, text
     assert "broker    mosquitto" in text
+    assert "@contexts: shipped and added ones only" in text
     assert "city stopped" in text
     with pytest.raises(httpx.HTTPError):
         httpx.get(city["api"].rsplit("/ngsi-ld", 1)[0] + "/health", timeout=2)
