@@ -68,16 +68,18 @@ class TimeFilter:
         attrs: frozenset[str] | None,
         instance_limit: int | None = None,
     ) -> HistoryQuery:
-        """The storage query; with ``instance_limit`` a lastN above it asks for one instance
-        more than the limit (enough to know the answer is partial, 6.3.10).  ``deletedAt``
+        """The storage query; with ``instance_limit`` it asks for one instance more than the
+        limit, the newest with lastN, else the oldest (enough to know the answer is partial,
+        6.3.10).  ``deletedAt``
         reads the rows by their write time; :func:`history_for` keeps the deletions and
         applies lastN to them."""
         last_n = self.last_n
         if last_n is not None and instance_limit is not None:
             last_n = min(last_n, instance_limit + 1)
         prop = self.timeproperty
+        first_n = None if instance_limit is None else instance_limit + 1
         if prop == "deletedAt":
-            prop, last_n = "modifiedAt", None
+            prop, last_n, first_n = "modifiedAt", None, None
         return HistoryQuery(
             entity_ids=frozenset(entity_ids),
             attrs=attrs,
@@ -86,6 +88,7 @@ class TimeFilter:
             end_time_at=self.end_time_at,
             timeproperty=prop,
             last_n=last_n,
+            first_n=first_n,
         )
 
     def aggregation_window(self) -> Window:

@@ -51,6 +51,7 @@ class HistoryQuery:
     end_time_at: str | None = None
     timeproperty: Literal["observedAt", "modifiedAt", "createdAt"] = "observedAt"
     last_n: int | None = None  # per entity and attribute
+    first_n: int | None = None  # per entity and attribute, the oldest (ignored with last_n)
 
 
 class Storage(ABC):

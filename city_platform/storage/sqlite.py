@@ -8,6 +8,7 @@ what queries filter or sort on.  The schema carries a version for later migratio
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable
@@ -24,6 +25,12 @@ from city_platform.storage.checkpointer import WalCheckpointer
 from city_platform.storage.doccache import DocumentCache
 
 log = logging.getLogger(__name__)
+
+# A query scan hands the event loop back every this many rows, so that a scan of a big tenant
+# (q, idPattern and geo-queries are evaluated here, row by row) does not hold up the other
+# requests.  SQLite lets the same connection write, commit and roll back while the scan's
+# statement stays open; rows written meanwhile may or may not be seen.
+SCAN_YIELD_ROWS = 500
 
 _MAX_PARAMS = 500  # stay well under SQLite's bound-parameter limit
 _OF_ENTITY = "SELECT id FROM series WHERE tenant=? AND entity_id=?"
@@ -241,7 +248,9 @@ class SqliteStorage(Storage):
         page: list[Entity] = []
         total = 0
         stop = None if limit is None else offset + limit
-        for (doc,) in self.db.execute(" ".join(sql), params):
+        for n, (doc,) in enumerate(self.db.execute(" ".join(sql), params), 1):
+            if n % SCAN_YIELD_ROWS == 0:
+                await asyncio.sleep(0)  # other requests run between chunks of a long scan
             entity: Entity = orjson.loads(doc)
             if pattern is not None and not pattern.search(entity["id"]):
                 continue
@@ -293,6 +302,9 @@ class SqliteStorage(Storage):
                     params.append(query.last_n)
                 else:
                     stmt = f"SELECT {_COLUMNS} FROM history {where} ORDER BY {column}, rowid"
+                    if query.first_n is not None:
+                        stmt += " LIMIT ?"
+                        params.append(query.first_n)
                 for _, sid, observed, modified, instance_id, doc in self.db.execute(stmt, params):
                     name, dataset_id = of_entity[sid]
                     rows.append(

@@ -83,6 +83,28 @@ async def test_last_n_returns_the_newest_in_time_order(tmp_path: Path) -> None:
         assert [r.instance["value"] for r in rows] == [2, 3, 4]
 
 
+async def test_first_n_returns_the_oldest_per_attribute(tmp_path: Path) -> None:
+    """first_n (the temporal instance limit, CIM 009 6.3.10) keeps the oldest N by
+    observedAt of each attribute; lastN wins when both are given."""
+    async with SqliteStorage(tmp_path / "p.db") as store:
+        e = entity(1)
+        for minute in (3, 1, 4, 2, 0):
+            when = f"2026-01-01T00:0{minute}:00Z"
+            attrs = {
+                NS + name: [{"type": "Property", "value": minute, "observedAt": when}]
+                for name in ("v", "w")
+            }
+            await store.write_entities("", [e], history_rows(e["id"], attrs, when))
+        query = HistoryQuery(entity_ids=frozenset({e["id"]}), first_n=2)
+        rows = await store.history("", query)
+        assert [(r.attr, r.instance["value"]) for r in rows] == [
+            (NS + "v", 0), (NS + "v", 1), (NS + "w", 0), (NS + "w", 1)
+        ]  # fmt: skip
+        both = HistoryQuery(entity_ids=frozenset({e["id"]}), attrs=frozenset({NS + "v"}),
+                            first_n=2, last_n=1)  # fmt: skip
+        assert [r.instance["value"] for r in await store.history("", both)] == [4]
+
+
 async def test_a_failed_batch_writes_nothing(tmp_path: Path) -> None:
     """A batch that fails half-way is rolled back as a whole."""
     async with SqliteStorage(tmp_path / "p.db") as store:
