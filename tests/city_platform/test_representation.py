@@ -473,3 +473,31 @@ def test_post_query_geojson(linked: httpx.Client) -> None:
     got = r.json()
     assert got["type"] == "FeatureCollection"
     assert got["features"][0]["geometry"] == {"type": "Point", "coordinates": [1, 2]}
+
+
+# -- q on Linked Entities (4.9, LinkedEntityRelation) -----------------------------------------
+
+
+def test_q_on_linked_entities(linked: httpx.Client) -> None:
+    """CIM 009 4.9 (examples 13, 14): rel{attr}==value holds when the Relationship's target
+    satisfies attr==value; a type hint Type:attr; nested rel{rel2{attr}}; combined with ;."""
+
+    def ids(q: str, kind: str = "Car,Parking,Company") -> list[str]:
+        r = linked.get("/entities", params={"type": kind, "q": q})
+        assert r.status_code == 200, r.text
+        return sorted(e["id"] for e in r.json())
+
+    assert ids('parkedAt{name=="Central"}') == ["urn:ngsi-ld:Car:c1"]
+    assert ids('parkedAt{name=="Elsewhere"}') == []
+    assert ids('parkedAt{Parking:name=="Central"}') == ["urn:ngsi-ld:Car:c1"]
+    assert ids('parkedAt{Company:name=="Central"}') == []
+    assert ids('parkedAt{operator{name=="ParkCo"}}') == ["urn:ngsi-ld:Car:c1"]
+    assert ids("parkedAt{name};speed>10") == ["urn:ngsi-ld:Car:c1"]
+    assert ids("parkedAt{name};speed>100") == []
+    assert ids('fleet{speed==30}|operator{name=="ParkCo"}') == [
+        "urn:ngsi-ld:Company:k1",
+        "urn:ngsi-ld:Parking:p1",
+    ]
+    assert ids("!parkedAt{speed}", kind="Car") == ["urn:ngsi-ld:Car:c1"]
+    r = linked.get("/entities", params={"type": "Car", "q": 'parkedAt{name=="x"'})
+    assert r.status_code == 400, r.text

@@ -23,6 +23,7 @@ from city_platform.api.representation import Representation
 from city_platform.api.shaping import Shaping, require_type, user_attrs, user_q, wildcard_local
 from city_platform.errors import BadRequestData
 from city_platform.ldcontext import Context
+from city_platform.query import linked_q
 from city_platform.registrations import federation
 from city_platform.search import EntitySearch, split_list
 
@@ -94,13 +95,14 @@ async def query_entities(
         raise BadRequestData(
             "query entities needs at least one of type, id, idPattern, attrs, q or a geo-query"
         )
+    linked = await linked_q.resolve(q, ctx, broker.storage, tenant)  # rel{attr} terms, 4.9
     search = EntitySearch.build(
         ctx,
         ids=split_list(id),
         types=type,
         id_pattern=idPattern,
         attrs=attr_list,
-        q=q,
+        q=linked.q,
         georel=georel,
         geometry=geometry,
         coordinates=coordinates,
@@ -109,7 +111,12 @@ async def query_entities(
     )
     await broker.check_tenant(tenant)
     found, total = await broker.storage.find_entities(
-        tenant, search.where, predicate=search.predicate(), limit=lim, offset=off, count=want_count
+        tenant,
+        search.where,
+        predicate=linked.wrap(search.predicate()),
+        limit=lim,
+        offset=off,
+        count=want_count,
     )
     projection = shape.attr_iris(search.where.attrs)
     pairs = await rep.entities(
