@@ -295,12 +295,14 @@ def update_subscription(
 
 
 def status_of(stored: dict[str, Any], now: str) -> str:
-    """active / paused / expired (5.2.12)."""
-    if not stored.get("isActive", True):
-        return "paused"
+    """active / paused / expired (5.2.12); an expired subscription stays expired when it is
+    paused (5.8.2.4: paused "if and only if the previous value of status was different than
+    expired", ETSI 029_09)."""
     expires = stored.get("expiresAt")
     if expires and ent.utc_key(expires) <= ent.utc_key(now):
         return "expired"
+    if not stored.get("isActive", True):
+        return "paused"
     return "active"
 
 

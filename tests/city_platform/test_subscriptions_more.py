@@ -703,3 +703,17 @@ def test_a_subscription_id_that_is_not_a_uri_is_400(client: httpx.Client, method
     problem(r, 400, "BadRequestData")
     r = client.request(method, "/subscriptions/urn:ngsi-ld:Subscription:unknown", json=body)
     problem(r, 404, "ResourceNotFound")
+
+
+def test_an_expired_subscription_stays_expired_when_paused(
+    client: httpx.Client, receiver: Receiver
+) -> None:
+    """5.8.2.4 (ETSI 029_09): isActive=false makes the status paused unless it is expired;
+    a new expiresAt in the future and isActive=true make it active again."""
+    sub_id = subscribe(client, sub(receiver.url, expiresAt=in_seconds(1)))
+    time.sleep(1.2)
+    assert client.patch(f"/subscriptions/{sub_id}", json={"isActive": False}).status_code == 204
+    assert client.get(f"/subscriptions/{sub_id}").json()["status"] == "expired"
+    fragment = {"isActive": True, "expiresAt": in_seconds(60)}
+    assert client.patch(f"/subscriptions/{sub_id}", json=fragment).status_code == 204
+    assert client.get(f"/subscriptions/{sub_id}").json()["status"] == "active"
