@@ -246,6 +246,12 @@ def _apply_scope(
     append)."""
     if "scope" not in doc:
         return
+    if mode == "update" and "scope" not in entity:
+        # 5.6.2 updates what exists: no scope is added (ETSI 011_05_02), it is notUpdated.
+        if not is_null(doc["scope"]):
+            normalize_scope(doc["scope"])  # still checked: a bad scope is 400
+        applied.skipped.append("scope")
+        return
     raw = doc["scope"]
     if is_null(raw) and mode != "append":
         if "scope" in entity:

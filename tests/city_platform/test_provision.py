@@ -182,6 +182,13 @@ def test_update_attributes_null_deletes_and_scope_replaces(client: httpx.Client)
     assert "name" not in got
     assert got["scope"] == "/Lyon"
     assert got["airQualityLevel"] == {"type": "Property", "value": 2}  # update replaces
+    assert client.patch(f"/entities/{EID}/attrs", json={"scope": NULL}).status_code == 204
+    assert "scope" not in get(client)
+    # ETSI 011_05_02: update does not add a scope the entity does not have.
+    r = client.patch(f"/entities/{EID}/attrs", json={"scope": "/Lyon"})
+    assert r.status_code == 207, r.text
+    assert r.json()["notUpdated"][0]["attributeName"] == "scope"
+    assert "scope" not in get(client)
     r = client.patch(f"/entities/{EID}/attrs", json={"nope": {"type": "Property", "value": NULL}})
     assert r.status_code == 207, r.text
     assert r.json()["notUpdated"][0]["attributeName"] == "nope"
@@ -450,3 +457,34 @@ def test_purge_drop_and_keep_attributes(client: httpx.Client) -> None:
     assert sorted(get(client, "urn:ngsi-ld:Lamp:1")) == ["height", "id", "power", "type"]
     bad = {"type": "Lamp", "keep": "power", "drop": "height"}
     problem(client.delete("/entities", params=bad), 400, "BadRequestData")
+
+
+# -- notifications -------------------------------------------------------------------------------
+
+
+def test_merge_null_notifies_attribute_deleted(client: httpx.Client) -> None:
+    """A Null in Merge Entity or Update Entity Attributes deletes: an attributeDeleted
+    subscription (5.2.12) is told, with the NGSI-LD Null as the value."""
+    from tests.city_platform.receiver import Receiver  # noqa: PLC0415
+
+    receiver = Receiver()
+    try:
+        doc = {
+            "type": "Subscription",
+            "entities": [{"type": "Building"}],
+            "notificationTrigger": ["attributeDeleted"],
+            "notification": {"endpoint": {"uri": receiver.url, "accept": "application/json"}},
+        }
+        assert client.post("/subscriptions", json=doc).status_code == 201
+        assert client.post("/entities", json=building()).status_code == 201
+        r = client.patch(f"/entities/{EID}", json={"name": {"type": "Property", "value": NULL}})
+        assert r.status_code == 204, r.text
+        got = receiver.wait_for(1)[0]
+        assert got["id"] == EID
+        assert got["name"] == {"type": "Property", "value": NULL}
+        r = client.patch(f"/entities/{EID}/attrs", json={"owner": NULL})
+        assert r.status_code == 204, r.text
+        got = receiver.wait_for(2)[1]
+        assert NULL in got["owner"].values(), got
+    finally:
+        receiver.close()
