@@ -717,3 +717,30 @@ def test_an_expired_subscription_stays_expired_when_paused(
     fragment = {"isActive": True, "expiresAt": in_seconds(60)}
     assert client.patch(f"/subscriptions/{sub_id}", json=fragment).status_code == 204
     assert client.get(f"/subscriptions/{sub_id}").json()["status"] == "active"
+
+
+def test_a_one_url_context_array_is_named_as_is(client: httpx.Client, receiver: Receiver) -> None:
+    """A subscription made with "@context": ["<url>"] notifies with that URL in its Link
+    header (ETSI 046_10), not with a stored copy's."""
+    r = client.post("/jsonldContexts", json={"@context": {"warmth": "https://example.org/t"}})
+    assert r.status_code == 201, r.text
+    url = r.headers["Location"]
+    if url.startswith("/"):
+        url = str(client.base_url).split("/ngsi-ld/")[0] + url
+    doc = {**sub(receiver.url, watched=["warmth"]), "@context": [url]}
+    r = client.post(
+        "/subscriptions", content=json.dumps(doc), headers={"Content-Type": "application/ld+json"}
+    )
+    assert r.status_code == 201, r.text
+    client.post(
+        "/entities",
+        json={
+            "id": "urn:ngsi-ld:Room:1",
+            "type": "Room",
+            "warmth": {"type": "Property", "value": 1},
+        },
+        headers={"Link": f'<{url}>; rel="http://www.w3.org/ns/json-ld#context"'},
+    )
+    receiver.wait_for(1)
+    assert receiver.headers[0]["link"].startswith(f"<{url}>"), receiver.headers[0]["link"]
+    assert receiver.received[0]["data"][0]["warmth"]["value"] == 1
