@@ -63,9 +63,16 @@ async def get_manager(request: Request) -> RegistrationManager:
     return manager
 
 
-def _warning(reg: dict[str, Any], text: str) -> str:
-    clean = re.sub(r'[^\x20-\x7e]|"', "'", text)[:200]
-    return f'199 {reg["id"]} "{clean}"'
+# 6.3.17 Table 6.3.17-1 (warn-code of RFC 7234 5.5): no answer in time, an error answer, an
+# answer that is not a valid NGSI-LD payload (not incorporated).
+NO_ANSWER, ERROR_ANSWER, INVALID_ANSWER = 199, 299, 111
+
+
+def _warning(manager: RegistrationManager, reg: dict[str, Any], code: int, text: str) -> str:
+    """One NGSILD-Warning value: ``code agent "text"``, the agent being this broker (its
+    ``Via`` pseudonym) and the text naming the registration."""
+    clean = re.sub(r'[^\x20-\x7e]|"|\\', "'", f"{reg['id']}: {text}")[:300]
+    return f'{code} {manager.broker_id} "{clean}"'
 
 
 def _headers(
@@ -146,18 +153,27 @@ async def _ask(
     except (httpx.HTTPError, TimeoutError, _TooLarge) as exc:
         await manager.record(tenant, reg["id"], ok=False)
         log.info("context source %s (%s) did not answer: %r", reg["id"], url, exc)
-        return None, _warning(reg, f"context source did not answer: {type(exc).__name__}")
+        if isinstance(exc, _TooLarge):
+            return None, _warning(manager, reg, INVALID_ANSWER, str(exc))
+        return None, _warning(
+            manager,
+            reg,
+            NO_ANSWER,
+            f"no response from the registration endpoint in time ({type(exc).__name__})",
+        )
     if status == 404:
         await manager.record(tenant, reg["id"], ok=True)
         return None, None
     if status != 200:
         await manager.record(tenant, reg["id"], ok=False)
-        return None, _warning(reg, f"context source answered HTTP {status}")
+        return None, _warning(
+            manager, reg, ERROR_ANSWER, f"the registration endpoint answered HTTP {status}"
+        )
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         await manager.record(tenant, reg["id"], ok=False)
-        return None, _warning(reg, "context source answered with a body that is not JSON")
+        return None, _warning(manager, reg, INVALID_ANSWER, "the answer is not JSON")
     await manager.record(tenant, reg["id"], ok=True)
     return body, None
 
@@ -242,7 +258,9 @@ async def federate_query(
         if answer is None:
             continue
         if not isinstance(answer, list):
-            warnings.append(_warning(reg, "context source answered with a body that is not a list"))
+            warnings.append(
+                _warning(manager, reg, INVALID_ANSWER, "the answer is not an array of entities")
+            )
             continue
         for entity in answer:
             if not isinstance(entity, dict) or not isinstance(entity.get("id"), str):
@@ -294,7 +312,12 @@ async def federate_retrieve(
     for reg, (answer, warning) in zip(regs, answers, strict=True):
         if warning:
             warnings.append(warning)
+        if answer is None:
+            continue
         if not isinstance(answer, dict) or answer.get("id") != entity_id:
+            warnings.append(
+                _warning(manager, reg, INVALID_ANSWER, f"the answer is not entity {entity_id}")
+            )
             continue
         remote = {k: v for k, v in answer.items() if k != "@context"}
         body = remote if body is None else _merge_one(body, remote, other_wins=_wins(reg))
@@ -316,6 +339,12 @@ async def remote_entity(
     """Retrieve Entity of an entity not stored here: the registered sources' answer (4.3.6),
     else 404 as for a local miss (5.7.1.4)."""
     body, headers = await federate_retrieve(request, tenant, ctx, entity_id, None, None)
-    if body is None:
-        raise ResourceNotFound(f"entity {entity_id!r} not found")
+    if body is None:  # 404, with the warnings of the sources that failed (6.3.17)
+        error = ResourceNotFound(f"entity {entity_id!r} not found")
+        return Response(
+            orjson.dumps(error.problem()),
+            status_code=error.status,
+            media_type="application/json",
+            headers=headers,
+        )
     return render(body, media=accept, context=link_source(request), headers=headers)

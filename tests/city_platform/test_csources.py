@@ -472,7 +472,9 @@ def test_source_down_does_not_fail_the_query(client: httpx.Client) -> None:
     r = client.get("/entities", params={"type": kind})
     assert r.status_code == 200, r.text
     assert [e["id"] for e in r.json()] == [f"urn:ngsi-ld:{kind}:1"]
-    assert r.headers["NGSILD-Warning"].startswith(f"199 {reg_id} "), r.headers
+    warning = r.headers["NGSILD-Warning"]
+    assert warning.startswith("199 r197-"), warning  # 6.3.17: no answer in time
+    assert reg_id in warning, warning
     reg = client.get(f"{REGS}/{reg_id}").json()
     assert reg["status"] == "failed", reg
     assert reg["timesFailed"] >= 1, reg
@@ -518,7 +520,51 @@ def test_slow_source_times_out(client: httpx.Client) -> None:
         assert time.monotonic() - started < 2.5
         assert r.status_code == 200, r.text
         assert [e["id"] for e in r.json()] == [f"urn:ngsi-ld:{kind}:1"]
-        assert r.headers["NGSILD-Warning"].startswith(f"199 {reg_id} "), r.headers
+        assert r.headers["NGSILD-Warning"].startswith("199 "), r.headers
+        assert reg_id in r.headers["NGSILD-Warning"], r.headers
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Bad(http.server.BaseHTTPRequestHandler):
+    """A context source answering 403 on /forbidden..., and non-JSON otherwise."""
+
+    def do_GET(self) -> None:
+        forbidden = self.path.startswith("/forbidden")
+        raw = b'{"type": "x"}' if forbidden else b"not a json document"
+        self.send_response(403 if forbidden else 200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_warning_codes(client: httpx.Client) -> None:
+    """6.3.17 Table 6.3.17-1: an error answer is 299, an invalid payload 111 (and is not
+    incorporated); a Retrieve Entity found nowhere stays 404 with the warnings."""
+    server = _V6Server(("::1", 0), _Bad)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        kind = _kind()
+        base = f"http://[::1]:{server.server_address[1]}"
+        bad = create(client, registration(kind, endpoint=base + "/bad"))
+        forbidden = create(client, registration(kind, endpoint=base + "/forbidden"))
+        r = client.get("/entities", params={"type": kind})
+        assert r.status_code == 200, r.text
+        assert r.json() == []
+        warnings = r.headers["NGSILD-Warning"]
+        assert f'{bad}: the answer is not JSON"' in warnings, warnings
+        assert warnings.count("111 ") == 1, warnings
+        assert warnings.count("299 ") == 1, warnings
+        assert forbidden in warnings.split("299 ", 1)[1], warnings
+        r = client.get(f"/entities/urn:ngsi-ld:{kind}:1")
+        problem(r, 404, "ResourceNotFound")
+        assert "111 " in r.headers["NGSILD-Warning"], r.headers
+        assert "299 " in r.headers["NGSILD-Warning"], r.headers
     finally:
         server.shutdown()
         server.server_close()
