@@ -107,6 +107,7 @@ async def read_body(
         raise BadRequestData(f"request body larger than {MAX_BODY} bytes")
     body = loads_json(raw, "request body")  # within the nesting limit, city_platform/limits.py
     _check_no_embedded_context(body)
+    _alias_keywords(body)
     if media == JSON_LD:
         context = _inline_context(body)
         if context is None and context_required:
@@ -118,6 +119,38 @@ async def read_body(
             "or use Content-Type application/ld+json"
         )
     return body, context_from_link(request.headers.get("link"))
+
+
+# Members whose content is data, not NGSI-LD structure: JSON-LD keywords there stay as they are
+# (a typed value {"@type": ..., "@value": ...}, a JsonProperty's native JSON).
+_DATA_MEMBERS = frozenset(
+    {"value", "object", "json", "languageMap", "vocab", "valueList", "objectList", "@context"}
+)
+
+
+def _alias_keywords(body: Any) -> None:
+    """CIM 009 4.4: the core @context maps ``id`` to ``@id`` and ``type`` to ``@type``, so a
+    request may use ``@id``/``@type`` instead: they are read as ``id``/``type`` on the top-level
+    document (each entity of a batch) and on its Attributes and sub-Attributes."""
+    docs = body if isinstance(body, list) else [body]
+    stack: list[Any] = []
+    for doc in docs:
+        if isinstance(doc, dict):
+            _rename(doc, "@id", "id")
+            _rename(doc, "@type", "type")
+            stack.extend(v for k, v in doc.items() if k not in _DATA_MEMBERS)
+    while stack:
+        value = stack.pop()
+        if isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, dict):
+            _rename(value, "@type", "type")
+            stack.extend(v for k, v in value.items() if k not in _DATA_MEMBERS)
+
+
+def _rename(obj: dict[str, Any], keyword: str, alias: str) -> None:
+    if keyword in obj and alias not in obj:
+        obj[alias] = obj.pop(keyword)
 
 
 def _check_no_embedded_context(body: Any) -> None:

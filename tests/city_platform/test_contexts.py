@@ -484,3 +484,28 @@ def test_context_embedded_in_an_attribute_is_refused(client: httpx.Client) -> No
     ld = {"id": "urn:ngsi-ld:T:e5", "type": "T", "@context": CORE}
     r = client.post("/entities", json=ld, headers={"Content-Type": "application/ld+json"})
     assert r.status_code == 201, r.text
+
+
+def test_at_id_and_at_type_stand_for_id_and_type(client: httpx.Client) -> None:
+    """CIM 009 4.4: the core @context maps id to @id and type to @type, so a request may use
+    @id/@type (entity and Attributes); answers use id and type only; a typed value keeps its
+    own @type."""
+    when = {"@type": "DateTime", "@value": "2026-01-01T10:00:00Z"}
+    body = {
+        "@id": "urn:ngsi-ld:Thing:at1",
+        "@type": "Thing",
+        "speed": {"@type": "Property", "value": 3, "accuracy": {"@type": "Property", "value": 1}},
+        "seen": {"@type": "Property", "value": when},
+    }
+    r = client.post("/entities", json=body)
+    assert r.status_code == 201, r.text
+    got = client.get("/entities/urn:ngsi-ld:Thing:at1").json()
+    assert got["id"] == "urn:ngsi-ld:Thing:at1"
+    assert got["type"] == "Thing"
+    assert "@id" not in got
+    assert "@type" not in got
+    assert got["speed"]["type"] == "Property"
+    assert got["speed"]["accuracy"] == {"type": "Property", "value": 1}
+    assert got["seen"]["value"] == when
+    found = client.get("/entities", params={"type": "Thing", "q": "speed==3"}).json()
+    assert [e["id"] for e in found] == ["urn:ngsi-ld:Thing:at1"]
