@@ -501,3 +501,50 @@ def test_q_on_linked_entities(linked: httpx.Client) -> None:
     assert ids("!parkedAt{speed}", kind="Car") == ["urn:ngsi-ld:Car:c1"]
     r = linked.get("/entities", params={"type": "Car", "q": 'parkedAt{name=="x"'})
     assert r.status_code == 400, r.text
+
+
+def test_flat_join_projection_follows_the_selection(linked: httpx.Client) -> None:
+    """4.21 with 4.5.23.3 (the ETSI suite's 018_20, 018_21): in a flat answer each linked
+    Entity gets the part of the projection that reaches it; a pick does not follow a
+    Relationship it leaves out; an omit applies where it is written."""
+    url = "/entities/urn:ngsi-ld:Car:c1"
+    got = linked.get(
+        url, params={"join": "flat", "joinLevel": "2", "pick": "id,parkedAt{id,name}"}
+    ).json()
+    assert got == [
+        {
+            "id": "urn:ngsi-ld:Car:c1",
+            "parkedAt": {**rel("urn:ngsi-ld:Parking:p1"), "objectType": "Parking"},
+        },
+        {"id": "urn:ngsi-ld:Parking:p1", "name": prop("Central")},
+    ]
+    got = linked.get(
+        url,
+        params={"join": "flat", "joinLevel": "2", "pick": "id,parkedAt{id,operator{id,name}}"},
+    ).json()
+    assert [e.get("id") for e in got] == [
+        "urn:ngsi-ld:Car:c1",
+        "urn:ngsi-ld:Parking:p1",
+        "urn:ngsi-ld:Company:k1",
+    ]
+    assert got[1] == {"id": "urn:ngsi-ld:Parking:p1", "operator": rel("urn:ngsi-ld:Company:k1")}
+    assert got[2] == {"id": "urn:ngsi-ld:Company:k1", "name": prop("ParkCo")}
+    got = linked.get(
+        url, params={"join": "flat", "joinLevel": "2", "omit": "speed,parkedAt{name}"}
+    ).json()
+    assert "speed" not in got[0]
+    assert "name" not in got[1]
+    assert got[2]["name"] == prop("ParkCo")  # no omit written for the second hop
+
+
+def test_flat_join_without_linked_entity_is_one_object(client: httpx.Client) -> None:
+    """The ETSI suite's 018_14: join=flat on an Entity whose link leads nowhere answers the
+    Entity alone, not an array."""
+    doc = {"id": "urn:ngsi-ld:Car:alone", "type": "Car", "parkedAt": rel("urn:ngsi-ld:X:gone")}
+    assert client.post("/entities", json=doc).status_code == 201
+    got = client.get("/entities/urn:ngsi-ld:Car:alone", params={"join": "flat"}).json()
+    assert got == {
+        "id": "urn:ngsi-ld:Car:alone",
+        "type": "Car",
+        "parkedAt": rel("urn:ngsi-ld:X:gone"),
+    }

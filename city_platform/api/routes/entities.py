@@ -233,7 +233,10 @@ async def retrieve_entity(
         request, tenant, ctx, entity_id, body, entity["type"]
     )
     # join=flat answers an array: the Entity, then its linked Entities (4.5.23)
-    shown: object = [merged or body, *(r for _, r in pairs[1:])] if rep.flat else merged or body
+    # (a single object when no linked Entity was found, as the ETSI suite's 018_14 expects)
+    shown: object = (
+        [merged or body, *(r for _, r in pairs[1:])] if len(pairs) > 1 else merged or body
+    )
     source = link_source(request)
     out = rep.body(shown, stored={s["id"]: s for s, _ in pairs}, context=source, one=True)
     return render(out, media=accept, context=source, headers=headers)
