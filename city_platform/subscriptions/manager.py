@@ -26,7 +26,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from city_platform import entities as ent
-from city_platform.api.representation import apply_lang, parse_lang
+from city_platform.api.representation import (
+    Representation,
+    apply_lang,
+    parse_join,
+    parse_lang,
+)
 from city_platform.broker import Change, ContextBroker
 from city_platform.errors import AlreadyExists, PlatformError, ResourceNotFound
 from city_platform.ldcontext import Context, ContextResolver
@@ -451,7 +456,7 @@ class SubscriptionManager:
         )
         return found
 
-    def _data(self, live: _Live, items: list[_Pending]) -> list[dict[str, Any]]:
+    async def _data(self, live: _Live, items: list[_Pending]) -> list[dict[str, Any]]:
         note = live.stored["notification"]
         attrs = note.get("attributes")
         selected = set(attrs) if attrs else None
@@ -459,6 +464,7 @@ class SubscriptionManager:
         sys_attrs = bool(note.get("sysAttrs"))
         ranges = parse_lang(live.stored["lang"]) if "lang" in live.stored else None
         out = []
+        pairs: list[tuple[ent.Entity, dict[str, Any]]] = []  # the entities join follows
         for item in items:
             if item.deleted:  # entityDeleted (ETSI 046_21): id, type and deletedAt only
                 types = [live.ctx.compact(t) for t in item.entity["type"]]
@@ -485,15 +491,31 @@ class SubscriptionManager:
                         _add_previous(
                             doc, live.ctx.compact(iri), iri, item, previous.get(iri) or []
                         )
-            out.append(doc)
-        return out
+            pairs.append((item.entity, doc))
+        level = note.get("joinLevel")
+        join = parse_join(note.get("join"), None if level is None else str(level))
+        if join is not None and pairs:  # 5.2.14 join/joinLevel: Linked Entities (4.5.23)
+
+            def draw(entity: ent.Entity) -> dict[str, Any]:
+                return ent.render_entity(entity, live.ctx, mode=mode, sys_attrs=sys_attrs)
+
+            pairs = await Representation(join=join, lang=ranges).link(
+                self.broker.storage,
+                live.tenant,
+                live.ctx,
+                pairs,
+                keep=selected,
+                render=draw,
+                mode=mode,
+            )
+        return out + [doc for _, doc in pairs]
 
     async def _deliver(self, live: _Live, items: list[_Pending]) -> None:
         assert self._notifier is not None
         stored = live.stored
         note = stored["notification"]
         now = ent.now_iso()
-        body = notification_body(stored["id"], self._data(live, items), now)
+        body = notification_body(stored["id"], await self._data(live, items), now)
         outcome = await self._notifier.send(
             note["endpoint"], body, context=stored.get("jsonldContext"), tenant=live.tenant
         )

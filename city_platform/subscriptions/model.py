@@ -14,7 +14,7 @@ import uuid
 from typing import Any, Literal
 
 from city_platform import entities as ent
-from city_platform.api.representation import parse_lang
+from city_platform.api.representation import parse_join, parse_lang
 from city_platform.errors import BadRequestData, OperationNotSupported, PlatformError
 from city_platform.ldcontext import Context
 from city_platform.query.q import parse_q
@@ -157,6 +157,18 @@ def _check_notification(raw: object, ctx: Context, old: dict[str, Any] | None) -
         out["endpoint"]["receiverInfo"] = info
     if "notifierInfo" in endpoint:
         out["endpoint"]["notifierInfo"] = _check_notifier_info(endpoint["notifierInfo"])
+    if "join" in raw or "joinLevel" in raw:  # 5.2.14, 4.5.23: Linked Entities in notifications
+        join = raw.get("join", out.get("join"))
+        level = raw.get("joinLevel", out.get("joinLevel"))
+        if join is not None and not isinstance(join, str):
+            raise BadRequestData("notification.join must be inline, flat or @none")
+        if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
+            raise BadRequestData("notification.joinLevel must be a positive integer")
+        parse_join(join, None if level is None else str(level))
+        if join is not None:
+            out["join"] = join
+        if level is not None:
+            out["joinLevel"] = level
     for flag in ("sysAttrs", "showChanges"):  # 5.2.14: both default to false
         if flag in raw:
             if not isinstance(raw[flag], bool):

@@ -744,3 +744,35 @@ def test_a_one_url_context_array_is_named_as_is(client: httpx.Client, receiver: 
     receiver.wait_for(1)
     assert receiver.headers[0]["link"].startswith(f"<{url}>"), receiver.headers[0]["link"]
     assert receiver.received[0]["data"][0]["warmth"]["value"] == 1
+
+
+@pytest.mark.parametrize("how", ["inline", "flat"])
+def test_join_in_notifications(client: httpx.Client, receiver: Receiver, how: str) -> None:
+    """notification.join (5.2.14, 4.5.23): inline puts the linked entity in the
+    Relationship's entity member (ETSI 046_30), flat adds it to the notified data."""
+    city = {
+        "id": "urn:ngsi-ld:City:paris",
+        "type": "City",
+        "name": {"type": "Property", "value": "Paris"},
+    }
+    assert client.post("/entities", json=city).status_code == 201
+    doc = sub(receiver.url, notification={"join": how, "joinLevel": 1})
+    sub_id = subscribe(client, doc)
+    got = client.get(f"/subscriptions/{sub_id}").json()["notification"]
+    assert (got["join"], got["joinLevel"]) == (how, 1)
+    linked = {"type": "Relationship", "object": "urn:ngsi-ld:City:paris"}
+    client.post("/entities", json=room(1, locatedAt=linked))
+    data = receiver.wait_for(1)
+    room_doc = next(e for e in data if e["id"] == "urn:ngsi-ld:Room:1")
+    if how == "inline":
+        assert room_doc["locatedAt"]["entity"]["name"]["value"] == "Paris"
+        assert len(data) == 1
+    else:
+        assert "entity" not in room_doc["locatedAt"]
+        assert [e["id"] for e in data] == ["urn:ngsi-ld:Room:1", "urn:ngsi-ld:City:paris"]
+
+
+def test_bad_join_is_400(client: httpx.Client, receiver: Receiver) -> None:
+    for notification in ({"join": "deep"}, {"join": "inline", "joinLevel": 0}):
+        doc = sub(receiver.url, notification=notification)
+        problem(client.post("/subscriptions", json=doc), 400, "BadRequestData")
