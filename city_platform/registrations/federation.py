@@ -102,6 +102,51 @@ def _params(request: Request) -> list[tuple[str, str]]:
     return [(k, v) for k, v in request.query_params.multi_items() if k not in _NOT_FORWARDED]
 
 
+_SELECTION = frozenset({"type", "id", "idPattern", "attrs"})
+
+
+def _proxied_params(
+    params: list[tuple[str, str]],
+    reg: dict[str, Any],
+    ctx: Context,
+    *,
+    query: bool,
+) -> list[tuple[str, str]]:
+    """The parameters of a read forwarded to an exclusive or redirect registration (4.3.6.3):
+    it is asked for what it is registered for only, the registration's entity types and ids
+    (queries) and Attribute names (within the ``attrs`` asked for); the other parameters are
+    passed on.  Inclusive and auxiliary registrations get the request's parameters as they are."""
+    if reg.get("mode") not in ("exclusive", "redirect"):
+        return params
+    given = dict(params)
+    asked = {ctx.expand(a) for a in split_list(given.get("attrs")) or ()}
+    types: list[str] = []
+    ids: list[str] = []
+    names: list[str] = []
+    for info in reg["information"]:
+        for e in info.get("entities", ()):
+            types.append(ctx.compact(e["type"]))
+            if "id" in e:
+                ids.append(e["id"])
+        for n in (*info.get("propertyNames", ()), *info.get("relationshipNames", ())):
+            if not asked or n in asked:
+                names.append(ctx.compact(n))
+    out: list[tuple[str, str]] = []
+    if query:
+        if types:
+            out.append(("type", ",".join(dict.fromkeys(types))))
+        if ids:
+            out.append(("id", ",".join(dict.fromkeys(ids))))
+        elif "idPattern" in given:
+            out.append(("idPattern", given["idPattern"]))
+    if names:
+        out.append(("attrs", ",".join(dict.fromkeys(names))))
+    elif asked:
+        out.append(("attrs", given["attrs"]))
+    keep = _SELECTION if query else frozenset({"attrs"})
+    return out + [(k, v) for k, v in params if k not in keep]
+
+
 class _TooLarge(Exception):
     pass
 
@@ -247,7 +292,18 @@ async def federate_query(
         ("/entityOperations/query", await request.body()) if posted else ("/entities", None)
     )
     answers = await asyncio.gather(
-        *(_ask(request, manager, tenant, reg, path, params, content) for reg in regs)
+        *(
+            _ask(
+                request,
+                manager,
+                tenant,
+                reg,
+                path,
+                params if posted else _proxied_params(params, reg, ctx, query=True),
+                content,
+            )
+            for reg in regs
+        )
     )
     merged: dict[str, dict[str, Any]] = {e["id"]: e for e in body if isinstance(e.get("id"), str)}
     order = list(merged)
@@ -306,7 +362,12 @@ async def federate_retrieve(
     params = _params(request)
     path = f"/entities/{quote(entity_id, safe=':')}"
     answers = await asyncio.gather(
-        *(_ask(request, manager, tenant, reg, path, params) for reg in regs)
+        *(
+            _ask(
+                request, manager, tenant, reg, path, _proxied_params(params, reg, ctx, query=False)
+            )
+            for reg in regs
+        )
     )
     warnings = []
     for reg, (answer, warning) in zip(regs, answers, strict=True):

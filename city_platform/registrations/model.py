@@ -219,9 +219,16 @@ def _apply(doc: dict[str, Any], out: dict[str, Any], ctx: Context, now: str) -> 
     _check_mode(out)
 
 
-# 5.9.2.4: an auxiliary registration offers reads only.
+# 5.9.2.4: an auxiliary registration offers no writes: retrievals, and the federationOps group
+# (the default operations: retrievals and subscriptions, 4.3.6.3).
 AUXILIARY_OPS = frozenset(
     {
+        "federationOps",
+        "createSubscription",
+        "updateSubscription",
+        "retrieveSubscription",
+        "querySubscription",
+        "deleteSubscription",
         "retrieveOps",
         "retrieveEntity",
         "queryEntity",
@@ -241,7 +248,7 @@ AUXILIARY_OPS = frozenset(
 def _check_mode(out: dict[str, Any]) -> None:
     """4.3.6.3: an exclusive registration relates to specific Attributes of single Entities
     (every RegistrationInfo names entity ids, no idPattern, and Attribute names); 5.9.2.4: an
-    auxiliary registration offers only retrieval operations."""
+    auxiliary registration offers no write operations."""
     mode = out.get("mode", "inclusive")
     if mode == "exclusive":
         for info in out["information"]:
@@ -258,7 +265,7 @@ def _check_mode(out: dict[str, Any]) -> None:
         extra = set(out.get("operations", ())) - AUXILIARY_OPS
         if extra:
             raise BadRequestData(
-                f"an auxiliary registration offers retrieval only, not {', '.join(sorted(extra))}"
+                f"an auxiliary registration offers no writes, not {', '.join(sorted(extra))}"
                 " (5.9.2.4)"
             )
 

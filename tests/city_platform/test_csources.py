@@ -135,6 +135,7 @@ def test_proxied_modes(client: httpx.Client) -> None:
     ):
         problem(client.post(REGS, json=bad), 400, "BadRequestData")
     create(client, registration(kind, mode="auxiliary", operations=["queryEntity"]))
+    create(client, registration(kind, mode="auxiliary"))  # default federationOps (ETSI D011_01_aux)
     first = create(client, exclusive(**by_id))
     problem(client.post(REGS, json=exclusive(**by_id)), 409, "AlreadyExists")
     problem(client.post(REGS, json=exclusive("redirect", **by_id)), 409, "AlreadyExists")
@@ -453,15 +454,22 @@ def test_exclusive_source_wins(client: httpx.Client, second: PlatformProcess) ->
     kind = _kind()
     b_tenant = "b" + uuid.uuid4().hex[:10]
     with httpx.Client(base_url=second.api, headers={"NGSILD-Tenant": b_tenant}, timeout=10) as b:
-        assert b.post("/entities", json=_building(kind, 1, height=99)).status_code == 201
+        doc = _building(kind, 1, height=99, colour="red")
+        assert b.post("/entities", json=doc).status_code == 201
     doc = registration(kind, endpoint=second.base, tenant=b_tenant, mode="exclusive")
     doc["information"] = [{"entities": [{"type": kind, "id": f"urn:ngsi-ld:{kind}:1"}],
                            "propertyNames": ["height"]}]  # fmt: skip
     create(client, doc)
     # written here after the registration (local writes are not refused): the source wins
     assert client.post("/entities", json=_building(kind, 1, height=1, name="A")).status_code == 201
+    # the source is asked for the registered entity and Attributes only (4.3.6.3): no colour
+    want = {"id": f"urn:ngsi-ld:{kind}:1", "type": kind, "name": "A", "height": 99}
     r = client.get(f"/entities/urn:ngsi-ld:{kind}:1", params={"options": "keyValues"})
-    assert r.json() == {"id": f"urn:ngsi-ld:{kind}:1", "type": kind, "name": "A", "height": 99}
+    assert r.json() == want
+    r = client.get("/entities", params={"type": kind, "options": "keyValues"})
+    assert r.json() == [want]
+    r = client.get("/entities", params={"type": kind, "options": "keyValues", "attrs": "name"})
+    assert r.json() == [{"id": want["id"], "type": kind, "name": "A"}]
 
 
 def test_source_down_does_not_fail_the_query(client: httpx.Client) -> None:
