@@ -3,9 +3,11 @@ URIs, hostile query strings, and the offline /docs page (issue 16, "Robustness")
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import threading
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -13,6 +15,8 @@ import httpx
 import pytest
 
 from city_platform.limits import MAX_JSON_DEPTH
+from city_platform.storage.base import EntityFilter
+from city_platform.storage.sqlite import SCAN_YIELD_ROWS, SqliteStorage
 from tests.city_platform.receiver import Receiver
 from tests.conftest import PlatformProcess
 
@@ -172,6 +176,46 @@ def test_long_number_in_q_answers(client: httpx.Client) -> None:
     client.post("/entities", json={"id": "urn:ngsi-ld:N:1", "type": "N"})
     r = client.get("/entities", params={"type": "N", "q": "p==" + "1" * 4000 + "x"})
     assert r.status_code in (200, 400), r.text
+
+
+async def test_long_scan_lets_other_work_run(tmp_path: Path) -> None:
+    """A query scan of many entities hands the event loop back (SCAN_YIELD_ROWS), and writes
+    made meanwhile on the same connection do not break it."""
+    async with SqliteStorage(tmp_path / "scan.db") as store:
+        docs = [
+            {"id": f"urn:ngsi-ld:S:{n}", "type": ["https://example.org/S"], "createdAt": "x",
+             "modifiedAt": "x", "attrs": {}}
+            for n in range(4 * SCAN_YIELD_ROWS)
+        ]  # fmt: skip
+        await store.write_entities("big", docs, [])
+        writes = 0
+        seen: list[int] = []
+        done = asyncio.Event()
+
+        async def writer() -> None:
+            nonlocal writes
+            while not done.is_set():
+                n = writes
+                doc = {**docs[0], "id": f"urn:ngsi-ld:W:{n}"}
+                await store.insert_entity("other", doc, [])
+                await store.insert_entity("other", doc, [])  # exists: a ROLLBACK mid-scan
+                writes += 1
+                await asyncio.sleep(0)
+
+        def predicate(entity: dict[str, Any]) -> bool:
+            seen.append(writes)
+            return True
+
+        task = asyncio.create_task(writer())
+        await asyncio.sleep(0)
+        page, total = await store.find_entities(
+            "big", EntityFilter(), predicate=predicate, count=True
+        )
+        done.set()
+        await task
+        assert total == len(docs)
+        assert [e["id"] for e in page] == [d["id"] for d in docs]
+        assert seen[-1] > seen[0], "no write ran while the scan was going on"
 
 
 # -- nesting limit -----------------------------------------------------------------------
