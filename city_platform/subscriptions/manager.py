@@ -168,7 +168,10 @@ def triggered(
         and (reason != "attributeDeleted" or not search.matches(change.previous))
     ):
         return None
-    notified = removed if "attributeDeleted" in triggers else frozenset()
+    # entityUpdated "is equivalent to the combination attributeCreated, attributeUpdated and
+    # attributeDeleted" (5.2.12): its deleted attributes are notified with the NGSI-LD Null too
+    deletes = "attributeDeleted" in triggers or "entityUpdated" in triggers
+    notified = removed if deletes else frozenset()
     return Trigger(reason, removed=notified, updated=updated)
 
 

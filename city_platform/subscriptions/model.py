@@ -174,6 +174,8 @@ def _check_notification(raw: object, ctx: Context, old: dict[str, Any] | None) -
             if not isinstance(raw[flag], bool):
                 raise BadRequestData(f"notification.{flag} must be true or false")
             out[flag] = raw[flag]
+    if out.get("showChanges") and out["format"] == "keyValues":
+        raise BadRequestData("showChanges cannot be true with format keyValues (5.2.14)")
     # 5.2.14: status (ok / failed) tells how the last notification went, so it appears with
     # the first one; timesSent counts from 0.
     out.setdefault("timesSent", 0)

@@ -776,3 +776,17 @@ def test_bad_join_is_400(client: httpx.Client, receiver: Receiver) -> None:
     for notification in ({"join": "deep"}, {"join": "inline", "joinLevel": 0}):
         doc = sub(receiver.url, notification=notification)
         problem(client.post("/subscriptions", json=doc), 400, "BadRequestData")
+
+
+def test_entity_updated_notifies_deleted_attributes_too(
+    client: httpx.Client, receiver: Receiver
+) -> None:
+    """entityUpdated is attributeCreated + attributeUpdated + attributeDeleted (5.2.12):
+    a deleted attribute comes as the NGSI-LD Null; showChanges with keyValues is 400."""
+    subscribe(client, sub(receiver.url, notificationTrigger=["entityUpdated"]))
+    client.post("/entities", json=room(1))
+    client.delete("/entities/urn:ngsi-ld:Room:1/attrs/humidity")
+    got = receiver.wait_for(1)[0]
+    assert got["humidity"] == {"type": "Property", "value": NULL}
+    doc = sub(receiver.url, notification={"format": "keyValues", "showChanges": True})
+    problem(client.post("/subscriptions", json=doc), 400, "BadRequestData")
