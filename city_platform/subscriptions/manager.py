@@ -180,10 +180,16 @@ def wants(stored: dict[str, Any], search: EntitySearch | None, change: Change, n
     return triggered(stored, search, change, now) is not None
 
 
-def _null_instance(inst: ent.Instance, mode: str, sys_attrs: bool, at: str, dataset: bool) -> Any:
-    """A deleted attribute instance as notified: its value member is the NGSI-LD Null."""
+def _null_instance(
+    inst: ent.Instance, mode: str, sys_attrs: bool, at: str, *, dataset: bool, show: bool
+) -> Any:
+    """A deleted attribute instance as notified: its value member is the NGSI-LD Null; with
+    showChanges also its value before the deletion (5.2.14: "modifications and deletions")."""
     atype = inst.get("type", "Property")
-    out: dict[str, Any] = {"type": atype, ent.VALUE_KEY.get(atype, "value"): NGSI_NULL}
+    member = ent.VALUE_KEY.get(atype, "value")
+    out: dict[str, Any] = {"type": atype, member: NGSI_NULL}
+    if show:
+        out[PREVIOUS_KEY[member]] = ent.instance_value(inst)
     if dataset and "datasetId" in inst:
         out["datasetId"] = inst["datasetId"]
     if sys_attrs:
@@ -210,6 +216,7 @@ def _add_deleted(
     old: list[ent.Instance],
     mode: str,
     sys_attrs: bool,
+    show: bool,
 ) -> None:
     """attributeDeleted: a gone attribute is one NGSI-LD Null (ETSI 046_22_08 expects one
     even when all its instances went); deleted instances of a still present attribute are
@@ -224,11 +231,11 @@ def _add_deleted(
         if mode == "keyValues":
             doc[name] = NGSI_NULL
         else:
-            doc[name] = _null_instance(gone[0], mode, sys_attrs, item.at, dataset=False)
+            doc[name] = _null_instance(gone[0], mode, sys_attrs, item.at, dataset=False, show=show)
     elif mode != "keyValues":
         current = doc.get(name)
         listed = current if isinstance(current, list) else [current]
-        nulls = [_null_instance(i, mode, sys_attrs, item.at, dataset=True) for i in gone]
+        nulls = [_null_instance(i, mode, sys_attrs, item.at, dataset=True, show=show) for i in gone]
         doc[name] = [*listed, *nulls]
 
 
@@ -485,10 +492,12 @@ class SubscriptionManager:
                 item.entity, live.ctx, attrs=selected, mode=mode, sys_attrs=sys_attrs
             )
             previous = item.previous["attrs"] if item.previous is not None else {}
+            show = bool(note.get("showChanges")) and mode != "keyValues"
             for iri in sorted(item.removed):
                 if selected is None or iri in selected:
-                    _add_deleted(doc, live.ctx, iri, item, previous.get(iri) or [], mode, sys_attrs)
-            if note.get("showChanges") and mode != "keyValues":
+                    old = previous.get(iri) or []
+                    _add_deleted(doc, live.ctx, iri, item, old, mode, sys_attrs, show)
+            if show:
                 for iri in sorted(item.updated):
                     if selected is None or iri in selected:
                         _add_previous(

@@ -790,3 +790,15 @@ def test_entity_updated_notifies_deleted_attributes_too(
     assert got["humidity"] == {"type": "Property", "value": NULL}
     doc = sub(receiver.url, notification={"format": "keyValues", "showChanges": True})
     problem(client.post("/subscriptions", json=doc), 400, "BadRequestData")
+
+
+def test_show_changes_on_a_deletion(client: httpx.Client, receiver: Receiver) -> None:
+    """showChanges on a deletion (5.2.14): the NGSI-LD Null with the value before."""
+    doc = sub(
+        receiver.url, notificationTrigger=["attributeDeleted"], notification={"showChanges": True}
+    )
+    subscribe(client, doc)
+    client.post("/entities", json=room(1))
+    client.delete("/entities/urn:ngsi-ld:Room:1/attrs/humidity")
+    got = receiver.wait_for(1)[0]
+    assert got["humidity"] == {"type": "Property", "value": NULL, "previousValue": 40}
