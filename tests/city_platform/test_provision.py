@@ -488,3 +488,25 @@ def test_merge_null_notifies_attribute_deleted(client: httpx.Client) -> None:
         assert NULL in got["owner"].values(), got
     finally:
         receiver.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/entities"),
+        ("DELETE", "/entities"),
+        ("PATCH", f"/entities/{EID}"),
+        ("PUT", f"/entities/{EID}/attrs/name"),
+        ("POST", "/entityOperations/merge"),
+        ("POST", f"/entities/{EID}/attrs"),
+        ("PATCH", f"/entities/{EID}/attrs"),
+        ("PATCH", f"/entities/{EID}/attrs/name"),
+        ("PUT", f"/entities/{EID}"),
+    ],
+)
+def test_unknown_parameter_is_invalid_request(b1: httpx.Client, method: str, path: str) -> None:
+    """6.3.20 (ETSI 059_01_01, 059_01_08): a parameter the operation does not define is
+    400 InvalidRequest."""
+    body: Any = [building()] if path.endswith("merge") else building()
+    r = b1.request(method, path, params={"type": "Building", "invalidParam": "1"}, json=body)
+    problem(r, 400, "InvalidRequest")

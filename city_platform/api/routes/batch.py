@@ -14,6 +14,7 @@ from city_platform import provision
 from city_platform.api.deps import Broker, Resolver, Tenant
 from city_platform.api.negotiation import read_body, render
 from city_platform.api.params import parse_options
+from city_platform.api.routes.types import only_params
 from city_platform.broker import BatchResult
 from city_platform.errors import BadRequestData
 
@@ -75,6 +76,7 @@ async def merge_batch(
 ) -> Response:
     """Merge Entity (5.6.17) for each entity of the array (6.31.3.1); 204, or 207 with a
     BatchOperationResult when some fail."""
+    only_params(request, "options")  # 6.3.20: an unknown parameter is InvalidRequest
     body, source = await read_body(request, patch=True)
     ctx = await resolver.resolve(source)
     result = await provision.batch_merge(broker, tenant, body, ctx)

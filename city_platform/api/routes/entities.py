@@ -20,6 +20,7 @@ from city_platform.api.deps import (
 from city_platform.api.negotiation import read_body, render
 from city_platform.api.params import parse_bool, parse_options, parse_page
 from city_platform.api.representation import Representation
+from city_platform.api.routes.types import only_params
 from city_platform.api.shaping import Shaping, require_type, user_attrs, user_q, wildcard_local
 from city_platform.errors import BadRequestData
 from city_platform.ldcontext import Context
@@ -45,6 +46,7 @@ def _update_result(
 async def create_entity(
     request: Request, broker: Broker, resolver: Resolver, tenant: Tenant
 ) -> Response:
+    only_params(request)  # 6.3.20: an unknown parameter is InvalidRequest (ETSI 059_01_01)
     body, source = await read_body(request)
     ctx = await resolver.resolve(source)
     entity_id = await broker.create(tenant, body, ctx)
@@ -160,6 +162,7 @@ def _page_links(request: Request, lim: int, off: int, got: int, total: int | Non
 
 @router.delete("", status_code=204, summary="Purge entities")
 async def purge_entities(
+    request: Request,
     broker: Broker,
     tenant: Tenant,
     ctx: LinkContext,
@@ -175,6 +178,7 @@ async def purge_entities(
     Query Entities 5.7.2 takes them) finds, 204; with ``drop`` only the attributes named, with
     ``keep`` all attributes but those named.  A selection is mandatory: without one the
     request is 400 BadRequestData, never "delete everything"."""
+    only_params(request, "id", "type", "idPattern", "q", "scopeQ", "keep", "drop")  # 6.3.20
     if not any((id, type, idPattern, user_q(q), scopeQ)):
         raise BadRequestData("purge entities needs at least one of type, id, idPattern, q, scopeQ")
     search = EntitySearch.build(
@@ -258,6 +262,7 @@ async def append_attrs(
     options: Str = None,
     type: Str = None,
 ) -> Response:
+    only_params(request, "options", "type")  # 6.3.20
     opts = parse_options(options)
     body, source = await read_body(request)
     ctx = await resolver.resolve(source)
@@ -287,6 +292,7 @@ async def update_attrs(
     tenant: Tenant,
     type: Str = None,
 ) -> Response:
+    only_params(request, "options", "type")  # 6.3.20
     body, source = await read_body(request, patch=True)
     ctx = await resolver.resolve(source)
     # 5.6.2 with the NGSI-LD Null (an attribute of Null value deletes it), scope (4.18) and
@@ -312,6 +318,7 @@ async def patch_attr(
     tenant: Tenant,
     type: Str = None,
 ) -> Response:
+    only_params(request, "options", "type")  # 6.3.20
     body, source = await read_body(request, patch=True)
     ctx = await resolver.resolve(source)
     await provision.patch_attribute(broker, tenant, entity_id, attr, body, ctx, type_selection=type)
@@ -322,6 +329,7 @@ async def patch_attr(
 async def replace_attr(
     request: Request, entity_id: str, attr: str, broker: Broker, resolver: Resolver, tenant: Tenant
 ) -> Response:
+    only_params(request)  # 6.3.20
     body, source = await read_body(request)
     ctx = await resolver.resolve(source)
     await provision.replace_attribute(broker, tenant, entity_id, attr, body, ctx)
@@ -351,13 +359,21 @@ async def delete_attr(
 
 @router.patch("/{entity_id}", status_code=204, summary="Merge entity (5.6.17)")
 async def merge_entity(
-    request: Request, entity_id: str, broker: Broker, resolver: Resolver, tenant: Tenant
+    request: Request,
+    entity_id: str,
+    broker: Broker,
+    resolver: Resolver,
+    tenant: Tenant,
+    type: Str = None,
 ) -> Response:
     """5.6.17: the fragment is merged into the entity (city_platform.provision: the NGSI-LD
     Null deletes, the types named are added, a scope replaces the entity's)."""
+    only_params(request, "type", "options")  # 6.3.20
     body, source = await read_body(request, patch=True)
     ctx = await resolver.resolve(source)
-    await provision.change_entity(broker, tenant, entity_id, body, ctx, mode="merge")
+    await provision.change_entity(
+        broker, tenant, entity_id, body, ctx, mode="merge", type_selection=type
+    )
     return Response(status_code=204)
 
 
@@ -365,6 +381,7 @@ async def merge_entity(
 async def replace_entity(
     request: Request, entity_id: str, broker: Broker, resolver: Resolver, tenant: Tenant
 ) -> Response:
+    only_params(request, "options", "type")  # 6.3.20
     body, source = await read_body(request)
     ctx = await resolver.resolve(source)
     await broker.replace(tenant, entity_id, body, ctx)
