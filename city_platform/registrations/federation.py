@@ -195,7 +195,7 @@ async def _ask(
             _fetch(url, params, _headers(request, manager, reg, content), timeout, content),
             timeout * 2,
         )
-    except (httpx.HTTPError, TimeoutError, _TooLarge) as exc:
+    except (httpx.HTTPError, TimeoutError, _TooLarge, ValueError) as exc:
         await manager.record(tenant, reg["id"], ok=False)
         log.info("context source %s (%s) did not answer: %r", reg["id"], url, exc)
         if isinstance(exc, _TooLarge):
@@ -284,7 +284,8 @@ async def federate_query(
         id_pattern=id_pattern,
         attrs=split_list(attrs),
     )
-    regs = manager.for_forwarding(tenant, selection, POST_QUERY_OPS if posted else QUERY_OPS)
+    ops = POST_QUERY_OPS if posted else QUERY_OPS
+    regs = manager.for_forwarding(tenant, selection, ops, ctx)
     if not regs or _looped(request, manager):
         return body, {}
     params = _params(request)
@@ -356,7 +357,7 @@ async def federate_retrieve(
             attrs=selection.attrs,
             csf=selection.csf,
         )
-    regs = manager.for_forwarding(tenant, selection, RETRIEVE_OPS)
+    regs = manager.for_forwarding(tenant, selection, RETRIEVE_OPS, ctx)
     if not regs or _looped(request, manager):
         return body, {}
     params = _params(request)

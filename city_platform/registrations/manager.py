@@ -174,7 +174,7 @@ class RegistrationManager:
         self._changed(tenant, old, None)
 
     def for_forwarding(
-        self, tenant: str, selection: Selection, operations: frozenset[str]
+        self, tenant: str, selection: Selection, operations: frozenset[str], ctx: Context
     ) -> list[dict[str, Any]]:
         """The live registrations of ``tenant`` a read is forwarded to (4.3.6.3): not expired,
         offering one of ``operations``, and whose information can hold what is asked for."""
@@ -186,6 +186,7 @@ class RegistrationManager:
             and not is_expired(stored, now)
             and not operations.isdisjoint(stored.get("operations", ()))
             and selection.info_matches(stored)
+            and selection.csf_matches(stored, ctx.expand)
         ]
 
     async def record(self, tenant: str, reg_id: str, *, ok: bool) -> None:

@@ -141,12 +141,23 @@ def _check_interval(name: str, raw: object) -> dict[str, str]:
     return {k: str(v) for k, v in raw.items()}
 
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")  # an HTTP field name (RFC 9110 5.1)
+_FIELD_VALUE = re.compile(r"[\x20-\x7e\t]{0,4096}")
+
+
 def _check_key_values(raw: object) -> list[dict[str, str]]:
+    """contextSourceInfo (5.2.9): KeyValuePairs sent as HTTP headers to the source, so each
+    key is a field name and each value a field value."""
     if not isinstance(raw, list) or not all(
         isinstance(i, dict) and isinstance(i.get("key"), str) and isinstance(i.get("value"), str)
         for i in raw
     ):
         raise BadRequestData("contextSourceInfo must be an array of {key, value} strings")
+    for i in raw:
+        if not _TOKEN.fullmatch(i["key"]) or not _FIELD_VALUE.fullmatch(i["value"]):
+            raise BadRequestData(
+                f"contextSourceInfo {i['key']!r}: not an HTTP header name and value"
+            )
     return [{"key": i["key"], "value": i["value"]} for i in raw]
 
 
@@ -559,6 +570,10 @@ class Selection:
             and _attrs_ok(info, self.attrs)
             for info in stored["information"]
         )
+
+    def csf_matches(self, stored: dict[str, Any], expand: Callable[[str], str]) -> bool:
+        """The context source filter (``csf``) on the Context Source Properties, when given."""
+        return self.csf is None or self.csf.matches(as_entity(stored, expand))
 
     def matches(self, stored: dict[str, Any], expand: Callable[[str], str]) -> bool:
         """Query Context Source Registrations (5.10.2): information, q/csf and geo-query."""

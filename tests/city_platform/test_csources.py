@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
@@ -101,6 +101,9 @@ def test_register_retrieve_delete(client: httpx.Client) -> None:
         {"observationInterval": {"endAt": "2030-01-01T00:00:00Z"}},
         {"location": {"coordinates": [1, 2]}},
         {"id": "not a uri"},
+        {"contextSourceInfo": [{"key": "X-A\nB", "value": "1"}]},
+        {"contextSourceInfo": [{"key": "X-A", "value": "line\nbreak"}]},
+        {"contextSourceInfo": {"key": "X-A", "value": "1"}},
     ],
 )
 def test_bad_registration(client: httpx.Client, change: dict[str, Any]) -> None:
@@ -573,6 +576,67 @@ def test_warning_codes(client: httpx.Client) -> None:
         problem(r, 404, "ResourceNotFound")
         assert "111 " in r.headers["NGSILD-Warning"], r.headers
         assert "299 " in r.headers["NGSILD-Warning"], r.headers
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """A context source answering [] and recording the request lines and headers."""
+
+    seen: ClassVar[list[tuple[str, dict[str, str]]]] = []
+
+    def do_GET(self) -> None:
+        _Recorder.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"[]")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_forwarded_request_headers(client: httpx.Client) -> None:
+    """The forwarded request carries the registration's tenant as NGSILD-Tenant, its
+    contextSourceInfo as headers, the request's Link, and Via naming this broker (6.3.18);
+    local and csf stay here, the other parameters go along."""
+    server = _V6Server(("::1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        kind = _kind()
+        endpoint = f"http://[::1]:{server.server_address[1]}/broker1"
+        info = [{"key": "X-Api-Key", "value": "k1"}]
+        create(client, registration(kind, endpoint=endpoint, tenant="tx", contextSourceInfo=info,
+                                    csourceColour="blue"))  # fmt: skip
+        core = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
+        link = f'<{core}>; rel="http://www.w3.org/ns/json-ld#context"'
+        _Recorder.seen.clear()
+        r = client.get(
+            "/entities",
+            params={
+                "type": kind,
+                "q": "height>1",
+                "csf": 'csourceColour=="blue"',
+                "local": "false",
+            },
+            headers={"Via": "1.1 proxy-a", "Link": link},
+        )
+        assert r.status_code == 200, r.text
+        ((path, headers),) = _Recorder.seen
+        assert path.startswith("/broker1/ngsi-ld/v1/entities?"), path
+        assert "q=height%3E1" in path, path
+        assert "csf" not in path, path
+        assert "local" not in path, path
+        assert headers["link"] == link
+        assert headers["ngsild-tenant"] == "tx"
+        assert headers["x-api-key"] == "k1"
+        assert headers["via"].startswith("1.1 proxy-a, 1.1 r197-"), headers
+        _Recorder.seen.clear()
+        r = client.get("/entities", params={"type": kind, "csf": 'csourceColour=="red"'})
+        assert r.status_code == 200, r.text
+        assert _Recorder.seen == []  # csf: this registration is not asked
     finally:
         server.shutdown()
         server.server_close()
