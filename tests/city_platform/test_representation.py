@@ -548,3 +548,34 @@ def test_flat_join_without_linked_entity_is_one_object(client: httpx.Client) -> 
         "type": "Car",
         "parkedAt": rel("urn:ngsi-ld:X:gone"),
     }
+
+
+# -- options / format (6.3.7, 6.3.18) ---------------------------------------------------------
+
+
+def test_options_and_format_choose_the_representation(linked: httpx.Client) -> None:
+    """6.3.7, 6.3.18 (the ETSI suite's 018_15): simplified is keyValues in options and
+    format; format wins over the representation options names."""
+    url = "/entities/urn:ngsi-ld:Car:c1"
+    for params in (
+        {"options": "simplified"},
+        {"format": "simplified"},
+        {"format": "keyValues", "options": "normalized"},
+    ):
+        got = linked.get(url, params=params).json()
+        assert got["speed"] == 30, params
+    got = linked.get(url, params={"format": "normalized", "options": "keyValues"}).json()
+    assert got["speed"] == prop(30)
+
+
+@pytest.mark.parametrize(
+    "params", [{"format": "invalidFormat"}, {"options": "invalid"}, {"options": "keyValues,bad"}]
+)
+def test_unknown_options_or_format_is_invalid_request(
+    linked: httpx.Client, params: dict[str, str]
+) -> None:
+    """6.3.20 (the ETSI suite's 018_16): an unknown format or options value is 400
+    InvalidRequest."""
+    r = linked.get("/entities/urn:ngsi-ld:Car:c1", params=params)
+    assert r.status_code == 400, r.text
+    assert r.json()["type"] == ERR + "InvalidRequest"
