@@ -40,6 +40,7 @@ from city_platform.search import EntitySearch
 from city_platform.storage.base import EntityFilter
 from city_platform.subscriptions.model import (
     new_subscription,
+    projection_of,
     render_subscription,
     search_for,
     status_of,
@@ -506,6 +507,7 @@ class SubscriptionManager:
             pairs.append((item.entity, doc))
         level = note.get("joinLevel")
         join = parse_join(note.get("join"), None if level is None else str(level))
+        projection = projection_of(note, live.ctx)
         if join is not None and pairs:  # 5.2.14 join/joinLevel: Linked Entities (4.5.23)
 
             def draw(entity: ent.Entity) -> dict[str, Any]:
@@ -519,7 +521,10 @@ class SubscriptionManager:
                 keep=selected,
                 render=draw,
                 mode=mode,
+                projection=projection,
             )
+        elif projection is not None:  # pick / omit (5.2.14, 4.21)
+            pairs = [(stored, projection.apply(doc)) for stored, doc in pairs]
         return out + [doc for _, doc in pairs]
 
     async def _deliver(self, live: _Live, items: list[_Pending]) -> None:

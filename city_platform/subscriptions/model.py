@@ -17,6 +17,7 @@ from city_platform import entities as ent
 from city_platform.api.representation import parse_join, parse_lang
 from city_platform.errors import BadRequestData, OperationNotSupported, PlatformError
 from city_platform.ldcontext import Context
+from city_platform.query.projection import Projection, build_projection
 from city_platform.query.q import parse_q
 from city_platform.query.regex import RegexError, compile_regex
 from city_platform.search import EntitySearch
@@ -116,6 +117,20 @@ def _check_notifier_info(raw: object) -> list[dict[str, str]]:
     return out
 
 
+def projection_of(note: dict[str, Any], ctx: Context) -> Projection | None:
+    """The pick/omit projection (4.21) of stored NotificationParams, None without one."""
+    pick, omit = note.get("pick"), note.get("omit")
+    level = note.get("joinLevel")
+    return build_projection(
+        ctx,
+        pick=",".join(pick) if pick else None,
+        omit=",".join(omit) if omit else None,
+        attrs="attributes" if "attributes" in note and (pick or omit) else None,
+        join=note.get("join") if note.get("join") != "@none" else None,
+        join_level=None if level is None else str(level),
+    )
+
+
 def _check_notification(raw: object, ctx: Context, old: dict[str, Any] | None) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise BadRequestData("notification must be an object (5.2.14)")
@@ -169,6 +184,19 @@ def _check_notification(raw: object, ctx: Context, old: dict[str, Any] | None) -
             out["join"] = join
         if level is not None:
             out["joinLevel"] = level
+    for member in ("pick", "omit"):  # 5.2.14: projections (4.21) of the notified entities
+        if member in raw:
+            value = raw[member]
+            if isinstance(value, str):
+                value = [value]
+            if (
+                not isinstance(value, list)
+                or not value
+                or not all(isinstance(v, str) for v in value)
+            ):
+                raise BadRequestData(f"notification.{member} must be a list of projections")
+            out[member] = value
+    projection_of(out, ctx)  # 400 now: pick with omit or attributes, bad grammar, join depth
     for flag in ("sysAttrs", "showChanges"):  # 5.2.14: both default to false
         if flag in raw:
             if not isinstance(raw[flag], bool):

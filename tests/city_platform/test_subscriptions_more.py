@@ -802,3 +802,29 @@ def test_show_changes_on_a_deletion(client: httpx.Client, receiver: Receiver) ->
     client.delete("/entities/urn:ngsi-ld:Room:1/attrs/humidity")
     got = receiver.wait_for(1)[0]
     assert got["humidity"] == {"type": "Property", "value": NULL, "previousValue": 40}
+
+
+def test_pick_and_omit_in_notifications(client: httpx.Client, receiver: Receiver) -> None:
+    """notification.pick / omit (5.2.14, 4.21) project the notified entities; pick with omit
+    or with attributes, or a bad projection, is 400."""
+    picked, omitted = Receiver(), Receiver()
+    try:
+        subscribe(client, sub(picked.url, notification={"pick": ["id", "temperature"]}))
+        subscribe(client, sub(omitted.url, notification={"omit": ["humidity", "type"]}))
+        client.post("/entities", json=room(1))
+        assert picked.wait_for(1)[0] == {
+            "id": "urn:ngsi-ld:Room:1",
+            "temperature": {"type": "Property", "value": 20, "unitCode": "CEL"},
+        }
+        assert set(omitted.wait_for(1)[0]) == {"id", "temperature"}
+    finally:
+        picked.close()
+        omitted.close()
+    for notification in (
+        {"pick": ["id"], "omit": ["type"]},
+        {"pick": ["temperature"], "attributes": ["temperature"]},
+        {"pick": ["id;name"]},
+        {"pick": []},
+    ):
+        doc = sub(receiver.url, notification=notification)
+        problem(client.post("/subscriptions", json=doc), 400, "BadRequestData")
