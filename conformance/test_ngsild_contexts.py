@@ -236,20 +236,21 @@ def test_core_context_and_reload(api: httpx.Client) -> None:
       theme="interoperability")  # fmt: skip
 def test_core_context_precedence(api: httpx.Client) -> None:
     kind = unique("R197Thing")
-    theirs, extra = f"https://example.org/{kind}/name", f"https://example.org/{kind}/height"
+    theirs, extra = f"https://example.org/{kind}/location", f"https://example.org/{kind}/name"
+    point = {"type": "Point", "coordinates": [8.68, 49.41]}
     doc = {
         "id": f"urn:ngsi-ld:{kind}:1",
         "type": kind,
-        "name": {"type": "Property", "value": "x"},  # ngsi-ld:name in the core @context
-        "height": {"type": "Property", "value": 2},
-        "@context": [CORE_V18, {"name": theirs, "height": extra}],  # core first, user after
+        "location": {"type": "GeoProperty", "value": point},  # ngsi-ld:location in the core
+        "name": {"type": "Property", "value": "x"},  # not a core term (Annex B): the user's
+        "@context": [CORE_V18, {"location": theirs, "name": extra}],  # core first, user after
     }
     r = api.post("/entities", json=doc, headers={"Content-Type": "application/ld+json"})
     assert r.status_code == 201, f"create: {r.status_code} {r.text!r:.300}"
     plain = _obj(api.get(f"/entities/{doc['id']}"))  # compacted with the core @context only
-    assert theirs not in plain, f"the user @context redefined the core term 'name': {plain}"
-    assert isinstance(plain.get("name"), dict), f"'name' is not the core term: {plain}"
-    assert extra in plain, f"a term the core does not define is not the user's: {plain}"
+    assert theirs not in plain, f"the user @context redefined the core term 'location': {plain}"
+    assert isinstance(plain.get("location"), dict), f"'location' is not the core term: {plain}"
+    assert extra in plain, f"'name', which the core does not define, is not the user's: {plain}"
     scoped = {"wrap": {"@id": f"https://example.org/{kind}/wrap", "@context": {"name": theirs}}}
     bad = {"id": f"urn:ngsi-ld:{kind}:2", "type": kind, "@context": [scoped, CORE_V18]}
     r = api.post("/entities", json=bad, headers={"Content-Type": "application/ld+json"})

@@ -197,24 +197,25 @@ def test_delete_reload_errors(client: httpx.Client) -> None:
 
 def test_core_terms_keep_their_meaning_whatever_the_position(client: httpx.Client) -> None:
     """CIM 009 4.4 / 5.5.7: the core @context is protected and has absolute precedence, even
-    when a user @context placed after it names a core term (`name` is ngsi-ld:name)."""
-    ctx = {"name": "https://smartdatamodels.org/name", "height": "https://example.org/height"}
+    when a user @context placed after it names a core term (`location` is ngsi-ld:location);
+    `name` is no core term (Annex B), so a Smart Data Models @context defines it."""
+    ctx = {"location": "https://example.org/location", "name": "https://smartdatamodels.org/name"}
     ent = {
         "id": "urn:ngsi-ld:Thing:n1",
         "type": "Thing",
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [1, 2]}},
         "name": {"type": "Property", "value": "x"},
-        "height": {"type": "Property", "value": 2},
         "@context": [CORE, ctx],  # JSON-LD alone would let the later definition win
     }
     h = {"Content-Type": "application/ld+json"}
     r = client.post("/entities", json=ent, headers=h)
     assert r.status_code == 201, r.text
     plain = client.get("/entities/urn:ngsi-ld:Thing:n1").json()
-    assert plain["name"]["value"] == "x", plain  # still the core term
-    assert "https://smartdatamodels.org/name" not in plain
-    assert "https://example.org/height" in plain  # a term the core does not name is the user's
-    r = client.get("/entities", params={"type": "Thing", "q": 'name=="x"'})
-    assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Thing:n1"], r.text
+    assert plain["location"]["value"]["type"] == "Point", plain  # still the core term
+    assert "https://example.org/location" not in plain
+    assert plain["https://smartdatamodels.org/name"]["value"] == "x", plain  # the user's term
+    r = client.get("/entities", params={"type": "Thing", "q": 'name=="x"'})  # default vocab
+    assert r.json() == [], r.text
 
 
 def test_scoped_user_context_is_refused(client: httpx.Client) -> None:
@@ -347,9 +348,11 @@ async def test_protected_terms_cannot_be_redefined() -> None:
         await resolver.resolve([guarded, {"lock": "https://evil.example/lock"}])
     same = await resolver.resolve([guarded, {"lock": "https://example.org/lock"}])
     assert same.expand("lock") == "https://example.org/lock"
-    ctx = await resolver.resolve({"name": "https://smartdatamodels.org/name", "x": "urn:x"})
-    assert ctx.expand("name") == "https://uri.etsi.org/ngsi-ld/name"  # the core wins (5.5.7)
+    ctx = await resolver.resolve({"location": "https://evil.example/loc", "x": "urn:x"})
+    assert ctx.expand("location") == "https://uri.etsi.org/ngsi-ld/location"  # core wins, 5.5.7
     assert ctx.expand("x") == "urn:x"
+    ctx = await resolver.resolve({"name": "https://smartdatamodels.org/name"})
+    assert ctx.expand("name") == "https://smartdatamodels.org/name"  # no core term (Annex B)
     assert ctx.expand("observedAt") == "https://uri.etsi.org/ngsi-ld/observedAt"
 
 
