@@ -115,23 +115,27 @@ def _as_normalized(raw: object) -> dict[str, Any]:
     return {"type": "Property", "value": raw}
 
 
-def _strip_nulls(raw: dict[str, Any]) -> dict[str, Any]:
-    """A new instance from a fragment: Null members and Null keys of values left out."""
+def _strip_nulls(raw: dict[str, Any], *, merge: bool) -> dict[str, Any]:
+    """A new instance from a fragment: Null members and sub-attributes left out; in a merge
+    (``merge``) also the Null keys of a JSON object value (5.5.12), elsewhere those stay for
+    normalize_instance to refuse (5.5.4)."""
     out: dict[str, Any] = {}
     for key, item in raw.items():
         if key in _VALUE_KEYS:
-            out[key] = merge_patch(None, item) if isinstance(item, dict) else item
+            out[key] = merge_patch(None, item) if merge and isinstance(item, dict) else item
         elif key in ent.RESERVED:
             if not is_null(item):
                 out[key] = item
         elif not is_null_instance(item):
-            out[key] = _strip_nulls(_as_normalized(item))
+            out[key] = _strip_nulls(_as_normalized(item), merge=merge)
     return out
 
 
-def new_instance(name: str, raw: object, ctx: Context, now: str, *, sub: bool = False) -> Any:
+def new_instance(name: str, raw: object, ctx: Context, now: str, *, merge: bool) -> Any:
     """A fragment's instance of an attribute not stored yet, Nulls left out."""
-    return ent.normalize_instance(name, _strip_nulls(_as_normalized(raw)), ctx, now=now, sub=sub)
+    return ent.normalize_instance(
+        name, _strip_nulls(_as_normalized(raw), merge=merge), ctx, now=now
+    )
 
 
 def merge_instance(
@@ -175,8 +179,9 @@ def merge_instance(
         if patch_values and atype == "Property" and isinstance(value, dict):
             is_geo = value.get("type") in ent.GEO_TYPES
             value = merge_patch(None if is_geo else old_value, value)
-        elif isinstance(value, dict) and atype in ("Property", "JsonProperty"):
+        elif patch_values and isinstance(value, dict) and atype == "JsonProperty":
             value = merge_patch(None, value)
+        # Outside a merge a Null inside a value stays, and is refused (5.5.4).
         clean[key] = value
     elif atype == old_type:
         clean[key] = old_value
@@ -195,7 +200,7 @@ def merge_instance(
                 sub_name, stored, clean.pop(member), ctx, now, patch_values=patch_values, sub=True
             )
         else:
-            clean[member] = _strip_nulls(_as_normalized(clean[member]))
+            clean[member] = _strip_nulls(_as_normalized(clean[member]), merge=patch_values)
     norm = ent.normalize_instance(name, clean, ctx, now=now, sub=sub)
     if atype == old_type:
         merged = dict(old)
@@ -327,10 +332,10 @@ def apply_fragment(
                     if mode == "update" and not stored:
                         continue  # 5.6.2: only existing attributes are updated
                     # A new datasetId of an existing attribute is added (5.5.8).
-                    inst = new_instance(name, item, ctx, now)
+                    inst = new_instance(name, item, ctx, now, merge=mode == "merge")
                     stored.append(inst)
                 elif mode == "update":
-                    inst = new_instance(name, item, ctx, now)
+                    inst = new_instance(name, item, ctx, now, merge=False)
                     inst["createdAt"] = stored[idx].get("createdAt", now)
                     stored[idx] = inst
                 else:
