@@ -102,9 +102,7 @@ async def read_body(
         raise UnsupportedMediaType(
             f"Content-Type {raw_type or '(none)'!r} is not supported; use {' or '.join(allowed)}"
         )
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise BadRequestData(f"request body larger than {MAX_BODY} bytes")
+    raw = await read_limited(request, MAX_BODY, "request body")
     body = loads_json(raw, "request body")  # within the nesting limit, city_platform/limits.py
     _check_no_embedded_context(body)
     _alias_keywords(body)
@@ -172,6 +170,25 @@ def _check_no_embedded_context(body: Any) -> None:
             stack.extend((v, f"{where}.{k}") for k, v in value.items() if k != "json")
         elif isinstance(value, list):
             stack.extend((v, where) for v in value)
+
+
+async def read_limited(request: Request, limit: int, what: str) -> bytes:
+    """The request body, refused with 400 BadRequestData once it passes ``limit`` bytes: a
+    Content-Length over it is refused before reading, and a chunked body is read as it arrives,
+    so a huge or endless body is never buffered whole."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BadRequestData(f"{what} larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequestData(f"{what} larger than {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    request._body = raw  # what Request.body() returns from now on (the stream is consumed)
+    return raw
 
 
 def _has_inline_context(body: Any) -> bool:

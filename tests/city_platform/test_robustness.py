@@ -7,6 +7,7 @@ import asyncio
 import re
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -280,6 +281,34 @@ def test_arrays_nested_100000_deep_are_bad_request(client: httpx.Client, path: s
     r = client.post(path, content=body, headers={"Content-Type": "application/json"})
     bad_request(r, "deeper than")
     assert client.get("/entities", params={"type": "Deep"}).status_code in (200, 404)
+
+
+def test_body_over_the_size_limit_is_refused_unread(
+    client: httpx.Client, platform: PlatformProcess, tenant: str
+) -> None:
+    """A Content-Length over 8 MiB is 400 at once, before any body arrives; a chunked body is
+    refused as soon as it passes the limit."""
+    request = (
+        f"POST /ngsi-ld/v1/entities HTTP/1.1\r\nHost: [::1]:{platform.port}\r\n"
+        f"NGSILD-Tenant: {tenant}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 100000000000\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("::1", platform.port), timeout=5) as sock:
+        sock.sendall(request)  # and no body: the answer must not wait for it
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
+    assert b"larger than" in answer, answer[:300]
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"id": "urn:ngsi-ld:Big:1", "type": "Big", "p": {"type": "Property", "value": "'
+        for _ in range(9):
+            yield b"x" * (1 << 20)
+        yield b'"}}'
+
+    r = client.post("/entities", content=chunks(), headers={"Content-Type": "application/json"})
+    bad_request(r, "larger than")
 
 
 # -- entity ids must be URIs -------------------------------------------------------------

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from city_platform.api.deps import Resolver, Tenant
+from city_platform.api.negotiation import read_limited
 from city_platform.errors import (
     BadRequestData,
     InvalidRequest,
@@ -113,9 +114,7 @@ async def post_jsonld_contexts(request: Request, resolver: Resolver, tenant: Ten
         raise UnsupportedMediaType(
             f"Content-Type {media!r}: send the @context as application/json or ld+json"
         )
-    raw = await request.body()
-    if len(raw) > MAX_CONTEXT_BYTES:
-        raise BadRequestData(f"@context document larger than {MAX_CONTEXT_BYTES} bytes")
+    raw = await read_limited(request, MAX_CONTEXT_BYTES, "@context document")
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
