@@ -365,6 +365,8 @@ def normalize_entity(doc: object, ctx: Context, *, now: str) -> Entity:
     if "type" not in doc:
         raise BadRequestData("entity has no 'type'")
     entity_id = check_entity_id(doc["id"])
+    if entity_id == NGSI_LD_NULL:
+        raise BadRequestData("the NGSI-LD Null is not an entity id (CIM 009 5.5.4)")
     entity: Entity = {
         "id": entity_id,
         "type": expand_types(doc["type"], ctx),

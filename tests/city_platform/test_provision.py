@@ -217,6 +217,12 @@ def test_partial_attribute_update_null(b1: httpx.Client) -> None:
     assert b1.patch(url, json={"type": "Property", "value": NULL}).status_code == 204
     assert "airQualityLevel" not in get(b1)
     problem(b1.patch(url, json={"value": 1}), 404, "ResourceNotFound")
+    # ETSI 554_01_03: a Null inside a JSON value deletes a key only in a merge (5.5.4).
+    meta = f"/entities/{EID}/attrs/meta"
+    problem(b1.patch(meta, json={"value": {"a": NULL}}), 400, "BadRequestData")
+    frag = {"meta": {"type": "Property", "value": {"a": NULL}}}
+    problem(b1.patch(f"/entities/{EID}/attrs", json=frag), 400, "BadRequestData")
+    assert get(b1)["meta"]["value"] == {"a": 1, "b": {"c": 2, "d": 3}}
 
 
 def test_create_and_replace_refuse_the_null(client: httpx.Client) -> None:
@@ -228,6 +234,7 @@ def test_create_and_replace_refuse_the_null(client: httpx.Client) -> None:
         building(meta={"type": "Property", "value": {"a": NULL}}),
         building(owner={"type": "Relationship", "object": NULL}),
         building(scope=NULL),
+        {**building(), "id": NULL},
     ):
         problem(client.post("/entities", json=doc), 400, "BadRequestData")
     assert client.post("/entities", json=building()).status_code == 201
