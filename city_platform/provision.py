@@ -509,6 +509,9 @@ async def batch_merge(
             if not isinstance(doc, dict):
                 raise BadRequestData("an entity must be a JSON object")
             ent.check_uri(entity_id, "entity id")
+            # The fragment is checked first (5.5.4): an invalid one is BadRequestData whether
+            # or not the entity exists (ETSI 057_03_02).
+            apply_fragment({"id": entity_id, "type": [], "attrs": {}}, doc, ctx, now, mode="merge")
             current = writes.get(entity_id) or existing.get(entity_id)  # type: ignore[arg-type]
             if current is None:
                 raise ResourceNotFound(f"entity {entity_id!r} not found")

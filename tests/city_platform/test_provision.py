@@ -318,6 +318,12 @@ def test_batch_merge_invalid_requests(client: httpx.Client) -> None:
     r = client.post("/entityOperations/merge", json=[{"id": "not a uri", "type": "Building"}])
     assert r.status_code == 207, r.text
     assert r.json()["errors"][0]["error"]["type"] == ERR + "BadRequestData"
+    # An invalid fragment is BadRequestData even for an entity that does not exist.
+    bad = [{"id": "urn:ngsi-ld:Building:none", "type": "Building",
+            "name": {"type": "Property", "value": None}}]  # fmt: skip
+    r = client.post("/entityOperations/merge", json=bad)
+    assert r.status_code == 207, r.text
+    assert r.json()["errors"][0]["error"]["type"] == ERR + "BadRequestData"
     problem(client.post("/entityOperations/merge", json={"id": EID}), 400, "BadRequestData")
 
 
