@@ -96,6 +96,7 @@ class _Live:
     task: asyncio.Task[None] | None = None
     last_sent: float = 0.0
     dropped: int = 0
+    failed_at: float | None = None  # monotonic time of the last failed notification
 
 
 def _selects(selector: dict[str, str], entity: ent.Entity) -> bool:
@@ -531,6 +532,11 @@ class SubscriptionManager:
         assert self._notifier is not None
         stored = live.stored
         note = stored["notification"]
+        cooldown = note["endpoint"].get("cooldown")
+        # 5.2.15 cooldown: after a failure, no notification is sent until it has passed
+        failed = live.failed_at
+        if cooldown and failed is not None and time.monotonic() < failed + float(cooldown) / 1000:
+            return
         now = ent.now_iso()
         body = notification_body(stored["id"], await self._data(live, items), now)
         outcome = await self._notifier.send(
@@ -540,6 +546,7 @@ class SubscriptionManager:
         note = live.stored["notification"] = dict(live.stored["notification"])
         note["timesSent"] = int(note.get("timesSent", 0)) + 1
         note["lastNotification"] = now
+        live.failed_at = None if outcome.ok else time.monotonic()
         if outcome.ok:
             note["status"] = "ok"
             note["lastSuccess"] = done

@@ -172,6 +172,12 @@ def _check_notification(raw: object, ctx: Context, old: dict[str, Any] | None) -
         out["endpoint"]["receiverInfo"] = info
     if "notifierInfo" in endpoint:
         out["endpoint"]["notifierInfo"] = _check_notifier_info(endpoint["notifierInfo"])
+    for key in ("timeout", "cooldown"):  # 5.2.15: milliseconds
+        if key in endpoint:
+            ms = endpoint[key]
+            if isinstance(ms, bool) or not isinstance(ms, int | float) or ms <= 0:
+                raise BadRequestData(f"notification.endpoint.{key} must be a positive number (ms)")
+            out["endpoint"][key] = ms
     if "join" in raw or "joinLevel" in raw:  # 5.2.14, 4.5.23: Linked Entities in notifications
         join = raw.get("join", out.get("join"))
         level = raw.get("joinLevel", out.get("joinLevel"))

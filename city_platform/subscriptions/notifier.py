@@ -30,6 +30,7 @@ JSON_LD = "application/ld+json"
 CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
 RETRY_DELAYS = (0.5, 2.0)  # three tries in all, then the notification counts as failed
 TIMEOUT = httpx.Timeout(5.0, connect=2.0)
+MAX_TIMEOUT_S = 30.0  # endpoint.timeout above this is overridden (5.2.15 allows it)
 
 
 @dataclass(frozen=True)
@@ -85,12 +86,13 @@ class Notifier:
             payload = orjson.dumps({"metadata": headers, "body": document})
         else:
             payload = orjson.dumps(document)
+        wait = _timeout(endpoint)
         outcome = Outcome(ok=False)
         for attempt, delay in enumerate((*RETRY_DELAYS, None)):
             if mqtt:
-                outcome = await _publish(endpoint, payload)
+                outcome = await _publish(endpoint, payload, wait)
             else:
-                outcome = await self._post(endpoint["uri"], payload, headers)
+                outcome = await self._post(endpoint["uri"], payload, headers, wait)
             if outcome.ok:
                 return outcome
             log.info(
@@ -104,9 +106,12 @@ class Notifier:
         log.warning("notification to %s failed: %s", endpoint["uri"], outcome.detail)
         return outcome
 
-    async def _post(self, uri: str, payload: bytes, headers: dict[str, str]) -> Outcome:
+    async def _post(
+        self, uri: str, payload: bytes, headers: dict[str, str], wait: float | None
+    ) -> Outcome:
+        timeout = TIMEOUT if wait is None else httpx.Timeout(wait, connect=min(wait, 2.0))
         try:
-            answer = await self._client.post(uri, content=payload, headers=headers)
+            answer = await self._client.post(uri, content=payload, headers=headers, timeout=timeout)
         except httpx.HTTPError as exc:
             return Outcome(ok=False, detail=f"{type(exc).__name__}: {exc}")
         if 200 <= answer.status_code < 300:
@@ -114,7 +119,13 @@ class Notifier:
         return Outcome(ok=False, detail=f"HTTP {answer.status_code}")
 
 
-async def _publish(endpoint: dict[str, Any], payload: bytes) -> Outcome:
+def _timeout(endpoint: dict[str, Any]) -> float | None:
+    """endpoint.timeout (5.2.15, milliseconds) in seconds, at most MAX_TIMEOUT_S."""
+    ms = endpoint.get("timeout")
+    return None if ms is None else min(float(ms) / 1000, MAX_TIMEOUT_S)
+
+
+async def _publish(endpoint: dict[str, Any], payload: bytes, wait: float | None) -> Outcome:
     """One MQTT notification: connect, publish on the endpoint's topic, disconnect."""
     try:
         import aiomqtt  # noqa: PLC0415 - optional: only MQTT endpoints need it
@@ -130,7 +141,7 @@ async def _publish(endpoint: dict[str, Any], payload: bytes) -> Outcome:
     )
     try:
         async with (
-            asyncio.timeout(TIMEOUT.read or 5.0),
+            asyncio.timeout(wait or TIMEOUT.read or 5.0),
             aiomqtt.Client(
                 parts.hostname or "",
                 parts.port or (8883 if secure else 1883),

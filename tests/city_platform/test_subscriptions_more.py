@@ -828,3 +828,64 @@ def test_pick_and_omit_in_notifications(client: httpx.Client, receiver: Receiver
     ):
         doc = sub(receiver.url, notification=notification)
         problem(client.post("/subscriptions", json=doc), 400, "BadRequestData")
+
+
+class SlowReceiver(Receiver):
+    """Answers each notification after ``delay`` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        handler = self._server.RequestHandlerClass
+        original = handler.do_POST  # type: ignore[attr-defined]
+
+        def slow(this: Any) -> None:
+            time.sleep(delay)
+            original(this)
+
+        handler.do_POST = slow  # type: ignore[attr-defined]
+
+
+def wait_status(client: httpx.Client, sub_id: str, status: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        note: dict[str, Any] = client.get(f"/subscriptions/{sub_id}").json()["notification"]
+        if note.get("status") == status:
+            return note
+        time.sleep(0.05)
+    raise AssertionError(f"status never {status}: {note}")
+
+
+def test_endpoint_timeout(client: httpx.Client) -> None:
+    """endpoint.timeout (5.2.15, ms): an endpoint slower than it counts as failed."""
+    slow = SlowReceiver(1.0)
+    try:
+        endpoint = {"uri": slow.url, "timeout": 200}
+        sub_id = subscribe(client, sub("http://unused", notification={"endpoint": endpoint}))
+        assert (
+            client.get(f"/subscriptions/{sub_id}").json()["notification"]["endpoint"]["timeout"]
+            == 200
+        )
+        client.post("/entities", json=room(1))
+        note = wait_status(client, sub_id, "failed")
+        assert note["timesFailed"] == 1
+    finally:
+        slow.close()
+    bad = sub("http://unused", notification={"endpoint": {"uri": "http://x", "timeout": -1}})
+    problem(client.post("/subscriptions", json=bad), 400, "BadRequestData")
+
+
+def test_endpoint_cooldown(client: httpx.Client) -> None:
+    """endpoint.cooldown (5.2.15, ms): after a failure nothing is sent until it has passed."""
+    failing = Receiver(status=500)
+    try:
+        endpoint = {"uri": failing.url, "cooldown": 60_000}
+        sub_id = subscribe(client, sub("http://unused", notification={"endpoint": endpoint}))
+        client.post("/entities", json=room(1))
+        wait_status(client, sub_id, "failed")
+        tries = len(failing.received)
+        client.patch("/entities/urn:ngsi-ld:Room:1/attrs", json={"temperature": 30})
+        time.sleep(0.5)
+        assert len(failing.received) == tries  # within the cooldown: not sent
+        assert client.get(f"/subscriptions/{sub_id}").json()["notification"]["timesSent"] == 1
+    finally:
+        failing.close()
