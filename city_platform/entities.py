@@ -450,10 +450,23 @@ def instance_value(inst: Instance) -> Any:
 _WRAPPED = {"LanguageProperty": "languageMap", "JsonProperty": "json", "VocabProperty": "vocab"}
 
 
-def simplified_value(inst: Instance) -> Any:
+def _compact_vocab(value: Any, ctx: Context | None) -> Any:
+    """A VocabProperty's ``vocab`` compacted with the answer's @context (5.7.1.5, 5.7.2.5)."""
+    if ctx is None:
+        return value
+    if isinstance(value, str):
+        return ctx.compact(value)
+    if isinstance(value, list):
+        return [ctx.compact(v) if isinstance(v, str) else v for v in value]
+    return value
+
+
+def simplified_value(inst: Instance, ctx: Context | None = None) -> Any:
     """One instance in the simplified (keyValues) representation (4.5.4)."""
     atype = inst.get("type", "Property")
     key = _WRAPPED.get(atype)
+    if key == "vocab":
+        return {key: _compact_vocab(inst.get(key), ctx)}
     if key is not None:
         return {key: inst.get(key)}
     value = instance_value(inst)
@@ -462,13 +475,13 @@ def simplified_value(inst: Instance) -> Any:
     return value
 
 
-def simplified_attribute(instances: list[Instance]) -> Any:
+def simplified_attribute(instances: list[Instance], ctx: Context | None = None) -> Any:
     """An Attribute in the simplified representation: its value, or for a multi-attribute
     the ``dataset`` map of each instance's value by datasetId, ``@none`` for the default
     instance (4.5.4)."""
     if len(instances) == 1:
-        return simplified_value(instances[0])
-    return {"dataset": {i.get("datasetId", "@none"): simplified_value(i) for i in instances}}
+        return simplified_value(instances[0], ctx)
+    return {"dataset": {i.get("datasetId", "@none"): simplified_value(i, ctx) for i in instances}}
 
 
 def _object_type(item: object, ctx: Context, name: str) -> str | list[str]:
@@ -482,13 +495,15 @@ def _object_type(item: object, ctx: Context, name: str) -> str | list[str]:
 
 def render_instance(inst: Instance, ctx: Context, mode: Mode, sys_attrs: bool) -> Any:
     if mode == "keyValues":
-        return simplified_value(inst)
+        return simplified_value(inst, ctx)
     out: dict[str, Any] = {}
     for key, item in inst.items():
         if key in SYSTEM and not sys_attrs:
             continue
         if ":" in key and key not in RESERVED:
             out[ctx.compact(key)] = render_instance(item, ctx, mode, sys_attrs)
+        elif key == "vocab" and inst.get("type") == "VocabProperty":
+            out[key] = _compact_vocab(item, ctx)
         elif key == "objectType":  # a type name, compacted as entity types are
             out[key] = (
                 [ctx.compact(t) for t in item] if isinstance(item, list) else ctx.compact(item)
@@ -529,7 +544,7 @@ def render_entity(
         if attrs is not None and iri not in attrs:
             continue
         if mode == "keyValues":
-            out[ctx.compact(iri)] = simplified_attribute(instances)
+            out[ctx.compact(iri)] = simplified_attribute(instances, ctx)
             continue
         rendered = [render_instance(i, ctx, mode, sys_attrs) for i in instances]
         out[ctx.compact(iri)] = rendered[0] if len(rendered) == 1 else rendered

@@ -346,11 +346,14 @@ def apply_lang(entity: Entity, ranges: list[str] | None) -> Entity:
 
 
 def geometry_of(entity: Entity, iri: str) -> Any:
-    """The GeoJSON geometry of an Entity's default instance of ``iri``, else None (4.5.16.1)."""
+    """The GeoJSON geometry of an Entity's default instance of ``iri`` (or of its only
+    instance, as the ``datasetId`` parameter selects one), else None (4.5.16.1)."""
     instances = entity["attrs"].get(iri)
     if not instances:
         return None
     inst = next((i for i in instances if "datasetId" not in i), None)
+    if inst is None and len(instances) == 1:
+        inst = instances[0]  # the one instance the datasetId parameter kept
     if inst is None:
         return None
     value = inst.get("value")

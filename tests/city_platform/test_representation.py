@@ -579,3 +579,68 @@ def test_unknown_options_or_format_is_invalid_request(
     r = linked.get("/entities/urn:ngsi-ld:Car:c1", params=params)
     assert r.status_code == 400, r.text
     assert r.json()["type"] == ERR + "InvalidRequest"
+
+
+def test_vocab_is_compacted_with_the_answer_context(client: httpx.Client) -> None:
+    """5.7.1.5: a VocabProperty's value is compacted with the @context of the answer."""
+    doc = {
+        "id": "urn:ngsi-ld:Thing:v1",
+        "type": "Thing",
+        "category": {"type": "VocabProperty", "vocab": "http://example.org/ns/Commercial"},
+    }
+    assert client.post("/entities", json=doc).status_code == 201
+    context = [{"ex": "http://example.org/ns/"}, CORE]
+    query = {"type": "Query", "entities": [{"type": "Thing"}], "@context": context}
+    headers = {"Content-Type": "application/ld+json"}
+    r = client.post("/entityOperations/query", content=json.dumps(query), headers=headers)
+    assert r.json()[0]["category"]["vocab"] == "ex:Commercial"
+    r = client.post(
+        "/entityOperations/query",
+        content=json.dumps(query),
+        headers=headers,
+        params={"options": "keyValues"},
+    )
+    assert r.json()[0]["category"] == {"vocab": "ex:Commercial"}
+    plain = client.get("/entities/urn:ngsi-ld:Thing:v1").json()
+    assert plain["category"]["vocab"] == "http://example.org/ns/Commercial"
+
+
+def test_geojson_geometry_of_the_selected_dataset(client: httpx.Client) -> None:
+    """4.5.16.1: with datasetId the instance it selects gives the geometry."""
+    doc = {
+        "id": "urn:ngsi-ld:Bus:d1",
+        "type": "Bus",
+        "location": {
+            "type": "GeoProperty",
+            "value": {"type": "Point", "coordinates": [7, 8]},
+            "datasetId": "urn:ngsi-ld:Dataset:gps",
+        },
+    }
+    assert client.post("/entities", json=doc).status_code == 201
+    url = "/entities/urn:ngsi-ld:Bus:d1"
+    got = client.get(
+        url, headers={"Accept": GEO}, params={"datasetId": "urn:ngsi-ld:Dataset:gps"}
+    ).json()
+    assert got["geometry"] == {"type": "Point", "coordinates": [7, 8]}
+
+
+def test_two_level_inline_simplified_and_sys_attrs(linked: httpx.Client) -> None:
+    """The ETSI suite's 018_13_03 and 018_11: keyValues nests the linked Entities in place;
+    sysAttrs applies to inlined Entities too."""
+    got = linked.get(
+        "/entities/urn:ngsi-ld:Car:c1",
+        params={"join": "inline", "joinLevel": "2", "options": "keyValues"},
+    ).json()
+    assert got["parkedAt"]["operator"]["id"] == "urn:ngsi-ld:Company:k1"
+    assert got["parkedAt"]["operator"]["name"] == "ParkCo"
+    got = linked.get(
+        "/entities/urn:ngsi-ld:Car:c1", params={"join": "inline", "options": "sysAttrs"}
+    ).json()
+    assert "createdAt" in got["parkedAt"]["entity"]
+
+
+def test_lang_on_post_query(multilingual: httpx.Client) -> None:
+    """5.2.23: a Query's lang member."""
+    query = {"type": "Query", "entities": [{"type": "Museum"}], "lang": "fr"}
+    got = multilingual.post("/entityOperations/query", json=query).json()
+    assert got[0]["name"]["value"] == "Musée des sciences"
