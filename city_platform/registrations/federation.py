@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -151,15 +151,21 @@ class _TooLarge(Exception):
     pass
 
 
+class _Answer(NamedTuple):
+    body: Any
+    warning: str | None
+    results: int | None = None  # the source's NGSILD-Results-Count
+
+
 async def _fetch(
     url: str,
     params: list[tuple[str, str]],
     headers: dict[str, str],
     read_timeout: float,
     content: bytes | None,
-) -> tuple[int, bytes]:
-    """GET ``url`` (POST ``content`` when given): the status and at most :data:`MAX_ANSWER`
-    bytes of body."""
+) -> tuple[int, bytes, str | None]:
+    """GET ``url`` (POST ``content`` when given): the status, at most :data:`MAX_ANSWER`
+    bytes of body, and the NGSILD-Results-Count header."""
     method = "GET" if content is None else "POST"
     query = urlencode(params)
     async with (
@@ -172,7 +178,8 @@ async def _fetch(
             if size > MAX_ANSWER:
                 raise _TooLarge(f"answer larger than {MAX_ANSWER} bytes")
             chunks.append(chunk)
-        return answer.status_code, b"".join(chunks)
+        count = answer.headers.get("NGSILD-Results-Count")
+        return answer.status_code, b"".join(chunks), count
 
 
 async def _ask(
@@ -183,15 +190,16 @@ async def _ask(
     path: str,
     params: list[tuple[str, str]],
     content: bytes | None = None,
-) -> tuple[Any, str | None]:
-    """One source's JSON answer (None when it has nothing) and a warning when it failed."""
+) -> _Answer:
+    """One source's JSON answer (None when it has nothing), a warning when it failed, and the
+    count it gave."""
     timeout_ms = (reg.get("management") or {}).get("timeout")
     timeout = float(timeout_ms) / 1000 if timeout_ms else DEFAULT_TIMEOUT_S
     url = f"{reg['endpoint']}/ngsi-ld/v1{path}"
     try:
         # The whole exchange is bounded, not only each read: a source trickling bytes
         # cannot hold the request (6.3.17: it counts as not answering).
-        status, raw = await asyncio.wait_for(
+        status, raw, count = await asyncio.wait_for(
             _fetch(url, params, _headers(request, manager, reg, content), timeout, content),
             timeout * 2,
         )
@@ -199,28 +207,24 @@ async def _ask(
         await manager.record(tenant, reg["id"], ok=False)
         log.info("context source %s (%s) did not answer: %r", reg["id"], url, exc)
         if isinstance(exc, _TooLarge):
-            return None, _warning(manager, reg, INVALID_ANSWER, str(exc))
-        return None, _warning(
-            manager,
-            reg,
-            NO_ANSWER,
-            f"no response from the registration endpoint in time ({type(exc).__name__})",
-        )
+            return _Answer(None, _warning(manager, reg, INVALID_ANSWER, str(exc)))
+        reason = f"no response from the registration endpoint in time ({type(exc).__name__})"
+        return _Answer(None, _warning(manager, reg, NO_ANSWER, reason))
     if status == 404:
         await manager.record(tenant, reg["id"], ok=True)
-        return None, None
+        return _Answer(None, None)
     if status != 200:
         await manager.record(tenant, reg["id"], ok=False)
-        return None, _warning(
-            manager, reg, ERROR_ANSWER, f"the registration endpoint answered HTTP {status}"
-        )
+        reason = f"the registration endpoint answered HTTP {status}"
+        return _Answer(None, _warning(manager, reg, ERROR_ANSWER, reason))
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         await manager.record(tenant, reg["id"], ok=False)
-        return None, _warning(manager, reg, INVALID_ANSWER, "the answer is not JSON")
+        return _Answer(None, _warning(manager, reg, INVALID_ANSWER, "the answer is not JSON"))
     await manager.record(tenant, reg["id"], ok=True)
-    return body, None
+    total = int(count) if count is not None and count.isdigit() else None
+    return _Answer(body, None, total)
 
 
 def _merge_one(base: dict[str, Any], other: dict[str, Any], *, other_wins: bool) -> dict[str, Any]:
@@ -267,8 +271,35 @@ async def federate_query(
     id_pattern: str | None,
     attrs: str | None,
     limit: int,
+    total: int | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Query Entities (5.7.2) over the local answer ``body`` and the matching sources.
+    """Query Entities over the local answer and the sources, with ``NGSILD-Results-Count``
+    (6.3.13) when the local ``total`` is given: it adds what the sources count."""
+    counted: list[int] = []
+    out, headers = await _federate_query(
+        request, tenant, ctx, body, counted, types=types, ids=ids, id_pattern=id_pattern,
+        attrs=attrs, limit=limit,
+    )  # fmt: skip
+    if total is not None:
+        headers["NGSILD-Results-Count"] = str(total + sum(counted))
+    return out, headers
+
+
+async def _federate_query(
+    request: Request,
+    tenant: str,
+    ctx: Context,
+    body: list[dict[str, Any]],
+    counted: list[int],
+    *,
+    types: str | None,
+    ids: str | None,
+    id_pattern: str | None,
+    attrs: str | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Query Entities (5.7.2) over the local answer ``body`` and the matching sources; what
+    each source adds to the count is appended to ``counted``.
 
     GET /entities is forwarded as such; POST /entityOperations/query (6.23.3.1) as the same
     POST with the same Query body, to registrations offering it (queryBatch, 4.3.6.3)."""
@@ -309,7 +340,7 @@ async def federate_query(
     merged: dict[str, dict[str, Any]] = {e["id"]: e for e in body if isinstance(e.get("id"), str)}
     order = list(merged)
     warnings = []
-    for reg, (answer, warning) in zip(regs, answers, strict=True):
+    for reg, (answer, warning, count) in zip(regs, answers, strict=True):
         if warning:
             warnings.append(warning)
         if answer is None:
@@ -319,6 +350,7 @@ async def federate_query(
                 _warning(manager, reg, INVALID_ANSWER, "the answer is not an array of entities")
             )
             continue
+        new = seen = 0
         for entity in answer:
             if not isinstance(entity, dict) or not isinstance(entity.get("id"), str):
                 continue
@@ -326,8 +358,13 @@ async def federate_query(
             if known is None:
                 merged[entity["id"]] = {k: v for k, v in entity.items() if k != "@context"}
                 order.append(entity["id"])
+                new += 1
             else:
                 merged[entity["id"]] = _merge_one(known, entity, other_wins=_wins(reg))
+                seen += 1
+        # The source's own count, less the entities it shares with what is counted already
+        # (as far as this page shows them); its new entities when it gave no count.
+        counted.append(new if count is None else max(count - seen, 0))
     out = [merged[i] for i in order][:limit] if limit > 0 else []
     headers = {"NGSILD-Warning": ", ".join(warnings)} if warnings else {}
     return out, headers
@@ -371,7 +408,7 @@ async def federate_retrieve(
         )
     )
     warnings = []
-    for reg, (answer, warning) in zip(regs, answers, strict=True):
+    for reg, (answer, warning, _) in zip(regs, answers, strict=True):
         if warning:
             warnings.append(warning)
         if answer is None:

@@ -431,6 +431,11 @@ def test_forwarding_between_two_platforms(
     assert (merged["name"]["value"], merged["height"]["value"]) == ("A2", 20), merged
     r = client.get("/entities", params={"type": kind, "local": "true"})
     assert sorted(e["id"] for e in r.json()) == [f"urn:ngsi-ld:{kind}:{n}" for n in (2, 3)]
+    # the count adds what the source counts, less what both hold on the page (6.3.13)
+    r = client.get("/entities", params={"type": kind, "count": "true"})
+    assert r.headers["NGSILD-Results-Count"] == "3", r.headers
+    r = client.get("/entities", params={"type": kind, "count": "true", "local": "true"})
+    assert r.headers["NGSILD-Results-Count"] == "2", r.headers
     r = client.get("/entities", params={"type": kind, "options": "keyValues", "q": "height>15"})
     assert r.json() == [{"id": f"urn:ngsi-ld:{kind}:2", "type": kind, "height": 20}], r.json()
 

@@ -133,11 +133,10 @@ async def query_entities(
         drop_empty=True,
     )
     body = [r for _, r in pairs]
-    body, headers = await federation.federate_query(  # registered sources, 4.3.6
-        request, tenant, ctx, body, types=type, ids=id, id_pattern=idPattern, attrs=attrs, limit=lim
-    )
-    if total is not None:
-        headers["NGSILD-Results-Count"] = str(total)
+    body, headers = await federation.federate_query(  # registered sources, 4.3.6; the count
+        request, tenant, ctx, body, types=type, ids=id, id_pattern=idPattern, attrs=attrs,
+        limit=lim, total=total,
+    )  # fmt: skip
     links = _page_links(request, lim, off, len(found), total)
     if links:
         headers["Link"] = links  # render() adds the context link after these
