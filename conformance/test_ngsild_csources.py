@@ -81,8 +81,13 @@ class StubSource:
                 prefix = "/ngsi-ld/v1/entities"
                 if url.path == prefix:
                     params = parse_qs(url.query)
-                    types = set(",".join(params.get("type", [""])).split(","))
-                    found: Any = [e for e in outer.entities if e["type"] in types]
+                    asked = [t for t in ",".join(params.get("type", [])).split(",") if t]
+                    # a term or its expanded IRI (the IUT may forward either)
+                    found: Any = [
+                        e for e in outer.entities
+                        if not asked or any(t == e["type"] or t.endswith(("/" + e["type"],
+                                            "#" + e["type"])) for t in asked)
+                    ]  # fmt: skip
                 elif url.path.startswith(prefix + "/"):
                     wanted = unquote(url.path[len(prefix) + 1 :])
                     found = next((e for e in outer.entities if e["id"] == wanted), None)
