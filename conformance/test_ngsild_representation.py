@@ -121,7 +121,8 @@ def test_lang(api: httpx.Client) -> None:
     assert r.status_code == 201, f"create: {r.status_code} {r.text[:200]!r}"
     name = _obj(_obj(_json(api.get(f"/entities/{eid}")), "retrieve").get("name"), "name")
     assert name.get("type") == "LanguageProperty", f"without lang: {name!r}"
-    assert name.get("languageMap", {}).get("fr") == "Mairie", f"without lang: {name!r}"
+    language_map = _obj(name.get("languageMap"), "languageMap without lang")
+    assert language_map.get("fr") == "Mairie", f"without lang: {name!r}"
     got = _obj(_json(api.get(f"/entities/{eid}", params={"lang": "fr"})), "retrieve lang=fr")
     name = _obj(got.get("name"), "name with lang=fr")
     assert name.get("type") == "Property", f"lang=fr: type {name.get('type')!r}"
