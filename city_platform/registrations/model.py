@@ -227,6 +227,9 @@ def _apply(doc: dict[str, Any], out: dict[str, Any], ctx: Context, now: str) -> 
         raise BadRequestData("a registration needs information (5.2.9)")
     if "endpoint" not in out:
         raise BadRequestData("a registration needs an endpoint (5.2.9)")
+    # a Null mode or operations (5.9.3) falls back to the defaults of 5.2.9
+    out.setdefault("mode", "inclusive")
+    out.setdefault("operations", list(DEFAULT_OPERATIONS))
     _check_mode(out)
 
 

@@ -262,6 +262,13 @@ def test_update_registration(client: httpx.Client) -> None:
     assert got["endpoint"] == "http://[::1]:10"
     assert "expiresAt" not in got
     assert got["information"] == [{"entities": [{"type": "Other"}]}]
+    r = client.patch(f"{REGS}/{reg_id}", json={"mode": "auxiliary", "operations": ["queryEntity"]})
+    assert r.status_code == 204, r.text
+    assert (
+        client.patch(f"{REGS}/{reg_id}", json={"mode": None, "operations": None}).status_code == 204
+    )
+    got = client.get(f"{REGS}/{reg_id}").json()
+    assert (got["mode"], got["operations"]) == ("inclusive", ["federationOps"]), got
     problem(client.patch(f"{REGS}/{reg_id}", json={"id": "urn:other:1"}), 400, "BadRequestData")
     problem(client.patch(f"{REGS}/{reg_id}", json={"mode": "x"}), 400, "BadRequestData")
     problem(client.patch(f"{REGS}/{reg_id}", json={"endpoint": None}), 400, "BadRequestData")
