@@ -26,9 +26,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from city_platform import entities as ent
+from city_platform.api.negotiation import GEO_JSON
 from city_platform.api.representation import (
     Representation,
     apply_lang,
+    context_value,
+    feature,
+    geometry_of,
     parse_join,
     parse_lang,
 )
@@ -202,6 +206,14 @@ def _null_instance(
         if list(out) == ["value"]:
             return out["value"]
     return out
+
+
+def _prefers_json(endpoint: dict[str, Any]) -> bool:
+    """receiverInfo Prefer: body=json (NotificationData): no @context in a FeatureCollection."""
+    for info in endpoint.get("receiverInfo", ()):
+        if str(info.get("key", "")).lower() == "prefer":
+            return "body=json" in str(info.get("value", "")).replace(" ", "").lower()
+    return False
 
 
 def _in_language(item: _Pending, ranges: list[str]) -> _Pending:
@@ -468,25 +480,44 @@ class SubscriptionManager:
         )
         return found
 
-    async def _data(self, live: _Live, items: list[_Pending]) -> list[dict[str, Any]]:
+    async def _data(self, live: _Live, items: list[_Pending]) -> Any:
+        """The notification's data: the notified entities, or (endpoint accept
+        application/geo+json) a FeatureCollection of them, with the @context unless
+        receiverInfo says Prefer: body=json (5.2.15 / NotificationData)."""
+        pairs = await self._entities(live, items)
+        endpoint = live.stored["notification"]["endpoint"]
+        if endpoint.get("accept") != GEO_JSON:
+            return [doc for _, doc in pairs]
+        iri = live.ctx.expand("location")  # 4.5.16: the default geometry property
+        features = [
+            feature(doc, geometry_of(stored, iri) if stored is not None else None)
+            for stored, doc in pairs
+        ]
+        collection: dict[str, Any] = {"type": "FeatureCollection", "features": features}
+        if not _prefers_json(endpoint):
+            collection["@context"] = context_value(live.stored.get("jsonldContext"))
+        return collection
+
+    async def _entities(
+        self, live: _Live, items: list[_Pending]
+    ) -> list[tuple[ent.Entity | None, dict[str, Any]]]:
         note = live.stored["notification"]
         attrs = note.get("attributes")
         selected = set(attrs) if attrs else None
         mode = note.get("format", "normalized")
         sys_attrs = bool(note.get("sysAttrs"))
         ranges = parse_lang(live.stored["lang"]) if "lang" in live.stored else None
-        out = []
+        out: list[tuple[ent.Entity | None, dict[str, Any]]] = []  # deleted entities
         pairs: list[tuple[ent.Entity, dict[str, Any]]] = []  # the entities join follows
         for item in items:
             if item.deleted:  # entityDeleted (ETSI 046_21): id, type and deletedAt only
                 types = [live.ctx.compact(t) for t in item.entity["type"]]
-                out.append(
-                    {
-                        "id": item.entity["id"],
-                        "type": types[0] if len(types) == 1 else types,
-                        "deletedAt": item.at,
-                    }
-                )
+                deleted = {
+                    "id": item.entity["id"],
+                    "type": types[0] if len(types) == 1 else types,
+                    "deletedAt": item.at,
+                }
+                out.append((None, deleted))
                 continue
             if ranges is not None:
                 item = _in_language(item, ranges)  # noqa: PLW2901 - the same change, in lang
@@ -526,7 +557,7 @@ class SubscriptionManager:
             )
         elif projection is not None:  # pick / omit (5.2.14, 4.21)
             pairs = [(stored, projection.apply(doc)) for stored, doc in pairs]
-        return out + [doc for _, doc in pairs]
+        return [*out, *pairs]
 
     async def _deliver(self, live: _Live, items: list[_Pending]) -> None:
         assert self._notifier is not None

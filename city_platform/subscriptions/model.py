@@ -24,7 +24,8 @@ from city_platform.search import EntitySearch
 
 Format = Literal["normalized", "keyValues", "concise"]
 FORMATS = ("normalized", "keyValues", "concise")
-ACCEPTS = ("application/json", "application/ld+json")
+# 5.2.15: JSON, JSON-LD or GeoJSON (NotificationData as a FeatureCollection)
+ACCEPTS = ("application/json", "application/ld+json", "application/geo+json")
 TRIGGERS = frozenset(
     {
         "entityCreated",

@@ -27,6 +27,7 @@ from city_platform.ldcontext import CORE_CONTEXT_URL
 log = logging.getLogger(__name__)
 
 JSON_LD = "application/ld+json"
+GEO_JSON = "application/geo+json"
 CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
 RETRY_DELAYS = (0.5, 2.0)  # three tries in all, then the notification counts as failed
 TIMEOUT = httpx.Timeout(5.0, connect=2.0)
@@ -39,7 +40,8 @@ class Outcome:
     detail: str = ""
 
 
-def notification_body(sub_id: str, data: list[dict[str, Any]], now: str) -> dict[str, Any]:
+def notification_body(sub_id: str, data: Any, now: str) -> dict[str, Any]:
+    """A Notification (5.3.1); ``data`` is the entities or a GeoJSON FeatureCollection."""
     return {
         "id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}",
         "type": "Notification",
@@ -76,6 +78,11 @@ class Notifier:
         if endpoint.get("accept") == JSON_LD:
             document = {**body, "@context": ctx_value}
             headers["Content-Type"] = JSON_LD
+        elif endpoint.get("accept") == GEO_JSON:  # the FeatureCollection in data has @context
+            document = body
+            headers["Content-Type"] = GEO_JSON
+            url = ctx_value if isinstance(ctx_value, str) else CORE_CONTEXT_URL
+            headers["Link"] = f'<{url}>; rel="{CONTEXT_REL}"; type="{JSON_LD}"'
         else:
             document = body
             headers["Content-Type"] = "application/json"

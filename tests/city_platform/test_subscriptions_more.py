@@ -889,3 +889,26 @@ def test_endpoint_cooldown(client: httpx.Client) -> None:
         assert client.get(f"/subscriptions/{sub_id}").json()["notification"]["timesSent"] == 1
     finally:
         failing.close()
+
+
+@pytest.mark.parametrize("prefer_json", [False, True])
+def test_geojson_notifications(client: httpx.Client, receiver: Receiver, prefer_json: bool) -> None:
+    """accept application/geo+json (5.2.15): data is a FeatureCollection with each entity's
+    location as geometry and the @context, none with receiverInfo Prefer: body=json."""
+    endpoint: dict[str, Any] = {"uri": receiver.url, "accept": "application/geo+json"}
+    if prefer_json:
+        endpoint["receiverInfo"] = [{"key": "Prefer", "value": "body=json"}]
+    subscribe(client, sub("http://unused", notification={"endpoint": endpoint}))
+    point = {"type": "Point", "coordinates": [6.14, 46.2]}
+    client.post("/entities", json=room(1, location={"type": "GeoProperty", "value": point}))
+    deadline = time.monotonic() + 10
+    while not receiver.received and time.monotonic() < deadline:
+        time.sleep(0.02)
+    note = receiver.received[0]
+    assert receiver.headers[0]["content-type"] == "application/geo+json"
+    data = note["data"]
+    assert data["type"] == "FeatureCollection"
+    assert data["features"][0]["id"] == "urn:ngsi-ld:Room:1"
+    assert data["features"][0]["geometry"] == point
+    assert data["features"][0]["properties"]["temperature"]["value"] == 20
+    assert ("@context" in data) is not prefer_json
