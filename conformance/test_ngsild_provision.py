@@ -8,6 +8,7 @@ disturb it.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -148,8 +149,8 @@ def test_replace_attribute(api: httpx.Client) -> None:
 
 
 @case("R197-NGSILD-41", "Batch Entity Merge merges each entity; a missing entity is reported "
-      "in a 207 BatchOperationResult",
-      verifies=["CIM009-5.6.20"], theme="interoperability", pics=["ngsild.merge"])  # fmt: skip
+      "in a 207 BatchOperationResult; batch delete takes application/ld+json",
+      verifies=["CIM009-5.6.20", "CIM009-5.6.10-ldjson"], theme="interoperability", pics=["ngsild.merge"])  # fmt: skip
 def test_batch_merge(api: httpx.Client) -> None:
     kind = unique("R197B")
     ids = [_create(api, _building(kind, n)) for n in (1, 2)]
@@ -168,6 +169,12 @@ def test_batch_merge(api: httpx.Client) -> None:
     assert body.get("success") == [ids[0]], f"success: {body.get('success')!r}"
     errors = body.get("errors") or [{}]
     assert errors[0].get("entityId") == missing, f"errors: {errors!r}"
+    # Batch delete takes the array of ids as application/ld+json too (no term to expand).
+    r = api.post("/entityOperations/delete", content=json.dumps(ids).encode(),
+                 headers={"Content-Type": "application/ld+json"})  # fmt: skip
+    _no_content(r, "batch delete in application/ld+json")
+    r = api.get(f"/entities/{ids[0]}")
+    assert r.status_code == 404, f"{ids[0]} still there after batch delete: {r.status_code}"
 
 
 @case("R197-NGSILD-42", "Merge Entity errors: an invalid id 400, an unknown entity 404, an "

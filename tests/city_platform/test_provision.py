@@ -523,3 +523,13 @@ def test_unknown_parameter_is_invalid_request(b1: httpx.Client, method: str, pat
     body: Any = [building()] if path.endswith("merge") else building()
     r = b1.request(method, path, params={"type": "Building", "invalidParam": "1"}, json=body)
     problem(r, 400, "InvalidRequest")
+
+
+def test_empty_or_broken_body_is_invalid_request(client: httpx.Client) -> None:
+    """ETSI 001_02_01/02, 011_04: a body that is not JSON (also an empty one) is 400
+    InvalidRequest; valid JSON with bad content is BadRequestData."""
+    ld = {"Content-Type": "application/ld+json"}
+    problem(client.post("/entities", content=b"", headers=ld), 400, "InvalidRequest")
+    problem(client.post("/entities", content=b'{"id": ', headers=ld), 400, "InvalidRequest")
+    problem(client.post("/entities", json={"id": EID}), 400, "BadRequestData")
+    problem(client.post("/entities", json=[building()]), 400, "BadRequestData")
