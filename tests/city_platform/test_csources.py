@@ -334,6 +334,14 @@ def test_csource_subscription_crud(client: httpx.Client) -> None:
     got = client.get(f"{SUBS}/{sub['id']}").json()
     assert got["entities"] == [{"type": kind}]
     assert [s["id"] for s in client.get(SUBS).json()] == [sub["id"]]
+    problem(client.patch(f"{SUBS}/{sub['id']}", json={"type": None}), 400, "BadRequestData")
+    problem(client.patch(f"{SUBS}/not-a-uri", json={"isActive": False}), 400, "BadRequestData")
+    problem(client.patch(f"{SUBS}/urn:ngsi-ld:Subscription:none", json={"isActive": False}), 404,
+            "ResourceNotFound")  # fmt: skip
+    r = client.patch(
+        f"{SUBS}/{sub['id']}", content=b"{", headers={"Content-Type": "application/json"}
+    )
+    problem(r, 400, "InvalidRequest")
     assert client.patch(f"{SUBS}/{sub['id']}", json={"isActive": False}).status_code == 204
     assert client.get(f"{SUBS}/{sub['id']}").json()["isActive"] is False
     assert client.delete(f"{SUBS}/{sub['id']}").status_code == 204
