@@ -320,6 +320,7 @@ class SubscriptionManager:
         key = (tenant, stored["id"])
         if key in self._live:
             raise AlreadyExists(f"subscription {stored['id']!r} already exists")
+        await self.resolver.resolve(stored.get("jsonldContext"))  # fails before it is stored
         await self.broker.storage.put_subscription(tenant, stored["id"], stored)
         await self._activate(tenant, stored)
         return str(stored["id"])
@@ -347,6 +348,7 @@ class SubscriptionManager:
     async def update(self, tenant: str, sub_id: str, fragment: object, ctx: Context) -> None:
         live = self._get(tenant, sub_id)
         stored = update_subscription(live.stored, fragment, ctx, now=ent.now_iso())
+        await self.resolver.resolve(stored.get("jsonldContext"))  # fails before it is stored
         await self.broker.storage.put_subscription(tenant, sub_id, stored)
         periodic_before = "timeInterval" in live.stored
         live.stored = stored

@@ -63,6 +63,7 @@ UPDATABLE = frozenset(
         "scopeQ",
         "lang",
         "csf",
+        "jsonldContext",
     }
 )
 
@@ -242,6 +243,10 @@ def _apply(doc: dict[str, Any], out: dict[str, Any], ctx: Context) -> None:
             out[key] = doc[key]
     if "lang" in out:
         parse_lang(out["lang"])  # 400 now for a bad language range, not at the first change
+    if "jsonldContext" in doc:
+        # 5.2.12: "the dereferenceable URI of the JSON-LD @context to be used when sending a
+        # notification"; without it, the @context the subscription was made with
+        out["jsonldContext"] = ent.check_uri(doc["jsonldContext"], "jsonldContext")
     if "csf" in doc:
         # 5.2.12: "a valid query string as per clause 4.9"; kept and returned (this broker
         # does not forward subscriptions to context sources, so it selects nothing here)

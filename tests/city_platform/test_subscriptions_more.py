@@ -912,3 +912,26 @@ def test_geojson_notifications(client: httpx.Client, receiver: Receiver, prefer_
     assert data["features"][0]["geometry"] == point
     assert data["features"][0]["properties"]["temperature"]["value"] == 20
     assert ("@context" in data) is not prefer_json
+
+
+def test_jsonld_context_member_is_used_for_notifications(
+    client: httpx.Client, receiver: Receiver
+) -> None:
+    """jsonldContext (5.2.12, ETSI 046_20): notifications are compacted with it and name it
+    in their Link header; it must be a URI."""
+    r = client.post("/jsonldContexts", json={"@context": {"warmth": "https://example.org/t"}})
+    assert r.status_code == 201, r.text
+    url = r.headers["Location"]
+    if url.startswith("/"):
+        url = str(client.base_url).split("/ngsi-ld/")[0] + url
+    doc = sub(receiver.url, watched=["https://example.org/t"], jsonldContext=url)
+    sub_id = subscribe(client, doc)
+    assert client.get(f"/subscriptions/{sub_id}").json()["jsonldContext"] == url
+    client.post(
+        "/entities", json={**room(1), "https://example.org/t": {"type": "Property", "value": 3}}
+    )
+    got = receiver.wait_for(1)[0]
+    assert got["warmth"]["value"] == 3
+    assert receiver.headers[0]["link"].startswith(f"<{url}>")
+    bad = sub(receiver.url, jsonldContext="not a uri")
+    problem(client.post("/subscriptions", json=bad), 400, "BadRequestData")
