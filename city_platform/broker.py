@@ -23,6 +23,7 @@ from city_platform.errors import (
 )
 from city_platform.ldcontext import Context
 from city_platform.models import BatchEntityError, BatchOperationResult
+from city_platform.query.scope import normalize_scope
 from city_platform.storage.base import Entity, HistoryRow, Storage
 
 log = logging.getLogger(__name__)
@@ -294,7 +295,10 @@ class ContextBroker:
                     ent.check_uri(doc.get("id"), "entity id")
                     attrs = ent.normalize_fragment(doc, ctx, now=now)
                     types = ent.expand_types(doc["type"], ctx) if "type" in doc else None
-                    parsed.append(({"id": doc["id"], "type": types, "attrs": attrs}, doc))
+                    update: Entity = {"id": doc["id"], "type": types, "attrs": attrs}
+                    if "scope" in doc:  # 4.18, applied below
+                        update["scope"] = normalize_scope(doc["scope"])
+                    parsed.append((update, doc))
                 else:
                     parsed.append((ent.normalize_entity(doc, ctx, now=now), doc))
             except PlatformError as exc:
@@ -333,6 +337,10 @@ class ContextBroker:
                     entity, incoming["attrs"], now=now, overwrite=overwrite
                 )
                 written = _only_new(entity["attrs"], updated, incoming["attrs"])
+                scope = incoming.get("scope")
+                if scope is not None:  # 4.18: replaced; added to with noOverwrite (ETSI 010_07)
+                    old = entity.get("scope", [])
+                    entity["scope"] = scope if overwrite else list(dict.fromkeys([*old, *scope]))
             writes[entity_id] = entity
             rows.extend(history_rows(entity_id, written, now))
             changes.append(Change(tenant, entity, current, frozenset(written)))

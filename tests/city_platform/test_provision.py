@@ -533,3 +533,23 @@ def test_empty_or_broken_body_is_invalid_request(client: httpx.Client) -> None:
     problem(client.post("/entities", content=b'{"id": ', headers=ld), 400, "InvalidRequest")
     problem(client.post("/entities", json={"id": EID}), 400, "BadRequestData")
     problem(client.post("/entities", json=[building()]), 400, "BadRequestData")
+
+
+def test_batch_update_and_upsert_update_set_the_scope(client: httpx.Client) -> None:
+    """4.18 in the batch operations that update (5.6.8 with options=update, 5.6.9): the scope
+    is replaced, with noOverwrite added to."""
+    assert client.post("/entities", json=building(scope="/Paris")).status_code == 201
+    r = client.post("/entityOperations/update", json=[{"id": EID, "scope": "/Lyon"}])
+    assert r.status_code == 204, r.text
+    assert get(client)["scope"] == "/Lyon"
+    r = client.post("/entityOperations/update", params={"options": "noOverwrite"},
+                    json=[{"id": EID, "scope": "/Nice"}])  # fmt: skip
+    assert r.status_code == 204, r.text
+    assert get(client)["scope"] == ["/Lyon", "/Nice"]
+    doc = {"id": EID, "type": "Building", "scope": ["/Tour"]}
+    r = client.post("/entityOperations/upsert", params={"options": "update"}, json=[doc])
+    assert r.status_code == 204, r.text
+    assert get(client)["scope"] == "/Tour"
+    assert get(client)["name"]["value"] == "Eiffel Tower"
+    r = client.post("/entityOperations/update", json=[{"id": EID, "scope": "bad"}])
+    assert r.status_code == 207, r.text
