@@ -39,6 +39,7 @@ from city_platform.api.representation import (
 from city_platform.broker import Change, ContextBroker
 from city_platform.errors import AlreadyExists, PlatformError, ResourceNotFound
 from city_platform.ldcontext import Context, ContextResolver
+from city_platform.query.projection import only_datasets, parse_dataset_ids
 from city_platform.query.regex import matches
 from city_platform.search import EntitySearch
 from city_platform.storage.base import EntityFilter
@@ -214,6 +215,11 @@ def _prefers_json(endpoint: dict[str, Any]) -> bool:
         if str(info.get("key", "")).lower() == "prefer":
             return "body=json" in str(info.get("value", "")).replace(" ", "").lower()
     return False
+
+
+def _in_datasets(item: _Pending, wanted: frozenset[str | None]) -> _Pending:
+    previous = only_datasets(item.previous, wanted) if item.previous is not None else None
+    return replace(item, entity=only_datasets(item.entity, wanted), previous=previous)
 
 
 def _in_language(item: _Pending, ranges: list[str]) -> _Pending:
@@ -509,6 +515,8 @@ class SubscriptionManager:
         mode = note.get("format", "normalized")
         sys_attrs = bool(note.get("sysAttrs"))
         ranges = parse_lang(live.stored["lang"]) if "lang" in live.stored else None
+        ids = live.stored.get("datasetId")
+        datasets = parse_dataset_ids(",".join(ids)) if ids else None
         out: list[tuple[ent.Entity | None, dict[str, Any]]] = []  # deleted entities
         pairs: list[tuple[ent.Entity, dict[str, Any]]] = []  # the entities join follows
         for item in items:
@@ -521,6 +529,8 @@ class SubscriptionManager:
                 }
                 out.append((None, deleted))
                 continue
+            if datasets is not None:  # 5.2.12 datasetId: only those instances (4.5.5)
+                item = _in_datasets(item, datasets)  # noqa: PLW2901 - the same change, filtered
             if ranges is not None:
                 item = _in_language(item, ranges)  # noqa: PLW2901 - the same change, in lang
             doc = ent.render_entity(

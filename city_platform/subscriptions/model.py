@@ -17,7 +17,7 @@ from city_platform import entities as ent
 from city_platform.api.representation import parse_join, parse_lang
 from city_platform.errors import BadRequestData, OperationNotSupported, PlatformError
 from city_platform.ldcontext import Context
-from city_platform.query.projection import Projection, build_projection
+from city_platform.query.projection import Projection, build_projection, parse_dataset_ids
 from city_platform.query.q import parse_q
 from city_platform.query.regex import RegexError, compile_regex
 from city_platform.search import EntitySearch
@@ -64,6 +64,7 @@ UPDATABLE = frozenset(
         "lang",
         "csf",
         "jsonldContext",
+        "datasetId",
     }
 )
 
@@ -243,6 +244,14 @@ def _apply(doc: dict[str, Any], out: dict[str, Any], ctx: Context) -> None:
             out[key] = doc[key]
     if "lang" in out:
         parse_lang(out["lang"])  # 400 now for a bad language range, not at the first change
+    if "datasetId" in doc:  # v1.8.1 5.2.12: the instances notified (4.5.5), @none the default
+        ids = doc["datasetId"]
+        if isinstance(ids, str):
+            ids = [ids]
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            raise BadRequestData("datasetId must be a list of URIs or @none")
+        parse_dataset_ids(",".join(ids))
+        out["datasetId"] = ids
     if "jsonldContext" in doc:
         # 5.2.12: "the dereferenceable URI of the JSON-LD @context to be used when sending a
         # notification"; without it, the @context the subscription was made with
@@ -379,6 +388,7 @@ def render_subscription(
         "scopeQ",
         "lang",
         "csf",
+        "datasetId",
         "expiresAt",
         "throttling",
         "timeInterval",

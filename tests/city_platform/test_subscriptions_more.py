@@ -935,3 +935,26 @@ def test_jsonld_context_member_is_used_for_notifications(
     assert receiver.headers[0]["link"].startswith(f"<{url}>")
     bad = sub(receiver.url, jsonldContext="not a uri")
     problem(client.post("/subscriptions", json=bad), 400, "BadRequestData")
+
+
+def test_dataset_id_selects_the_notified_instances(
+    client: httpx.Client, receiver: Receiver
+) -> None:
+    """datasetId (v1.8.1 5.2.12, 4.5.5): only those instances are notified, @none the
+    default one; not a URI is 400."""
+    subscribe(client, sub(receiver.url, datasetId=["urn:ngsi-ld:Dataset:b"]))
+    doc = room(1)
+    doc["temperature"] = [
+        {"type": "Property", "value": 20},
+        {"type": "Property", "value": 21, "datasetId": "urn:ngsi-ld:Dataset:b"},
+    ]
+    client.post("/entities", json=doc)
+    got = receiver.wait_for(1)[0]
+    assert got["temperature"] == {
+        "type": "Property",
+        "value": 21,
+        "datasetId": "urn:ngsi-ld:Dataset:b",
+    }
+    assert "humidity" not in got
+    bad = sub(receiver.url, datasetId=["not a uri"])
+    problem(client.post("/subscriptions", json=bad), 400, "BadRequestData")
