@@ -65,6 +65,8 @@ UPDATABLE = frozenset(
         "csf",
         "jsonldContext",
         "datasetId",
+        "localOnly",
+        "temporalQ",
     }
 )
 
@@ -244,6 +246,13 @@ def _apply(doc: dict[str, Any], out: dict[str, Any], ctx: Context) -> None:
             out[key] = doc[key]
     if "lang" in out:
         parse_lang(out["lang"])  # 400 now for a bad language range, not at the first change
+    if "temporalQ" in doc:
+        raise OperationNotSupported("temporalQ on subscriptions is not supported (5.2.12)")
+    if "localOnly" in doc:
+        # 5.5.13: this broker does not forward subscriptions, so every one is local only
+        if not isinstance(doc["localOnly"], bool):
+            raise BadRequestData("localOnly must be true or false")
+        out["localOnly"] = doc["localOnly"]
     if "datasetId" in doc:  # v1.8.1 5.2.12: the instances notified (4.5.5), @none the default
         ids = doc["datasetId"]
         if isinstance(ids, str):
@@ -389,6 +398,7 @@ def render_subscription(
         "lang",
         "csf",
         "datasetId",
+        "localOnly",
         "expiresAt",
         "throttling",
         "timeInterval",

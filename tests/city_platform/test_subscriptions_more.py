@@ -958,3 +958,15 @@ def test_dataset_id_selects_the_notified_instances(
     assert "humidity" not in got
     bad = sub(receiver.url, datasetId=["not a uri"])
     problem(client.post("/subscriptions", json=bad), 400, "BadRequestData")
+
+
+def test_local_only_is_kept_and_temporal_q_is_422(client: httpx.Client, receiver: Receiver) -> None:
+    sub_id = subscribe(client, sub(receiver.url, localOnly=True))
+    assert client.get(f"/subscriptions/{sub_id}").json()["localOnly"] is True
+    problem(
+        client.post("/subscriptions", json=sub(receiver.url, localOnly="yes")),
+        400,
+        "BadRequestData",
+    )
+    r = client.post("/subscriptions", json=sub(receiver.url, temporalQ={"timerel": "after"}))
+    problem(r, 422, "OperationNotSupported")
