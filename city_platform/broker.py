@@ -163,61 +163,6 @@ class ContextBroker:
         await self.storage.write_entities(tenant, [entity], rows)
         self._emit([Change(tenant, entity, previous, frozenset(written))])
 
-    async def add_attrs(
-        self,
-        tenant: str,
-        entity_id: str,
-        doc: object,
-        ctx: Context,
-        *,
-        overwrite: bool = True,
-        only_existing: bool = False,
-    ) -> tuple[list[str], list[str]]:
-        """Append (5.6.3) or update (5.6.2) attributes; returns (updated, not updated) IRIs."""
-        if not isinstance(doc, dict):
-            raise BadRequestData("the request body must be a JSON object of attributes")
-        entity = await self.get(tenant, entity_id)
-        previous = _copy(entity)
-        now = ent.now_iso()
-        attrs = ent.normalize_fragment(doc, ctx, now=now)
-        updated, skipped = ent.merge_attrs(
-            entity, attrs, now=now, overwrite=overwrite, only_existing=only_existing
-        )
-        if updated:
-            written = _only_new(entity["attrs"], updated, attrs)
-            await self._write_one(tenant, entity, previous, written, now)
-        return updated, skipped
-
-    async def patch_attr(
-        self, tenant: str, entity_id: str, attr: str, doc: object, ctx: Context
-    ) -> None:
-        """Partial attribute update (5.6.4)."""
-        if not isinstance(doc, dict):
-            raise BadRequestData("the request body must be a JSON object (an attribute fragment)")
-        entity = await self.get(tenant, entity_id)
-        previous = _copy(entity)
-        iri = ctx.expand(ent.check_name(attr, "attribute name"))
-        instances = entity["attrs"].get(iri)
-        dataset = doc.get("datasetId")
-        idx = (
-            -1
-            if instances is None
-            else next((i for i, x in enumerate(instances) if x.get("datasetId") == dataset), -1)
-        )
-        if instances is None or idx < 0:
-            raise ResourceNotFound(f"attribute {attr!r} (datasetId {dataset!r}) not found")
-        now = ent.now_iso()
-        old = instances[idx]
-        fragment = dict(doc)
-        fragment.setdefault("type", old.get("type", "Property"))
-        key = ent.VALUE_KEY.get(fragment["type"], "value")
-        if key not in fragment:
-            fragment[key] = ent.instance_value(old)
-        patch = ent.normalize_instance(attr, fragment, ctx, now=now)
-        instances[idx] = ent.patch_instance(old, patch, now=now)
-        entity["modifiedAt"] = now
-        await self._write_one(tenant, entity, previous, {iri: [instances[idx]]}, now)
-
     async def delete_attr(
         self,
         tenant: str,

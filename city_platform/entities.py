@@ -429,18 +429,6 @@ def merge_attrs(
     return updated, skipped
 
 
-def patch_instance(old: Instance, patch: Instance, *, now: str) -> Instance:
-    """Partial attribute update (5.6.4): the given members replace those of the old instance."""
-    merged = dict(old)
-    if patch["type"] != old.get("type"):
-        merged = {k: v for k, v in old.items() if k not in VALUE_KEY.values()}
-    for key, item in patch.items():
-        if key not in SYSTEM:
-            merged[key] = item
-    merged["modifiedAt"] = now
-    return merged
-
-
 def instance_value(inst: Instance) -> Any:
     return inst.get(VALUE_KEY.get(inst.get("type", "Property"), "value"))
 
