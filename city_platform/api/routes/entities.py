@@ -159,7 +159,7 @@ def _page_links(request: Request, lim: int, off: int, got: int, total: int | Non
     return ", ".join(parts)
 
 
-@router.delete("", status_code=204, summary="Purge entities")
+@router.delete("", status_code=204, summary="Purge entities (5.6.21 of V1.9.1)")
 async def purge_entities(
     request: Request,
     broker: Broker,
