@@ -44,8 +44,28 @@ def json_depth(doc: Any, stop: int = MAX_JSON_DEPTH + 1) -> int:
 
 def check_depth(doc: Any, what: str) -> None:
     """BadRequestData when ``doc`` nests deeper than :data:`MAX_JSON_DEPTH`."""
-    if json_depth(doc) > MAX_JSON_DEPTH:
+    if not _within(doc, MAX_JSON_DEPTH):
         raise BadRequestData(_too_deep(what))
+
+
+def _within(item: Any, levels: int) -> bool:
+    """Whether ``item`` nests at most ``levels`` levels (what :func:`json_depth` counts).
+
+    Recursive, not a stack of (item, level) pairs: every request body passes here and this is
+    about twice as fast; the recursion stops at ``levels`` (64) deep."""
+    kind = type(item)
+    if kind is dict:
+        children: Any = item.values()
+    elif kind is list:
+        children = item
+    else:
+        return True
+    if levels == 0:
+        return False
+    for child in children:
+        if (type(child) is dict or type(child) is list) and not _within(child, levels - 1):
+            return False
+    return True
 
 
 def loads_json(raw: bytes | str, what: str) -> Any:

@@ -307,6 +307,8 @@ async def _federate_query(
     if _local_only(request, types):
         return body, {}
     manager = await get_manager(request)
+    if not manager.has_registrations(tenant):  # the common case: nothing to forward to
+        return body, {}
     selection = _selection(
         request,
         ctx,
@@ -383,6 +385,8 @@ async def federate_retrieve(
     if _local_only(request, None):
         return body, {}
     manager = await get_manager(request)
+    if not manager.has_registrations(tenant):  # the common case: nothing to forward to
+        return body, {}
     selection = _selection(
         request, ctx, ids=[entity_id], attrs=split_list(request.query_params.get("attrs"))
     )

@@ -174,11 +174,17 @@ class RegistrationManager:
         await self.storage.delete_csource_doc(REGISTRATION, tenant, reg_id)
         self._changed(tenant, old, None)
 
+    def has_registrations(self, tenant: str) -> bool:
+        """Whether ``tenant`` has any registration: every read asks, most tenants have none."""
+        return any(t == tenant for t, _ in self._regs)
+
     def for_forwarding(
         self, tenant: str, selection: Selection, operations: frozenset[str], ctx: Context
     ) -> list[dict[str, Any]]:
         """The live registrations of ``tenant`` a read is forwarded to (4.3.6.3): not expired,
         offering one of ``operations``, and whose information can hold what is asked for."""
+        if not self.has_registrations(tenant):
+            return []
         now = ent.now_iso()
         return [
             stored
