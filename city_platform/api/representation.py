@@ -419,12 +419,16 @@ class Representation:
             raise BadRequestData(
                 "geometryProperty needs Accept: application/geo+json (5.7.1.4, 5.7.2.4)"
             )
+        if join is None and join_level is None and lang is None and not geo:
+            return cls()  # the common read: nothing to parse (every GET passes here)
+        if not geo:
+            return cls(join=parse_join(join, join_level), lang=parse_lang(lang))
         name = geometry_property if geometry_property is not None else DEFAULT_GEOMETRY
         iri = ctx.expand(name)
         return cls(
             join=parse_join(join, join_level),
             lang=parse_lang(lang),
-            geometry_iri=iri if geo else None,
+            geometry_iri=iri,
             geometry_key=ctx.compact(iri),
         )
 
@@ -451,6 +455,8 @@ class Representation:
         )
         contained = params.get("containedBy", body.get("containedBy"))
         prefer = request.headers.get("prefer", "").replace(" ", "").lower()
+        if contained is None and not prefer:
+            return built
         return replace(
             built,
             contained_by=parse_contained_by(contained),
