@@ -9,7 +9,14 @@ What a fragment does to an entity, and the NGSI-LD Null, are :mod:`city_platform
 from __future__ import annotations
 
 from city_platform import entities as ent
-from city_platform.broker import BatchResult, Change, ContextBroker, _copy, history_rows
+from city_platform.broker import (
+    BatchResult,
+    Change,
+    ContextBroker,
+    _copy,
+    _deleted_instance,
+    history_rows,
+)
 from city_platform.errors import BadRequestData, PlatformError, ResourceNotFound
 from city_platform.fragments import (
     Applied,
@@ -34,8 +41,39 @@ def check_type(entity: Entity, selection: str | None, ctx: Context) -> None:
         raise ResourceNotFound(f"entity {entity['id']!r} is not of type {selection!r}")
 
 
-def _rows(entity_id: str, applied: Applied, now: str) -> list[HistoryRow]:
-    return history_rows(entity_id, applied.written, now)
+def _rows(
+    entity_id: str,
+    applied: Applied,
+    now: str,
+    previous: Entity | None = None,
+    entity: Entity | None = None,
+) -> list[HistoryRow]:
+    """History rows for the written instances and, given the entity before the change, a
+    deletion record per instance an NGSI-LD Null removed (the NGSI-LD Null with ``deletedAt``,
+    as Delete Attribute leaves; CIM 009 4.8, 5.6.2, 5.6.4, 5.6.17, 5.7.3 timeproperty)."""
+    rows = history_rows(entity_id, applied.written, now)
+    if previous is not None and entity is not None and applied.removed:
+        gone = _deletions(previous, entity, applied.removed, now)
+        rows.extend(history_rows(entity_id, gone, now))
+    return rows
+
+
+def _deletions(
+    previous: Entity, entity: Entity, removed: set[str], now: str
+) -> dict[str, list[ent.Instance]]:
+    """The deleted instances: those of a removed attribute before the change whose datasetId
+    the attribute no longer holds after it."""
+    out: dict[str, list[ent.Instance]] = {}
+    for iri in removed:
+        kept = {i.get("datasetId") for i in entity["attrs"].get(iri, [])}
+        gone = [
+            _deleted_instance(i, now)
+            for i in previous["attrs"].get(iri, [])
+            if i.get("datasetId") not in kept
+        ]
+        if gone:
+            out[iri] = gone
+    return out
 
 
 def _change(tenant: str, entity: Entity, previous: Entity, applied: Applied) -> Change:
@@ -67,7 +105,8 @@ async def change_entity(
     now = ent.now_iso()
     applied = apply_fragment(entity, doc, ctx, now, mode=mode, overwrite=overwrite)
     if applied.changed:
-        await broker.storage.write_entities(tenant, [entity], _rows(entity_id, applied, now))
+        rows = _rows(entity_id, applied, now, previous, entity)
+        await broker.storage.write_entities(tenant, [entity], rows)
         broker.publish([_change(tenant, entity, previous, applied)])
     return applied.updated, applied.skipped
 
@@ -125,7 +164,8 @@ async def patch_attribute(
         instances[idx] = inst
         applied.written[iri] = [inst]
     entity["modifiedAt"] = now
-    await broker.storage.write_entities(tenant, [entity], _rows(entity_id, applied, now))
+    rows = _rows(entity_id, applied, now, previous, entity)
+    await broker.storage.write_entities(tenant, [entity], rows)
     broker.publish([_change(tenant, entity, previous, applied)])
 
 
@@ -191,7 +231,7 @@ async def batch_merge(
         assert isinstance(entity_id, str)
         if applied.changed:
             writes[entity_id] = entity
-            rows.extend(_rows(entity_id, applied, now))
+            rows.extend(_rows(entity_id, applied, now, current, entity))
             changes.append(_change(tenant, entity, current, applied))
         if entity_id not in result.success:
             result.success.append(entity_id)

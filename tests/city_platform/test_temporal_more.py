@@ -483,3 +483,47 @@ def test_an_attribute_cut_away_entirely_stays_empty(client: httpx.Client) -> Non
     assert r.status_code == 206, r.text
     assert r.json()["early"] == {"type": "Property", "values": []}
     assert r.json()["late"]["values"] == [[2, at(SPEED_N + 10)]]
+
+
+def test_null_deletions_are_kept_with_deleted_at(client: httpx.Client) -> None:
+    """An instance deleted by the NGSI-LD Null in Update Entity Attributes (5.6.2), Merge
+    Entity (5.6.17), Partial Attribute Update (5.6.4) or Batch Entity Merge (5.6.20) stays in
+    the history as Delete Attribute leaves it: the NGSI-LD Null with deletedAt (4.8, 5.7.3)."""
+    null = "urn:ngsi-ld:null"
+    gps = "urn:ngsi-ld:Dataset:gps"
+    doc = {
+        "id": CAR,
+        "type": "Vehicle",
+        "speed": [inst(5, 0), inst(7, 0, datasetId=gps)],
+        "color": inst("red", 0),
+        "owner": {"type": "Relationship", "object": "urn:ngsi-ld:Person:p1"},
+        "fuel": inst(30, 0),
+    }
+    assert client.post("/entities", json=doc).status_code == 201
+    deleted = {"timeproperty": "deletedAt"}
+    url = f"/temporal/entities/{CAR}"
+    assert client.get(url, params=deleted).json().keys() == {"id", "type"}, "nothing deleted yet"
+    r = client.patch(f"/entities/{CAR}/attrs", json={"color": {"type": "Property", "value": null}})
+    assert r.status_code == 204, r.text
+    gps_null = {"type": "Property", "value": null, "datasetId": gps}
+    assert client.patch(f"/entities/{CAR}", json={"speed": gps_null}).status_code == 204
+    r = client.patch(f"/entities/{CAR}/attrs/owner", json={"type": "Relationship", "object": null})
+    assert r.status_code == 204, r.text
+    r = client.post("/entityOperations/merge", json=[{"id": CAR, "type": "Vehicle", "fuel": null}])
+    assert r.status_code == 204, r.text
+    body = client.get(url, params=deleted).json()
+    (color,) = body["color"]
+    assert color["value"] == null, color
+    assert color["deletedAt"].startswith("20"), color
+    (speed,) = body["speed"]  # only the gps instance was deleted, the default one stays
+    assert speed["datasetId"] == gps, speed
+    assert speed["value"] == null, speed
+    (owner,) = body["owner"]
+    assert owner["type"] == "Relationship", owner
+    assert owner["object"] == null, owner
+    (fuel,) = body["fuel"]
+    assert fuel["value"] == null, fuel
+    assert [i["value"] for i in client.get(url).json()["speed"]] == [5, 7], "observedAt history"
+    current = client.get(f"/entities/{CAR}").json()
+    assert not {"color", "owner", "fuel"} & current.keys(), current
+    assert current["speed"]["value"] == 5
