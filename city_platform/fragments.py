@@ -245,7 +245,13 @@ def _apply_types(entity: Entity, doc: dict[str, Any], ctx: Context, applied: App
 
 
 def _apply_scope(
-    entity: Entity, doc: dict[str, Any], mode: Mode, applied: Applied, *, overwrite: bool
+    entity: Entity,
+    doc: dict[str, Any],
+    mode: Mode,
+    applied: Applied,
+    *,
+    overwrite: bool,
+    null_deletes: bool = False,
 ) -> None:
     """4.18 with 5.6.2 / 5.6.3 / 5.6.17: the fragment's scopes replace the entity's, but an
     append with noOverwrite adds them (ETSI 010_07); a Null scope removes them (not in
@@ -259,7 +265,7 @@ def _apply_scope(
         applied.skipped.append("scope")
         return
     raw = doc["scope"]
-    if is_null(raw) and mode != "append":
+    if is_null(raw) and (mode != "append" or null_deletes):
         if "scope" in entity:
             del entity["scope"]
             applied.other = True
@@ -280,14 +286,16 @@ def apply_fragment(
     *,
     mode: Mode,
     overwrite: bool = True,
+    null_deletes: bool = False,
 ) -> Applied:
     """Apply an entity fragment to ``entity`` in place: append (5.6.3), update (5.6.2) or
-    merge (5.6.17)."""
+    merge (5.6.17).  ``null_deletes``: in an append, a Null instance deletes the stored one of
+    its datasetId as in 5.6.2 instead of being refused (Batch Entity Update, 5.6.9)."""
     if not isinstance(doc, dict):
         raise BadRequestData("the request body must be a JSON object (an entity fragment)")
     applied = Applied()
     _apply_types(entity, doc, ctx, applied)
-    _apply_scope(entity, doc, mode, applied, overwrite=overwrite)
+    _apply_scope(entity, doc, mode, applied, overwrite=overwrite, null_deletes=null_deletes)
     attrs = entity["attrs"]
     for name, raw in doc.items():
         if name in _NOT_ATTRS:
@@ -298,11 +306,25 @@ def apply_fragment(
         stored = list(attrs.get(iri, []))
         touched = False
         if mode == "append":
-            if any(is_null_instance(i) for i in instances):
+            nulls = [i for i in instances if is_null_instance(i)]
+            if nulls and not null_deletes:
                 raise BadRequestData(
                     f"attribute {name!r}: the NGSI-LD Null deletes only in update and merge"
                 )
-            new = ent.normalize_attribute(name, raw, ctx, now=now)
+            for item in nulls:  # 5.6.9 with 5.6.2: a Null instance deletes that instance
+                ds = dataset_id(name, item)
+                idx = next((n for n, o in enumerate(stored) if o.get("datasetId") == ds), -1)
+                if idx >= 0:
+                    del stored[idx]
+                    applied.removed.add(iri)
+                    touched = True
+            rest = [i for i in instances if not is_null_instance(i)]
+            if not rest:
+                new = []
+            elif nulls:
+                new = ent.normalize_attribute(name, rest, ctx, now=now)
+            else:
+                new = ent.normalize_attribute(name, raw, ctx, now=now)
             for inst in new:
                 ds = inst.get("datasetId")
                 idx = next((n for n, o in enumerate(stored) if o.get("datasetId") == ds), -1)

@@ -1,7 +1,7 @@
 """Context information provision beyond create and delete (ETSI GS CIM 009 V1.8.1 clause 5.6):
 Update Entity Attributes (5.6.2), Append (5.6.3), Partial Attribute Update (5.6.4), Merge
-Entity (5.6.17), Replace Attribute (5.6.19), Batch Entity Merge (5.6.20) and Purge Entities
-(5.6.21 of V1.9.1), on a :class:`ContextBroker`.
+Entity (5.6.17), Replace Attribute (5.6.19), Batch Entity Update (5.6.9), Batch Entity Merge
+(5.6.20) and Purge Entities (5.6.21 of V1.9.1), on a :class:`ContextBroker`.
 
 What a fragment does to an entity, and the NGSI-LD Null, are :mod:`city_platform.fragments`'.
 """
@@ -234,6 +234,63 @@ async def batch_merge(
             rows.extend(_rows(entity_id, applied, now, current, entity))
             changes.append(_change(tenant, entity, current, applied))
         if entity_id not in result.success:
+            result.success.append(entity_id)
+    if writes:
+        await broker.storage.write_entities(tenant, list(writes.values()), rows)
+        broker.publish(changes)
+    return result
+
+
+async def batch_update(
+    broker: ContextBroker, tenant: str, docs: object, ctx: Context, *, overwrite: bool = True
+) -> BatchResult:
+    """Batch Entity Update (5.6.9): for each entity of the array, its attributes are appended
+    as in Append Entity Attributes (5.6.3: a new attribute or datasetId is added, an existing
+    instance replaced, or kept with ``noOverwrite``), and the NGSI-LD Null deletes as in
+    Update Entity Attributes (5.6.2); all in one storage transaction.
+
+    A missing entity or an invalid fragment is an error of the BatchOperationResult (5.2.16);
+    so is an entity of which ``noOverwrite`` kept some attributes (ETSI 005_02_01 expects 207),
+    the attributes it could add being added all the same."""
+    if not isinstance(docs, list):
+        raise BadRequestData("a batch operation takes a JSON array of entities")
+    result = BatchResult()
+    ids = [d["id"] for d in docs if isinstance(d, dict) and isinstance(d.get("id"), str)]
+    existing = await broker.storage.get_entities(tenant, ids)
+    now = ent.now_iso()
+    writes: dict[str, Entity] = {}
+    rows: list[HistoryRow] = []
+    changes: list[Change] = []
+    for doc in docs:
+        entity_id = doc.get("id") if isinstance(doc, dict) else None
+        try:
+            if not isinstance(doc, dict):
+                raise BadRequestData("an entity must be a JSON object")
+            ent.check_uri(entity_id, "entity id")
+            # The fragment is checked first: an invalid one is BadRequestData whether or not
+            # the entity exists.
+            blank: Entity = {"id": entity_id, "type": [], "attrs": {}}
+            apply_fragment(blank, doc, ctx, now, mode="append", null_deletes=True)
+            current = writes.get(entity_id) or existing.get(entity_id)  # type: ignore[arg-type]
+            if current is None:
+                raise ResourceNotFound(f"entity {entity_id!r} not found")
+            entity = _copy(current)
+            applied = apply_fragment(
+                entity, doc, ctx, now, mode="append", overwrite=overwrite, null_deletes=True
+            )
+        except PlatformError as exc:
+            result.fail(entity_id, exc)
+            continue
+        assert isinstance(entity_id, str)
+        if applied.changed:
+            writes[entity_id] = entity
+            rows.extend(_rows(entity_id, applied, now, current, entity))
+            changes.append(_change(tenant, entity, current, applied))
+        if applied.skipped:
+            names = ", ".join(ctx.compact(i) for i in applied.skipped)
+            why = "they exist and noOverwrite was given, or a Null names no stored instance"
+            result.fail(entity_id, BadRequestData(f"not updated ({why}): {names}"))
+        elif entity_id not in result.success:
             result.success.append(entity_id)
     if writes:
         await broker.storage.write_entities(tenant, list(writes.values()), rows)

@@ -553,3 +553,70 @@ def test_batch_update_and_upsert_update_set_the_scope(client: httpx.Client) -> N
     assert get(client)["name"]["value"] == "Eiffel Tower"
     r = client.post("/entityOperations/update", json=[{"id": EID, "scope": "bad"}])
     assert r.status_code == 207, r.text
+
+
+# -- Batch Entity Update (5.6.9) --------------------------------------------------------------
+
+
+def test_batch_update_appends_keeps_unnamed_and_null_deletes(b1: httpx.Client) -> None:
+    """5.6.9: per entity Append (5.6.3): a new attribute is added (ETSI 005_01_02), a named
+    one replaced (its createdAt kept), the others kept; a Null deletes as in 5.6.2."""
+    before = get(b1, options="sysAttrs")
+    frag = {
+        "id": EID,
+        "name": {"type": "Property", "value": "Tour Eiffel"},
+        "locatedAt": {"type": "Relationship", "object": "urn:ngsi-ld:City:paris"},
+        "street": {"type": "LanguageProperty", "languageMap": {"@none": NULL}},
+        "meta": NULL,
+    }
+    r = b1.post("/entityOperations/update", json=[frag])
+    assert r.status_code == 204, r.text
+    got = get(b1, options="sysAttrs")
+    assert got["name"]["value"] == "Tour Eiffel"
+    assert got["name"]["createdAt"] == before["name"]["createdAt"]
+    assert got["locatedAt"]["object"] == "urn:ngsi-ld:City:paris"
+    assert "street" not in got
+    assert "meta" not in got
+    assert got["airQualityLevel"]["unitCode"] == "C62"  # not named: kept
+
+
+def test_batch_update_no_overwrite_is_207_and_adds_the_new(b1: httpx.Client) -> None:
+    """5.6.9 noOverwrite: existing attributes are kept; an entity of which some were kept is
+    in the errors (207, ETSI 005_02_01/03), its new attributes added; only new ones 204
+    (ETSI 005_02_02)."""
+    frag = {"id": EID, "name": "changed", "height": 300}
+    r = b1.post("/entityOperations/update", params={"options": "noOverwrite"}, json=[frag])
+    assert r.status_code == 207, r.text
+    body = r.json()
+    assert body["success"] == [], body
+    assert body["errors"][0]["entityId"] == EID
+    assert "name" in body["errors"][0]["error"]["detail"]
+    got = get(b1)
+    assert (got["name"]["value"], got["height"]["value"]) == ("Eiffel Tower", 300)
+    frag = {"id": EID, "width": 30}
+    r = b1.post("/entityOperations/update", params={"options": "noOverwrite"}, json=[frag])
+    assert r.status_code == 204, r.text
+    assert get(b1)["width"]["value"] == 30
+
+
+def test_batch_update_errors_per_entity(b1: httpx.Client) -> None:
+    """5.6.9: a missing entity (ETSI 005_03_01) or an invalid fragment is an error of the
+    BatchOperationResult (207), the others are updated; a Null datasetId is refused (5.5.8)."""
+    docs = [
+        {"id": EID, "height": 1},
+        {"id": "urn:ngsi-ld:Building:none", "height": 2},
+        {"id": EID, "name": {"type": "Property", "value": 1, "datasetId": NULL}},
+        {"id": "not a uri", "height": 3},
+    ]
+    r = b1.post("/entityOperations/update", json=docs)
+    assert r.status_code == 207, r.text
+    body = r.json()
+    assert body["success"] == [EID]
+    kinds = [(e["entityId"], e["error"]["type"]) for e in body["errors"]]
+    assert kinds == [
+        ("urn:ngsi-ld:Building:none", ERR + "ResourceNotFound"),
+        (EID, ERR + "BadRequestData"),
+        ("not a uri", ERR + "BadRequestData"),
+    ]
+    assert get(b1)["height"]["value"] == 1
+    problem(b1.post("/entityOperations/update", json={"id": EID}), 400, "BadRequestData")

@@ -61,12 +61,13 @@ async def upsert_batch(
 async def update_batch(
     request: Request, broker: Broker, resolver: Resolver, tenant: Tenant, options: Str = None
 ) -> Response:
+    """5.6.9: Append Entity Attributes (5.6.3) per entity, ``noOverwrite`` keeping existing
+    instances, the NGSI-LD Null deleting as in 5.6.2 (city_platform.provision.batch_update)."""
     opts = parse_options(options)
     body, source = await read_body(request)
     ctx = await resolver.resolve(source)
-    result = await broker.batch_write(
-        tenant, body, ctx, mode="update", overwrite="noOverwrite" not in opts.flags
-    )
+    overwrite = "noOverwrite" not in opts.flags
+    result = await provision.batch_update(broker, tenant, body, ctx, overwrite=overwrite)
     return _answer(result, created_status=False)
 
 
