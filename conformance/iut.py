@@ -66,6 +66,7 @@ REFERENCE_PICS: dict[str, bool] = {
     "ngsild.temporal-pagination": True,  # issue 16 temporal
     "ngsild.temporal-aggregation": True,
     "ngsild.temporal-post-query": True,
+    "ngsild.temporal-deleted-at": True,
     "ngsild.periodic-subscriptions": True,  # issue 16 subscriptions
     "ngsild.triggers": True,
     "ngsild.show-changes": True,

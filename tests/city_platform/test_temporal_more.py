@@ -527,3 +527,29 @@ def test_null_deletions_are_kept_with_deleted_at(client: httpx.Client) -> None:
     current = client.get(f"/entities/{CAR}").json()
     assert not {"color", "owner", "fuel"} & current.keys(), current
     assert current["speed"]["value"] == 5
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"options": "concise"},
+        {"options": "keyValues"},
+        {"options": "simplified"},
+        {"format": "concise"},
+        {"format": "keyValues"},
+        {"format": "simplified"},
+        {"options": "temporalValues,concise"},
+    ],
+)
+def test_temporal_api_has_no_concise_or_key_values_form(
+    client: httpx.Client, params: dict[str, str]
+) -> None:
+    """V1.8.1 gives the temporal API the normalized (4.5.7), simplified (temporalValues, 4.5.9)
+    and aggregated (4.5.19) representations only: its format/options (6.3.12) take
+    temporalValues and aggregatedValues, so concise or keyValues is 400 BadRequestData."""
+    create(client, {"id": CAR, "type": "Vehicle", "speed": [inst(5, 0)]})
+    r = client.get(f"/temporal/entities/{CAR}", params=params)
+    assert r.status_code == 400, r.text
+    assert r.json()["type"] == ERR + "BadRequestData", r.text
+    r = client.get("/temporal/entities", params={"type": "Vehicle", **params})
+    assert r.status_code == 400, r.text
