@@ -19,7 +19,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from city_platform.api.access import AccessLog
 from city_platform.api.guard import TargetGuard
+from city_platform.api.length import LengthRequired
 from city_platform.api.slashes import CollectionSlash, original_path
+from city_platform.api.tenancy import TenantEcho
 from city_platform.broker import ContextBroker
 from city_platform.errors import (
     BadRequestData,
@@ -139,5 +141,7 @@ def create_app(
     app.add_middleware(TargetGuard)  # NUL, non-UTF-8, oversized query strings: 400 (guard.py)
     # entities/ and entities/{id}/attrs/ as the collections the ETSI suite posts to (slashes.py)
     app.add_middleware(CollectionSlash, prefix=API_PREFIX)
+    app.add_middleware(LengthRequired)  # 6.3.4: POST/PATCH/PUT without Content-Length: 411
+    app.add_middleware(TenantEcho)  # 6.3.14: NGSILD-Tenant of the request on every response
     app.add_middleware(AccessLog)
     return app

@@ -47,39 +47,53 @@ def context_from_link(header: str | None) -> str | None:
 
 
 def _media_types(header: str) -> list[tuple[str, float]]:
+    """(media range, weight) pairs of an Accept header.  A ``q`` that is not a number keeps the
+    default weight 1: RFC 9110 12.4.2 gives no rule for it, so it neither wins nor loses."""
     out = []
     for part in header.split(","):
         fields = [f.strip() for f in part.split(";")]
         media = fields[0].lower()
         q = 1.0
         for f in fields[1:]:
-            if f.startswith("q="):
+            if f[:2].lower() == "q=":
                 try:
                     q = float(f[2:])
                 except ValueError:
-                    q = 0.0
+                    q = 1.0
         if media:
             out.append((media, q))
     return out
 
 
+def _weight(ranges: list[tuple[str, float]], media: str) -> float:
+    """RFC 9110 12.5.1: a media type takes the weight of the MOST SPECIFIC range matching it
+    (``type/subtype`` over ``type/*`` over ``*/*``); no matching range means not acceptable."""
+    kind = media.split("/", maxsplit=1)[0]
+    best_rank, weight = -1, 0.0
+    for rng, q in ranges:
+        rank = 2 if rng == media else 1 if rng == f"{kind}/*" else 0 if rng == "*/*" else -1
+        if rank > best_rank:
+            best_rank, weight = rank, q
+    return weight
+
+
 def choose_response_type(accept: str | None, *, geo: bool = False) -> str:
-    """Pick JSON or JSON-LD (or GeoJSON where offered) from an Accept header, else 406."""
+    """Pick JSON or JSON-LD (or GeoJSON where offered) from an Accept header, else 406.
+
+    CIM 009 6.3.4: the options are, in this order, application/json, application/ld+json,
+    application/geo+json; when the header expands to more than one, the first of the list is
+    selected unless the HTTP rules (the ``q`` weights) amend it.  So the highest weight wins
+    and a tie goes to the earlier option, whatever order the client wrote (ETSI 045_02-045_04).
+    """
     if not accept:
         return JSON
     offered = [JSON, JSON_LD, *([GEO_JSON] if geo else [])]
+    ranges = _media_types(accept)
     best, best_q = None, 0.0
-    for media, q in _media_types(accept):
-        if q <= 0:
-            continue
-        if media in offered:
-            candidate = media
-        elif media in ("*/*", "application/*"):
-            candidate = JSON
-        else:
-            continue
+    for media in offered:  # list order: a later option needs a strictly higher weight
+        q = _weight(ranges, media)
         if q > best_q:
-            best, best_q = candidate, q
+            best, best_q = media, q
     if best is None:
         raise NotAcceptable(
             f"none of the media types in Accept {accept!r} can be produced; "

@@ -56,6 +56,16 @@ async def create_entity(
     return Response(status_code=201, headers=headers)
 
 
+# Query Entities' URL parameters (CIM 009 6.4.3.2, 4.5.23 join, 4.15 lang, 4.5.16 GeoJSON,
+# 4.3.6.4 containedBy, 4.3.6.3 csf/local for distributed operations).
+QUERY_PARAMS = (
+    *("id", "type", "idPattern", "attrs", "q", "georel", "geometry", "coordinates"),
+    *("geoproperty", "limit", "offset", "count", "options", "format", "pick", "omit"),
+    *("scopeQ", "datasetId", "lang", "geometryProperty", "join", "joinLevel"),
+    *("containedBy", "csf", "local"),
+)
+
+
 @router.get("", summary="Query entities (5.7.2)")
 async def query_entities(
     request: Request,
@@ -84,6 +94,7 @@ async def query_entities(
     lang: Str = None,
     geometryProperty: Str = None,
 ) -> Response:
+    only_params(request, *QUERY_PARAMS)  # 6.3.20: unknown is InvalidRequest (ETSI 059_01_02)
     opts = parse_options(options, format)
     lim, off = parse_page(limit, offset)
     want_count = parse_bool(count, "count")

@@ -12,6 +12,7 @@ from city_platform.api.deps import Accept, LinkContext, Resolver, Tenant, link_s
 from city_platform.api.negotiation import read_body, render
 from city_platform.api.params import parse_bool, parse_options, parse_page
 from city_platform.api.routes.contexts import implicit_context
+from city_platform.api.routes.types import only_params
 from city_platform.subscriptions.manager import SubscriptionManager
 
 router = APIRouter(prefix="/subscriptions", tags=["subscriptions"])
@@ -31,6 +32,7 @@ Manager = Annotated[SubscriptionManager, Depends(get_manager)]
 async def create_subscription(
     request: Request, manager: Manager, resolver: Resolver, tenant: Tenant
 ) -> Response:
+    only_params(request)  # 6.3.20: an unknown parameter is InvalidRequest (ETSI 059_01_06)
     body, source = await read_body(request)
     ctx = await resolver.resolve(source)
     if isinstance(source, list) and len(source) == 1 and isinstance(source[0], str):
@@ -55,6 +57,7 @@ async def query_subscriptions(
     count: Str = None,
     options: Str = None,
 ) -> Response:
+    only_params(request, "limit", "offset", "count", "options")  # 6.3.20 (ETSI 059_01_07)
     opts = parse_options(options)
     lim, off = parse_page(limit, offset)
     everything = manager.all(tenant, ctx, sys_attrs=opts.sys_attrs)

@@ -15,6 +15,7 @@ from city_platform.api.deps import Accept, Broker, LinkContext, Resolver, Tenant
 from city_platform.api.negotiation import read_body, render
 from city_platform.api.params import parse_bool, parse_options, parse_page
 from city_platform.api.routes import query_ops
+from city_platform.api.routes.types import only_params
 from city_platform.errors import BadRequestData, ResourceNotFound
 from city_platform.search import EntitySearch, split_list
 from city_platform.storage.base import HistoryRow
@@ -53,6 +54,15 @@ def _partial(headers: dict[str, str], content_range: str | None) -> int:
     return 206
 
 
+# Query Temporal Evolution of Entities' URL parameters (CIM 009 6.18.3.2), and ``local``.
+_TEMPORAL_QUERY_PARAMS = (
+    *("id", "type", "idPattern", "attrs", "q", "georel", "geometry", "coordinates"),
+    *("geoproperty", "timerel", "timeAt", "endTimeAt", "lastN", "timeproperty"),
+    *("aggrMethods", "aggrPeriodDuration", "limit", "offset", "count", "options", "format"),
+    "local",
+)
+
+
 @router.get("/entities", summary="Query temporal evolution of entities (5.7.4)")
 async def query_temporal_entities(
     request: Request,
@@ -82,6 +92,7 @@ async def query_temporal_entities(
     options: Str = None,
     format: Str = None,
 ) -> Response:
+    only_params(request, *_TEMPORAL_QUERY_PARAMS)  # 6.3.20 (ETSI 059_01_04)
     rep, sys_attrs = _representation(options, format)
     aggregation = _aggregation(rep, aggrMethods, aggrPeriodDuration)
     window = parse_time_filter(
@@ -246,6 +257,7 @@ async def query_temporal_by_body(
 async def create_temporal_entity(
     request: Request, broker: Broker, resolver: Resolver, tenant: Tenant
 ) -> Response:
+    only_params(request)  # 6.3.20: an unknown parameter is InvalidRequest (ETSI 059_01_03)
     body, source = await read_body(request)
     ctx = await resolver.resolve(source)
     created = await write_temporal(broker, tenant, body, ctx)
