@@ -78,3 +78,9 @@ def parse_bool(value: str | None, name: str) -> bool:
     if value in ("true", "false"):
         return value == "true"
     raise BadRequestData(f"{name} must be 'true' or 'false', got {value!r}")
+
+
+def count_header(count: str | None, total: int) -> dict[str, str]:
+    """The ``NGSILD-Results-Count`` header (6.3.13) of a query of ``total`` results when
+    ``count`` is ``true``; none when it is absent or ``false``."""
+    return {"NGSILD-Results-Count": str(total)} if parse_bool(count, "count") else {}

@@ -35,6 +35,7 @@ from city_platform.api.shaping import BODY_PARAMS
 from city_platform.entities import GEO_TYPES, Entity, Instance, Mode, check_uri, render_entity
 from city_platform.errors import BadRequestData
 from city_platform.ldcontext import CORE_CONTEXT_URL, Context
+from city_platform.query.linked_q import relationship_objects
 from city_platform.query.projection import Projection
 from city_platform.storage.base import Storage
 
@@ -82,26 +83,13 @@ def parse_contained_by(value: str | None) -> frozenset[str]:
     return frozenset(items)
 
 
-def _objects(inst: Instance) -> list[str]:
-    """The Entity ids a Relationship or ListRelationship instance points at."""
-    atype = inst.get("type")
-    if atype == "Relationship":
-        obj = inst.get("object")
-        items = obj if isinstance(obj, list) else [obj]
-    elif atype == "ListRelationship":
-        items = [i.get("object") if isinstance(i, dict) else i for i in inst.get("objectList", ())]
-    else:
-        return []
-    return [i for i in items if isinstance(i, str)]
-
-
 def _links(entity: Entity, keep: Collection[str] | None) -> list[str]:
     out: list[str] = []
     for iri, instances in entity["attrs"].items():
         if keep is not None and iri not in keep:
             continue
         for inst in instances:
-            out.extend(_objects(inst))
+            out.extend(relationship_objects(inst))
     return out
 
 
@@ -184,7 +172,7 @@ class Linker:
             return shown
         out = []
         for item, inst in zip(items, instances, strict=True):
-            ids = _objects(inst)
+            ids = relationship_objects(inst)
             shown_item = item
             if ids and isinstance(item, dict):
                 if inst.get("type") == "ListRelationship":
@@ -207,7 +195,7 @@ class Linker:
         if len(instances) != 1:
             return shown  # a dataset map: left as URIs
         (inst,) = instances
-        ids = _objects(inst)
+        ids = relationship_objects(inst)
         if not ids:
             return shown
         if inst.get("type") == "ListRelationship":
@@ -266,7 +254,7 @@ class Linker:
                     if key not in proj.keys:
                         continue
                     sub = proj.keys[key]
-            out.extend((t, sub) for inst in instances for t in _objects(inst))
+            out.extend((t, sub) for inst in instances for t in relationship_objects(inst))
         return out
 
 

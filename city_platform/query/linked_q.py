@@ -48,7 +48,11 @@ class LinkedQ:
         def linked(entity: Entity) -> bool:
             extra: dict[str, Any] = {}
             for synthetic, (rel, ids) in links.items():
-                if any(o in ids for inst in entity["attrs"].get(rel, ()) for o in _objects(inst)):
+                if any(
+                    o in ids
+                    for inst in entity["attrs"].get(rel, ())
+                    for o in relationship_objects(inst)
+                ):
                     extra[synthetic] = [{"type": "Property", "value": True}]
             if extra:
                 entity = {**entity, "attrs": {**entity["attrs"], **extra}}
@@ -57,7 +61,9 @@ class LinkedQ:
         return linked
 
 
-def _objects(inst: dict[str, Any]) -> list[str]:
+def relationship_objects(inst: dict[str, Any]) -> list[str]:
+    """The Entity ids a Relationship or ListRelationship instance points at (none for any
+    other attribute)."""
     atype = inst.get("type")
     if atype == "Relationship":
         obj = inst.get("object")
@@ -92,18 +98,12 @@ def _terms(q: str) -> list[_Term]:
     start = 0
     i = 0
     n = len(q)
-    quote = False
     while i < n:
         ch = q[i]
-        if quote:
-            if ch == "\\":
-                i += 2
-                continue
-            if ch == '"':
-                quote = False
-        elif ch == '"':
-            quote = True
-        elif ch in ";|(":
+        if ch == '"':
+            i = _after_string(q, i)
+            continue
+        if ch in ";|(":
             start = i + 1
         elif ch == "{":
             name = q[start:i].strip()
@@ -115,18 +115,12 @@ def _terms(q: str) -> list[_Term]:
                 raise InvalidRequest(f"q: '{{' without a Relationship name at position {i}")
             close = _closing(q, i)
             end = close + 1
-            quote_in_rest = False
             while end < n:
                 c = q[end]
-                if quote_in_rest:
-                    if c == "\\":
-                        end += 2
-                        continue
-                    if c == '"':
-                        quote_in_rest = False
-                elif c == '"':
-                    quote_in_rest = True
-                elif c in _ENDS:
+                if c == '"':
+                    end = _after_string(q, end)
+                    continue
+                if c in _ENDS:
                     break
                 end += 1
             path = q[i + 1 : close]
@@ -146,21 +140,29 @@ def _terms(q: str) -> list[_Term]:
     return out
 
 
+def _after_string(q: str, at: int) -> int:
+    """Where scanning goes on after the quoted string opening at ``q[at]`` (a backslash
+    escapes the next character); past the end when the string is not closed."""
+    i = at + 1
+    while i < len(q):
+        if q[i] == "\\":
+            i += 2
+            continue
+        if q[i] == '"':
+            return i + 1
+        i += 1
+    return i
+
+
 def _closing(q: str, open_at: int) -> int:
     depth = 0
-    quote = False
     i = open_at
     while i < len(q):
         ch = q[i]
-        if quote:
-            if ch == "\\":
-                i += 2
-                continue
-            if ch == '"':
-                quote = False
-        elif ch == '"':
-            quote = True
-        elif ch == "{":
+        if ch == '"':
+            i = _after_string(q, i)
+            continue
+        if ch == "{":
             depth += 1
         elif ch == "}":
             depth -= 1

@@ -14,7 +14,7 @@ matches::
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from city_platform.errors import BadRequestData
@@ -83,27 +83,28 @@ def parse_scope_query(text: str) -> ScopeMatcher:
     def peek() -> str | None:
         return tokens[pos] if pos < len(tokens) else None
 
-    def expression(depth: int) -> ScopeMatcher:
+    def chain(
+        operand: Callable[[], ScopeMatcher],
+        operators: tuple[str, ...],
+        combine: Callable[[Iterable[bool]], bool],
+    ) -> ScopeMatcher:
+        """``operand (operator operand)*``, the matchers joined by ``combine``."""
         nonlocal pos
-        if depth > MAX_DEPTH:
-            raise BadRequestData(f"scopeQ: nested deeper than {MAX_DEPTH} levels")
-        alternatives = [conjunction(depth)]
-        while peek() in (",", "|"):
+        parts = [operand()]
+        while peek() in operators:
             pos += 1
-            alternatives.append(conjunction(depth))
-        if len(alternatives) == 1:
-            return alternatives[0]
-        return lambda scopes: any(m(scopes) for m in alternatives)
-
-    def conjunction(depth: int) -> ScopeMatcher:
-        nonlocal pos
-        parts = [factor(depth)]
-        while peek() == ";":
-            pos += 1
-            parts.append(factor(depth))
+            parts.append(operand())
         if len(parts) == 1:
             return parts[0]
-        return lambda scopes: all(m(scopes) for m in parts)
+        return lambda scopes: combine(m(scopes) for m in parts)
+
+    def expression(depth: int) -> ScopeMatcher:
+        if depth > MAX_DEPTH:
+            raise BadRequestData(f"scopeQ: nested deeper than {MAX_DEPTH} levels")
+        return chain(lambda: conjunction(depth), (",", "|"), any)
+
+    def conjunction(depth: int) -> ScopeMatcher:
+        return chain(lambda: factor(depth), (";",), all)
 
     def factor(depth: int) -> ScopeMatcher:
         nonlocal pos

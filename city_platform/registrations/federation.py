@@ -260,6 +260,18 @@ def _local_only(request: Request, types: str | None) -> bool:
     return request.query_params.get("local") == "true" or star
 
 
+async def _manager_to_ask(
+    request: Request, tenant: str, types: str | None
+) -> RegistrationManager | None:
+    """The registrations of ``tenant`` to forward the read to; None when it stays local."""
+    if _local_only(request, types):
+        return None
+    manager = await get_manager(request)
+    if not manager.has_registrations(tenant):  # the common case: nothing to forward to
+        return None
+    return manager
+
+
 async def federate_query(
     request: Request,
     tenant: str,
@@ -304,10 +316,8 @@ async def _federate_query(
     GET /entities is forwarded as such; POST /entityOperations/query (6.23.3.1) as the same
     POST with the same Query body, to registrations offering it (queryBatch, 4.3.6.3)."""
     posted = request.method == "POST"
-    if _local_only(request, types):
-        return body, {}
-    manager = await get_manager(request)
-    if not manager.has_registrations(tenant):  # the common case: nothing to forward to
+    manager = await _manager_to_ask(request, tenant, types)
+    if manager is None:
         return body, {}
     selection = _selection(
         request,
@@ -382,10 +392,8 @@ async def federate_retrieve(
 ) -> tuple[dict[str, Any] | None, dict[str, str]]:
     """Retrieve Entity (5.7.1) from the local answer ``body`` (None when not found locally)
     and the sources registered for the entity."""
-    if _local_only(request, None):
-        return body, {}
-    manager = await get_manager(request)
-    if not manager.has_registrations(tenant):  # the common case: nothing to forward to
+    manager = await _manager_to_ask(request, tenant, None)
+    if manager is None:
         return body, {}
     selection = _selection(
         request, ctx, ids=[entity_id], attrs=split_list(request.query_params.get("attrs"))

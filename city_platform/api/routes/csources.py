@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from city_platform import entities as ent
 from city_platform.api.deps import Accept, Broker, LinkContext, Resolver, Tenant, link_source
 from city_platform.api.negotiation import read_body, render
-from city_platform.api.params import parse_bool, parse_options, parse_page
+from city_platform.api.params import count_header, parse_bool, parse_options, parse_page
 from city_platform.api.routes.contexts import implicit_context
 from city_platform.errors import BadRequestData
 from city_platform.registrations.federation import get_manager
@@ -169,7 +169,7 @@ async def query_subscriptions(
     opts = parse_options(options)
     lim, off = parse_page(limit, offset)
     everything = manager.subscriptions(tenant, ctx, sys_attrs=opts.sys_attrs)
-    headers = {"NGSILD-Results-Count": str(len(everything))} if parse_bool(count, "count") else {}
+    headers = count_header(count, len(everything))
     return render(
         everything[off : off + lim], media=accept, context=link_source(request), headers=headers
     )
