@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -54,7 +54,44 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
 
-class Receiver:
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A request handler that logs nothing; :meth:`answer` sends a JSON body."""
+
+    def answer(self, status: int, body: Any) -> None:
+        self.send_raw(status, json.dumps(body).encode())
+
+    def send_raw(self, status: int, raw: bytes) -> None:
+        """``raw`` as the whole body, labelled application/json (JSON or not)."""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class LocalServer:
+    """An HTTP server on [::1] (a free port) running ``handler`` in a thread while its
+    ``with`` block lasts; ``url`` is its address followed by ``path``."""
+
+    def __init__(self, handler: type[http.server.BaseHTTPRequestHandler], path: str = "") -> None:
+        self._server = _Server(("::1", 0), handler)
+        self.url = f"http://[::1]:{self._server.server_address[1]}{path}"
+
+    def __enter__(self) -> Self:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class Receiver(LocalServer):
     """An HTTP endpoint on [::1] that records the notifications POSTed to it.
 
     with Receiver() as rx:
@@ -68,7 +105,7 @@ class Receiver:
         self._cond = threading.Condition()
         outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 try:
@@ -82,21 +119,7 @@ class Receiver:
                 self.send_response(204)
                 self.end_headers()
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = _Server(("::1", 0), Handler)
-        self.url = f"http://[::1]:{self._server.server_address[1]}/notify"
-
-    def __enter__(self) -> Receiver:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler, "/notify")
 
     def wait(self, count: int = 1, timeout: float = 10.0) -> list[Any]:
         """The first ``count`` notifications; AssertionError when they do not come in time."""

@@ -9,19 +9,15 @@ broker under test, the stub only plays the registered source.
 
 from __future__ import annotations
 
-import http.server
-import json
 import socket
-import threading
 import uuid
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 
 from conformance.model import case
-from conformance.ngsild_common import Receiver, problem, unique
+from conformance.ngsild_common import LocalServer, QuietHandler, Receiver, problem, unique
 
 REGS = "/csourceRegistrations"
 SUBS = "/csourceSubscriptions"
@@ -60,12 +56,7 @@ def _ids(body: Any) -> list[str]:
     return sorted(str(x.get("id")) for x in body if isinstance(x, dict))
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    address_family = socket.AF_INET6
-    daemon_threads = True
-
-
-class StubSource:
+class StubSource(LocalServer):
     """An NGSI-LD context source on [::1] holding ``entities`` (normalized, compacted with the
     core context); records the requests it gets."""
 
@@ -74,7 +65,7 @@ class StubSource:
         self.requests: list[tuple[str, dict[str, str]]] = []
         outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 outer.requests.append((self.path, dict(self.headers.items())))
                 url = urlsplit(self.path)
@@ -94,34 +85,12 @@ class StubSource:
                 else:
                     found = None
                 if found is None:
-                    self._answer(404, {"type": "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound",
-                                       "title": "not found"})  # fmt: skip
+                    self.answer(404, {"type": "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound",
+                                      "title": "not found"})  # fmt: skip
                 else:
-                    self._answer(200, found)
+                    self.answer(200, found)
 
-            def _answer(self, status: int, body: Any) -> None:
-                raw = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = _Server(("::1", 0), Handler)
-        self.url = f"http://[::1]:{self._server.server_address[1]}"
-
-    def __enter__(self) -> StubSource:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
 
 
 def _closed_port_url() -> str:

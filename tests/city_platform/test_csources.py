@@ -3,9 +3,6 @@ reads (4.3.6), against real platforms on [::1]."""
 
 from __future__ import annotations
 
-import http.server
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,6 +13,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from conformance.ngsild_common import LocalServer, QuietHandler
 from tests.city_platform.receiver import Receiver
 from tests.conftest import PlatformProcess, free_port
 
@@ -511,7 +509,7 @@ def test_source_down_does_not_fail_the_query(client: httpx.Client) -> None:
     assert reg["timesFailed"] >= 1, reg
 
 
-class _Slow(http.server.BaseHTTPRequestHandler):
+class _Slow(QuietHandler):
     """A context source that starts answering and then trickles (never finishes in time)."""
 
     def do_GET(self) -> None:
@@ -527,24 +525,14 @@ class _Slow(http.server.BaseHTTPRequestHandler):
                 return
             time.sleep(0.1)
 
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class _V6Server(http.server.ThreadingHTTPServer):
-    address_family = socket.AF_INET6
-    daemon_threads = True
-
 
 def test_slow_source_times_out(client: httpx.Client) -> None:
     """management.timeout (ms) bounds the whole exchange with a source, even one that keeps
     sending a byte now and then (6.3.17: it counts as not answering)."""
-    server = _V6Server(("::1", 0), _Slow)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with LocalServer(_Slow) as server:
         kind = _kind()
         assert client.post("/entities", json=_building(kind, 1, name="A")).status_code == 201
-        endpoint = f"http://[::1]:{server.server_address[1]}"
+        endpoint = server.url
         reg_id = create(client, registration(kind, endpoint=endpoint, management={"timeout": 300}))
         started = time.monotonic()
         r = client.get("/entities", params={"type": kind})
@@ -553,35 +541,23 @@ def test_slow_source_times_out(client: httpx.Client) -> None:
         assert [e["id"] for e in r.json()] == [f"urn:ngsi-ld:{kind}:1"]
         assert r.headers["NGSILD-Warning"].startswith("199 "), r.headers
         assert reg_id in r.headers["NGSILD-Warning"], r.headers
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
-class _Bad(http.server.BaseHTTPRequestHandler):
+class _Bad(QuietHandler):
     """A context source answering 403 on /forbidden..., and non-JSON otherwise."""
 
     def do_GET(self) -> None:
         forbidden = self.path.startswith("/forbidden")
         raw = b'{"type": "x"}' if forbidden else b"not a json document"
-        self.send_response(403 if forbidden else 200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.send_raw(403 if forbidden else 200, raw)
 
 
 def test_warning_codes(client: httpx.Client) -> None:
     """6.3.17 Table 6.3.17-1: an error answer is 299, an invalid payload 111 (and is not
     incorporated); a Retrieve Entity found nowhere stays 404 with the warnings."""
-    server = _V6Server(("::1", 0), _Bad)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with LocalServer(_Bad) as server:
         kind = _kind()
-        base = f"http://[::1]:{server.server_address[1]}"
+        base = server.url
         bad = create(client, registration(kind, endpoint=base + "/bad"))
         forbidden = create(client, registration(kind, endpoint=base + "/forbidden"))
         r = client.get("/entities", params={"type": kind})
@@ -596,37 +572,25 @@ def test_warning_codes(client: httpx.Client) -> None:
         problem(r, 404, "ResourceNotFound")
         assert "111 " in r.headers["NGSILD-Warning"], r.headers
         assert "299 " in r.headers["NGSILD-Warning"], r.headers
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
+class _Recorder(QuietHandler):
     """A context source answering [] and recording the request lines and headers."""
 
     seen: ClassVar[list[tuple[str, dict[str, str]]]] = []
 
     def do_GET(self) -> None:
         _Recorder.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"[]")
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.send_raw(200, b"[]")
 
 
 def test_forwarded_request_headers(client: httpx.Client) -> None:
     """The forwarded request carries the registration's tenant as NGSILD-Tenant, its
     contextSourceInfo as headers, the request's Link, and Via naming this broker (6.3.18);
     local and csf stay here, the other parameters go along."""
-    server = _V6Server(("::1", 0), _Recorder)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with LocalServer(_Recorder) as server:
         kind = _kind()
-        endpoint = f"http://[::1]:{server.server_address[1]}/broker1"
+        endpoint = server.url + "/broker1"
         info = [{"key": "X-Api-Key", "value": "k1"}]
         create(client, registration(kind, endpoint=endpoint, tenant="tx", contextSourceInfo=info,
                                     csourceColour="blue"))  # fmt: skip
@@ -657,9 +621,6 @@ def test_forwarded_request_headers(client: httpx.Client) -> None:
         r = client.get("/entities", params={"type": kind, "csf": 'csourceColour=="red"'})
         assert r.status_code == 200, r.text
         assert _Recorder.seen == []  # csf: this registration is not asked
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_no_forwarding_loop(platform: PlatformProcess, client: httpx.Client, tenant: str) -> None:
