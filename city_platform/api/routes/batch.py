@@ -88,5 +88,7 @@ async def merge_batch(
 async def delete_batch(request: Request, broker: Broker, tenant: Tenant) -> Response:
     # An array of ids has no term to expand: application/ld+json needs no @context here.
     body, _ = await read_body(request, context_required=False)
+    if body == []:  # nothing to delete is a bad request (ETSI 006_03_02 EmptyJson)
+        raise BadRequestData("Batch Entity Delete (5.6.10) takes a non-empty array of entity ids")
     result = await broker.batch_delete(tenant, body)
     return _answer(result, created_status=False)
