@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from city_platform.api.deps import Accept, LinkContext, Resolver, Tenant, link_source
 from city_platform.api.negotiation import read_body, render
-from city_platform.api.params import parse_bool, parse_options, parse_page
+from city_platform.api.params import count_header, parse_options, parse_page
 from city_platform.api.routes.contexts import implicit_context
 from city_platform.api.routes.types import only_params
 from city_platform.subscriptions.manager import SubscriptionManager
@@ -61,7 +61,7 @@ async def query_subscriptions(
     opts = parse_options(options)
     lim, off = parse_page(limit, offset)
     everything = manager.all(tenant, ctx, sys_attrs=opts.sys_attrs)
-    headers = {"NGSILD-Results-Count": str(len(everything))} if parse_bool(count, "count") else {}
+    headers = count_header(count, len(everything))
     page = everything[off : off + lim]
     links = _page_links(request, lim, off, len(everything))
     if links:
