@@ -7,6 +7,7 @@ an unexpected exception is logged with its traceback and answered 500 without on
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -42,6 +43,10 @@ def problem_response(error: PlatformError) -> Response:
     return Response(
         orjson.dumps(error.problem()), status_code=error.status, media_type="application/json"
     )
+
+
+# DELETE on entities/{id}/attrs/ with its trailing slash (slashes.py keeps the original path).
+_DELETE_ALL_ATTRS = re.compile(re.escape(API_PREFIX) + r"/entities/[^/]+/attrs/")
 
 
 def create_app(
@@ -114,10 +119,13 @@ def create_app(
         path = original_path(request.scope)  # with the trailing slash slashes.py dropped
         # An empty id or name segment (/entities/, /entities/{id}/attrs/): the request lacks
         # a mandatory identifier, 400 BadRequestData (ETSI suite 056_02_02 and alike).
+        # DELETE entities/{id}/attrs/ (no attribute name) is left to the 405 below: Delete
+        # Entity Attribute is only defined on entities/{id}/attrs/{attrId} (ETSI 013_02_03).
         if (
             exc.status_code in (404, 405)
             and path.startswith(API_PREFIX + "/")
             and "" in path[len(API_PREFIX) + 1 :].split("/")
+            and not (request.method == "DELETE" and _DELETE_ALL_ATTRS.fullmatch(path))
         ):
             return problem_response(BadRequestData(f"empty path segment in {path!r}"))
         if exc.status_code == 404:

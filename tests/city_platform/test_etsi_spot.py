@@ -187,3 +187,16 @@ def test_known_query_parameters_still_taken(client: httpx.Client, building: str)
     assert r.status_code == 200, r.text
     r = client.get("/subscriptions", params={"limit": "5", "count": "true"})
     assert r.status_code == 200, r.text
+
+
+# -- CIM 009 5.6.5 / 6.7.3.2: Delete Entity Attribute needs its attrId (ETSI 013_02) --------
+
+
+def test_delete_attribute_without_its_name_is_405(client: httpx.Client, building: str) -> None:
+    """ETSI 013_02_03: DELETE entities/{id}/attrs/ names no attribute: the resource exists
+    but takes no DELETE, 405; an empty entity id (013_02_01) stays 400 BadRequestData."""
+    r = client.delete(f"/entities/{building}/attrs/", params={"deleteAll": "false"})
+    assert r.status_code == 405, r.text
+    r = client.delete("/entities//attrs/speed", params={"deleteAll": "false"})
+    assert r.status_code == 400, r.text
+    assert r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/BadRequestData", r.text

@@ -344,7 +344,6 @@ def test_batch_delete_takes_json_ld(b1: httpx.Client) -> None:
         ("PATCH", "/entities/"),
         ("PUT", "/entities/"),
         ("GET", f"/entities/{EID}/attrs/"),
-        ("DELETE", f"/entities/{EID}/attrs/"),
         ("PUT", f"/entities/{EID}/attrs/"),
         ("DELETE", "/entities//attrs/name"),
         ("PATCH", "/entities//attrs/name"),
