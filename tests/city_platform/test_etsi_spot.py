@@ -200,3 +200,23 @@ def test_delete_attribute_without_its_name_is_405(client: httpx.Client, building
     r = client.delete("/entities//attrs/speed", params={"deleteAll": "false"})
     assert r.status_code == 400, r.text
     assert r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/BadRequestData", r.text
+
+
+# -- CIM 009 5.6.7 / 5.5.6: batch create with an @context that cannot be fetched (043_01_04) --
+
+
+def test_batch_create_with_unretrievable_context_is_207(client: httpx.Client) -> None:
+    """Every entity fails with LdContextNotAvailable in the BatchOperationResult."""
+    ctx = ["http://[::1]:1/nonexistent.jsonld"]
+    ids = [f"urn:ngsi-ld:Building:{uuid.uuid4().hex[:10]}" for _ in range(2)]
+    body = [{"id": i, "type": "Building", "@context": ctx} for i in ids]
+    r = client.post(
+        "/entityOperations/create", json=body, headers={"Content-Type": "application/ld+json"}
+    )
+    assert r.status_code == 207, r.text
+    errors = r.json()["errors"]
+    assert [e["entityId"] for e in errors] == ids, r.text
+    for e in errors:
+        assert e["error"]["type"] == "https://uri.etsi.org/ngsi-ld/errors/LdContextNotAvailable"
+        assert e["error"]["title"], r.text
+    assert r.json()["success"] == [], r.text

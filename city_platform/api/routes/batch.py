@@ -16,7 +16,7 @@ from city_platform.api.negotiation import read_body, render
 from city_platform.api.params import parse_options
 from city_platform.api.routes.types import only_params
 from city_platform.broker import BatchResult
-from city_platform.errors import BadRequestData
+from city_platform.errors import BadRequestData, LdContextNotAvailable
 
 router = APIRouter(prefix="/entityOperations", tags=["batch"])
 
@@ -37,7 +37,17 @@ async def create_batch(
     request: Request, broker: Broker, resolver: Resolver, tenant: Tenant
 ) -> Response:
     body, source = await read_body(request)
-    ctx = await resolver.resolve(source)
+    try:
+        ctx = await resolver.resolve(source)
+    except LdContextNotAvailable as exc:
+        # 5.6.7: each entity that cannot be created is a BatchEntityError of the 207 answer;
+        # an @context that cannot be fetched fails every entity it applies to (ETSI 043_01_04)
+        if not isinstance(body, list):
+            raise
+        result = BatchResult()
+        for item in body:
+            result.fail(item.get("id") if isinstance(item, dict) else None, exc)
+        return _answer(result, created_status=True)
     result = await broker.batch_write(tenant, body, ctx, mode="create")
     return _answer(result, created_status=True)
 
