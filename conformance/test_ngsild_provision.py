@@ -198,7 +198,11 @@ def test_merge_errors(api: httpx.Client) -> None:
     assert r.status_code == 400, f"invalid id: expected 400, got {r.status_code}: {r.text[:200]!r}"
     problem(api.patch(f"/entities/urn:ngsi-ld:{kind}:none", json=frag), 404, "ResourceNotFound")
     problem(api.patch("/entities/", json=frag), 400, "BadRequestData")
-    problem(api.delete(f"/entities/{eid}/attrs/"), 400, "BadRequestData")  # no attribute name
+    # no attribute name: Delete Entity Attribute is only on /attrs/{attrId}, 405 (ETSI 013_02_03)
+    r = api.delete(f"/entities/{eid}/attrs/")
+    assert r.status_code == 405, (
+        f"DELETE attrs/: expected 405, got {r.status_code}: {r.text[:200]!r}"
+    )
 
 
 @case("R197-NGSILD-43", "Scope in fragments: append and merge replace the scope, append "

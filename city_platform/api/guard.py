@@ -9,8 +9,8 @@ A plain ASGI middleware.  The query string and the path are percent-decoded and 
   contain one, and a NUL would otherwise reach SQLite, the logs and the regex engine;
 - are longer than :data:`MAX_QUERY_STRING` (the query string).
 
-Unknown query parameters are not refused: CIM 009 does not say an unknown parameter is an
-error, and clients of later versions send parameters this platform does not know.
+Unknown query parameters are not refused here: the operations that define their parameters
+refuse the others as 400 InvalidRequest themselves (CIM 009 6.3.20, ``only_params``).
 """
 
 from __future__ import annotations
