@@ -127,6 +127,13 @@ async def read_body(
     if escaped or b'"@id"' in raw or b'"@type"' in raw:
         _alias_keywords(body)
     if media == JSON_LD:
+        # 6.3.5: with application/ld+json the @context is in the body; a JSON-LD Link header
+        # beside it is BadRequestData (ETSI 001_09_01)
+        if context_from_link(request.headers.get("link")) is not None:
+            raise BadRequestData(
+                "an application/ld+json request carries its @context in the body, "
+                "not in a Link header (6.3.5)"
+            )
         context = _inline_context(body)
         if context is None and context_required:
             raise BadRequestData("an application/ld+json body must carry @context")

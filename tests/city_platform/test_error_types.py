@@ -123,11 +123,6 @@ def test_batch_bodies(v1: httpx.Client) -> None:
     assert error["title"], r.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not done: the Link header is ignored beside an ld+json body (read_body in "
-    "city_platform/api/negotiation.py, which another change was editing)",
-)
 def test_ld_json_with_a_link_header_is_bad_request_data(client: httpx.Client) -> None:
     """6.3.5: application/ld+json with a JSON-LD Link header is BadRequestData (ETSI
     001_09_01)."""
@@ -137,11 +132,6 @@ def test_ld_json_with_a_link_header_is_bad_request_data(client: httpx.Client) ->
     problem(client.post("/entities", json=doc, headers=headers), "BadRequestData")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not done: the temporal query takes ids alone as a selection "
-    "(city_platform/api/routes/temporal.py, which another change was editing)",
-)
 def test_temporal_query_with_ids_only_is_bad_request_data(client: httpx.Client) -> None:
     """ETSI 021_24: ids alone are not one of the minimal parameters of a temporal query."""
     ids = "urn:ngsi-ld:Entity:01,urn:ngsi-ld:Entity:02"
@@ -149,11 +139,6 @@ def test_temporal_query_with_ids_only_is_bad_request_data(client: httpx.Client) 
     problem(client.get("/temporal/entities", params=params), "BadRequestData")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not done: Retrieve Temporal Evolution of an Entity ignores pick/omit "
-    "(city_platform/api/routes/temporal.py, which another change was editing)",
-)
 def test_temporal_retrieve_pick_with_attrs_is_bad_request_data(client: httpx.Client) -> None:
     """4.21, ETSI 020_22: pick or omit beside attrs is BadRequestData."""
     speed = {"type": "Property", "value": 1, "observedAt": "2020-01-01T00:00:00Z"}

@@ -46,6 +46,14 @@ def _aggregation(
     return parse_aggregation(methods, duration) if rep == "aggregatedValues" else None
 
 
+def _no_projection_with_attrs(request: Request, attrs: str | None) -> None:
+    """4.21: pick or omit beside attrs is BadRequestData (ETSI 020_22).  The temporal API does
+    not apply pick/omit otherwise (docs/platform.md, temporal rows)."""
+    params = request.query_params
+    if attrs is not None and ("pick" in params or "omit" in params):
+        raise BadRequestData("pick and omit cannot be combined with attrs (4.21)")
+
+
 def _partial(headers: dict[str, str], content_range: str | None) -> int:
     """206 Partial Content with Content-Range when instances were cut off (6.3.10)."""
     if content_range is None:
@@ -104,10 +112,11 @@ async def query_temporal_entities(
     )
     lim, off = parse_page(limit, offset)
     attr_list = split_list(attrs)
-    if not any((id, type, idPattern, attr_list, q, georel)):
+    # CIM 009 5.7.4.4: without an Entity type, Attribute names, a query or a geo-query the
+    # request is BadRequestData; ids or an idPattern alone do not select (ETSI 021_24).
+    if not any((type, attr_list, q, georel)):
         raise BadRequestData(
-            "query temporal entities needs at least one of type, id, idPattern, attrs, q "
-            "or a geo-query"
+            "query temporal entities needs at least one of type, attrs, q or a geo-query (5.7.4.4)"
         )
     search = EntitySearch.build(
         ctx,
@@ -286,6 +295,7 @@ async def retrieve_temporal_entity(
     options: Str = None,
     format: Str = None,
 ) -> Response:
+    _no_projection_with_attrs(request, attrs)
     rep, sys_attrs = _representation(options, format)
     aggregation = _aggregation(rep, aggrMethods, aggrPeriodDuration)
     window = parse_time_filter(
