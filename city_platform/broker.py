@@ -23,7 +23,6 @@ from city_platform.errors import (
 )
 from city_platform.ldcontext import Context
 from city_platform.models import BatchEntityError, BatchOperationResult
-from city_platform.query.scope import normalize_scope
 from city_platform.storage.base import Entity, HistoryRow, Storage
 
 log = logging.getLogger(__name__)
@@ -221,11 +220,12 @@ class ContextBroker:
         docs: object,
         ctx: Context,
         *,
-        mode: Literal["create", "upsert", "update"],
+        mode: Literal["create", "upsert"],
         replace: bool = True,
         overwrite: bool = True,
     ) -> BatchResult:
-        """Create, upsert (replace or update) or update many entities in one transaction."""
+        """Create or upsert (replace or update) many entities in one transaction.  Batch
+        update (5.6.9) is ``city_platform.provision.batch_update``."""
         if not isinstance(docs, list):
             raise BadRequestData("a batch operation takes a JSON array of entities")
         result = BatchResult()
@@ -234,18 +234,7 @@ class ContextBroker:
         for doc in docs:
             entity_id = doc.get("id") if isinstance(doc, dict) else None
             try:
-                if mode == "update":
-                    if not isinstance(doc, dict):
-                        raise BadRequestData("an entity must be a JSON object")
-                    ent.check_uri(doc.get("id"), "entity id")
-                    attrs = ent.normalize_fragment(doc, ctx, now=now)
-                    types = ent.expand_types(doc["type"], ctx) if "type" in doc else None
-                    update: Entity = {"id": doc["id"], "type": types, "attrs": attrs}
-                    if "scope" in doc:  # 4.18, applied below
-                        update["scope"] = normalize_scope(doc["scope"])
-                    parsed.append((update, doc))
-                else:
-                    parsed.append((ent.normalize_entity(doc, ctx, now=now), doc))
+                parsed.append((ent.normalize_entity(doc, ctx, now=now), doc))
             except PlatformError as exc:
                 result.fail(entity_id, exc)
         # Shared: merges below go into copies (_copy), never into the stored documents.
@@ -262,9 +251,6 @@ class ContextBroker:
             current = writes.get(entity_id) or existing.get(entity_id)
             if mode == "create" and current is not None:
                 result.fail(entity_id, AlreadyExists(f"entity {entity_id!r} already exists"))
-                continue
-            if mode == "update" and current is None:
-                result.fail(entity_id, ResourceNotFound(f"entity {entity_id!r} not found"))
                 continue
             if current is None or (mode == "upsert" and replace):
                 entity = incoming
