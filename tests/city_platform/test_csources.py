@@ -635,3 +635,17 @@ def test_no_forwarding_loop(platform: PlatformProcess, client: httpx.Client, ten
     assert time.monotonic() - started < 5
     r = client.get("/entities", params={"type": kind}, headers={"Via": "1.1 someone-else"})
     assert r.status_code == 200, r.text
+
+
+def test_csource_subscription_one_url_context_is_not_copied(client: httpx.Client) -> None:
+    """5.13.1 with ETSI 046_10: a one-URL array @context is that URL, as for entity
+    subscriptions; no ImplicitlyCreated copy is made (an inline object still is)."""
+    core = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
+    implicit = {"kind": "ImplicitlyCreated"}
+    for n, context in enumerate(([core], [{"flow": "https://example.org/flow"}, core])):
+        sub = {"id": f"urn:ngsi-ld:Subscription:ctx{n}", "type": "Subscription",
+               "entities": [{"type": _kind()}], "@context": context,
+               "notification": {"endpoint": {"uri": "http://[::1]:9/n"}}}  # fmt: skip
+        r = client.post(SUBS, json=sub, headers={"Content-Type": "application/ld+json"})
+        assert r.status_code == 201, r.text
+        assert len(client.get("/jsonldContexts", params=implicit).json()) == n

@@ -209,7 +209,11 @@ async def implicit_context(
 ) -> Any:
     """The @context a subscription keeps: an inline or array @context becomes an
     ImplicitlyCreated entry whose URL notifications name in their Link header (5.13.1, 5.8.1);
-    a single URL (or none) stays as it is."""
+    a single URL (or none) stays as it is, and so does ``["url"]``, which is the context "url":
+    notifications name that URL in their Link header (ETSI 046_10 expects the subscriber's own
+    URL there)."""
+    if isinstance(source, list) and len(source) == 1 and isinstance(source[0], str):
+        source = source[0]
     if source is None or isinstance(source, str):
         return source
     entry = await resolver.registry.add_implicit(tenant, source)

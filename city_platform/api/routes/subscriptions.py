@@ -35,10 +35,6 @@ async def create_subscription(
     only_params(request)  # 6.3.20: an unknown parameter is InvalidRequest (ETSI 059_01_06)
     body, source = await read_body(request)
     ctx = await resolver.resolve(source)
-    if isinstance(source, list) and len(source) == 1 and isinstance(source[0], str):
-        # ["url"] is the context "url": notifications name that URL in their Link header
-        # (ETSI 046_10 expects the subscriber's own URL there)
-        source = source[0]
     source = await implicit_context(request, resolver, tenant, source)  # 5.13.1
     sub_id = await manager.create(tenant, body, ctx, source)
     headers = {"Location": f"/ngsi-ld/v1/subscriptions/{quote(sub_id, safe=':')}"}
