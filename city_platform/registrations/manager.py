@@ -20,7 +20,6 @@ from typing import Any
 from city_platform import entities as ent
 from city_platform.errors import (
     AlreadyExists,
-    BadRequestData,
     OperationNotSupported,
     PlatformError,
     ResourceNotFound,
@@ -265,8 +264,6 @@ class RegistrationManager:
     ) -> None:
         live = self._sub(tenant, sub_id)
         _not_periodic(fragment)
-        if isinstance(fragment, dict) and fragment.get("type", "Subscription") != "Subscription":
-            raise BadRequestData("a csource subscription's type is 'Subscription' (ETSI 039_04)")
         stored = update_subscription(live.stored, fragment, ctx, now=ent.now_iso())
         await self.storage.put_csource_doc(SUBSCRIPTION, tenant, sub_id, stored)
         self._subs[(tenant, sub_id)] = await self._live(stored)

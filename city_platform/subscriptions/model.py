@@ -360,6 +360,10 @@ def update_subscription(
         raise BadRequestData(f"unknown subscription members: {', '.join(sorted(unknown))}")
     if fragment.get("id", stored["id"]) != stored["id"]:
         raise BadRequestData("the id of a subscription cannot change")
+    if "type" in fragment and fragment["type"] != "Subscription":
+        raise BadRequestData(
+            "a subscription fragment's type, if given, is 'Subscription' (ETSI 039_04)"
+        )
     out = dict(stored)
     _apply(fragment, out, ctx)
     out["modifiedAt"] = now

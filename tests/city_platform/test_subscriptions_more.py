@@ -970,3 +970,13 @@ def test_local_only_is_kept_and_temporal_q_is_422(client: httpx.Client, receiver
     )
     r = client.post("/subscriptions", json=sub(receiver.url, temporalQ={"timerel": "after"}))
     problem(r, 422, "OperationNotSupported")
+
+
+def test_update_with_another_type_is_bad_request(client: httpx.Client, receiver: Receiver) -> None:
+    """5.8.2: a fragment's type, when given, is Subscription; null or another is 400."""
+    sid = subscribe(client, sub(receiver.url))
+    for kind in (None, "Entity"):
+        r = client.patch(f"/subscriptions/{sid}", json={"type": kind, "isActive": False})
+        problem(r, 400, "BadRequestData")
+    ok = {"type": "Subscription", "isActive": False}
+    assert client.patch(f"/subscriptions/{sid}", json=ok).status_code == 204
