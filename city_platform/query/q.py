@@ -355,7 +355,8 @@ class _Parser:
         start = self.pos
         if self.peek() == '"':
             raw = self.take_value()
-            text = _unquote(raw)
+            # A regex keeps its own escapes ("^B\d+"): only \" stands for a quote in it.
+            text = _unquote(raw, regex=True)
             if text is None:
                 raise self.fail("a quoted pattern must be one string", start)
         else:
@@ -413,7 +414,9 @@ class _Parser:
         return Literal_(text, "str")
 
 
-def _unquote(text: str) -> str | None:
+def _unquote(text: str, *, regex: bool = False) -> str | None:
+    """The string a quoted value stands for; ``regex``: backslash escapes other than \" are
+    the pattern's own and are kept."""
     if len(text) < 2 or not (text.startswith('"') and text.endswith('"')):
         return None
     body = text[1:-1]
@@ -422,7 +425,8 @@ def _unquote(text: str) -> str | None:
     while i < len(body):
         ch = body[i]
         if ch == "\\" and i + 1 < len(body):
-            out.append(body[i + 1])
+            nxt = body[i + 1]
+            out.append(ch + nxt if regex and nxt != '"' else nxt)
             i += 2
             continue
         if ch == '"':

@@ -59,6 +59,9 @@ ROOM: dict[str, Any] = {
         ("name==Kitchen", False),
         ("name~=^Kit", True),
         ('name~="(?i)kitchen"', True),
+        ('name~="^Kitchen \\d$"', True),  # a quoted pattern keeps its escapes
+        ('name~="^Kitchen \\D$"', False),
+        ("name~=^Kitchen\\s\\d", True),
         ("name!~=^Kit", False),
         ("open==true", True),
         ("open==false", False),
