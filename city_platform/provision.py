@@ -8,6 +8,9 @@ What a fragment does to an entity, and the NGSI-LD Null, are :mod:`city_platform
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from city_platform import entities as ent
 from city_platform.broker import (
     BatchResult,
@@ -204,41 +207,11 @@ async def batch_merge(
         raise BadRequestData("Batch Entity Merge takes a non-empty JSON array of entities")
     if any(d is None for d in docs):
         raise BadRequestData("Batch Entity Merge: null is not an entity (5.6.20.4, 5.5.4)")
-    result = BatchResult()
-    ids = [d["id"] for d in docs if isinstance(d, dict) and isinstance(d.get("id"), str)]
-    existing = await broker.storage.get_entities(tenant, ids)
-    now = ent.now_iso()
-    writes: dict[str, Entity] = {}
-    rows: list[HistoryRow] = []
-    changes: list[Change] = []
-    for doc in docs:
-        entity_id = doc.get("id") if isinstance(doc, dict) else None
-        try:
-            if not isinstance(doc, dict):
-                raise BadRequestData("an entity must be a JSON object")
-            ent.check_uri(entity_id, "entity id")
-            # The fragment is checked first (5.5.4): an invalid one is BadRequestData whether
-            # or not the entity exists (ETSI 057_03_02).
-            apply_fragment({"id": entity_id, "type": [], "attrs": {}}, doc, ctx, now, mode="merge")
-            current = writes.get(entity_id) or existing.get(entity_id)  # type: ignore[arg-type]
-            if current is None:
-                raise ResourceNotFound(f"entity {entity_id!r} not found")
-            entity = _copy(current)
-            applied = apply_fragment(entity, doc, ctx, now, mode="merge")
-        except PlatformError as exc:
-            result.fail(entity_id, exc)
-            continue
-        assert isinstance(entity_id, str)
-        if applied.changed:
-            writes[entity_id] = entity
-            rows.extend(_rows(entity_id, applied, now, current, entity))
-            changes.append(_change(tenant, entity, current, applied))
-        if entity_id not in result.success:
-            result.success.append(entity_id)
-    if writes:
-        await broker.storage.write_entities(tenant, list(writes.values()), rows)
-        broker.publish(changes)
-    return result
+
+    def merge(entity: Entity, doc: dict[str, Any], now: str) -> Applied:
+        return apply_fragment(entity, doc, ctx, now, mode="merge")
+
+    return await _batch_fragments(broker, tenant, docs, ctx, merge, report_skipped=False)
 
 
 async def batch_update(
@@ -254,6 +227,27 @@ async def batch_update(
     the attributes it could add being added all the same."""
     if not isinstance(docs, list):
         raise BadRequestData("a batch operation takes a JSON array of entities")
+
+    def append(entity: Entity, doc: dict[str, Any], now: str) -> Applied:
+        return apply_fragment(
+            entity, doc, ctx, now, mode="append", overwrite=overwrite, null_deletes=True
+        )
+
+    return await _batch_fragments(broker, tenant, docs, ctx, append, report_skipped=True)
+
+
+async def _batch_fragments(
+    broker: ContextBroker,
+    tenant: str,
+    docs: list[Any],
+    ctx: Context,
+    apply: Callable[[Entity, dict[str, Any], str], Applied],
+    *,
+    report_skipped: bool,
+) -> BatchResult:
+    """Apply each entity fragment of a batch with ``apply`` to its stored entity, in one
+    storage transaction; what fails is an error of the BatchOperationResult (5.2.16), and with
+    ``report_skipped`` so is an entity of which attributes were kept back."""
     result = BatchResult()
     ids = [d["id"] for d in docs if isinstance(d, dict) and isinstance(d.get("id"), str)]
     existing = await broker.storage.get_entities(tenant, ids)
@@ -267,17 +261,14 @@ async def batch_update(
             if not isinstance(doc, dict):
                 raise BadRequestData("an entity must be a JSON object")
             ent.check_uri(entity_id, "entity id")
-            # The fragment is checked first: an invalid one is BadRequestData whether or not
-            # the entity exists.
-            blank: Entity = {"id": entity_id, "type": [], "attrs": {}}
-            apply_fragment(blank, doc, ctx, now, mode="append", null_deletes=True)
+            # The fragment is checked first (5.5.4): an invalid one is BadRequestData whether
+            # or not the entity exists (ETSI 057_03_02).
+            apply({"id": entity_id, "type": [], "attrs": {}}, doc, now)
             current = writes.get(entity_id) or existing.get(entity_id)  # type: ignore[arg-type]
             if current is None:
                 raise ResourceNotFound(f"entity {entity_id!r} not found")
             entity = _copy(current)
-            applied = apply_fragment(
-                entity, doc, ctx, now, mode="append", overwrite=overwrite, null_deletes=True
-            )
+            applied = apply(entity, doc, now)
         except PlatformError as exc:
             result.fail(entity_id, exc)
             continue
@@ -286,7 +277,7 @@ async def batch_update(
             writes[entity_id] = entity
             rows.extend(_rows(entity_id, applied, now, current, entity))
             changes.append(_change(tenant, entity, current, applied))
-        if applied.skipped:
+        if report_skipped and applied.skipped:
             names = ", ".join(ctx.compact(i) for i in applied.skipped)
             why = "they exist and noOverwrite was given, or a Null names no stored instance"
             result.fail(entity_id, BadRequestData(f"not updated ({why}): {names}"))
