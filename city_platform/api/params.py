@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from starlette.requests import Request
 
 from city_platform.entities import Mode
 from city_platform.errors import BadRequestData, InvalidRequest
@@ -84,3 +87,18 @@ def count_header(count: str | None, total: int) -> dict[str, str]:
     """The ``NGSILD-Results-Count`` header (6.3.13) of a query of ``total`` results when
     ``count`` is ``true``; none when it is absent or ``false``."""
     return {"NGSILD-Results-Count": str(total)} if parse_bool(count, "count") else {}
+
+
+def page_links(request: Request, path: str, lim: int, off: int, got: int, total: int | None) -> str:
+    """RFC 8288 prev/next links of a page (5.5.9): ``path`` under /ngsi-ld/v1 with the
+    request's parameters and the other offset; next only when this page is full and (with a
+    count) more follow."""
+    params = dict(request.query_params)
+    parts = []
+    if off > 0 and lim > 0:
+        params["offset"] = str(max(off - lim, 0))
+        parts.append(f'</ngsi-ld/v1{path}?{urlencode(params)}>; rel="prev"')
+    if got == lim and lim > 0 and (total is None or off + lim < total):
+        params["offset"] = str(off + lim)
+        parts.append(f'</ngsi-ld/v1{path}?{urlencode(params)}>; rel="next"')
+    return ", ".join(parts)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -18,7 +18,7 @@ from city_platform.api.deps import (
     link_source,
 )
 from city_platform.api.negotiation import read_body, render
-from city_platform.api.params import parse_bool, parse_options, parse_page
+from city_platform.api.params import page_links, parse_bool, parse_options, parse_page
 from city_platform.api.representation import Representation
 from city_platform.api.routes.types import only_params
 from city_platform.api.shaping import Shaping, require_type, user_attrs, user_q, wildcard_local
@@ -148,26 +148,12 @@ async def query_entities(
         request, tenant, ctx, body, types=type, ids=id, id_pattern=idPattern, attrs=attrs,
         limit=lim, total=total,
     )  # fmt: skip
-    links = _page_links(request, lim, off, len(found), total)
+    links = page_links(request, "/entities", lim, off, len(found), total)
     if links:
         headers["Link"] = links  # render() adds the context link after these
     source = link_source(request)
     out = rep.body(body, stored={s["id"]: s for s, _ in pairs}, context=source, one=False)
     return render(out, media=accept, context=source, headers=headers)
-
-
-def _page_links(request: Request, lim: int, off: int, got: int, total: int | None) -> str:
-    """RFC 8288 next/prev links for pagination (5.5.9)."""
-    params = dict(request.query_params)
-    parts = []
-    if off > 0 and lim > 0:
-        params["offset"] = str(max(off - lim, 0))
-        parts.append(f'</ngsi-ld/v1/entities?{urlencode(params)}>; rel="prev"')
-    more = got == lim and lim > 0 and (total is None or off + lim < total)
-    if more:
-        params["offset"] = str(off + lim)
-        parts.append(f'</ngsi-ld/v1/entities?{urlencode(params)}>; rel="next"')
-    return ", ".join(parts)
 
 
 @router.delete("", status_code=204, summary="Purge entities (5.6.21 of V1.9.1)")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from city_platform.api.deps import Accept, LinkContext, Resolver, Tenant, link_source
 from city_platform.api.negotiation import read_body, render
-from city_platform.api.params import count_header, parse_options, parse_page
+from city_platform.api.params import count_header, page_links, parse_options, parse_page
 from city_platform.api.routes.contexts import implicit_context
 from city_platform.api.routes.types import only_params
 from city_platform.subscriptions.manager import SubscriptionManager
@@ -59,23 +59,10 @@ async def query_subscriptions(
     everything = manager.all(tenant, ctx, sys_attrs=opts.sys_attrs)
     headers = count_header(count, len(everything))
     page = everything[off : off + lim]
-    links = _page_links(request, lim, off, len(everything))
+    links = page_links(request, "/subscriptions", lim, off, len(page), len(everything))
     if links:
         headers["Link"] = links  # render() adds the context link after these
     return render(page, media=accept, context=link_source(request), headers=headers)
-
-
-def _page_links(request: Request, lim: int, off: int, total: int) -> str:
-    """RFC 8288 prev/next links of a page of subscriptions (5.5.9, ETSI 031_02)."""
-    params = dict(request.query_params)
-    parts = []
-    if off > 0 and lim > 0:
-        params["offset"] = str(max(off - lim, 0))
-        parts.append(f'</ngsi-ld/v1/subscriptions?{urlencode(params)}>; rel="prev"')
-    if lim > 0 and off + lim < total:
-        params["offset"] = str(off + lim)
-        parts.append(f'</ngsi-ld/v1/subscriptions?{urlencode(params)}>; rel="next"')
-    return ", ".join(parts)
 
 
 @router.get("/{sub_id}", summary="Retrieve subscription (5.8.3)")

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -13,7 +12,7 @@ from city_platform import entities as ent
 from city_platform import temporal as tmp
 from city_platform.api.deps import Accept, Broker, LinkContext, Resolver, Tenant, link_source
 from city_platform.api.negotiation import read_body, render
-from city_platform.api.params import parse_bool, parse_options, parse_page
+from city_platform.api.params import page_links, parse_bool, parse_options, parse_page
 from city_platform.api.routes import query_ops
 from city_platform.api.routes.types import only_params
 from city_platform.errors import BadRequestData, ResourceNotFound
@@ -155,27 +154,16 @@ async def query_temporal_entities(
         for e in found
     ]
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
-    links = _page_links(request, lim, off, len(found), total)
+    # none for POST /temporal/entityOperations/query, whose selection is in the body
+    links = (
+        page_links(request, "/temporal/entities", lim, off, len(found), total)
+        if request.method == "GET"
+        else ""
+    )
     if links:
         headers["Link"] = links
     status = _partial(headers, page.content_range)
     return render(body, media=accept, context=link_source(request), status=status, headers=headers)
-
-
-def _page_links(request: Request, lim: int, off: int, got: int, total: int | None) -> str:
-    """RFC 8288 next/prev links over the entities of a temporal query (5.5.9); none for
-    POST /temporal/entityOperations/query, whose selection is in the body."""
-    if request.method != "GET":
-        return ""
-    params = dict(request.query_params)
-    parts = []
-    if off > 0 and lim > 0:
-        params["offset"] = str(max(off - lim, 0))
-        parts.append(f'</ngsi-ld/v1/temporal/entities?{urlencode(params)}>; rel="prev"')
-    if got == lim and lim > 0 and (total is None or off + lim < total):
-        params["offset"] = str(off + lim)
-        parts.append(f'</ngsi-ld/v1/temporal/entities?{urlencode(params)}>; rel="next"')
-    return ", ".join(parts)
 
 
 def _temporal_q(raw: object) -> dict[str, str]:
