@@ -4,6 +4,14 @@ Mosquitto runs as a child process with a configuration we write (its own port, I
 password file and ACL so that a device may only publish under its own id, DESIGN 3).  amqtt is
 pure Python and runs in our event loop; it speaks MQTT 3.1.1 only and has no per-topic ACL, so
 the command says which broker it uses.
+
+Secure mode (``tls=BrokerTls...``): the only listener speaks TLS (1.2 at least, 1.3 accepted),
+clients authenticate with a username and a password of their own (CityCredentials), and the
+client id is the username (``use_username_as_clientid``), so no account can take another's
+session over.  Passwords rather than client certificates (``use_identity_as_username``): the
+city already keeps one distinct password per account, aiomqtt, our gateway and mosquitto_sub
+all send one, and a fleet of thousands needs no certificate per device; the server certificate
+and the CA file give the clients what they need to authenticate the broker (RFC 6125 6).
 """
 
 from __future__ import annotations
@@ -12,13 +20,16 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from testbed.credentials import CityCredentials
 from testbed.processes import ManagedProcess, PortClaim, ProcessFailed, ProcessSpec, TcpReady
 
 log = logging.getLogger(__name__)
@@ -28,6 +39,10 @@ GATEWAY_USER = "gateway"
 OBSERVER_USER = "observer"  # read-only, for students and tools such as mosquitto_sub
 MAX_QUEUED = 1_000_000  # QoS 1 messages queued per session (see write_config)
 
+OBSERVERS = 30  # read-only accounts observer-01 .. observer-30 besides "observer" (secure mode)
+TLS_PORT = 8883  # IANA's port for MQTT over TLS
+_OBSERVER_NAME = re.compile(rf"{OBSERVER_USER}(-\d+)?")
+
 # Each device publishes and reads only under its own id; %u is the MQTT username (= device id).
 _ACL = """\
 user {gateway}
@@ -36,14 +51,59 @@ topic read $share/#
 topic write city/+/+/cmd
 topic read $SYS/#
 
-user observer
-topic read city/#
-topic read $SYS/#
-
+{observers}\
 pattern write city/+/%u/up/#
 pattern readwrite city/+/%u/status
 pattern read city/+/%u/cmd
 """
+_OBSERVER_ACL = """\
+user {user}
+topic read city/#
+topic read $SYS/#
+
+"""
+
+
+def observer_users(count: int = OBSERVERS) -> list[str]:
+    """The read-only accounts: ``observer`` and ``observer-01`` .. ``observer-NN``.  With the
+    client id tied to the username, two tools sharing one account would end each other's
+    session (MQTT 5 3.1.4-3), so each student or tool takes an account of its own."""
+    return [OBSERVER_USER, *(f"{OBSERVER_USER}-{i:02d}" for i in range(1, count + 1))]
+
+
+def is_observer(user: str) -> bool:
+    return _OBSERVER_NAME.fullmatch(user) is not None
+
+
+def acl_text(users: Iterable[str]) -> str:
+    """The ACL file: the gateway's block, one read-only block per observer account, and the
+    per-device patterns."""
+    observers = "".join(_OBSERVER_ACL.format(user=u) for u in users if is_observer(u))
+    return _ACL.format(gateway=GATEWAY_USER, observers=observers)
+
+
+def city_accounts(
+    credentials: CityCredentials, devices: Iterable[str], *, observers: int = OBSERVERS
+) -> dict[str, str]:
+    """Every MQTT account of a secure city with its own password (CityCredentials): the
+    gateway, the observers and each device."""
+    names = [GATEWAY_USER, *observer_users(observers), *devices]
+    passwords = credentials.mqtt_passwords(names)
+    return {name: passwords[name] for name in names}
+
+
+@dataclass(frozen=True)
+class BrokerTls:
+    """The files of the broker's TLS listener (PEM)."""
+
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+
+    @classmethod
+    def of(cls, credentials: CityCredentials) -> BrokerTls:
+        """The city's CA and broker certificate (made by ``CityCredentials.ensure``)."""
+        return cls(credentials.ca_file, credentials.broker_cert, credentials.broker_key)
 
 
 class Broker(Protocol):
@@ -66,8 +126,8 @@ def find_mosquitto() -> str | None:
     return next((p for p in MOSQUITTO_PATHS if Path(p).exists()), None)
 
 
-def _url(host: str, port: int) -> str:
-    return f"mqtt://[{host}]:{port}" if ":" in host else f"mqtt://{host}:{port}"
+def _url(host: str, port: int, scheme: str = "mqtt") -> str:
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 class MosquittoBroker:
@@ -75,7 +135,8 @@ class MosquittoBroker:
 
     ``users`` maps usernames to passwords; with none, anonymous clients are allowed and no ACL
     applies (the plugfest mode).  ``persistence`` keeps sessions and retained messages across a
-    restart of the same instance (its files live in ``workdir``).
+    restart of the same instance (its files live in ``workdir``).  With ``tls`` the listener on
+    ``port`` speaks TLS only (secure mode, see the module's docstring; ``users`` required).
     """
 
     name: Literal["mosquitto", "amqtt"] = "mosquitto"
@@ -89,10 +150,14 @@ class MosquittoBroker:
         workdir: Path | None = None,
         persistence: bool = True,
         executable: str | None = None,
+        tls: BrokerTls | None = None,
     ) -> None:
+        if tls is not None and not users:
+            raise ValueError("a TLS broker needs users: secure mode refuses anonymous clients")
         self.host = host
         self.port = port
         self.users = dict(users or {})
+        self.tls = tls
         self.persistence = persistence
         self.executable = executable or find_mosquitto()
         if self.executable is None:
@@ -103,7 +168,12 @@ class MosquittoBroker:
 
     @property
     def url(self) -> str:
-        return _url(self.host, self.port)
+        """mqtt://[::1]:PORT, or mqtts://[::1]:PORT for the TLS listener."""
+        return _url(self.host, self.port, "mqtts" if self.tls else "mqtt")
+
+    @property
+    def tls_url(self) -> str | None:
+        return self.url if self.tls else None
 
     @property
     def workdir(self) -> Path:
@@ -118,6 +188,7 @@ class MosquittoBroker:
         lines = [
             "per_listener_settings false",
             f"listener {self.port} {self.host}",
+            *self._tls_lines(),
             # QoS 1 readings a session holds while its client (the gateway) is away or behind;
             # past it Mosquitto drops them.  100,000 lost a 5,000-device fleet's readings
             # after 20 s of gateway outage; 1,000,000 is about 300 MB of broker memory at most.
@@ -141,7 +212,7 @@ class MosquittoBroker:
             cmd = str(tool) if tool.exists() else "mosquitto_passwd"
             subprocess.run([cmd, "-U", str(passwd)], check=True, capture_output=True)
             acl = self.workdir / "acl"
-            acl.write_text(_ACL.format(gateway=GATEWAY_USER))
+            acl.write_text(acl_text(self.users))
             acl.chmod(0o600)
             lines += ["allow_anonymous false", f"password_file {passwd}", f"acl_file {acl}"]
         else:
@@ -149,6 +220,23 @@ class MosquittoBroker:
         conf = self.workdir / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
         return conf
+
+    def _tls_lines(self) -> list[str]:
+        if self.tls is None:
+            return []
+        return [
+            f"cafile {self.tls.cafile}",
+            f"certfile {self.tls.certfile}",
+            f"keyfile {self.tls.keyfile}",
+            # Mosquitto 2.0: the lowest version accepted (1.6 and older: the only one); TLS 1.0
+            # and 1.1 are refused (RFC 8996), 1.3 accepted (tests/testbed/test_broker_tls.py).
+            "tls_version tlsv1.2",
+            "require_certificate false",  # clients authenticate with their password
+            # The client id is the username: another account connecting with a device's
+            # client id gets a session of its own instead of taking the device's over
+            # (MQTT 5 3.1.4-3 would end the device's connection).
+            "use_username_as_clientid true",
+        ]
 
     def spec(self, conf: Path) -> ProcessSpec:
         assert self.executable is not None
@@ -246,8 +334,12 @@ def choose_broker(
     port: int = 1883,
     users: Mapping[str, str] | None = None,
     workdir: Path | None = None,
+    tls: BrokerTls | None = None,
 ) -> Broker:
-    """Mosquitto when installed (or asked for), else amqtt."""
+    """Mosquitto when installed (or asked for), else amqtt (which has no TLS and no ACL: a
+    secure city, ``tls`` given, needs Mosquitto)."""
     if prefer == "mosquitto" or (prefer == "auto" and find_mosquitto() is not None):
-        return MosquittoBroker(host=host, port=port, users=users, workdir=workdir)
+        return MosquittoBroker(host=host, port=port, users=users, workdir=workdir, tls=tls)
+    if tls is not None:
+        raise RuntimeError("MQTT over TLS needs Mosquitto (apt-get install mosquitto)")
     return AmqttBroker(host=host, port=port)
