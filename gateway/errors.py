@@ -6,6 +6,7 @@
     ├── RejectedPayload      a device sent something we cannot turn into readings
     ├── UplinkError          the platform refused a batch for good (not a transient outage)
     └── BrokerError          the MQTT broker refused us, dropped us or broke the protocol
+        └── BrokerTlsError   the TLS handshake with the broker failed (certificate, version)
 
 A :class:`RejectedPayload` renders itself as the protocol answer: a CoAP response code for
 CoAP ingest and an MQTT v5 reason code (MQTT 5 section 2.4) for logs and metrics.
@@ -82,3 +83,7 @@ class BrokerError(GatewayError):
     def __init__(self, detail: str, reason: int | None = None) -> None:
         super().__init__(detail if reason is None else f"{detail} (reason code 0x{reason:02x})")
         self.reason = reason
+
+
+class BrokerTlsError(BrokerError):
+    """The TLS handshake failed: the broker is there but is not the one we trust."""

@@ -47,6 +47,7 @@ class GatewayConfig:
     broker_url: str | None = "mqtt://[::1]:1883"
     broker_username: str | None = "gateway"
     broker_password: str | None = None
+    broker_ca: Path | None = None  # the CA the mqtts:// broker's certificate must chain to
     shared_group: str = "r197-gateways"
     client_id: str = "r197-gateway"  # stable, so the broker keeps our session across restarts
     coap_host: str | None = "::1"  # CoAP ingest for push devices; None: off
@@ -163,6 +164,7 @@ class Gateway(Parts):
                     password=cfg.broker_password,
                     group=cfg.shared_group,
                     client_id=cfg.client_id,
+                    ca_file=cfg.broker_ca,
                 )
                 tasks.start(self.mqtt.run(), name="mqtt ingest")
             await self._start_http(tasks)

@@ -42,6 +42,12 @@ def register(sub: Any, epilog: str) -> None:
     parser.add_argument("--broker-user", help="MQTT username (default 'gateway')")
     parser.add_argument("--broker-password", help="MQTT password")
     parser.add_argument(
+        "--broker-ca",
+        type=Path,
+        help="CA file the broker's certificate must chain to (mqtts:// URLs; default: the "
+        "system's CAs), e.g. <data dir>/security/ca.pem",
+    )
+    parser.add_argument(
         "--client-id",
         help="MQTT client id (default r197-gateway); each gateway sharing the load needs its own",
     )
@@ -99,6 +105,7 @@ def gateway_config(args: argparse.Namespace, settings: Settings) -> GatewayConfi
         broker_url=_off(args.broker, cfg.broker_url),
         broker_username=args.broker_user or cfg.broker_username,
         broker_password=args.broker_password or cfg.broker_password,
+        broker_ca=args.broker_ca or (Path(cfg.broker_ca) if cfg.broker_ca else None),
         shared_group=cfg.shared_group,
         client_id=args.client_id or cfg.client_id,
         coap_host=_off(None, cfg.coap_host),

@@ -74,6 +74,7 @@ class GatewayOptions:
     broker_password: str | None = None
     southbound: bool = True
     host: str = "::1"
+    broker_ca: Path | None = None  # with an mqtts:// broker_url
     extra: tuple[str, ...] = ()
 
 
@@ -97,6 +98,8 @@ def gateway_spec(
         # "=": a generated password may begin with "-", which argparse takes for an option
         # (the gateway then refused to start, about once in 64 starts).
         args.append(f"--broker-password={o.broker_password}")
+    if o.broker_ca is not None:
+        args += ["--broker-ca", str(o.broker_ca)]
     if not o.southbound:
         args.append("--no-southbound")
     args += o.extra

@@ -37,6 +37,7 @@ class GatewaySettings(BaseModel):
     broker_url: str | None = "mqtt://[::1]:1883"
     broker_username: str | None = "gateway"
     broker_password: str | None = None
+    broker_ca: str | None = None  # CA file for an mqtts:// broker (default: the system's CAs)
     shared_group: str = "r197-gateways"
     # The MQTT client id: stable, so the broker keeps the session across restarts; unique per
     # gateway, or gateways sharing the load take the session over from each other.

@@ -14,6 +14,11 @@ code that says why (RejectedPayload.mqtt_reason_code), so one bad message is nev
 The Receive Maximum we announce bounds how many readings the broker has in flight to us; beyond
 it the broker holds them, which is the back-pressure when we fall behind.
 
+With an ``mqtts://`` URL the connection is TLS (MQTT 5 5.4.9): the broker's certificate must
+chain to ``ca_file`` (the city's CA; else the system's CAs) and name the host of the URL
+(RFC 6125 6).  A handshake that fails is said once, in words, as a BrokerTlsError; the ingest
+keeps retrying, as for any broker outage.
+
 The wire format lives in :mod:`gateway.transports.mqtt_wire`; this module holds the connection.
 """
 
@@ -24,12 +29,14 @@ import contextlib
 import functools
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import cast
 from urllib.parse import urlsplit
 
-from gateway.errors import BrokerError, RejectedPayload
+from gateway.errors import BrokerError, BrokerTlsError, RejectedPayload
 from gateway.normalizer import FORMATS, Format, Inbound, format_for_media_type
 from gateway.transports import mqtt_wire as wire
 
@@ -51,9 +58,37 @@ Handler = Callable[[Inbound], RejectedPayload | None]
 
 def parse_broker_url(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "tcp"):
-        raise ValueError(f"broker URL must be mqtt://host:port, got {url!r}")
-    return parts.hostname or "::1", parts.port or 1883
+    if parts.scheme not in ("mqtt", "tcp", "mqtts"):
+        raise ValueError(f"broker URL must be mqtt://host:port or mqtts://host:port, got {url!r}")
+    return parts.hostname or "::1", parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+
+def tls_context(url: str, ca_file: Path | None) -> ssl.SSLContext | None:
+    """The TLS context for an ``mqtts://`` URL (None for ``mqtt://``): certificate and host
+    name verified, TLS 1.2 at least (RFC 8996)."""
+    if urlsplit(url).scheme != "mqtts":
+        if ca_file is not None:
+            # A CA file with a plain URL would look secure and not be: say so at start.
+            raise ValueError(f"a broker CA file is for mqtts:// URLs, got {url!r}")
+        return None
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def tls_failure(exc: ssl.SSLError, host: str, port: int) -> BrokerTlsError:
+    """A handshake failure in words (the one place ssl errors become gateway errors)."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if not isinstance(exc, ssl.SSLCertVerificationError):
+        return BrokerTlsError(f"TLS handshake with the broker at {where} failed: {exc}")
+    why = exc.verify_message or str(exc)
+    if "expired" in why:
+        hint = "the broker's certificate has expired (or our clock is wrong)"
+    elif "mismatch" in why:
+        hint = "the broker's certificate names another host than the URL"
+    else:
+        hint = "wrong CA? (--broker-ca)"
+    return BrokerTlsError(f"TLS to the broker at {where}: certificate verify failed: {why}; {hint}")
 
 
 def inbound_from(
@@ -238,8 +273,11 @@ class MqttIngest:
         group: str = "r197-gateways",
         client_id: str | None = None,
         shared: bool = True,
+        ca_file: Path | None = None,
     ) -> None:
         self.host, self.port = parse_broker_url(url)
+        self.ssl = tls_context(url, ca_file)
+        self._tls_said: str | None = None  # the last TLS failure logged (said once, DESIGN 4)
         self.handler = handler
         self.commit = commit
         self.username = username
@@ -280,6 +318,12 @@ class MqttIngest:
             began = time.monotonic()
             try:
                 await self._session(version)
+            except BrokerTlsError as exc:
+                # Not a broker refusing MQTT 5: no fallback; a warning the first time only.
+                self.connected.clear()
+                if str(exc) != self._tls_said:
+                    self._tls_said = str(exc)
+                    log.warning("MQTT: %s; retrying", exc)
             except (BrokerError, OSError, TimeoutError) as exc:
                 was_up = self.connected.is_set()
                 self.connected.clear()
@@ -319,8 +363,15 @@ class MqttIngest:
         """One connection, from CONNECT to its end (returns or raises when it is gone)."""
         loop = asyncio.get_running_loop()
         conn = _Connection(self, version)
-        async with asyncio.timeout(TIMEOUT):
-            await loop.create_connection(lambda: conn, self.host, self.port)
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                await loop.create_connection(
+                    lambda: conn, self.host, self.port, ssl=self.ssl,
+                    server_hostname=self.host if self.ssl else None,
+                )  # fmt: skip
+        except ssl.SSLError as exc:
+            raise tls_failure(exc, self.host, self.port) from None
+        self._tls_said = None
         try:
             # A persistent session under a stable client id: readings published while the
             # gateway restarts wait in the broker (MQTT 5 3.1.2.11.2, 3.1.1 clean session 0).
