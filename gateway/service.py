@@ -32,7 +32,7 @@ from gateway.tasks import Background, Parts
 from gateway.thinning import Thinning
 from gateway.transports.coap import CoapIngest, CoapObserver
 from gateway.transports.mqtt import MqttIngest
-from gateway.uplink import Uplink
+from gateway.uplink import Uplink, platform_headers
 
 log = logging.getLogger(__name__)
 LOG_EVERY = 60.0  # seconds between two log lines for the same (device, reason)
@@ -60,6 +60,8 @@ class GatewayConfig:
     uplink_lanes: int = 2  # batch upserts in flight at once (each device stays in one lane)
     profiles_dir: Path | None = None
     static_refresh: float = 60.0  # seconds between re-sends of unchanged refDevice/location/Device
+    platform_token: str | None = None  # bearer token (RFC 6750) on every request to the platform
+    notify_token: str | None = None  # bearer token that POST /notify requires; None: open
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -84,6 +86,7 @@ class Gateway(Parts):
             batch_entities=config.batch_entities,
             lanes=config.uplink_lanes,
             metrics=self.metrics,
+            token=config.platform_token,
         )
         self.mqtt: MqttIngest | None = None
         self.observer: CoapObserver | None = None
@@ -185,7 +188,9 @@ class Gateway(Parts):
             self._http.should_exit = True
 
     async def _start_http(self, tasks: Background) -> None:
-        app = build_app(self.metrics, self._on_notification, self.health)
+        app = build_app(
+            self.metrics, self._on_notification, self.health, notify_token=self.config.notify_token
+        )
         config = uvicorn.Config(
             app,
             host=self.config.http_host,
@@ -208,7 +213,7 @@ class Gateway(Parts):
         return {
             "devicesRecent": sum(1 for t in self._heard.values() if t >= since),
             "devicesSeen": len(self._heard),
-            "platform": "up" if self.uplink.platform_up else "unreachable",
+            "platform": self.uplink.platform_state,
             "queued": self.uplink.queued,
             "mqtt": bool(self.mqtt and self.mqtt.connected.is_set()),
             "coapObserved": self.observer.observed if self.observer else 0,
@@ -226,8 +231,10 @@ class Gateway(Parts):
         shown = f"[{host}]" if ":" in host else host
         endpoint = f"http://{shown}:{self.http_port}/notify"
         sub_id = entity_id("Subscription", f"r197-gateway-{self.http_port}")
-        doc = actuator_subscription(self.profiles, endpoint, sub_id)
-        headers = {"NGSILD-Tenant": self.config.tenant} if self.config.tenant else {}
+        doc = actuator_subscription(
+            self.profiles, endpoint, sub_id, notify_token=self.config.notify_token
+        )
+        headers = platform_headers(self.config.tenant, self.config.platform_token)
         api = self.config.platform_url.rstrip("/") + "/ngsi-ld/v1/subscriptions"
         delay = 0.5
         async with httpx.AsyncClient(headers=headers, timeout=5) as client:

@@ -18,8 +18,17 @@ from gateway.profiles import Profile, Profiles
 log = logging.getLogger(__name__)
 
 
-def actuator_subscription(profiles: Profiles, endpoint: str, sub_id: str) -> dict[str, Any]:
-    """The subscription document for every actuator attribute of every profile."""
+def actuator_subscription(
+    profiles: Profiles, endpoint: str, sub_id: str, *, notify_token: str | None = None
+) -> dict[str, Any]:
+    """The subscription document for every actuator attribute of every profile.
+
+    With ``notify_token`` the endpoint carries it as receiverInfo (CIM 009 5.2.15: key-value
+    pairs the platform sends with each notification, over HTTP as headers), so the platform's
+    notifications pass the gateway's /notify check and forged ones do not."""
+    endpoint_doc: dict[str, Any] = {"uri": endpoint, "accept": "application/json"}
+    if notify_token:
+        endpoint_doc["receiverInfo"] = [{"key": "Authorization", "value": f"Bearer {notify_token}"}]
     entities = []
     watched: list[str] = []
     for kind in profiles.kinds():
@@ -38,7 +47,7 @@ def actuator_subscription(profiles: Profiles, endpoint: str, sub_id: str) -> dic
         "notification": {
             "format": "keyValues",
             "attributes": watched,
-            "endpoint": {"uri": endpoint, "accept": "application/json"},
+            "endpoint": endpoint_doc,
         },
     }
 

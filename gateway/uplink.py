@@ -35,7 +35,20 @@ log = logging.getLogger(__name__)
 
 UPSERT = UPSERT_PATH  # CIM 009 5.6.8, the platform's route (the contract's)
 RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+# 401/403: the platform does not take our token (RFC 6750 3.1: missing, expired or revoked, or
+# without the write scope or the tenant).  Not the readings' fault: they stay queued until an
+# operator fixes the token, rather than being dropped as a permanent refusal would be.
+UNAUTHORIZED = frozenset({401, 403})
 _JSON = {"Content-Type": "application/json"}
+
+
+def platform_headers(tenant: str, token: str | None) -> dict[str, str]:
+    """The headers of every request of the gateway to the platform: its tenant and its bearer
+    token (RFC 6750 2.1), which the platform checks for the write scope and the tenant."""
+    headers = {"NGSILD-Tenant": tenant} if tenant else {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
 
 
 class Uplink(Parts):
@@ -53,6 +66,7 @@ class Uplink(Parts):
         metrics: Metrics | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         max_backoff: float = 5.0,
+        token: str | None = None,
     ) -> None:
         self.platform_url = platform_url.rstrip("/")
         self.queue_path = queue_path
@@ -62,6 +76,7 @@ class Uplink(Parts):
         self.flush_interval = flush_interval
         self.metrics = metrics or Metrics()
         self.max_backoff = max_backoff
+        self.token = token
         self._transport = transport
         self._buffer: list[tuple[float, int, list[dict[str, Any]], int]] = []
         self._committed: asyncio.Future[None] | None = None
@@ -71,6 +86,7 @@ class Uplink(Parts):
         self._client: httpx.AsyncClient | None = None
         self._stack = contextlib.AsyncExitStack()
         self.platform_up = False
+        self.unauthorized = False  # the platform's last answer was 401/403
 
     async def __aenter__(self) -> Uplink:
         async with contextlib.AsyncExitStack() as stack:
@@ -79,7 +95,7 @@ class Uplink(Parts):
             if len(queue):
                 log.info("uplink: %d queued items from an earlier run", len(queue))
                 self._wake_senders()
-            headers = {"NGSILD-Tenant": self.tenant} if self.tenant else {}
+            headers = platform_headers(self.tenant, self.token)
             self._client = await stack.enter_async_context(
                 httpx.AsyncClient(
                     base_url=self.platform_url,
@@ -95,6 +111,13 @@ class Uplink(Parts):
                 tasks.start(self._sender(lane), name=f"uplink sender {lane}")
             self._stack = stack.pop_all()
         return self
+
+    @property
+    def platform_state(self) -> str:
+        """``up``, ``unauthorized`` (401/403 to our token) or ``unreachable`` (/health)."""
+        if self.platform_up:
+            return "up"
+        return "unauthorized" if self.unauthorized else "unreachable"
 
     @property
     def queued(self) -> int:
@@ -152,6 +175,16 @@ class Uplink(Parts):
             if status in (201, 204, 207):
                 self._confirmed(items, status, detail)
                 backoff = 0.2
+            elif status in UNAUTHORIZED:
+                if not self.unauthorized:  # once, until the platform takes the token again
+                    log.warning(
+                        "uplink: platform refused our token with %s (%s); queueing",
+                        status,
+                        detail[:300],
+                    )
+                self.platform_up, self.unauthorized = False, True
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))  # noqa: S311
+                backoff = min(backoff * 2, self.max_backoff)
             elif status is None or status in RETRYABLE:
                 if self.platform_up:
                     log.warning("uplink: platform unavailable (%s); queueing", detail)
@@ -190,7 +223,7 @@ class Uplink(Parts):
         assert self._queue is not None
         if not self.platform_up:
             log.info("uplink: platform reachable at %s", self.platform_url)
-        self.platform_up = True
+        self.platform_up, self.unauthorized = True, False
         self._ack(items)
         now = time.time()
         readings = 0

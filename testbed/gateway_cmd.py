@@ -61,6 +61,17 @@ def register(sub: Any, epilog: str) -> None:
         "--no-southbound", action="store_true", help="do not relay actuator commands"
     )
     parser.add_argument(
+        "--platform-token-file",
+        type=Path,
+        help="file holding the bearer token the gateway sends to the platform (testbed token)",
+    )
+    parser.add_argument(
+        "--notify-token-file",
+        type=Path,
+        help="file holding the bearer token POST /notify requires (default: /notify is open); "
+        "the gateway's subscription gives it to the platform",
+    )
+    parser.add_argument(
         "--loop",
         choices=("auto", "asyncio", "uvloop"),
         default="auto",
@@ -93,6 +104,19 @@ def _off(value: str | None, default: str | None) -> str | None:
     return None if chosen in (None, "", "off") else chosen
 
 
+def read_token(path: Path | str | None, what: str) -> str | None:
+    """A token from a file (whitespace around it dropped); None when no file is named."""
+    if path is None or str(path) == "":
+        return None
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SystemExit(f"testbed gateway: cannot read the {what} file: {exc}") from None
+    if not token:
+        raise SystemExit(f"testbed gateway: the {what} file {path} is empty")
+    return token
+
+
 def gateway_config(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
     """The gateway's configuration: each flag given, else the setting."""
     from gateway.service import GatewayConfig  # noqa: PLC0415  # heavy imports
@@ -117,6 +141,11 @@ def gateway_config(args: argparse.Namespace, settings: Settings) -> GatewayConfi
         batch_entities=cfg.batch_entities,
         uplink_lanes=cfg.uplink_lanes,
         profiles_dir=Path(cfg.profiles_dir) if cfg.profiles_dir else None,
+        platform_token=read_token(
+            args.platform_token_file or cfg.platform_token_file,
+            "platform token",
+        ),
+        notify_token=read_token(args.notify_token_file or cfg.notify_token_file, "notify token"),
     )
 
 

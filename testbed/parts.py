@@ -76,6 +76,8 @@ class GatewayOptions:
     host: str = "::1"
     broker_ca: Path | None = None  # with an mqtts:// broker_url
     extra: tuple[str, ...] = ()
+    platform_token_file: Path | None = None
+    notify_token_file: Path | None = None
 
 
 def gateway_spec(
@@ -102,6 +104,10 @@ def gateway_spec(
         args += ["--broker-ca", str(o.broker_ca)]
     if not o.southbound:
         args.append("--no-southbound")
+    if o.platform_token_file is not None:
+        args += ["--platform-token-file", str(o.platform_token_file)]
+    if o.notify_token_file is not None:
+        args += ["--notify-token-file", str(o.notify_token_file)]
     args += o.extra
     health = f"http://{url_host(o.host)}:{o.http_port}/health"
     return ProcessSpec(

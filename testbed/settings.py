@@ -51,6 +51,9 @@ class GatewaySettings(BaseModel):
     batch_entities: int = Field(default=2000, ge=1, le=5000)
     uplink_lanes: int = Field(default=2, ge=1, le=16)
     profiles_dir: str | None = None
+    # Files, not values: a token given on the command line shows in `ps`.
+    platform_token_file: str | None = None  # bearer token for the platform (RFC 6750)
+    notify_token_file: str | None = None  # the token POST /notify requires
 
 
 class Settings(BaseSettings):
