@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -12,7 +14,7 @@ import aiocoap
 
 from devices.coap import CoapDevice, PushDevice
 from devices.device import SimDevice
-from devices.mqtt import MqttDevice
+from devices.mqtt import MqttDevice, broker_tls
 from devices.scenario import Scenario
 from devices.tasks import Background
 
@@ -51,6 +53,8 @@ class Fleet:
         gateway: str | None = None,
         password: str | None = None,
         use_rd: bool = True,
+        passwords: Mapping[str, str] | None = None,
+        broker_ca: Path | None = None,
     ) -> None:
         self.scenario = scenario
         ends = scenario.endpoints
@@ -58,6 +62,9 @@ class Fleet:
         self.rd = (rd or ends.rd) if use_rd else None
         self.gateway = gateway or ends.gateway
         self.password = password or scenario.password
+        # Each device's own password (CityCredentials); the shared one is the lab mode's.
+        self.passwords = dict(passwords or {})
+        self.tls = broker_tls(self.broker, broker_ca)
         self.devices = [SimDevice(spec) for spec in scenario.devices()]
         self.mqtt: list[MqttDevice] = []
         self.coap: list[CoapDevice] = []
@@ -74,8 +81,9 @@ class Fleet:
                 if protocol == "mqtt":
                     delay = len(self.mqtt) / CONNECTS_PER_SECOND
                     mqtt = MqttDevice(
-                        dev, broker=self.broker, password=self.password, start_delay=delay
-                    )
+                        dev, broker=self.broker, start_delay=delay, tls=self.tls,
+                        password=self.passwords.get(dev.device_id, self.password),
+                    )  # fmt: skip
                     self.mqtt.append(mqtt)
                     tasks.start(mqtt.run(), name=dev.device_id)
                 elif protocol == "coap":

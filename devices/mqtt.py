@@ -1,7 +1,9 @@
 """MQTT devices (aiomqtt): readings, retained online/offline status with a will, commands.
 
 Topics and payloads follow docs/wire-formats.md.  Each device is one MQTT client (its own
-session, credentials and will), as a real fleet is; they share one event loop.
+session, credentials and will), as a real fleet is; they share one event loop.  With an
+``mqtts://`` broker URL they speak TLS and check the broker's certificate and host name
+(RFC 6125 6) against the CA file given (the city's CA), as a deployed device must.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import asyncio
 import json
 import logging
 import random
+import ssl
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -25,21 +29,42 @@ log = logging.getLogger(__name__)
 
 def broker_address(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "tcp"):
-        raise ValueError(f"broker URL must look like mqtt://[::1]:1883, got {url!r}")
-    return parts.hostname or "::1", parts.port or 1883
+    if parts.scheme not in ("mqtt", "tcp", "mqtts"):
+        raise ValueError(
+            f"broker URL must look like mqtt://[::1]:1883 or mqtts://[::1]:8883, got {url!r}"
+        )
+    return parts.hostname or "::1", parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+
+def broker_tls(url: str, ca_file: Path | None) -> ssl.SSLContext | None:
+    """One TLS context for every device of a fleet (None for ``mqtt://``): the broker's
+    certificate must chain to ``ca_file`` (else the system's CAs) and name the URL's host."""
+    if urlsplit(url).scheme != "mqtts":
+        if ca_file is not None:
+            raise ValueError(f"a broker CA file is for mqtts:// URLs, got {url!r}")
+        return None
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # RFC 8996
+    return context
 
 
 class MqttDevice:
     """Publishes readings every ``interval`` seconds until cancelled."""
 
     def __init__(
-        self, device: SimDevice, *, broker: str, password: str, start_delay: float = 0.0
+        self,
+        device: SimDevice,
+        *,
+        broker: str,
+        password: str,
+        start_delay: float = 0.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.device = device
         self.start_delay = start_delay
         self.host, self.port = broker_address(broker)
         self.password = password
+        self.tls = tls
         group = device.spec.group
         kind = device.kind
         self.base = f"city/{kind}/{device.device_id}"
@@ -59,6 +84,7 @@ class MqttDevice:
             will=aiomqtt.Will(f"{self.base}/status", b"offline", qos=1, retain=True),
             keepalive=60,
             timeout=30,
+            tls_context=self.tls,
         )
 
     async def run(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,17 @@ def register(sub: Any, epilog: str) -> None:
     )
     parser.add_argument("--broker", help="MQTT broker URL (default from the scenario)")
     parser.add_argument("--password", help="MQTT password of every device")
+    parser.add_argument(
+        "--passwords",
+        type=Path,
+        help="JSON file {device id: password}, each device's own (e.g. <data dir>/security/"
+        "mqtt-passwords.json); devices not in it use --password",
+    )
+    parser.add_argument(
+        "--broker-ca",
+        type=Path,
+        help="CA file the broker's certificate must chain to (mqtts:// brokers)",
+    )
     parser.add_argument("--rd", help="resource directory URL, or 'off'")
     parser.add_argument("--gateway", help="CoAP URL push devices POST to")
     parser.add_argument("--coap-host", help="address CoAP devices bind to (default ::1)")
@@ -50,6 +62,19 @@ def resolve_scenario(name: str) -> Path:
     raise FileNotFoundError(f"no scenario file {name!r} and no shipped scenario of that name")
 
 
+def read_passwords(path: Path | None) -> dict[str, str] | None:
+    """{device id: password} from a JSON file (CityCredentials.passwords_file)."""
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"testbed devices: cannot read the passwords file: {exc}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise SystemExit(f"testbed devices: {path} is not a JSON object of passwords")
+    return data
+
+
 def run_devices(args: argparse.Namespace, settings: Settings) -> int:
     from devices.fleet import Fleet  # noqa: PLC0415  # heavy imports
     from devices.scenario import ScenarioError, load_scenario  # noqa: PLC0415
@@ -62,14 +87,20 @@ def run_devices(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     if args.coap_host:
         scenario.endpoints.coap_host = args.coap_host
-    fleet = Fleet(
-        scenario,
-        broker=args.broker,
-        rd=None if args.rd == "off" else args.rd,
-        use_rd=args.rd != "off",
-        gateway=args.gateway,
-        password=args.password,
-    )
+    try:
+        fleet = Fleet(
+            scenario,
+            broker=args.broker,
+            rd=None if args.rd == "off" else args.rd,
+            use_rd=args.rd != "off",
+            gateway=args.gateway,
+            password=args.password,
+            passwords=read_passwords(args.passwords),
+            broker_ca=args.broker_ca,
+        )
+    except (ValueError, OSError) as exc:  # a bad broker URL, or an unreadable CA file
+        print(f"testbed devices: {exc}", file=sys.stderr)
+        return 2
 
     async def start() -> None:
         await fleet.__aenter__()
