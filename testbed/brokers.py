@@ -22,6 +22,8 @@ import logging
 import os
 import re
 import shutil
+import socket
+import ssl
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -104,6 +106,30 @@ class BrokerTls:
     def of(cls, credentials: CityCredentials) -> BrokerTls:
         """The city's CA and broker certificate (made by ``CityCredentials.ensure``)."""
         return cls(credentials.ca_file, credentials.broker_cert, credentials.broker_key)
+
+
+@dataclass(frozen=True)
+class TlsReady:
+    """Ready when a TLS handshake on (host, port) completes.  Not verified: it asks whether the
+    listener is up, not whom to trust; a bare TCP probe would make Mosquitto log an OpenSSL
+    "unexpected eof" error at every start."""
+
+    host: str
+    port: int
+
+    def __call__(self) -> bool:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        try:
+            with (
+                socket.create_connection((self.host, self.port), timeout=0.5) as raw,
+                context.wrap_socket(raw) as tls,
+            ):
+                tls.unwrap()
+                return True
+        except OSError:
+            return False
 
 
 class Broker(Protocol):
@@ -243,7 +269,7 @@ class MosquittoBroker:
         return ProcessSpec(
             name="mosquitto",
             argv=(self.executable, "-c", str(conf)),
-            ready=TcpReady(self.host, self.port),
+            ready=TlsReady(self.host, self.port) if self.tls else TcpReady(self.host, self.port),
             ports=(PortClaim("MQTT broker", self.port, "tcp", self.host),),
             start_timeout=10,
             stop_timeout=10,
