@@ -6,7 +6,8 @@ min and max, and writes a JSON file and a Markdown table (``benchmarks/results/`
 
 1. broker ceiling: publish -> subscribe through Mosquitto alone, same payloads, QoS 0 and 1;
 2. gateway end to end per ingest path (MQTT SenML CBOR / SenML JSON / vendor JSON, CoAP push),
-   readings/s from devices to confirmed platform writes, for several device counts;
+   readings/s from devices to confirmed platform writes, for several device counts; and MQTT
+   SenML CBOR again through a TLS-only broker (mqtts, passwords), as a secure city runs;
 3. latency device timestamp -> platform write at fixed offered loads, and the load where p99
    crosses 100 ms;
 4. simulator scale: memory per device, CPU per 1,000 readings/s (simulator and gateway);
@@ -462,6 +463,8 @@ class Suite:
                 with gw.Stack(tmp / "latency") as stack:
                     self.latency(stack)
             if "gateway" in only:
+                with gw.Stack(tmp / "tls", tls=True) as stack:
+                    self.gateway_tls(stack)
                 self.observe(tmp)
             if "scale" in only:
                 self.scale()
@@ -501,6 +504,20 @@ class Suite:
                         runs.append(mqtt_throughput(stack, path, self.readings, devices))
                 out[f"{path}/{devices}"] = {"path": path, "devices": devices} | _summary(runs)
         self.result["gateway"] = out
+
+    def gateway_tls(self, stack: gw.Stack) -> None:
+        log("2a. gateway end to end, MQTT over TLS (a secure city's broker)")
+        for devices in [100] if self.quick else [100, 1000]:
+            runs = []
+            for n in range(self.runs):
+                log(
+                    f"  senml-cbor over TLS, {devices:,} devices, {self.readings:,} readings: run {n + 1} of {self.runs}"
+                )
+                runs.append(mqtt_throughput(stack, "senml-cbor", self.readings, devices))
+            self.result.setdefault("gateway", {})[f"senml-cbor-tls/{devices}"] = {
+                "path": "senml-cbor over TLS",
+                "devices": devices,
+            } | _summary(runs)
 
     def observe(self, tmp: Path) -> None:
         log("2b. gateway end to end, CoAP observe (devices in a resource directory)")
@@ -655,7 +672,7 @@ def markdown(result: dict[str, Any]) -> str:
         for g in result["gateway"].values():
             share = (
                 f"{g['readings_per_s']['median'] / qos1:.0%}"
-                if qos1 and not g["path"].startswith("coap")
+                if qos1 and not g["path"].startswith("coap") and "TLS" not in g["path"]
                 else "-"
             )
             if "offered_per_s" in g:

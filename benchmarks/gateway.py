@@ -38,7 +38,8 @@ import cbor2
 import httpx
 
 from benchmarks import loadgen
-from testbed.brokers import MosquittoBroker
+from testbed.brokers import BrokerTls, MosquittoBroker
+from testbed.credentials import CityCredentials
 from testbed.parts import ROOT, GatewayOptions, gateway_spec, platform_spec
 from testbed.processes import ManagedProcess, free_port
 
@@ -95,6 +96,7 @@ def publisher(
     qos: int,
     started: Any = None,
     topic: str = "city/noise/{device}/up/{fmt}",
+    tls: tuple[str, str, str] | None = None,
 ) -> None:
     """Runs in its own process: publish ``count`` readings (at ``rate``/s, or as fast as it can).
 
@@ -106,19 +108,47 @@ def publisher(
         device = f"noise-b{n % devices}"
         return topic.format(device=device, fmt=fmt), payload(fmt, device, now, 40 + n % 50)
 
-    began = asyncio.run(loadgen.publish(port, count, message, rate=rate, qos=qos))
+    ca_file, username, password = tls or (None, None, None)
+    began = asyncio.run(
+        loadgen.publish(
+            port, count, message, rate=rate, qos=qos, ca_file=ca_file, username=username,
+            password=password,
+        )
+    )  # fmt: skip
     if started is not None:
         started.value = began
 
 
-class Stack:
-    """Mosquitto (anonymous), platform and gateway processes on [::1]."""
+LOADGEN = "loadgen"  # the load generator's account on a TLS broker
 
-    def __init__(self, tmp: Path, *, with_gateway: bool = True, rd: str = "off") -> None:
+
+class Stack:
+    """Mosquitto (anonymous; with ``tls``, TLS only with passwords as a secure city has it),
+    platform and gateway processes on [::1]."""
+
+    def __init__(
+        self, tmp: Path, *, with_gateway: bool = True, rd: str = "off", tls: bool = False
+    ) -> None:
         self.tmp = tmp
         self.with_gateway = with_gateway
         self.rd = rd
-        self.broker = MosquittoBroker(port=free_port(), persistence=False)
+        # What the load generator logs in with on a TLS broker: (CA file, user, password).
+        self.publisher_tls: tuple[str, str, str] | None = None
+        login: dict[str, Any] = {}
+        if tls:
+            creds = CityCredentials(tmp / "security")
+            creds.ensure()
+            users = creds.mqtt_passwords(["gateway", LOADGEN])
+            self.broker = MosquittoBroker(
+                port=free_port(), persistence=False, workdir=tmp / "mosquitto",
+                users={u: users[u] for u in ("gateway", LOADGEN)}, tls=BrokerTls.of(creds),
+                writers=[LOADGEN],
+            )  # fmt: skip
+            self.publisher_tls = (str(creds.ca_file), LOADGEN, users[LOADGEN])
+            login = {"broker_user": "gateway", "broker_password": users["gateway"],
+                     "broker_ca": creds.ca_file}  # fmt: skip
+        else:
+            self.broker = MosquittoBroker(port=free_port(), persistence=False)
         self.platform_port = free_port()
         self.http_port = free_port()
         self.coap_port = free_port("udp")
@@ -130,7 +160,7 @@ class Stack:
         options = GatewayOptions(
             platform_url=f"http://[::1]:{self.platform_port}", broker_url=self.broker.url,
             http_port=self.http_port, coap_port=self.coap_port, queue=tmp / "queue.db", rd=rd,
-            southbound=False,
+            southbound=False, **login,
         )  # fmt: skip
         # Ready once its MQTT subscription is in place: a reading published then is not lost.
         self.gateway = ManagedProcess(
@@ -188,12 +218,16 @@ class Stack:
         raise RuntimeError(f"gateway forwarded {self.forwarded()} of {target} readings")
 
 
-def run_publisher(port: int, fmt: str, count: int, devices: int, rate: float | None) -> float:
+def run_publisher(
+    port: int, fmt: str, count: int, devices: int, rate: float | None,
+    tls: tuple[str, str, str] | None = None,
+) -> float:  # fmt: skip
     """Publishes in another process; returns the monotonic time of its first publish."""
     started = multiprocessing.Value("d", 0.0)
     proc = multiprocessing.Process(
-        target=publisher, args=(port, fmt, count, devices, rate, 1, started)
-    )
+        target=publisher, args=(port, fmt, count, devices, rate, 1, started),
+        kwargs={"tls": tls},
+    )  # fmt: skip
     proc.start()
     proc.join()
     return float(started.value)
@@ -201,7 +235,7 @@ def run_publisher(port: int, fmt: str, count: int, devices: int, rate: float | N
 
 def throughput(stack: Stack, fmt: str, count: int, devices: int) -> dict[str, float]:
     before = stack.forwarded()
-    began = run_publisher(stack.broker.port, fmt, count, devices, None)
+    began = run_publisher(stack.broker.port, fmt, count, devices, None, stack.publisher_tls)
     done = stack.wait_forwarded(before + count)
     return {"readings": count, "seconds": done - began, "readings_per_s": count / (done - began)}
 
@@ -225,7 +259,7 @@ def latency(stack: Stack, rate: float, seconds: float, devices: int) -> dict[str
     before = stack.buckets()
     count = int(rate * seconds)
     start_forwarded = stack.forwarded()
-    run_publisher(stack.broker.port, "senml-cbor", count, devices, rate)
+    run_publisher(stack.broker.port, "senml-cbor", count, devices, rate, stack.publisher_tls)
     stack.wait_forwarded(start_forwarded + count)
     after = stack.buckets()
     delta = [(le, n - b) for (le, n), (_, b) in zip(after, before, strict=True)]
@@ -381,6 +415,10 @@ def table(result: dict[str, Any]) -> str:
         lines.append(
             f"| MQTT QoS 1, {fmt} | {t['readings_per_s']:,.0f} ({t['readings']:,} in {t['seconds']:.1f} s) |"
         )
+    for fmt, t in result.get("throughput_tls", {}).items():
+        lines.append(
+            f"| MQTT QoS 1 over TLS (mqtts), {fmt} | {t['readings_per_s']:,.0f} ({t['readings']:,} in {t['seconds']:.1f} s) |"
+        )
     lines += ["", "| offered load | p50 | p95 | p99 |", "|---|---|---|---|"]
     for lat in result["latency"]:
         lines.append(
@@ -435,6 +473,16 @@ def main(argv: list[str] | None = None) -> int:
             result["latency"].append(latency(stack, rate, seconds, args.devices))
         log("bytes on the wire")
         result["wire"] = asyncio.run(wire_bytes(stack, 50 if args.quick else 200))
+    # The same SenML CBOR workload through a TLS-only broker, as a secure city runs it: devices
+    # (here the load generator) and gateway both on TLS 1.3 to Mosquitto.
+    with (
+        tempfile.TemporaryDirectory(prefix="r197-gw-bench-tls-") as tmp,
+        Stack(Path(tmp), tls=True) as stack,
+    ):
+        log(f"throughput over TLS: {readings:,} readings, senml-cbor")
+        result["throughput_tls"] = {
+            "senml-cbor": throughput(stack, "senml-cbor", readings, args.devices)
+        }
     count = args.memory_devices or (1000 if args.quick else 5000)
     log(f"memory: {count:,} MQTT devices in one process")
     result["memory"] = memory_per_device(count)

@@ -12,6 +12,7 @@ timestamp, as before; the payloads are built while sending, not ahead.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable
 
@@ -59,16 +60,28 @@ async def publish(
     qos: int = 1,
     host: str = "::1",
     client_id: str = "r197-loadgen",
+    ca_file: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
 ) -> float:
     """Publish ``count`` messages (``message(n, now)`` gives topic and payload).
 
     As fast as the window allows, or at ``rate`` per second.  Returns the monotonic time of
-    the first publish; returns once every QoS 1 message is acknowledged.
+    the first publish; returns once every QoS 1 message is acknowledged.  With ``ca_file`` the
+    connection is TLS, the broker's certificate verified as the gateway does.
     """
     loop = asyncio.get_running_loop()
     proto = _Publisher()
-    transport, _ = await loop.create_connection(lambda: proto, host, port)
-    transport.write(wire.connect(client_id, version=wire.V311, keepalive=60, clean=True))
+    context = ssl.create_default_context(cafile=ca_file) if ca_file else None
+    transport, _ = await loop.create_connection(
+        lambda: proto, host, port, ssl=context, server_hostname=host if context else None
+    )
+    transport.write(
+        wire.connect(
+            client_id, version=wire.V311, keepalive=60, clean=True, username=username,
+            password=password,
+        )
+    )  # fmt: skip
     async with asyncio.timeout(10):
         code = await proto.connack
     if code:

@@ -77,10 +77,12 @@ def is_observer(user: str) -> bool:
     return _OBSERVER_NAME.fullmatch(user) is not None
 
 
-def acl_text(users: Iterable[str]) -> str:
-    """The ACL file: the gateway's block, one read-only block per observer account, and the
-    per-device patterns."""
+def acl_text(users: Iterable[str], writers: Iterable[str] = ()) -> str:
+    """The ACL file: the gateway's block, one read-only block per observer account, a block
+    per account that may publish readings for any device (``writers``), and the per-device
+    patterns."""
     observers = "".join(_OBSERVER_ACL.format(user=u) for u in users if is_observer(u))
+    observers += "".join(f"user {u}\ntopic write city/+/+/up/#\n\n" for u in writers)
     return _ACL.format(gateway=GATEWAY_USER, observers=observers)
 
 
@@ -177,6 +179,7 @@ class MosquittoBroker:
         persistence: bool = True,
         executable: str | None = None,
         tls: BrokerTls | None = None,
+        writers: Iterable[str] = (),
     ) -> None:
         if tls is not None and not users:
             raise ValueError("a TLS broker needs users: secure mode refuses anonymous clients")
@@ -184,6 +187,9 @@ class MosquittoBroker:
         self.port = port
         self.users = dict(users or {})
         self.tls = tls
+        # Accounts that publish readings under any device's topic: the benchmarks' load
+        # generator speaks for a thousand devices on one connection.  Never a device.
+        self.writers = tuple(writers)
         self.persistence = persistence
         self.executable = executable or find_mosquitto()
         if self.executable is None:
@@ -238,7 +244,7 @@ class MosquittoBroker:
             cmd = str(tool) if tool.exists() else "mosquitto_passwd"
             subprocess.run([cmd, "-U", str(passwd)], check=True, capture_output=True)
             acl = self.workdir / "acl"
-            acl.write_text(acl_text(self.users))
+            acl.write_text(acl_text(self.users, self.writers))
             acl.chmod(0o600)
             lines += ["allow_anonymous false", f"password_file {passwd}", f"acl_file {acl}"]
         else:

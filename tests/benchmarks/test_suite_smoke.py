@@ -35,7 +35,10 @@ def test_quick_benchmark_suite_runs_every_workload(tmp_path: Path) -> None:
     assert positive(result["broker_ceiling"]["qos0"])
     assert positive(result["broker_ceiling"]["qos1"])
     paths = {g["path"] for g in result["gateway"].values()}
-    assert paths == {"senml-cbor", "senml-json", "vendor-json", "coap-push", "coap-observe"}
+    assert paths == {
+        "senml-cbor", "senml-json", "vendor-json", "coap-push", "coap-observe",
+        "senml-cbor over TLS",
+    }  # fmt: skip
     assert all(positive(g["readings_per_s"]) for g in result["gateway"].values())
     assert [lat["offered_per_s"] for lat in result["latency"]] == [500.0, 2000.0]
     assert all(positive(lat["p99_ms"]) for lat in result["latency"])

@@ -267,6 +267,8 @@ def test_secure_accounts_and_their_acl(credentials: CityCredentials) -> None:
         *(f"user {u}" for u in observer_users(3)),
     ]
     assert "user weather-1" not in acl  # devices fall under the %u patterns
+    # The benchmarks' load generator may write readings for any device, and only that.
+    assert "user loadgen\ntopic write city/+/+/up/#\n" in acl_text(users, writers=["loadgen"])
 
 
 def test_a_tls_broker_needs_accounts(credentials: CityCredentials) -> None:
