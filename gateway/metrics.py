@@ -6,6 +6,8 @@ import bisect
 from collections import defaultdict
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+DEVICE_LABELS = 200  # distinct device label values; more are folded into device="other"
+OTHER = "other"  # not a device id: those have a dash (<kind>-<n>)
 
 
 def _labels(pairs: tuple[tuple[str, str], ...]) -> str:
@@ -25,6 +27,37 @@ def _number(value: float) -> str:
     if value.is_integer() and abs(value) < 2**53:
         return str(int(value))
     return repr(value)
+
+
+class DeviceLabels:
+    """The ``device`` label values of the gateway's series, bounded.
+
+    Every distinct label value is a series, so invented device ids grew /metrics without end
+    (300 of them added 20 KB).  Only a device the gateway has accepted a reading from gets its
+    id as label, and only the first ``limit`` such devices; every other sample counts under
+    ``device="other"`` (and in ``r197_gateway_device_labels_folded_total``), so totals stay
+    right while the number of series stays bounded.
+    """
+
+    def __init__(self, metrics: Metrics, limit: int = DEVICE_LABELS) -> None:
+        self.metrics = metrics
+        self.limit = limit
+        self._given: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._given)
+
+    def label(self, device: str | None, *, known: bool) -> str:
+        """``device`` if it has (or may now get) its own label, else ``"other"``."""
+        if device is not None:
+            if device in self._given:
+                return device
+            if known and len(self._given) < self.limit:
+                self._given.add(device)
+                self.metrics.set("r197_gateway_device_labels", len(self._given))
+                return device
+        self.metrics.inc("r197_gateway_device_labels_folded_total")
+        return OTHER
 
 
 class Metrics:

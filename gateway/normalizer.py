@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, Literal, NamedTuple
@@ -47,6 +48,10 @@ COAP_FORMATS: dict[int, Format] = {
     0: "vendor-csv",
 }
 MAX_PAYLOAD = 64 * 1024
+# A device id as a transport gives it (CoAP /up/<id>, the MQTT topic level, the directory's
+# ep): bounded in length and charset before it names anything (a metric label, a log line, an
+# entity id).  Wider than the profiles' <kind>-<n>: a well-formed id of no kind is 4.04.
+DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}")
 _KEPT = 65536  # entries of each lru_cache below: names, devices, their documents' parts
 _DIGITS = 6
 
@@ -228,16 +233,33 @@ def _property(value: str | tuple[str, ...]) -> Property:
     return {"type": "Property", "value": [value] if isinstance(value, str) else list(value)}
 
 
+@functools.lru_cache(maxsize=_KEPT)
+def _device_id_ok(device_id: str) -> bool:
+    """:data:`DEVICE_ID`, remembered per id (checked once per device, not per reading)."""
+    return DEVICE_ID.fullmatch(device_id) is not None
+
+
+def check_device_id(device_id: str) -> str:
+    """``device_id`` if it is a :data:`DEVICE_ID`, else invalid-device-id (CoAP 4.00, 0x90)."""
+    if len(device_id) <= 80 and _device_id_ok(device_id):  # long ones are not remembered
+        return device_id
+    shown = device_id[:40] + ("..." if len(device_id) > 40 else "")
+    raise RejectedPayload(
+        "invalid-device-id", f"{shown!r}: 1 to 80 of A-Z a-z 0-9 _ . : - (a letter or digit first)"
+    )
+
+
 def _check_device(claimed: str | None, inbound: Inbound) -> str:
     if inbound.device_id and claimed and claimed != inbound.device_id:
         raise RejectedPayload(
             "mismatched-device",
-            f"payload names device {claimed!r} but arrived as {inbound.device_id!r}",
+            f"payload names device {claimed[:80]!r} but arrived as {inbound.device_id!r}",
         )
-    device_id = inbound.device_id or claimed
-    if not device_id:
+    if inbound.device_id:
+        return inbound.device_id  # checked by normalize
+    if not claimed:
         raise RejectedPayload("unknown-device", "no device id in the topic, path or payload")
-    return device_id
+    return check_device_id(claimed)
 
 
 @functools.lru_cache(maxsize=_KEPT)
@@ -348,6 +370,8 @@ def _one_record(inbound: Inbound, profiles: Profiles) -> Normalized | None:
     if not senml.valid_name(name):
         return None
     t = bt + inbound.received_at if bt < senml.RELATIVE_LIMIT else bt
+    if not senml.valid_time(t):
+        return None  # the general path rejects it with its reason
     owner, measurement = _name_parts(name)  # raises as the general path would
     if owner is None or (inbound.device_id and owner != inbound.device_id):
         return None  # no device in the name, or a mismatch
@@ -371,6 +395,8 @@ def _one_record(inbound: Inbound, profiles: Profiles) -> Normalized | None:
 
 def normalize(inbound: Inbound, profiles: Profiles) -> Normalized:
     """Decode, validate, convert and map one payload (raises :class:`RejectedPayload`)."""
+    if inbound.device_id is not None:
+        check_device_id(inbound.device_id)
     if len(inbound.payload) > MAX_PAYLOAD:
         raise RejectedPayload(
             "oversized", f"{len(inbound.payload)} bytes; the limit is {MAX_PAYLOAD}"

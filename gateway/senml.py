@@ -40,6 +40,24 @@ KNOWN = frozenset({*CBOR_LABELS.values()})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:./_-]*$")
 RELATIVE_LIMIT = 2**28  # section 4.5.3: smaller resolved times are relative to "now"
 BASE_FIELDS = frozenset({"bver", "bn", "bt", "bu", "bv", "bs"})
+# The times a reading may carry once resolved (section 4.5.3 leaves the range open): from the
+# Unix epoch (earlier is a clock that was never set) to the end of year 9999, which
+# ISO 8601's four-digit year (the platform's observedAt) can still write.  Outside it the
+# datetime conversion overflowed (1e300, -1e20: a traceback instead of a rejected reading).
+EARLIEST = 0.0
+LATEST = 253_402_300_799.999  # 9999-12-31T23:59:59.999Z, the last millisecond iso() writes
+
+
+def valid_time(t: float) -> bool:
+    """Whether a resolved time is in [EARLIEST, LATEST] (False for NaN too)."""
+    return EARLIEST <= t <= LATEST
+
+
+def check_time(t: float, what: str) -> float:
+    """``t`` if :func:`valid_time`, else a rejected reading (invalid-value: CoAP 4.00, 0x99)."""
+    if EARLIEST <= t <= LATEST:
+        return t
+    raise RejectedPayload("invalid-value", f"{what} {t!r} is outside 1970-01-01 to 9999-12-31")
 
 
 class Record(NamedTuple):
@@ -160,6 +178,8 @@ def resolve(pack: list[dict[str, Any]], *, now: float) -> list[Record]:
         t = bt + _number(raw["t"], "t") if "t" in raw else bt
         if t < RELATIVE_LIMIT:
             t = now + t
+        if not EARLIEST <= t <= LATEST:
+            check_time(t, f"SenML time (bt + t, RFC 8428 4.5.3) of {name!r}")
         unit = raw.get("u", bu)
         if unit is not None and not isinstance(unit, str):
             raise RejectedPayload("malformed", "SenML u must be a string")

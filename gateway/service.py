@@ -24,7 +24,7 @@ import uvicorn
 from city_platform.models import entity_id
 from gateway.errors import RejectedPayload
 from gateway.http import RECENT, build_app
-from gateway.metrics import Metrics
+from gateway.metrics import DeviceLabels, Metrics
 from gateway.normalizer import Inbound, Normalized, normalize
 from gateway.profiles import Profiles
 from gateway.southbound import Actuators, actuator_subscription
@@ -76,6 +76,7 @@ class Gateway(Parts):
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.metrics = Metrics()
+        self.device_labels = DeviceLabels(self.metrics)
         self.profiles = Profiles(config.profiles_dir)
         self.actuators = Actuators(self.profiles)
         self.thinning = Thinning(config.static_refresh)
@@ -105,12 +106,15 @@ class Gateway(Parts):
         try:
             item = normalize(inbound, self.profiles)
         except RejectedPayload as exc:
-            device = inbound.device_id or "unknown"
-            self.metrics.inc("r197_gateway_rejected_total", reason=exc.reason, device=device)
+            device = inbound.device_id
+            label = self.device_labels.label(device, known=device in self._heard)
+            self.metrics.inc("r197_gateway_rejected_total", reason=exc.reason, device=label)
             now = time.monotonic()
-            if now - self._last_log.get((device, exc.reason), -LOG_EVERY) >= LOG_EVERY:
-                self._last_log[(device, exc.reason)] = now
-                log.warning("rejected payload from %s over %s: %s", device, inbound.protocol, exc)
+            # Per label: devices folded into "other" share one log line a minute per reason.
+            if now - self._last_log.get((label, exc.reason), -LOG_EVERY) >= LOG_EVERY:
+                self._last_log[(label, exc.reason)] = now
+                shown = "(unnamed)" if device is None else device[:80]
+                log.warning("rejected payload from %s over %s: %s", shown, inbound.protocol, exc)
             return None, exc
         self.metrics.add("r197_gateway_normalized_total", by_protocol, item.readings)
         device_id, kind, readings, entities, observed_at = item
@@ -261,12 +265,13 @@ class Gateway(Parts):
             if found is None:
                 continue
             kind, device, command = found
+            label = self.device_labels.label(device, known=device in self._heard)
             try:
                 await self._relay(kind, device, command)
-                self.metrics.inc("r197_gateway_commands_total", device=device)
+                self.metrics.inc("r197_gateway_commands_total", device=label)
             except Exception as exc:  # one failed device must not stop the rest
-                log.warning("southbound: command to %s failed: %s", device, exc)
-                self.metrics.inc("r197_gateway_command_failures_total", device=device)
+                log.warning("southbound: command to %s failed: %s", device[:80], exc)
+                self.metrics.inc("r197_gateway_command_failures_total", device=label)
 
     async def _relay(self, kind: str, device: str, command: dict[str, Any]) -> None:
         protocol = self._protocol_of.get(device, "mqtt")

@@ -9,6 +9,7 @@ from datetime import datetime
 import orjson
 
 from gateway.errors import RejectedPayload
+from gateway.senml import check_time
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ def decode_vendor_json(payload: bytes) -> VendorReading:
     fields = {str(k): _finite(v, str(k)) for k, v in doc.items()}
     return VendorReading(
         device_id=dev,
-        time=parsed.timestamp(),
+        # An offset can push a local 9999-12-31 past the UTC year 9999: the range is checked.
+        time=check_time(parsed.timestamp(), "vendor-json time"),
         fields=fields,
         lat=float(_finite(lat, "lat")) if isinstance(lat, int | float) else None,
         lon=float(_finite(lon, "lon")) if isinstance(lon, int | float) else None,
@@ -78,6 +80,7 @@ def decode_vendor_csv(payload: bytes) -> VendorReading:
         ) from None
     if not math.isfinite(when):
         raise RejectedPayload("malformed", "vendor-csv time is not finite")
+    check_time(when, "vendor-csv time")
     fields: dict[str, float | str] = {}
     for item in parts[2:]:
         name, sep, raw = item.partition("=")

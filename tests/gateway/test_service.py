@@ -95,12 +95,21 @@ async def test_bad_payloads_do_not_stop_good_ones(stack: dict[str, Any]) -> None
         )
     got = await entity(stack, "urn:ngsi-ld:NoiseLevelObserved:noise-1", "LAeq")
     assert got["LAeq"]["value"] == 55.5
+    # Not yet heard from when they came: counted under device="other" (bounded labels).
     assert (
-        gw.metrics.value("r197_gateway_rejected_total", device="noise-1", reason="malformed") == 200
+        gw.metrics.value("r197_gateway_rejected_total", device="other", reason="malformed") == 200
     )
+    async with device(stack, "noise-1", "n1") as client:  # now a known device: its own label
+        for n in range(5):
+            await client.publish("city/noise/noise-1/up/senml-json", b"[{x" + bytes([n]), qos=1)
+    deadline = time.monotonic() + 10
+    while gw.metrics.value("r197_gateway_rejected_total", device="noise-1", reason="malformed") < 5:
+        assert time.monotonic() < deadline, "the rejections were never counted"
+        await asyncio.sleep(0.02)
     async with httpx.AsyncClient() as client:
         metrics = (await client.get(f"http://[::1]:{gw.http_port}/metrics")).text
-    assert 'r197_gateway_rejected_total{device="noise-1",reason="malformed"} 200' in metrics
+    assert 'r197_gateway_rejected_total{device="other",reason="malformed"} 200' in metrics
+    assert 'r197_gateway_rejected_total{device="noise-1",reason="malformed"} 5' in metrics
 
 
 async def test_coap_push_answers_with_the_right_codes(stack: dict[str, Any]) -> None:
