@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 RECENT = 60.0  # seconds: /health's default for devicesRecent
 REALM = "r197-gateway"
 LOG_EVERY = 60.0  # seconds between two log lines about refused notifications
+MAX_NOTIFICATION = 1024 * 1024  # bytes: a keyValues notification of actuators is far smaller
 
 
 def bearer_refusal(header: str | None, token: str) -> str | None:
@@ -85,11 +86,17 @@ def build_app(
             why = bearer_refusal(request.headers.get("authorization"), notify_token)
             if why is not None:
                 return refuse(request, why)
+        raw = bytearray()
+        async for chunk in request.stream():  # read no more than the limit, whatever is sent
+            raw += chunk
+            if len(raw) > MAX_NOTIFICATION:
+                return Response(status_code=413)
         try:
-            body = orjson.loads(await request.body())
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return Response(status_code=400)
-        if not isinstance(body, dict):
+        # CIM 009 5.3.1: a Notification's data is an array of entities.
+        if not isinstance(body, dict) or not isinstance(body.get("data", []), list):
             return Response(status_code=400)
         await on_notification(body)
         return Response(status_code=204)

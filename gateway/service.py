@@ -240,7 +240,7 @@ class Gateway(Parts):
         )
         headers = platform_headers(self.config.tenant, self.config.platform_token)
         api = self.config.platform_url.rstrip("/") + "/ngsi-ld/v1/subscriptions"
-        delay = 0.5
+        delay, refused = 0.5, 0
         async with httpx.AsyncClient(headers=headers, timeout=5) as client:
             while True:
                 try:
@@ -251,7 +251,13 @@ class Gateway(Parts):
                     if answer.status_code in (201, 204):
                         log.info("southbound: subscribed to actuator changes at %s", endpoint)
                         return
-                    log.warning("southbound: subscription refused: %s", answer.text[:200])
+                    if answer.status_code != refused:  # once per status, not every retry
+                        refused = answer.status_code
+                        log.warning(
+                            "southbound: subscription refused with %s: %s",
+                            refused,
+                            answer.text[:200],
+                        )
                 except httpx.HTTPError as exc:
                     log.debug("southbound: platform not reachable yet: %s", exc)
                 await asyncio.sleep(delay)

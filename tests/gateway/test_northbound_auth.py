@@ -232,3 +232,28 @@ def test_the_gateway_reads_its_tokens_from_files(tmp_path: Path) -> None:
     (tmp_path / "notify").write_text("\n")
     with pytest.raises(SystemExit, match="empty"):
         gateway_config(args, load_settings(None))
+
+
+async def test_notify_checks_the_token_first_then_size_and_shape() -> None:
+    """No token: 401 before the body is read; with it, a body over 1 MiB is 413 and a
+    notification whose data is not an array 400 (CIM 009 5.3.1); a good one 204."""
+    from gateway.http import MAX_NOTIFICATION, build_app  # noqa: PLC0415
+    from gateway.metrics import Metrics  # noqa: PLC0415
+
+    got: list[dict[str, Any]] = []
+
+    async def on_notification(body: dict[str, Any]) -> None:
+        got.append(body)
+
+    app = build_app(Metrics(), on_notification, lambda _: {}, notify_token=NOTIFY)
+    auth = {"Authorization": f"Bearer {NOTIFY}"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+        assert (await http.post("/notify", content=b"{not json")).status_code == 401
+        big = b'{"data": [' + b" " * MAX_NOTIFICATION + b"]}"
+        assert (await http.post("/notify", content=big, headers=auth)).status_code == 413
+        bad = await http.post("/notify", json={"data": 7}, headers=auth)
+        assert bad.status_code == 400
+        ok = await http.post("/notify", json={"data": [{"id": "urn:x"}]}, headers=auth)
+        assert ok.status_code == 204
+    assert got == [{"data": [{"id": "urn:x"}]}]
