@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from city_platform.allowlist import EndpointAllowList
 from city_platform.errors import BadRequestData, LdContextNotAvailable
 from city_platform.ldregistry import ContextRegistry, local_id_of
 
@@ -211,8 +212,11 @@ class ContextResolver:
         timeout: float = FETCH_TIMEOUT,
         max_bytes: int = MAX_CONTEXT_BYTES,
         directory: Path | None = None,
+        allow_list: EndpointAllowList | None = None,
     ) -> None:
         self._allow_remote = allow_remote
+        # --allow-endpoint: remote @context URLs outside it are never fetched (allowlist.py)
+        self._allow_list = allow_list or EndpointAllowList()
         self._timeout = timeout
         self._max_bytes = max_bytes
         self._documents: dict[str, Any] = {}  # shipped and --context-dir documents by URL
@@ -324,6 +328,7 @@ class ContextResolver:
                 "URLs (--no-remote-contexts); add it with POST /ngsi-ld/v1/jsonldContexts or "
                 "to the --context-dir"
             )
+        self._check_allowed(url)
         lock = self._locks.setdefault(url, asyncio.Lock())
         try:
             async with lock:  # concurrent requests for one URL share one fetch
@@ -345,10 +350,19 @@ class ContextResolver:
                 f"@context {url!r} cannot be reloaded: this platform never fetches @context URLs"
             )
         else:
+            self._check_allowed(url)
             document = await self.fetch(url)
         self.registry.note_cached(url, document)
         self.forget(url)
         return document
+
+    def _check_allowed(self, url: str) -> None:
+        if not self._allow_list.permits(url):
+            raise LdContextNotAvailable(
+                f"remote @context {url!r} not fetched: it is outside this platform's allow-list "
+                f"(--allow-endpoint: {', '.join(self._allow_list.prefixes)}); add it with "
+                "POST /ngsi-ld/v1/jsonldContexts or to the --context-dir"
+            )
 
     async def fetch(self, url: str) -> dict[str, Any]:
         """GET a remote @context: at most ``max_bytes`` within ``timeout`` seconds in all, on
@@ -357,11 +371,20 @@ class ContextResolver:
 
         log.info("fetching remote @context %s", url)
         body = bytearray()
+
+        async def on_request(request: httpx.Request) -> None:
+            # A redirect (followed below) is a new fetch: its target must be allowed too.
+            if not self._allow_list.permits(str(request.url)):
+                raise _NotAllowed(str(request.url))
+
         try:
             async with asyncio.timeout(self._timeout):
                 async with (
                     httpx.AsyncClient(
-                        timeout=self._timeout, follow_redirects=True, max_redirects=5
+                        timeout=self._timeout,
+                        follow_redirects=True,
+                        max_redirects=5,
+                        event_hooks={"request": [on_request]},
                     ) as client,
                     client.stream(
                         "GET", url, headers={"Accept": "application/ld+json, application/json"}
@@ -376,6 +399,11 @@ class ContextResolver:
                         if len(body) > self._max_bytes:
                             raise _TooLarge
             document = orjson.loads(body)
+        except _NotAllowed as exc:
+            raise LdContextNotAvailable(
+                f"@context {url!r} redirects to {exc}, outside this platform's allow-list "
+                f"(--allow-endpoint: {', '.join(self._allow_list.prefixes)})"
+            ) from None
         except _TooLarge:
             raise LdContextNotAvailable(
                 f"@context {url!r} is larger than {self._max_bytes} bytes"
@@ -393,6 +421,10 @@ class ContextResolver:
 
 class _TooLarge(Exception):
     """A remote @context went over the size limit (internal to ContextResolver.fetch)."""
+
+
+class _NotAllowed(Exception):
+    """A redirect of a remote @context leads outside the allow-list (internal to fetch)."""
 
 
 _SHIPPED = {"source": "shipped with the platform, never fetched"}

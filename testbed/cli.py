@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from conformance import cli as conformance_cli
 from conformance import matrix
-from testbed import devices_cmd, gateway_cmd, up
+from testbed import devices_cmd, gateway_cmd, token_cmd, up
 from testbed.processes import port_arg
 from testbed.settings import Settings, load_settings
 
@@ -82,10 +82,25 @@ def build_parser() -> argparse.ArgumentParser:
         "/ngsi-ld/contexts/NAME.jsonld and stands for that path on any host, and for the URLs "
         "its top-level 'url' member lists (never fetched)",
     )
+    plat.add_argument(
+        "--auth-key",
+        metavar="FILE",
+        help="require 'Authorization: Bearer <token>' on the API, tokens signed with the HS256 "
+        "key in FILE (issue them with `testbed token`); /health, /docs and /ngsi-ld/contexts/ "
+        "stay open (default: no authentication)",
+    )
+    plat.add_argument(
+        "--allow-endpoint",
+        action="append",
+        metavar="URLPREFIX",
+        help="allow notification endpoints, csource registration endpoints and remote @context "
+        "URLs under this prefix only (repeatable; against SSRF; default: any URL)",
+    )
     plat.set_defaults(func=run_platform)
     gateway_cmd.register(sub, EPILOG)
     devices_cmd.register(sub, EPILOG)
     up.register(sub, EPILOG)
+    token_cmd.register(sub, EPILOG)
     conformance_cli.register(sub, EPILOG)
     matrix.register(sub, EPILOG)
     sub.add_parser(
@@ -154,12 +169,23 @@ def run_platform(args: argparse.Namespace, settings: Settings) -> int:
     port = args.port if args.port is not None else cfg.port
     db = args.db or cfg.db
     context_dir = args.context_dir or cfg.context_dir
+    key_file = args.auth_key or cfg.auth_key_file
+    try:
+        key = token_cmd.read_key(Path(key_file)) if key_file else None
+    except token_cmd.KeyFileError as exc:  # missing, empty or short: say so, exit 2
+        print(f"platform: --auth-key: {exc}", file=sys.stderr, flush=True)
+        return 2
     try:
         app = create_app(
             SqliteStorage(db),
             allow_remote_contexts=cfg.allow_remote_contexts and not args.no_remote_contexts,
             context_dir=Path(context_dir) if context_dir else None,
+            auth_key=key,
+            allow_endpoints=args.allow_endpoint or cfg.allow_endpoints,
         )
+    except ValueError as exc:  # an --allow-endpoint prefix that is not a URL
+        print(f"platform: {exc}", file=sys.stderr, flush=True)
+        return 2
     except PlatformError as exc:  # a bad --context-dir: say which file, no traceback
         print(f"platform: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -44,13 +44,19 @@ def platform_spec(
     context_dir: str | Path | None = None,
     name: str = "platform",
     option: str | None = None,
+    auth_key: Path | None = None,
+    allow_endpoints: Sequence[str] = (),
 ) -> ProcessSpec:
-    """``testbed platform``, ready when /health answers."""
+    """``testbed platform``, ready when /health answers (open also with ``auth_key``)."""
     args = ["platform", "--host", host, "--port", str(port), "--db", str(db)]
     if not remote_contexts:
         args.append("--no-remote-contexts")
     if context_dir is not None:
         args += ["--context-dir", str(context_dir)]
+    if auth_key is not None:
+        args += ["--auth-key", str(auth_key)]
+    for prefix in allow_endpoints:
+        args += ["--allow-endpoint", prefix]
     return ProcessSpec(
         name=name,
         argv=cli_argv(*args, verbose=verbose),

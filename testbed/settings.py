@@ -24,6 +24,8 @@ class PlatformSettings(BaseModel):
     db: str = Field(default_factory=lambda: str(default_db_path()))
     allow_remote_contexts: bool = True
     context_dir: str | None = None  # *.jsonld @context files resolved locally (--context-dir)
+    auth_key_file: str | None = None  # HS256 key of the API's bearer tokens (--auth-key)
+    allow_endpoints: list[str] = Field(default_factory=list)  # SSRF allow-list (--allow-endpoint)
 
 
 def default_queue_path() -> Path:

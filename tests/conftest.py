@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,13 +18,28 @@ __all__ = ["ROOT", "PlatformProcess", "free_port"]
 class PlatformProcess:
     """``testbed platform`` running as a real process on [::1]."""
 
-    def __init__(self, *, db: str = ":memory:", port: int | None = None, verbose: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        db: str = ":memory:",
+        port: int | None = None,
+        verbose: int = 1,
+        auth_key: Path | None = None,
+        allow_endpoints: Sequence[str] = (),
+    ) -> None:
         self.port = port or free_port()
         self.db = db
         self.base = f"http://[::1]:{self.port}"
         self.api = self.base + "/ngsi-ld/v1"
         # Remote @context fetching stays allowed, as a user's platform has it by default.
-        spec = platform_spec(port=self.port, db=db, verbose=verbose, remote_contexts=True)
+        spec = platform_spec(
+            port=self.port,
+            db=db,
+            verbose=verbose,
+            remote_contexts=True,
+            auth_key=auth_key,
+            allow_endpoints=allow_endpoints,
+        )
         self.process = ManagedProcess(spec)
         self._printed = 0  # bytes of the log already returned by an earlier stop()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -18,7 +18,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from city_platform.allowlist import EndpointAllowList
 from city_platform.api.access import AccessLog
+from city_platform.api.bearer import BearerAuth
 from city_platform.api.guard import TargetGuard
 from city_platform.api.length import LengthRequired
 from city_platform.api.slashes import CollectionSlash, original_path
@@ -50,11 +52,19 @@ _DELETE_ALL_ATTRS = re.compile(re.escape(API_PREFIX) + r"/entities/[^/]+/attrs/"
 
 
 def create_app(
-    storage: Storage, *, allow_remote_contexts: bool = True, context_dir: Path | None = None
+    storage: Storage,
+    *,
+    allow_remote_contexts: bool = True,
+    context_dir: Path | None = None,
+    auth_key: bytes | None = None,
+    allow_endpoints: Sequence[str] = (),
 ) -> FastAPI:
     """Build the platform app around a storage backend (opened and closed by the lifespan).
 
-    ``context_dir``: a directory of ``*.jsonld`` @context files resolved and served locally."""
+    ``context_dir``: a directory of ``*.jsonld`` @context files resolved and served locally.
+    ``auth_key``: the HS256 key of the API's bearer tokens; None leaves the API open
+    (api/bearer.py).  ``allow_endpoints``: the URL prefixes notification and registration
+    endpoints and remote @contexts must lie under; empty allows every URL (allowlist.py)."""
     from city_platform.api.routes import batch, entities, meta, subscriptions, temporal, types  # noqa: PLC0415  # noqa: PLC0415
     from city_platform.subscriptions.manager import SubscriptionManager  # noqa: PLC0415
 
@@ -78,7 +88,10 @@ def create_app(
         redirect_slashes=False,
     )
     app.state.broker = ContextBroker(storage)
-    app.state.resolver = ContextResolver(allow_remote=allow_remote_contexts, directory=context_dir)
+    app.state.allow_list = EndpointAllowList(allow_endpoints)
+    app.state.resolver = ContextResolver(
+        allow_remote=allow_remote_contexts, directory=context_dir, allow_list=app.state.allow_list
+    )
     for module in (entities, batch, temporal, subscriptions, types):
         app.include_router(module.router, prefix=API_PREFIX)
     from city_platform.api.routes import query_ops  # noqa: PLC0415  # POST entityOperations/query
@@ -150,6 +163,8 @@ def create_app(
     # entities/ and entities/{id}/attrs/ as the collections the ETSI suite posts to (slashes.py)
     app.add_middleware(CollectionSlash, prefix=API_PREFIX)
     app.add_middleware(LengthRequired)  # 6.3.4: POST/PATCH/PUT without Content-Length: 411
+    if auth_key is not None:  # RFC 6750 bearer tokens; 401/403 before any other check
+        app.add_middleware(BearerAuth, key=auth_key)
     app.add_middleware(TenantEcho)  # 6.3.14: NGSILD-Tenant of the request on every response
     app.add_middleware(AccessLog)
     return app

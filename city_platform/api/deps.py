@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 
+from city_platform.allowlist import EndpointAllowList
 from city_platform.api.negotiation import choose_response_type, context_from_link
 from city_platform.broker import ContextBroker
 from city_platform.entities import check_name
@@ -21,6 +22,11 @@ def get_broker(request: Request) -> ContextBroker:
 def get_resolver(request: Request) -> ContextResolver:
     resolver: ContextResolver = request.app.state.resolver
     return resolver
+
+
+def get_allow_list(request: Request) -> EndpointAllowList:
+    allow: EndpointAllowList = request.app.state.allow_list
+    return allow
 
 
 def get_tenant(
@@ -56,6 +62,7 @@ def link_source(request: Request) -> Any:
 
 Broker = Annotated[ContextBroker, Depends(get_broker)]
 Resolver = Annotated[ContextResolver, Depends(get_resolver)]
+AllowList = Annotated[EndpointAllowList, Depends(get_allow_list)]
 Tenant = Annotated[str, Depends(get_tenant)]
 Accept = Annotated[str, Depends(get_accept)]
 AcceptGeo = Annotated[str, Depends(get_accept_geo)]

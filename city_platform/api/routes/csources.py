@@ -11,7 +11,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from city_platform import entities as ent
-from city_platform.api.deps import Accept, Broker, LinkContext, Resolver, Tenant, link_source
+from city_platform.api.deps import (
+    Accept,
+    AllowList,
+    Broker,
+    LinkContext,
+    Resolver,
+    Tenant,
+    link_source,
+)
 from city_platform.api.negotiation import read_body, render
 from city_platform.api.params import count_header, parse_bool, parse_options, parse_page
 from city_platform.api.routes.contexts import implicit_context
@@ -35,9 +43,10 @@ def _location(kind: str, doc_id: str) -> dict[str, str]:
 
 @router.post(REGS, status_code=201, summary="Register Context Source (5.9.2)")
 async def create_registration(
-    request: Request, manager: Manager, resolver: Resolver, tenant: Tenant
+    request: Request, manager: Manager, resolver: Resolver, tenant: Tenant, allow: AllowList
 ) -> Response:
     body, source = await read_body(request)
+    allow.check_registration(body)  # --allow-endpoint (SSRF): the platform forwards there
     ctx = await resolver.resolve(source)
     reg_id = await manager.create(tenant, body, ctx, source)
     return Response(status_code=201, headers=_location(REGS, reg_id))
@@ -122,10 +131,16 @@ async def retrieve_registration(
     REGS + "/{reg_id}", status_code=204, summary="Update Context Source Registration (5.9.3)"
 )
 async def update_registration(
-    request: Request, reg_id: str, manager: Manager, resolver: Resolver, tenant: Tenant
+    request: Request,
+    reg_id: str,
+    manager: Manager,
+    resolver: Resolver,
+    tenant: Tenant,
+    allow: AllowList,
 ) -> Response:
     ent.check_uri(reg_id, "registration id")
     body, source = await read_body(request, patch=True)
+    allow.check_registration(body)  # --allow-endpoint (SSRF)
     ctx = await resolver.resolve(source)
     await manager.update(tenant, reg_id, body, ctx)
     return Response(status_code=204)
@@ -144,10 +159,11 @@ async def delete_registration(reg_id: str, manager: Manager, tenant: Tenant) -> 
 
 @router.post(SUBS, status_code=201, summary="Create Context Source Registration Subscription")
 async def create_subscription(
-    request: Request, manager: Manager, resolver: Resolver, tenant: Tenant
+    request: Request, manager: Manager, resolver: Resolver, tenant: Tenant, allow: AllowList
 ) -> Response:
     """5.11.2."""
     body, source = await read_body(request)
+    allow.check_subscription(body)  # --allow-endpoint (SSRF)
     ctx = await resolver.resolve(source)
     source = await implicit_context(request, resolver, tenant, source)  # 5.13.1
     sub_id = await manager.create_subscription(tenant, body, ctx, source)
@@ -195,11 +211,17 @@ async def retrieve_subscription(
     SUBS + "/{sub_id}", status_code=204, summary="Update Context Source Registration Subscription"
 )
 async def update_subscription(
-    request: Request, sub_id: str, manager: Manager, resolver: Resolver, tenant: Tenant
+    request: Request,
+    sub_id: str,
+    manager: Manager,
+    resolver: Resolver,
+    tenant: Tenant,
+    allow: AllowList,
 ) -> Response:
     """5.11.3."""
     ent.check_uri(sub_id, "subscription id")
     body, source = await read_body(request, patch=True)
+    allow.check_subscription(body)  # --allow-endpoint (SSRF)
     ctx = await resolver.resolve(source)
     await manager.update_subscription(tenant, sub_id, body, ctx)
     return Response(status_code=204)

@@ -8,7 +8,14 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from city_platform.api.deps import Accept, LinkContext, Resolver, Tenant, link_source
+from city_platform.api.deps import (
+    Accept,
+    AllowList,
+    LinkContext,
+    Resolver,
+    Tenant,
+    link_source,
+)
 from city_platform.api.negotiation import read_body, render
 from city_platform.api.params import count_header, page_links, parse_options, parse_page
 from city_platform.api.routes.contexts import implicit_context
@@ -30,10 +37,11 @@ Manager = Annotated[SubscriptionManager, Depends(get_manager)]
 
 @router.post("", status_code=201, summary="Create subscription (5.8.1)")
 async def create_subscription(
-    request: Request, manager: Manager, resolver: Resolver, tenant: Tenant
+    request: Request, manager: Manager, resolver: Resolver, tenant: Tenant, allow: AllowList
 ) -> Response:
     only_params(request)  # 6.3.20: an unknown parameter is InvalidRequest (ETSI 059_01_06)
     body, source = await read_body(request)
+    allow.check_subscription(body)  # --allow-endpoint (SSRF): before any @context is fetched
     ctx = await resolver.resolve(source)
     source = await implicit_context(request, resolver, tenant, source)  # 5.13.1
     sub_id = await manager.create(tenant, body, ctx, source)
@@ -82,9 +90,15 @@ async def retrieve_subscription(
 
 @router.patch("/{sub_id}", status_code=204, summary="Update subscription (5.8.2)")
 async def update_subscription(
-    request: Request, sub_id: str, manager: Manager, resolver: Resolver, tenant: Tenant
+    request: Request,
+    sub_id: str,
+    manager: Manager,
+    resolver: Resolver,
+    tenant: Tenant,
+    allow: AllowList,
 ) -> Response:
     body, source = await read_body(request, patch=True)
+    allow.check_subscription(body)  # --allow-endpoint (SSRF)
     ctx = await resolver.resolve(source)
     await manager.update(tenant, sub_id, body, ctx)
     return Response(status_code=204)
