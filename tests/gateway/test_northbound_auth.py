@@ -114,7 +114,7 @@ async def test_the_uplink_token_reaches_a_real_platform(
     platform: PlatformProcess, tmp_path: Path
 ) -> None:
     """With a token the uplink still delivers to a real platform (one without auth ignores
-    the header); the end-to-end check with auth is test_gateway_with_auth below."""
+    the header); test_northbound_e2e.py checks it against a platform with auth."""
     async with Uplink(
         platform_url=platform.base, queue_path=tmp_path / "q.db", token=TOKEN, tenant="tok1"
     ) as uplink:
