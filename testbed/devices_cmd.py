@@ -31,7 +31,9 @@ def register(sub: Any, epilog: str) -> None:
     parser.add_argument(
         "--scenario", default="workshop", help="a scenario file, or a shipped scenario's name"
     )
-    parser.add_argument("--broker", help="MQTT broker URL (default from the scenario)")
+    parser.add_argument(
+        "--broker", help="MQTT broker URL (default from the scenario; mqtts://... for TLS)"
+    )
     parser.add_argument("--password", help="MQTT password of every device")
     parser.add_argument(
         "--passwords",

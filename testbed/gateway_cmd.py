@@ -37,7 +37,9 @@ def register(sub: Any, epilog: str) -> None:
     parser.add_argument("--platform", help="NGSI-LD platform base URL (default http://[::1]:8000)")
     parser.add_argument("--tenant", help="NGSILD-Tenant to write into (default: the default one)")
     parser.add_argument(
-        "--broker", help="MQTT broker URL (default mqtt://[::1]:1883); 'off' to skip"
+        "--broker",
+        help="MQTT broker URL (default mqtt://[::1]:1883; mqtts://[::1]:8883 for TLS); 'off' to "
+        "skip",
     )
     parser.add_argument("--broker-user", help="MQTT username (default 'gateway')")
     parser.add_argument("--broker-password", help="MQTT password")

@@ -353,7 +353,9 @@ class MqttIngest:
                 "MQTT: the broker ended %d sessions in a row within %.0f s of their start: "
                 "another client is probably connected with our client id %r and the two take "
                 "the session over from each other; give each gateway its own client id "
-                "(testbed gateway --client-id, or [gateway] client_id) and its own queue file",
+                "(testbed gateway --client-id, or [gateway] client_id; its own username where "
+                "the broker ties client ids to usernames, as a secure city's Mosquitto does) "
+                "and its own queue file",
                 self._short,
                 SHORT_SESSION,
                 self.client_id,
