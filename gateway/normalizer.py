@@ -367,7 +367,7 @@ def _one_record(inbound: Inbound, profiles: Profiles) -> Normalized | None:
     if bt is None or v is None:
         return None
     name = bn + n
-    if not senml.valid_name(name):
+    if len(name) > senml.MAX_NAME or not senml.valid_name(name):
         return None
     t = bt + inbound.received_at if bt < senml.RELATIVE_LIMIT else bt
     if not senml.valid_time(t):

@@ -38,6 +38,9 @@ VALUE_FIELDS = ("v", "vs", "vb", "vd")
 KNOWN = frozenset({*CBOR_LABELS.values()})
 # Section 4.5.1: names start with a letter or digit, then letters, digits, ':', '.', '/', '_', '-'.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:./_-]*$")
+# Our bound (the RFC sets none): longer names are malformed.  Checked before valid_name, whose
+# cache would otherwise keep 65536 names of up to 64 KB each that a sender invents (4 GB).
+MAX_NAME = 255
 RELATIVE_LIMIT = 2**28  # section 4.5.3: smaller resolved times are relative to "now"
 BASE_FIELDS = frozenset({"bver", "bn", "bt", "bu", "bv", "bs"})
 # The times a reading may carry once resolved (section 4.5.3 leaves the range open): from the
@@ -173,7 +176,7 @@ def resolve(pack: list[dict[str, Any]], *, now: float) -> list[Record]:
         if not isinstance(n, str):
             raise RejectedPayload("malformed", f"SenML n must be a string, got {n!r}")
         name = bn + n
-        if not valid_name(name):
+        if len(name) > MAX_NAME or not valid_name(name):
             raise RejectedPayload("malformed", f"invalid SenML name {name!r} (section 4.5.1)")
         t = bt + _number(raw["t"], "t") if "t" in raw else bt
         if t < RELATIVE_LIMIT:

@@ -96,7 +96,9 @@ def inbound_from(
 ) -> Inbound | None:
     """The Inbound for a message, or None when the topic is not a reading topic."""
     # Without a content type (the usual case) the topic says it all, and devices repeat it.
-    known = _topic_parts(topic) if content_type is None else _parse_topic(topic, content_type)
+    # Long topics are not remembered: the cache would keep what a publisher invents (64 KB each).
+    cached = content_type is None and len(topic) <= 256
+    known = _topic_parts(topic) if cached else _parse_topic(topic, content_type)
     if known is None:
         return None
     fmt, device = known

@@ -204,3 +204,34 @@ async def test_coap_ingest_answers_4_00_for_bad_times_and_ids(gateway: Gateway) 
     assert rejections(gateway, "invalid-value") == 2
     assert rejections(gateway, "invalid-device-id") == 1
     assert gateway.metrics.value("r197_gateway_normalized_total") == 1
+
+
+def test_a_senml_name_over_255_characters_is_malformed_and_not_remembered() -> None:
+    """Invented long names would fill the name cache (65536 of up to 64 KB); they are
+    malformed instead, on the one-record fast path and the general path alike."""
+    from gateway import senml  # noqa: PLC0415
+
+    before = senml.valid_name.cache_info().currsize
+    for n in range(20):
+        long = "m" * (300 + n)
+        one = orjson.dumps([{"bn": BN, "bt": NOW, "n": long, "u": "dB", "v": 50}])
+        assert rejected(one, "senml-json").reason == "malformed"
+        two = orjson.dumps([{"bn": BN, "bt": NOW}, {"n": long, "u": "dB", "v": 50}])
+        assert rejected(two, "senml-json").reason == "malformed"
+    assert senml.valid_name.cache_info().currsize == before
+
+
+def test_long_mqtt_topics_are_parsed_but_not_remembered() -> None:
+    """The topic cache keeps only topics up to 256 characters; longer ones still parse, and
+    their device level then meets the device id bound in the normalizer."""
+    from gateway.transports import mqtt  # noqa: PLC0415
+
+    before = mqtt._topic_parts.cache_info().currsize
+    for n in range(20):
+        topic = f"city/noise/noise-{'1' * (300 + n)}/up/vendor-csv"
+        inbound = mqtt.inbound_from(topic, b"x", None, NOW)
+        assert inbound is not None
+        with pytest.raises(RejectedPayload) as caught:
+            normalize(inbound, PROFILES)
+        assert caught.value.reason == "invalid-device-id"
+    assert mqtt._topic_parts.cache_info().currsize == before
