@@ -15,9 +15,10 @@ past a prefix: scheme and host in lower case, IPv6 literals in their canonical f
 explicit, percent-encoded unreserved characters decoded and dot segments removed (RFC 3986
 5.2.4: ``/notify/../admin`` is ``/admin``).  Userinfo is never part of the comparison: in
 ``http://allowed@evil/`` the host is ``evil``.  A URL with a backslash, white space or a control
-character is refused outright (parsers disagree on where its host ends).  A prefix matches on
-a path-segment boundary: ``http://h/notify`` covers ``http://h/notify`` and ``http://h/notify/x``,
-not ``http://h/notifyother``; query and fragment are ignored.
+character is refused outright (parsers disagree on where its host ends), and so is a path with
+an encoded slash or backslash (``%2F``, ``%5C``: servers disagree on where a segment ends).
+A prefix matches on a path-segment boundary: ``http://h/notify`` covers ``http://h/notify`` and
+``http://h/notify/x``, not ``http://h/notifyother``; query and fragment are ignored.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ __all__ = ["DEFAULT_PORTS", "EndpointAllowList", "Origin", "normalize"]
 DEFAULT_PORTS: Final = {"http": 80, "https": 443, "mqtt": 1883, "mqtts": 8883}
 OPTION: Final = "--allow-endpoint"
 _REFUSED: Final = re.compile(r"[\\\s\x00-\x1f\x7f]")
+# %2F and %5C: servers disagree on whether they separate segments (``/notify/..%2Fadmin``);
+# encoded controls are refused as the plain ones are.
+_ENCODED_REFUSED: Final = re.compile(r"%(2[fF]|5[cC]|[01][0-9a-fA-F]|7[fF])")
 # RFC 3986 2.3: these may be percent-encoded without changing the URL; decoded for comparison.
 _UNRESERVED: Final = re.compile(
     r"%(2[dDeE]|3[0-9]|4[1-9a-fA-F]|5[0-9aA]|5[fF]|6[1-9a-fA-F]|7[0-9aAeE])"
@@ -96,6 +100,8 @@ def normalize(url: str) -> Origin:
         if not re.fullmatch(r"[a-z0-9.-]+", host):
             raise ValueError(f"host {host!r} is not a DNS name or an IP address") from None
     port = parts.port  # ValueError for a port out of range or not a number
+    if _ENCODED_REFUSED.search(parts.path):
+        raise ValueError("the path holds an encoded slash, backslash or control character")
     path = _UNRESERVED.sub(lambda m: chr(int(m.group(1), 16)), parts.path)
     return Origin(scheme, host, DEFAULT_PORTS[scheme] if port is None else port, _remove_dots(path))
 

@@ -161,12 +161,15 @@ class Principal:
 
 
 def check_key(key: bytes) -> bytes:
-    if len(key.strip()) < MIN_KEY_BYTES:
+    """``key`` when it is long enough for HS256, else KeyUnusable.  Used as given: a key file's
+    surrounding white space is dropped by whoever reads it (testbed's read_key and
+    CityCredentials.jwt_key both do), so both sides hold the same bytes."""
+    if len(key) < MIN_KEY_BYTES:
         raise KeyUnusable(
-            f"the token key has {len(key.strip())} bytes; HS256 needs at least {MIN_KEY_BYTES} "
+            f"the token key has {len(key)} bytes; HS256 needs at least {MIN_KEY_BYTES} "
             "(RFC 7518 3.2)"
         )
-    return key.strip()
+    return key
 
 
 def issue_token(
