@@ -332,6 +332,7 @@ def _normalize_vendor(inbound: Inbound, profiles: Profiles) -> Normalized:
 # time, name, unit, value.  CBOR labels (RFC 8428 Table 4) and JSON names.
 _ONE_CBOR = frozenset({-2, -3, 0, 1, 2}), itemgetter(-2, -3, 0, 1, 2)  # bn, bt, n, u, v
 _ONE_JSON = frozenset({"bn", "bt", "n", "u", "v"}), itemgetter("bn", "bt", "n", "u", "v")
+_EARLIEST, _LATEST, _MAX_NAME = senml.EARLIEST, senml.LATEST, senml.MAX_NAME
 
 
 def _plain_number(x: object) -> float | None:
@@ -367,10 +368,10 @@ def _one_record(inbound: Inbound, profiles: Profiles) -> Normalized | None:
     if bt is None or v is None:
         return None
     name = bn + n
-    if len(name) > senml.MAX_NAME or not senml.valid_name(name):
+    if len(name) > _MAX_NAME or not senml.valid_name(name):
         return None
     t = bt + inbound.received_at if bt < senml.RELATIVE_LIMIT else bt
-    if not senml.valid_time(t):
+    if not _EARLIEST <= t <= _LATEST:  # senml.valid_time, inline on the hot path
         return None  # the general path rejects it with its reason
     owner, measurement = _name_parts(name)  # raises as the general path would
     if owner is None or (inbound.device_id and owner != inbound.device_id):
@@ -395,8 +396,9 @@ def _one_record(inbound: Inbound, profiles: Profiles) -> Normalized | None:
 
 def normalize(inbound: Inbound, profiles: Profiles) -> Normalized:
     """Decode, validate, convert and map one payload (raises :class:`RejectedPayload`)."""
-    if inbound.device_id is not None:
-        check_device_id(inbound.device_id)
+    device = inbound.device_id
+    if device is not None and (len(device) > 80 or not _device_id_ok(device)):
+        check_device_id(device)  # raises, with the reason
     if len(inbound.payload) > MAX_PAYLOAD:
         raise RejectedPayload(
             "oversized", f"{len(inbound.payload)} bytes; the limit is {MAX_PAYLOAD}"
