@@ -152,3 +152,55 @@ def test_gateway_with_auth_queues_until_its_token_may_write(
     finally:
         proc.stop()
         proc.close()
+
+
+def test_a_rotated_notify_token_reaches_the_platform_on_restart(
+    secured: tuple[PlatformProcess, CityCredentials, int], tmp_path: Path
+) -> None:
+    """Rotating the notify token (CityCredentials.rotate("notify")) and restarting the gateway
+    updates its subscription's receiverInfo (409, then PATCH): the platform's notifications
+    carry the new token and pass /notify; the old token is refused."""
+    platform, creds, port = secured
+    key = creds.jwt_key()
+    writer = issue_token(key, subject="gateway", scopes=["write"], tenants=["*"])
+    token = tmp_path / "gateway-token"
+    token.write_text(writer)
+    options = gateway(tmp_path, platform, port, token, creds.notify_token_file)
+    subs = f"{platform.api}/subscriptions"
+    app = {"Authorization": f"Bearer {writer}"}
+
+    proc = ManagedProcess(gateway_spec(options, wait_for_mqtt=False))
+    proc.start()
+    try:
+        until(lambda: len(httpx.get(subs, headers=app).json()) == 1, "no subscription")
+    finally:
+        proc.stop()
+        proc.close()
+    old = creds.notify_token()
+    creds.rotate("notify")
+    assert creds.notify_token() != old
+
+    proc = ManagedProcess(gateway_spec(options, wait_for_mqtt=False))
+    proc.start()
+    try:
+        until(lambda: "subscribed to actuator" in proc.output(), "never subscribed again")
+        notify = f"http://[::1]:{options.http_port}/notify"
+        stale = httpx.post(notify, json={"data": []}, headers={"Authorization": f"Bearer {old}"})
+        assert stale.status_code == 401
+        made = httpx.post(
+            f"{platform.api}/entities",
+            json={
+                "id": STREETLIGHT,
+                "type": "Streetlight",
+                "powerState": {"type": "Property", "value": "on"},
+            },
+            headers=app,
+        )
+        assert made.status_code == 201, made.text
+        until(
+            lambda: metric(options, "r197_gateway_command_failures_total") >= 1,
+            "the platform's notification with the new token never got through",
+        )
+    finally:
+        proc.stop()
+        proc.close()
