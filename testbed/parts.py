@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from testbed.processes import (
@@ -170,6 +170,19 @@ class StackPorts:
 
 
 @dataclass(frozen=True)
+class StackSecurity:
+    """The files a secure stack runs with (testbed.city_security.CitySecurity makes them)."""
+
+    ca_file: Path  # the city's CA: the gateway verifies the TLS broker with it
+    auth_key: Path  # the platform's --auth-key (HS256)
+    platform_token_file: Path  # the gateway's bearer token for the platform (write scope)
+    notify_token_file: Path  # what the gateway's POST /notify requires
+    gateway_password: str  # the gateway's MQTT password: given in its environment, not argv
+    oscore_file: Path | None = None  # per-device OSCORE contexts (gateway and RD --oscore)
+    allow_endpoints: tuple[str, ...] = ()  # more --allow-endpoint prefixes than the gateway's
+
+
+@dataclass(frozen=True)
 class StackLayout:
     """One whole stack: where each part listens, where its files go, how the gateway logs in.
 
@@ -185,6 +198,8 @@ class StackLayout:
     gateway_password: str | None = None
     verbose: int = 1
     remote_contexts: bool = False  # testbed up works offline: the shipped @contexts only
+    # Secure mode: TLS broker, platform tokens, /notify token (None: the open lab city).
+    security: StackSecurity | None = None
 
     @property
     def platform_url(self) -> str:
@@ -192,7 +207,13 @@ class StackLayout:
 
     @property
     def broker_url(self) -> str:
-        return f"mqtt://[::1]:{self.ports.broker}"
+        scheme = "mqtts" if self.security is not None else "mqtt"
+        return f"{scheme}://[::1]:{self.ports.broker}"
+
+    @property
+    def notify_url(self) -> str:
+        """The gateway's POST /notify (gateway.service: http://[http_host]:http_port/notify)."""
+        return f"http://[::1]:{self.ports.gateway_http}/notify"
 
     @property
     def rd_url(self) -> str:
@@ -203,10 +224,14 @@ class StackLayout:
         return f"http://[::1]:{self.ports.gateway_http}/health"
 
     def platform(self) -> ProcessSpec:
+        sec = self.security
         return platform_spec(
             port=self.ports.platform, db=self.data / "platform.db", verbose=self.verbose,
             option="--platform-port", context_dir=SHIPPED_CONTEXTS,
             remote_contexts=self.remote_contexts,
+            auth_key=sec.auth_key if sec else None,
+            # SSRF: the platform notifies the gateway and whatever the user allowed, nothing else
+            allow_endpoints=(self.notify_url, *sec.allow_endpoints) if sec else (),
         )  # fmt: skip  # offline unless asked: no remote @context fetching, shipped ones preloaded
 
     def resource_directory(self) -> ProcessSpec:
@@ -221,13 +246,27 @@ class StackLayout:
             queue=self.data / "gateway-queue.db",
             rd=self.rd_url,
             broker_user=self.gateway_user,
-            broker_password=self.gateway_password,
+            broker_password=self.gateway_password if self.security is None else None,
             southbound=self.southbound,
         )
-        return gateway_spec(
+        sec = self.security
+        if sec is not None:
+            options = replace(
+                options, broker_user="gateway", broker_ca=sec.ca_file,
+                platform_token_file=sec.platform_token_file,
+                notify_token_file=sec.notify_token_file,
+            )  # fmt: skip
+        spec = gateway_spec(
             options, verbose=self.verbose, wait_for_mqtt=False,
             http_option="--gateway-http-port", coap_option="--gateway-coap-port",
         )  # fmt: skip
+        if sec is None:
+            return spec
+        # The password in the environment (settings: gateway.broker_password), not in the
+        # command line that every local user sees in `ps`.
+        return replace(
+            spec, env={**spec.env, "TESTBED_GATEWAY__BROKER_PASSWORD": sec.gateway_password}
+        )
 
     def specs(self) -> list[ProcessSpec]:
         """The child processes in start order (the broker comes before them)."""

@@ -59,6 +59,7 @@ class Summary:
     devices: int
     recent: float
     rate: SlidingRate = field(default_factory=SlidingRate)
+    platform_headers: dict[str, str] = field(default_factory=dict)  # the secure city's token
 
     async def line(self, client: httpx.AsyncClient, restarts: str = "") -> str:
         health: dict[str, Any] = {}
@@ -74,9 +75,12 @@ class Summary:
             r = await client.get(
                 f"{self.platform_url}/ngsi-ld/v1/entities",
                 params={"type": "Device", "count": "true", "limit": "0"},
+                headers=self.platform_headers,
             )
-            # Each device has its Device entity and one entity of its domain.
-            entities = str(2 * int(r.headers.get("NGSILD-Results-Count", "0")))
+            if r.status_code in (401, 403):  # RFC 6750 3: the token was refused (key rotated?)
+                entities = f"? (token refused: {r.status_code})"
+            else:  # each device has its Device entity and one entity of its domain
+                entities = str(2 * int(r.headers.get("NGSILD-Results-Count", "0")))
         except (httpx.HTTPError, ValueError):
             entities = "? (platform down)"
         online = health.get("devicesRecent", "?")

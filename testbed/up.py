@@ -6,6 +6,13 @@ its log under the data directory, then the scenario's devices (in this process);
 everything listens, shows a live one-line summary, restarts a part that dies, and stops it all
 on Ctrl-C. Every port is checked before anything starts, and a failed start stops what had
 started.
+
+Secure by default (docs/security.md): the city's credentials are made under
+``<data dir>/security`` (kept across restarts), Mosquitto listens with TLS only and a password
+per account, the platform wants bearer tokens and notifies only the gateway's /notify, which
+wants its own token.  ``--insecure`` is the open lab city of the first lesson: plain MQTT with
+the scenario's shared password, no tokens.  One ``--broker-port`` whose default follows the
+mode (8883, IANA's MQTT over TLS, or 1883): a city has one MQTT listener, never both.
 """
 
 from __future__ import annotations
@@ -24,21 +31,40 @@ from typing import Any, TextIO
 import httpx
 import platformdirs
 
-from testbed.brokers import OBSERVER_USER, Broker, MosquittoBroker, choose_broker
-from testbed.parts import StackLayout, StackPorts
+from testbed.brokers import (
+    OBSERVER_USER,
+    TLS_PORT,
+    Broker,
+    BrokerTls,
+    MosquittoBroker,
+    choose_broker,
+    find_mosquitto,
+)
+from testbed.city_security import CitySecurity, scenario_devices
+from testbed.parts import StackLayout, StackPorts, StackSecurity
 from testbed.processes import ManagedProcess, PortClaim, ProcessError, check_ports, port_arg
 from testbed.settings import Settings
 from testbed.summary import Summary, recent_window
 from testbed.supervisor import Supervisor
 
 OBSERVER_PASSWORD = "observer"  # noqa: S105  # read-only lab account, printed at start
+INSECURE_BANNER = """\
+!!! INSECURE CITY (--insecure): plain MQTT with one shared, documented device password, plain
+!!! CoAP, an API and a /notify anyone on this machine can read, write and delete through.
+!!! For a first lesson on one machine only; drop --insecure for the secure city."""
 
+PLAIN_PORT = 1883
 DESCRIPTION = """\
 Start a whole smart city on this machine: MQTT broker, NGSI-LD platform, CoAP resource
 directory, gateway and the devices of a scenario, all on IPv6 loopback [::1]. Prints where each
 part listens and a live summary; a part that dies is restarted; Ctrl-C stops everything cleanly.
 Works offline: the platform fetches no @context from the network (the shipped ones are
 preloaded) unless --remote-contexts is given.
+
+Secure by default: credentials under DATA_DIR/security (see `testbed secrets show`), MQTT over
+TLS only with a password per device, API bearer tokens (printed at start), a token on the
+gateway's /notify. --insecure starts the open lab city instead (plain MQTT, shared password,
+no tokens). See docs/security.md.
 """
 
 
@@ -59,10 +85,23 @@ def register(sub: Any, epilog: str) -> None:
     )  # fmt: skip
     parser.add_argument("--data-dir", type=Path, help="databases, queue and logs (user data dir)")
     parser.add_argument("--fresh", action="store_true", help="start with an empty city database")
+    parser.add_argument(
+        "--insecure", action="store_true",
+        help="the open lab city: plain MQTT on 1883 with the scenario's shared password, plain "
+        "CoAP, no API tokens (a first lesson; never on a shared network)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--broker-port", type=port_arg, metavar="PORT",
+        help=f"the MQTT broker's TCP port ({TLS_PORT}, TLS; {PLAIN_PORT} with --insecure)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--allow-endpoint", action="append", default=[], metavar="URLPREFIX",
+        help="let the platform also notify (or fetch @contexts from) URLs under this prefix "
+        "(repeatable; the gateway's /notify is always allowed)",
+    )  # fmt: skip
     ports = StackPorts()
     for option, default, what in (
         ("--platform-port", ports.platform, "the platform's HTTP port"),
-        ("--broker-port", ports.broker, "the MQTT broker's TCP port"),
         ("--rd-port", ports.rd, "the resource directory's CoAP (UDP) port"),
         ("--gateway-coap-port", ports.gateway_coap, "the gateway's CoAP push (UDP) port"),
         ("--gateway-http-port", ports.gateway_http, "the gateway's /metrics and /health port"),
@@ -83,10 +122,17 @@ def register(sub: Any, epilog: str) -> None:
     parser.set_defaults(func=run_up)
 
 
+def broker_port(args: argparse.Namespace) -> int:
+    """--broker-port, or the mode's default: 1883 for the open city, 8883 (TLS) otherwise."""
+    if args.broker_port is not None:
+        return int(args.broker_port)
+    return PLAIN_PORT if args.insecure else TLS_PORT
+
+
 def layout_of(args: argparse.Namespace, data: Path, gateway_password: str) -> StackLayout:
     ports = StackPorts(
         platform=args.platform_port,
-        broker=args.broker_port,
+        broker=broker_port(args),
         rd=args.rd_port,
         gateway_coap=args.gateway_coap_port,
         gateway_http=args.gateway_http_port,
@@ -106,6 +152,14 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
     except (FileNotFoundError, ScenarioError) as exc:
         print(f"testbed up: {exc}", file=sys.stderr)
         return 2
+    if not args.insecure and (args.broker == "amqtt" or find_mosquitto() is None):
+        # The embedded amqtt broker has no TLS, no per-device passwords and no ACL.
+        print(
+            "testbed up: a secure city needs Mosquitto for MQTT over TLS: install mosquitto "
+            "(apt-get install mosquitto) or use --insecure",
+            file=sys.stderr,
+        )
+        return 2
     data = args.data_dir or Path(platformdirs.user_data_dir("r197-testbed")) / "city"
     layout = layout_of(args, data, secrets.token_urlsafe(12))
     claims = [*layout.claims(), *_device_claims(scenario)]
@@ -117,7 +171,12 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
     if args.fresh and data.exists():
         shutil.rmtree(data)
     (data / "logs").mkdir(parents=True, exist_ok=True)
-    city = City(args, scenario, layout, sys.stderr)
+    security = None if args.insecure else CitySecurity.at(data)
+    accounts: dict[str, str] = {}
+    if security is not None:
+        accounts = security.prepare(*scenario_devices(scenario))
+        layout = replace(layout, security=stack_security(security, args.allow_endpoint))
+    city = City(args, scenario, layout, sys.stderr, security=security, accounts=accounts)
     try:
         return asyncio.run(city.run())
     except ProcessError as exc:
@@ -126,6 +185,19 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
     except KeyboardInterrupt:  # Ctrl-C while starting: everything started was stopped
         print("city stopped", file=sys.stderr, flush=True)
         return 130
+
+
+def stack_security(security: CitySecurity, allow: list[str]) -> StackSecurity:
+    creds = security.credentials
+    return StackSecurity(
+        ca_file=creds.ca_file,
+        auth_key=creds.jwt_key_file,
+        platform_token_file=security.token_file("gateway"),
+        notify_token_file=creds.notify_token_file,
+        gateway_password=security.gateway_password(),
+        oscore_file=creds.oscore_file,
+        allow_endpoints=tuple(allow),
+    )
 
 
 def _device_claims(scenario: Any) -> list[PortClaim]:
@@ -141,8 +213,17 @@ class City:
     """One run of ``testbed up``: start in order, supervise, summarize, stop in reverse."""
 
     def __init__(
-        self, args: argparse.Namespace, scenario: Any, layout: StackLayout, out: TextIO
+        self,
+        args: argparse.Namespace,
+        scenario: Any,
+        layout: StackLayout,
+        out: TextIO,
+        *,
+        security: CitySecurity | None = None,
+        accounts: dict[str, str] | None = None,
     ) -> None:
+        self.security = security
+        self.accounts = dict(accounts or {})  # the secure city's MQTT accounts and passwords
         self.args = args
         self.scenario = scenario
         self.layout = layout
@@ -164,6 +245,12 @@ class City:
         self.show_now = True  # the next summary says what changed
 
     def _broker(self) -> Broker:
+        if self.security is not None:  # TLS only, one password per account (testbed.brokers)
+            return MosquittoBroker(
+                port=self.layout.ports.broker, users=self.accounts,
+                tls=BrokerTls.of(self.security.credentials),
+                workdir=self.layout.data / "mosquitto",
+            )  # fmt: skip
         mqtt_ids = [s.device_id for s in self.scenario.devices() if s.group.protocol == "mqtt"]
         assert self.layout.gateway_password is not None
         users = {
@@ -216,7 +303,18 @@ class City:
 
         layout, ports = self.layout, self.layout.ports
         broker = await stack.enter_async_context(self._broker())
-        if isinstance(broker, MosquittoBroker):
+        if self.security is None:
+            self.say(INSECURE_BANNER)
+        if isinstance(broker, MosquittoBroker) and self.security is not None:
+            self.supervisor.watch(broker.process)
+            ca = self.security.credentials.ca_file
+            self.say(f"broker    mosquitto at {broker.url} (TLS only, a password per account)")
+            self.say(
+                f"          read-only user {OBSERVER_USER!r} (and observer-01..30, see `testbed "
+                f"secrets show`): mosquitto_sub -h ::1 -p {ports.broker} --cafile {ca} "
+                f"-u {OBSERVER_USER} -P '{self.security.observer_password()}' -t 'city/#' -v"
+            )
+        elif isinstance(broker, MosquittoBroker):
             self.supervisor.watch(broker.process)
             self.say(f"broker    mosquitto at {broker.url}")
             self.say(
@@ -246,10 +344,14 @@ class City:
             await stack.enter_async_context(proc)
             self.supervisor.watch(proc)
             self.say(shown[spec.name])
+        if self.security is not None:
+            self.say(self._token_help())
         fleet = await stack.enter_async_context(
             Fleet(
                 self.scenario, broker=broker.url, rd=layout.rd_url,
                 gateway=f"coap://[::1]:{ports.gateway_coap}",
+                passwords=self.accounts or None,
+                broker_ca=layout.security.ca_file if layout.security else None,
             )
         )  # fmt: skip
         coap = ", ".join(c.uri for c in fleet.coap[:3]) + (" ..." if len(fleet.coap) > 3 else "")
@@ -260,6 +362,18 @@ class City:
         self.say(f"logs      {layout.data / 'logs'}; Ctrl-C stops the city")
         return fleet
 
+    def _token_help(self) -> str:
+        assert self.security is not None
+        admin, reader = self.security.token_file("admin"), self.security.token_file("reader")
+        key = self.security.credentials.jwt_key_file
+        return (
+            f"tokens    API bearer tokens: read {reader}, admin {admin} (every tenant; more with "
+            f"`testbed token --key {key}`):\n"
+            f'          curl -g -H "Authorization: Bearer $(cat {reader})" '
+            f"'{self.layout.platform_url}/ngsi-ld/v1/entities?type=WeatherObserved"
+            "&options=keyValues'"
+        )
+
     async def _serve(self, fleet: Any) -> None:
         intervals = [g.interval for g in self.scenario.groups]
         summary = Summary(
@@ -267,6 +381,12 @@ class City:
             platform_url=self.layout.platform_url,
             devices=len(fleet.devices),
             recent=recent_window(intervals),
+            # The line's entity count is a read like any other: with the reader token.
+            platform_headers=(
+                {"Authorization": f"Bearer {self.security.token('reader')}"}
+                if self.security is not None
+                else {}
+            ),
         )
         async with httpx.AsyncClient(timeout=2) as client:
             async with asyncio.TaskGroup() as tg:
