@@ -294,3 +294,38 @@ def test_refusals_are_logged_once_per_client_and_reason(tmp_path: Path) -> None:
         out = proc.stop()
         proc.process.close()
     assert out.count("refused GET /ngsi-ld/v1/entities") == 1, out
+
+
+def test_receiver_credentials_are_masked_below_admin(
+    secured: PlatformProcess, tenant: str, receiver: Receiver
+) -> None:
+    """receiverInfo Authorization is answered as *** to read/write tokens, in full to admin,
+    and still sent in full with the notification (api/redact.py)."""
+    doc = subscription(receiver.url)
+    doc["entities"] = [{"type": "Lamp"}]
+    doc["notification"]["endpoint"]["receiverInfo"] = [
+        {"key": "Authorization", "value": "Bearer s3cret"},
+        {"key": "X-Trace", "value": "keep"},
+    ]
+    with api(secured, token("write"), tenant) as c:
+        r = c.post("/subscriptions", json=doc)
+        assert r.status_code == 201, r.text
+        sub_path = "/subscriptions/" + r.headers["Location"].rsplit("/", 1)[1]
+        masked = c.get(sub_path).json()["notification"]["endpoint"]["receiverInfo"]
+        listed = c.get("/subscriptions").json()[0]["notification"]["endpoint"]["receiverInfo"]
+        lamp = {"id": "urn:ngsi-ld:Lamp:1", "type": "Lamp", "temperature": {"value": 1}}
+        assert c.post("/entities", json=lamp).status_code == 201
+    expected = [{"key": "Authorization", "value": "***"}, {"key": "X-Trace", "value": "keep"}]
+    assert masked == expected
+    assert listed == expected
+    with api(secured, token("admin"), tenant) as c:
+        full = c.get(sub_path).json()["notification"]["endpoint"]["receiverInfo"]
+    assert full[0] == {"key": "Authorization", "value": "Bearer s3cret"}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        sent = [h for h in receiver.headers if h.get("x-trace") == "keep"]
+        if sent:
+            break
+        time.sleep(0.02)
+    assert sent, receiver.headers
+    assert sent[0]["authorization"] == "Bearer s3cret"

@@ -22,6 +22,7 @@ from city_platform.api.deps import (
 )
 from city_platform.api.negotiation import read_body, render
 from city_platform.api.params import count_header, parse_bool, parse_options, parse_page
+from city_platform.api.redact import hides_secrets, redact_registration, redact_subscription
 from city_platform.api.routes.contexts import implicit_context
 from city_platform.errors import BadRequestData
 from city_platform.registrations.federation import get_manager
@@ -106,6 +107,8 @@ async def query_registrations(
     found = manager.query(tenant, selection, ctx)
     headers = {"NGSILD-Results-Count": str(len(found))} if want_count else {}
     page = [render_registration(r, ctx, sys_attrs=opts.sys_attrs) for r in found[off : off + lim]]
+    if hides_secrets(request):  # contextSourceInfo credentials are write-only below admin
+        page = [redact_registration(doc) for doc in page]
     return render(page, media=accept, context=link_source(request), headers=headers)
 
 
@@ -124,6 +127,8 @@ async def retrieve_registration(
     ent.check_uri(reg_id, "registration id")
     await broker.check_tenant(tenant)
     body = manager.render(tenant, reg_id, ctx, sys_attrs=opts.sys_attrs)
+    if hides_secrets(request):
+        body = redact_registration(body)
     return render(body, media=accept, context=link_source(request))
 
 
@@ -185,6 +190,8 @@ async def query_subscriptions(
     opts = parse_options(options)
     lim, off = parse_page(limit, offset)
     everything = manager.subscriptions(tenant, ctx, sys_attrs=opts.sys_attrs)
+    if hides_secrets(request):  # receiverInfo credentials are write-only below admin
+        everything = [redact_subscription(doc) for doc in everything]
     headers = count_header(count, len(everything))
     return render(
         everything[off : off + lim], media=accept, context=link_source(request), headers=headers
@@ -204,6 +211,8 @@ async def retrieve_subscription(
     """5.11.4."""
     opts = parse_options(options)
     body = manager.render_subscription(tenant, sub_id, ctx, sys_attrs=opts.sys_attrs)
+    if hides_secrets(request):
+        body = redact_subscription(body)
     return render(body, media=accept, context=link_source(request))
 
 

@@ -18,6 +18,7 @@ from city_platform.api.deps import (
 )
 from city_platform.api.negotiation import read_body, render
 from city_platform.api.params import count_header, page_links, parse_options, parse_page
+from city_platform.api.redact import hides_secrets, redact_subscription
 from city_platform.api.routes.contexts import implicit_context
 from city_platform.api.routes.types import only_params
 from city_platform.subscriptions.manager import SubscriptionManager
@@ -67,6 +68,8 @@ async def query_subscriptions(
     everything = manager.all(tenant, ctx, sys_attrs=opts.sys_attrs)
     headers = count_header(count, len(everything))
     page = everything[off : off + lim]
+    if hides_secrets(request):  # receiverInfo credentials are write-only below admin
+        page = [redact_subscription(doc) for doc in page]
     links = page_links(request, "/subscriptions", lim, off, len(page), len(everything))
     if links:
         headers["Link"] = links  # render() adds the context link after these
@@ -85,6 +88,8 @@ async def retrieve_subscription(
 ) -> Response:
     opts = parse_options(options)
     body = manager.render(tenant, sub_id, ctx, sys_attrs=opts.sys_attrs)
+    if hides_secrets(request):  # receiverInfo credentials are write-only below admin
+        body = redact_subscription(body)
     return render(body, media=accept, context=link_source(request))
 
 
