@@ -17,6 +17,9 @@ gateway, so their definitions live in :mod:`city_platform.models`.
     ├── LdContextNotAvailable          503
     ├── NotAcceptable                  406 (no representation matches Accept)
     └── UnsupportedMediaType           415 (Content-Type is not JSON / JSON-LD)
+
+The API's authentication errors (401/403, RFC 6750 3) are not NGSI-LD error types: they have
+their own root, ``city_platform.auth.AuthError``, answered by ``api/bearer.py``.
 """
 
 from __future__ import annotations
