@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import os
 import secrets
 import shutil
@@ -23,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cryptography import x509
 
 from testbed.brokers import GATEWAY_USER, OBSERVER_USER, TLS_PORT, acl_text, city_accounts
 from testbed.credentials import CityCredentials
@@ -81,6 +84,8 @@ class CitySecurity:
         """Make whatever is missing (kept across restarts), mint the tokens anew with the
         current key; returns every MQTT account with its password."""
         creds = self.credentials
+        if creds.broker_cert.exists() and not _names_hosts(creds.broker_cert, broker_hosts):
+            creds.rotate("broker")  # a host was added (docker-compose's "mosquitto"): reissue
         creds.ensure(oscore_devices=coap_devices, broker_hosts=broker_hosts)
         accounts = city_accounts(creds, mqtt_devices)
         self.mint_tokens()
@@ -105,6 +110,25 @@ class CitySecurity:
 
     def gateway_password(self) -> str:
         return self.credentials.mqtt_password(GATEWAY_USER)
+
+
+def _names_hosts(cert_file: Path, hosts: Sequence[str]) -> bool:
+    """Whether the certificate's subjectAltName lists every one of ``hosts``."""
+    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return not hosts
+    names = {str(n) for n in san.get_values_for_type(x509.DNSName)}
+    names |= {str(a) for a in san.get_values_for_type(x509.IPAddress)}
+    return all(str(_host_key(h)) in names for h in hosts)
+
+
+def _host_key(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
 
 
 def mosquitto_hash(password: str, salt: bytes | None = None) -> str:
