@@ -14,7 +14,6 @@ import pytest
 
 from gateway.errors import BrokerTlsError, RejectedPayload
 from gateway.normalizer import Inbound
-from gateway.transports import mqtt as mqtt_module
 from gateway.transports import mqtt_wire as wire
 from gateway.transports.mqtt import MqttIngest
 from testbed.brokers import BrokerTls, MosquittoBroker, city_accounts, find_mosquitto
@@ -141,7 +140,8 @@ async def test_a_tls_failure_is_logged_once_and_never_falls_back_to_mqtt_3(
 ) -> None:
     """Retrying against the wrong broker logs one warning, not one per attempt, and a TLS
     failure is not taken for a broker that refuses MQTT 5."""
-    monkeypatch.setattr(mqtt_module.random, "uniform", lambda _a, _b: 0.01)  # quick retries
+    # Quick retries: the back-off is scaled by random.uniform (restored after the test).
+    monkeypatch.setattr("gateway.transports.mqtt.random.uniform", lambda _a, _b: 0.01)
     other = tmp_path / "other-ca.pem"
     other.write_bytes(new_ca("another CA").cert_pem)
     mqtt = gateway_ingest(broker, credentials, [], other)
@@ -167,6 +167,4 @@ async def test_a_tls_failure_is_logged_once_and_never_falls_back_to_mqtt_3(
 def test_a_ca_file_with_a_plain_url_is_refused(credentials: CityCredentials) -> None:
     """--broker-ca with mqtt:// would look secure and not be."""
     with pytest.raises(ValueError, match="mqtts://"):
-        MqttIngest(
-            url="mqtt://[::1]:1883", handler=lambda _i: None, ca_file=credentials.ca_file
-        )
+        MqttIngest(url="mqtt://[::1]:1883", handler=lambda _i: None, ca_file=credentials.ca_file)
