@@ -19,6 +19,7 @@ from conformance import report
 from conformance.iut import IutConfig, IutError, RoleConfig, load_iut
 from conformance.model import Case, Inconclusive, Result
 from conformance.requirements import check_cases
+from conformance.security import secure_broker, secure_gateway, secure_platform  # noqa: F401
 from conformance.stack import ReferenceStack
 
 RESULTS = pytest.StashKey[list[Result]]()
@@ -28,6 +29,11 @@ ROLE_FIXTURES = {
     "ngsild_platform": "ngsild-platform",
     "coap_device": "coap-device",
     "gateway": "gateway",
+    "secure_broker": "mqtt-broker",  # R197-SEC: conformance/security.py
+    "secure_platform": "ngsild-platform",
+    "secure_gateway": "gateway",
+    "gateway_client": "gateway",  # the client-side TLS cases (test_security_clients.py)
+    "device_client": "mqtt-device",
 }
 HERE = Path(__file__).resolve().parent
 

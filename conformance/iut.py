@@ -19,6 +19,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from conformance.security_pixit import SecurityPixit
+
 Role = Literal["mqtt-broker", "mqtt-device", "coap-device", "gateway", "ngsild-platform"]
 
 # What the reference stack supports; an IUT file overrides these for the roles it fills.
@@ -79,6 +81,17 @@ REFERENCE_PICS: dict[str, bool] = {
     "gateway.vendor-json": True,
     "gateway.coap-push": True,
     "ipv6.only": True,
+    "sec.mqtt-tls": True,  # issue 17 security (R197-SEC)
+    "sec.mqtt-auth": True,
+    "sec.mqtt-acl": True,
+    "sec.mqtt-takeover": True,
+    "sec.tls-client": True,
+    "sec.ngsild-auth": True,
+    "sec.ngsild-scopes": True,
+    "sec.ngsild-tenants": True,
+    "sec.ngsild-ssrf": True,
+    "sec.gateway-notify": True,
+    "sec.gateway-uplink": True,
 }
 
 
@@ -94,6 +107,11 @@ REFERENCE_PIXIT: dict[str, Any] = {
     # Seconds one NGSI-LD answer may take in the robustness cases (R197-NGSILD-73..79) before
     # the IUT counts as stalled by the input (a backtracking regex, say).
     "ngsild.max_answer_s": 5.0,
+    # URLs a platform with an endpoint allow-list must refuse as notification, registration
+    # and @context targets (OWASP SSRF: cloud metadata, a private IPv6 address), R197-SEC-2x.
+    "sec.ssrf_urls": ["http://169.254.169.254/latest/meta-data/", "http://[fd00::1]/"],
+    # Seconds a client-side TLS case waits for the client's first connection attempt.
+    "sec.client_wait_s": 20.0,
 }
 
 
@@ -106,6 +124,8 @@ class RoleConfig(BaseModel):
     # Role-specific PIXIT, e.g. CoAP resource paths: {"observable": "/time", "large": "/..."}
     resources: dict[str, str] = Field(default_factory=dict)
     device_id: str | None = None
+    # The R197-SEC group's PIXIT for this role: its secured endpoint and credentials.
+    security: SecurityPixit | None = None
 
 
 class IutConfig(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import ssl
 import time
 import uuid
 from typing import Any
@@ -17,7 +18,7 @@ from conformance.iut import RoleConfig
 
 def address(role: RoleConfig) -> tuple[str, int]:
     parts = urlsplit(role.url)
-    return parts.hostname or "::1", parts.port or 1883
+    return parts.hostname or "::1", parts.port or (8883 if parts.scheme == "mqtts" else 1883)
 
 
 class ProbeClient:
@@ -33,6 +34,7 @@ class ProbeClient:
         session_expiry: int | None = None,
         manual_ack: bool = False,
         connect_properties: dict[str, Any] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host, self.port = address(role)
         self.v5 = v5
@@ -44,6 +46,8 @@ class ProbeClient:
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, manual_ack=manual_ack, **kwargs)
         if role.username:
             self.client.username_pw_set(role.username, role.password)
+        if tls is not None:  # an mqtts:// listener (R197-SEC): the context verifies the broker
+            self.client.tls_set_context(tls)
         if will:
             self.client.will_set(will[0], will[1], qos=1, retain=False)
         self.messages: queue.Queue[paho.MQTTMessage] = queue.Queue()

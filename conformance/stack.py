@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from conformance.iut import RoleConfig
+from conformance.stack_secure import SecureParts
 from testbed.brokers import MosquittoBroker
 from testbed.parts import GatewayOptions, devices_spec, gateway_spec, platform_spec, rd_spec
 from testbed.processes import HttpReady, ManagedProcess, ProcessSpec, free_port
@@ -33,6 +34,8 @@ class ReferenceStack:
         self._procs: dict[str, ManagedProcess] = {}
         self._roles: dict[str, RoleConfig] = {}
         self._rd_url = ""
+        # TLS broker, token platform and gateway: started by the first R197-SEC case needing one.
+        self.secure = SecureParts(workdir, self._start)
 
     def _start(self, spec: ProcessSpec) -> ManagedProcess:
         """Start (or start again) the part ``spec`` names; its log is ``<name>.log``."""
@@ -151,3 +154,4 @@ class ReferenceStack:
             proc.stop()
         if self._broker is not None:
             self._broker.close()
+        self.secure.close()

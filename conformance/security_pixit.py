@@ -1,0 +1,67 @@
+"""What an IUT tells the R197-SEC group about its secured endpoints (PIXIT, ``security:``).
+
+A role's ``security`` block in the IUT file; every field is optional, and a case whose field is
+missing is N/A with a reason naming it (never a fail)::
+
+    roles:
+      mqtt-broker:
+        url: mqtt://[::1]:1883              # the open listener the other groups use
+        security:
+          url: mqtts://[::1]:8883           # the TLS listener (R197-SEC-01..09)
+          ca_file: ca.pem                   # the CA that signed the broker's certificate
+          accounts:                         # two device accounts, each its own password
+            - {username: noise-a, password: "...", device_id: noise-a}
+            - {username: noise-b, password: "..."}
+          reader: {username: gateway, password: "..."}   # reads every reading, sends commands
+          topics: {up: "city/noise/{device}/up/senml-json", cmd: "city/noise/{device}/cmd"}
+      ngsild-platform:
+        url: http://[::1]:8000
+        security:
+          url: http://[::1]:8001            # an instance that requires bearer tokens
+          tokens: {read: "...", write: "...", tenant: "...", expired: "..."}
+          tenant: city-a                    # the one tenant the "tenant" token is bound to
+      gateway:
+        url: coap://[::1]:5683
+        security:
+          url: http://[::1]:8081/notify     # its NGSI-LD notification endpoint
+          tokens: {notify: "..."}           # optional: the token the platform sends it
+          trap_port: 18883                  # where it connects for the client-side TLS cases
+          trap_ca_cert: trap-ca.pem         # a CA it trusts there (the suite signs with its key)
+          trap_ca_key: trap-ca.key
+
+The reference stack fills these blocks itself (conformance/stack.py, secure parts).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_TOPICS = {"up": "city/noise/{device}/up/senml-json", "cmd": "city/noise/{device}/cmd"}
+
+
+class Account(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str
+    password: str
+    device_id: str | None = None  # default: the username (the reference ties them, DESIGN 3)
+
+    @property
+    def device(self) -> str:
+        return self.device_id or self.username
+
+
+class SecurityPixit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str | None = None
+    ca_file: str | None = None
+    accounts: list[Account] = Field(default_factory=list)
+    reader: Account | None = None
+    topics: dict[str, str] = Field(default_factory=dict)
+    tokens: dict[str, str] = Field(default_factory=dict)
+    tenant: str | None = None
+    trap_port: int | None = None
+    trap_ca_cert: str | None = None
+    trap_ca_key: str | None = None
+
+    def topic(self, kind: str, device: str) -> str:
+        return self.topics.get(kind, DEFAULT_TOPICS[kind]).format(device=device)
