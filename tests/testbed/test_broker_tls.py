@@ -90,17 +90,17 @@ async def test_tls_handshake_with_the_city_ca(
     assert await handshake(broker.port, tls12) == "TLSv1.2"
 
 
-async def test_tls_1_1_is_refused_by_the_broker(
-    broker: MosquittoBroker, credentials: CityCredentials
+@pytest.mark.parametrize("version", ["TLSv1", "TLSv1_1"])
+async def test_tls_1_0_and_1_1_are_refused_by_the_broker(
+    broker: MosquittoBroker, credentials: CityCredentials, version: str
 ) -> None:
-    """tls_version tlsv1.2 is a minimum in Mosquitto 2.0: a TLS 1.1 ClientHello gets the
-    protocol_version alert (RFC 8446 6.2, RFC 8996) from the broker."""
+    """tls_version tlsv1.2 is a minimum in Mosquitto 2.0: a TLS 1.0 or 1.1 ClientHello gets
+    the protocol_version alert (RFC 8446 6.2, RFC 8996) from the broker."""
     old = client_context(credentials.ca_file)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        old.minimum_version = ssl.TLSVersion.TLSv1_1
-        old.maximum_version = ssl.TLSVersion.TLSv1_1
-    old.set_ciphers("DEFAULT:@SECLEVEL=0")  # let our side offer TLS 1.1 at all
+        old.minimum_version = old.maximum_version = getattr(ssl.TLSVersion, version)
+    old.set_ciphers("DEFAULT:@SECLEVEL=0")  # let our side offer the old version at all
     with pytest.raises(ssl.SSLError, match="PROTOCOL_VERSION"):
         await handshake(broker.port, old)
 
