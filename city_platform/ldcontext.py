@@ -230,6 +230,11 @@ class ContextResolver:
         self.core = self._build([])
         self.registry.note_cached(CORE_CONTEXT_URL, {"@context": _core_object()}, extra=_SHIPPED)
 
+    @property
+    def allow_list(self) -> EndpointAllowList:
+        """The platform's --allow-endpoint list (also what notifications may reach)."""
+        return self._allow_list
+
     def forget(self, url: str | None = None) -> None:
         """Drop what was resolved through a deleted or reloaded @context (5.13.5)."""
         if url is not None:

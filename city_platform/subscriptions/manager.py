@@ -51,7 +51,7 @@ from city_platform.subscriptions.model import (
     status_of,
     update_subscription,
 )
-from city_platform.subscriptions.notifier import Notifier, notification_body
+from city_platform.subscriptions.notifier import Notifier, Outcome, notification_body
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +296,7 @@ class SubscriptionManager:
         self.resolver = resolver
         self._notifier = notifier
         self._live: dict[tuple[str, str], _Live] = {}
+        self._refused: set[tuple[str, str]] = set()  # logged once: endpoint outside the list
 
     async def __aenter__(self) -> SubscriptionManager:
         self._notifier = self._notifier or Notifier()
@@ -368,6 +369,7 @@ class SubscriptionManager:
     async def delete(self, tenant: str, sub_id: str) -> None:
         live = self._get(tenant, sub_id)
         del self._live[(tenant, sub_id)]
+        self._refused.discard((tenant, sub_id))
         if live.task is not None:
             live.task.cancel()
         await self.broker.storage.delete_subscription(tenant, sub_id)
@@ -582,9 +584,21 @@ class SubscriptionManager:
             return
         now = ent.now_iso()
         body = notification_body(stored["id"], await self._data(live, items), now)
-        outcome = await self._notifier.send(
-            note["endpoint"], body, context=stored.get("jsonldContext"), tenant=live.tenant
-        )
+        uri = str(note["endpoint"]["uri"])
+        if self.resolver.allow_list.permits(uri):
+            outcome = await self._notifier.send(
+                note["endpoint"], body, context=stored.get("jsonldContext"), tenant=live.tenant
+            )
+        else:
+            # Stored before --allow-endpoint was set or narrowed: not sent (SSRF), a failure.
+            outcome = Outcome(ok=False, detail="endpoint outside the --allow-endpoint list")
+            if (live.tenant, stored["id"]) not in self._refused:
+                self._refused.add((live.tenant, stored["id"]))
+                log.warning(
+                    "subscription %s: not notifying %s, outside the --allow-endpoint list",
+                    stored["id"],
+                    uri,
+                )
         done = ent.now_iso()
         note = live.stored["notification"] = dict(live.stored["notification"])
         note["timesSent"] = int(note.get("timesSent", 0)) + 1

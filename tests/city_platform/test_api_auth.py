@@ -329,3 +329,42 @@ def test_receiver_credentials_are_masked_below_admin(
         time.sleep(0.02)
     assert sent, receiver.headers
     assert sent[0]["authorization"] == "Bearer s3cret"
+
+
+def test_stored_subscription_outside_a_new_allow_list_is_not_notified(tmp_path: Path) -> None:
+    """A subscription made before --allow-endpoint was set is not sent outside the list after a
+    restart with it: the delivery counts as failed and the receiver gets nothing."""
+    db = str(tmp_path / "city.db")
+    outside = Receiver()
+    try:
+        first = PlatformProcess(db=db)
+        first.start()
+        try:
+            with httpx.Client(base_url=first.api, timeout=10) as c:
+                r = c.post("/subscriptions", json=subscription(outside.url))
+                assert r.status_code == 201, r.text
+                sub_path = "/subscriptions/" + r.headers["Location"].rsplit("/", 1)[1]
+        finally:
+            first.stop()
+            first.process.close()
+        second = PlatformProcess(db=db, allow_endpoints=["http://[::1]:1/notify"])
+        second.start()
+        try:
+            with httpx.Client(base_url=second.api, timeout=10) as c:
+                assert c.post("/entities", json=room(3)).status_code == 201
+                deadline = time.monotonic() + 10
+                note: dict[str, Any] = {}
+                while time.monotonic() < deadline:
+                    note = c.get(sub_path).json()["notification"]
+                    if note.get("timesFailed"):
+                        break
+                    time.sleep(0.05)
+        finally:
+            out = second.stop()
+            second.process.close()
+        assert note.get("timesFailed") == 1, note
+        assert note["status"] == "failed"
+        assert outside.received == []
+        assert out.count("outside the --allow-endpoint list") == 1, out
+    finally:
+        outside.close()
