@@ -72,7 +72,7 @@ class SecureParts:
             port = free_port()
             allowed = [f"http://[::1]:{self.gateway_http_port}/"]
             spec = platform_spec(
-                port=port, verbose=0, name="secure-platform",
+                port=port, verbose=0, name="secure-platform", remote_contexts=True,
                 auth_key=self.credentials.jwt_key_file, allow_endpoints=allowed,
             )  # fmt: skip
             self._start(spec)
