@@ -1,0 +1,38 @@
+"""Property-based tests (hypothesis) of every decoder and parser we own (issue 17).
+
+Each test feeds a decoder input built from its format's grammar (so that deep paths are
+reached, not only bytes that fail at byte 0) and asserts that nothing but our own error types
+comes out: :class:`gateway.errors.RejectedPayload` (gateway), ``MalformedPacket`` (MQTT codec),
+``MalformedCoap`` (conformance's CoAP decoder), :class:`city_platform.errors.PlatformError`
+subclasses (platform); where an encoder exists, that decoding what it encodes gives the input.
+
+Two hypothesis profiles, chosen with ``HYPOTHESIS_PROFILE``:
+
+``ci`` (the default)
+    250 examples per test, no deadline (a loaded CI machine is not a bug), no example
+    database (a clean clone gets no ``.hypothesis`` directory), failing examples printed as
+    a reproduction blob.  The whole directory runs in well under a minute.
+``deep``
+    20,000 examples per test, for a fuzzing session by hand::
+
+        HYPOTHESIS_PROFILE=deep .venv/bin/python -m pytest -q tests/fuzz
+
+    A failure prints ``@reproduce_failure(...)``; turn the input into an ``@example`` beside
+    the test, fix the decoder, and keep the example as the regression test.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+_COMMON = {
+    "deadline": None,
+    "database": None,
+    "print_blob": True,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+}
+settings.register_profile("ci", max_examples=250, **_COMMON)  # type: ignore[arg-type]
+settings.register_profile("deep", max_examples=20_000, **_COMMON)  # type: ignore[arg-type]
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
