@@ -196,6 +196,11 @@ async def _ask(
     timeout_ms = (reg.get("management") or {}).get("timeout")
     timeout = float(timeout_ms) / 1000 if timeout_ms else DEFAULT_TIMEOUT_S
     url = f"{reg['endpoint']}/ngsi-ld/v1{path}"
+    if not manager.resolver.allow_list.permits(url):
+        # Registered before --allow-endpoint was set or narrowed: never contacted (SSRF).
+        await manager.record(tenant, reg["id"], ok=False)
+        reason = "the registration endpoint is outside the --allow-endpoint list"
+        return _Answer(None, _warning(manager, reg, ERROR_ANSWER, reason))
     try:
         # The whole exchange is bounded, not only each read: a source trickling bytes
         # cannot hold the request (6.3.17: it counts as not answering).

@@ -45,7 +45,7 @@ from city_platform.subscriptions.model import (
     status_of,
     update_subscription,
 )
-from city_platform.subscriptions.notifier import Notifier
+from city_platform.subscriptions.notifier import Notifier, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -321,9 +321,12 @@ class RegistrationManager:
         notifier = Notifier()
         try:
             async with live.lock:
-                outcome = await notifier.send(
-                    note["endpoint"], body, context=stored.get("jsonldContext"), tenant=tenant
-                )
+                if self.resolver.allow_list.permits(str(note["endpoint"]["uri"])):
+                    outcome = await notifier.send(
+                        note["endpoint"], body, context=stored.get("jsonldContext"), tenant=tenant
+                    )
+                else:  # stored before --allow-endpoint was set or narrowed (SSRF): a failure
+                    outcome = Outcome(ok=False, detail="outside the --allow-endpoint list")
         except Exception:
             log.exception("csource subscription %s: delivery failed", stored["id"])
             return

@@ -16,7 +16,7 @@ import pytest
 
 from city_platform.auth import issue_token
 from tests.city_platform.receiver import Receiver
-from tests.conftest import PlatformProcess
+from tests.conftest import PlatformProcess, free_port
 
 KEY = secrets.token_urlsafe(32).encode()
 
@@ -368,3 +368,36 @@ def test_stored_subscription_outside_a_new_allow_list_is_not_notified(tmp_path: 
         assert out.count("outside the --allow-endpoint list") == 1, out
     finally:
         outside.close()
+
+
+def test_stored_registration_outside_a_new_allow_list_is_not_asked(tmp_path: Path) -> None:
+    """A registration made before --allow-endpoint was set is not forwarded to after a restart
+    with it: the query answers with a 299 NGSILD-Warning naming the list (6.3.17)."""
+    db = str(tmp_path / "city.db")
+    source = f"http://[::1]:{free_port()}"
+    first = PlatformProcess(db=db)
+    first.start()
+    try:
+        with httpx.Client(base_url=first.api, timeout=10) as c:
+            reg = {
+                "type": "ContextSourceRegistration",
+                "information": [{"entities": [{"type": "Bus"}]}],
+                "endpoint": source,
+            }
+            assert c.post("/csourceRegistrations", json=reg).status_code == 201
+    finally:
+        first.stop()
+        first.process.close()
+    second = PlatformProcess(db=db, allow_endpoints=["http://[::1]:1/"])
+    second.start()
+    try:
+        with httpx.Client(base_url=second.api, timeout=10) as c:
+            r = c.get("/entities", params={"type": "Bus"})
+    finally:
+        second.stop()
+        second.process.close()
+    assert r.status_code == 200, r.text
+    assert r.json() == []
+    warning = r.headers["ngsild-warning"]
+    assert warning.startswith("299 ")
+    assert "outside the --allow-endpoint list" in warning
