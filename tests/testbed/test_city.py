@@ -1,11 +1,19 @@
-"""`testbed up` end to end: real Mosquitto, platform, RD, gateway and devices of every domain."""
+"""`testbed up` end to end: real Mosquitto, platform, RD, gateway and devices of every domain.
+
+The city is the secure default (docs/security.md): MQTT over TLS only with a password per
+account, API bearer tokens, the gateway's /notify behind a token.  tests/testbed/
+test_city_insecure.py starts the open `--insecure` one.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -102,12 +110,17 @@ def city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     cmd += ["--broker-port", str(ports["broker"]), "--rd-port", str(ports["rd"])]
     cmd += ["--gateway-coap-port", str(ports["coap"]), "--gateway-http-port", str(ports["http"])]
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
+    lines: list[str] = []  # what `testbed up` printed so far (read while it runs)
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
     api = f"http://[::1]:{ports['platform']}/ngsi-ld/v1"
-    info = {"proc": proc, "api": api, "ports": ports, "output": ""}
+    info = {"proc": proc, "api": api, "ports": ports, "lines": lines, "reader": reader}
+    info["security"] = tmp / "data" / "security"
     try:
+        printed(info, "Ctrl-C stops the city", within=90)  # started: tokens minted
         yield info
     finally:
         if proc.poll() is None:
@@ -118,12 +131,31 @@ def city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 proc.kill()
 
 
-def wait_for_entity(api: str, entity_id: str, attrs: list[str], within: float = 60) -> Any:
+def bearer(city: dict[str, Any], name: str = "reader") -> dict[str, str]:
+    """The Authorization header with a token `testbed up` minted (tokens/<name>.jwt)."""
+    token = (city["security"] / "tokens" / f"{name}.jwt").read_text().strip()
+    return {"Authorization": f"Bearer {token}"}
+
+
+def printed(city: dict[str, Any], pattern: str, within: float = 60) -> re.Match[str]:
+    """The first line `testbed up` printed that matches ``pattern``."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for line in list(city["lines"]):
+            if found := re.search(pattern, line):
+                return found
+        time.sleep(0.2)
+    raise AssertionError(f"no line matches {pattern!r}: {''.join(city['lines'])}")
+
+
+def wait_for_entity(
+    api: str, entity_id: str, attrs: list[str], within: float = 60, *, city: dict[str, Any]
+) -> Any:
     deadline = time.monotonic() + within
     last: Any = None
     while time.monotonic() < deadline:
         try:
-            r = httpx.get(f"{api}/entities/{entity_id}")
+            r = httpx.get(f"{api}/entities/{entity_id}", headers=bearer(city))
             last = r.text
             if r.status_code == 200 and all(a in r.json() for a in attrs):
                 return r.json()
@@ -137,7 +169,9 @@ def wait_for_entity(api: str, entity_id: str, attrs: list[str], within: float = 
 def test_every_domain_reaches_the_platform_with_units_and_utc_times(city: dict[str, Any]) -> None:
     """Each domain's entity carries values, UN/CEFACT units, UTC observedAt, location, refDevice."""
     for entity_type, (device, attrs) in EXPECTED.items():
-        entity = wait_for_entity(city["api"], f"urn:ngsi-ld:{entity_type}:{device}", list(attrs))
+        entity = wait_for_entity(
+            city["api"], f"urn:ngsi-ld:{entity_type}:{device}", list(attrs), city=city
+        )
         assert entity["type"] == entity_type
         for attr, unit in attrs.items():
             prop = entity[attr]
@@ -155,24 +189,113 @@ def test_every_domain_reaches_the_platform_with_units_and_utc_times(city: dict[s
 @pytest.mark.slow
 def test_device_entities_name_their_protocol(city: dict[str, Any]) -> None:
     """Device entities record MQTT and CoAP as the protocol each device used."""
-    mqtt = wait_for_entity(city["api"], "urn:ngsi-ld:Device:weather-0001", ["supportedProtocol"])
-    coap = wait_for_entity(city["api"], "urn:ngsi-ld:Device:flood-0001", ["supportedProtocol"])
+    mqtt = wait_for_entity(
+        city["api"], "urn:ngsi-ld:Device:weather-0001", ["supportedProtocol"], city=city
+    )
+    coap = wait_for_entity(
+        city["api"], "urn:ngsi-ld:Device:flood-0001", ["supportedProtocol"], city=city
+    )
     assert mqtt["supportedProtocol"]["value"] == ["mqtt"]
     assert coap["supportedProtocol"]["value"] == ["coap"]
     assert mqtt["deviceCategory"]["value"] == ["weather"]
 
 
 @pytest.mark.slow
-def test_debian_tools_can_talk_to_the_devices(city: dict[str, Any]) -> None:
-    """mosquitto_sub sees readings; libcoap's coap-client reads a CoAP device's resources."""
-    wait_for_entity(city["api"], "urn:ngsi-ld:FloodMonitoring:flood-0001", ["currentLevel"])
-    port = city["ports"]["broker"]
-    sub = subprocess.run(
-        ["mosquitto_sub", "-h", "::1", "-p", str(port), "-u", "gateway", "-P", "wrong",
-         "-t", "city/#", "-C", "1", "-W", "5"],
-        capture_output=True, text=True, check=False,
+def test_the_api_wants_the_printed_token(city: dict[str, Any]) -> None:
+    """An anonymous request gets 401 with WWW-Authenticate (RFC 6750 3); the curl line the city
+    prints, run as printed, reads the readings with the reader token; the reader token cannot
+    write (403 insufficient_scope)."""
+    api = city["api"]
+    wait_for_entity(api, "urn:ngsi-ld:WeatherObserved:weather-0001", ["temperature"], city=city)
+    r = httpx.get(f"{api}/entities", params={"type": "WeatherObserved"})
+    assert r.status_code == 401, r.text
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    curl = printed(city, r"(curl -g -H .*)$").group(1)
+    assert "$(cat " in curl
+    shown = subprocess.run(
+        ["bash", "-c", curl + " --fail -s"], capture_output=True, text=True, check=True, timeout=20
     )  # fmt: skip
-    assert sub.returncode != 0  # the broker checks credentials
+    assert "urn:ngsi-ld:WeatherObserved:weather-0001" in shown.stdout
+    r = httpx.post(f"{api}/entities", json={"id": "urn:x:1", "type": "T"}, headers=bearer(city))
+    assert r.status_code == 403, r.text
+    assert "insufficient_scope" in r.headers["WWW-Authenticate"]
+
+
+@pytest.mark.slow
+def test_mqtt_is_tls_only_with_a_password_per_account(city: dict[str, Any]) -> None:
+    """mosquitto_sub over TLS with the CA and the observer account the city printed reads
+    readings; anonymous and a wrong password get CONNACK 5; plain MQTT gets no session."""
+    port = str(city["ports"]["broker"])
+    ca = city["security"] / "ca.pem"
+    password = printed(city, r"-u observer -P '([^']+)'").group(1)
+    passwords = json.loads((city["security"] / "mqtt-passwords.json").read_text())
+    assert password == passwords["observer"]
+    assert password != passwords["gateway"]
+
+    def sub(*args: str) -> subprocess.CompletedProcess[str]:
+        # -F %t: the topics only (CBOR payloads are not text)
+        cmd = ["mosquitto_sub", "-h", "::1", "-p", port, "-t", "city/+/+/up/#", "-F", "%t"]
+        return subprocess.run(
+            [*cmd, *args], capture_output=True, text=True, timeout=30, check=False
+        )
+
+    seen = sub("--cafile", str(ca), "-u", "observer", "-P", password, "-C", "3", "-W", "20")
+    assert seen.returncode == 0, seen.stderr
+    topics = seen.stdout.splitlines()
+    assert len(topics) == 3
+    assert all(t.startswith("city/") and "/up/" in t for t in topics), topics
+    assert sub("--cafile", str(ca), "-C", "1", "-W", "2").returncode == 5
+    wrong = sub("--cafile", str(ca), "-u", "observer", "-P", "wrong", "-C", "1", "-W", "2")
+    assert wrong.returncode == 5
+    plain = sub("-u", "observer", "-P", password, "-C", "1", "-W", "2")
+    assert plain.returncode not in (0, 27)  # no plain listener: no session, no timeout
+
+
+@pytest.mark.slow
+def test_only_the_platforms_notifications_switch_a_streetlight(city: dict[str, Any]) -> None:
+    """The platform may notify the gateway's /notify (--allow-endpoint) and carries its token
+    (receiverInfo, CIM 009 5.2.15): an admin's change of powerState becomes an MQTT command;
+    a forged notification without the token gets 401 and WWW-Authenticate (RFC 6750 3)."""
+    api, ca = city["api"], city["security"] / "ca.pem"
+    device = "streetlight-0001"
+    wait_for_entity(api, f"urn:ngsi-ld:Streetlight:{device}", ["powerState"], city=city)
+    notify = f"http://[::1]:{city['ports']['http']}/notify"
+    forged = {"data": [{"id": f"urn:ngsi-ld:Streetlight:{device}", "type": "Streetlight"}]}
+    refused = httpx.post(notify, json=forged)
+    assert refused.status_code == 401
+    assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+    password = json.loads((city["security"] / "mqtt-passwords.json").read_text())["observer-01"]
+    watch = subprocess.Popen(
+        ["mosquitto_sub", "-h", "::1", "-p", str(city["ports"]["broker"]), "--cafile", str(ca),
+         "-u", "observer-01", "-P", password, "-t", f"city/streetlight/{device}/cmd",
+         "-C", "1", "-W", "30"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        # Switch until the watcher has seen a command (it may subscribe after the first one).
+        deadline = time.monotonic() + 30
+        while watch.poll() is None and time.monotonic() < deadline:
+            for value in ("on", "off"):  # one of them is a change, whatever the device reported
+                r = httpx.patch(
+                    f"{api}/entities/urn:ngsi-ld:Streetlight:{device}/attrs",
+                    json={"powerState": {"type": "Property", "value": value}},
+                    headers=bearer(city, "admin"),
+                )
+                assert r.status_code == 204, r.text
+            time.sleep(0.5)
+        out, _ = watch.communicate(timeout=40)
+    finally:
+        watch.kill()
+    assert watch.returncode == 0, "no command reached the device's topic"
+    assert out.strip()
+
+
+@pytest.mark.slow
+def test_debian_tools_can_talk_to_the_devices(city: dict[str, Any]) -> None:
+    """libcoap's coap-client reads a CoAP device's resources."""
+    wait_for_entity(
+        city["api"], "urn:ngsi-ld:FloodMonitoring:flood-0001", ["currentLevel"], city=city
+    )
     scenario_coap = _device_port(city, "flood-0001")
     wkc = subprocess.run(
         ["coap-client-notls", "-m", "get", f"coap://[::1]:{scenario_coap}/.well-known/core"],
@@ -183,7 +306,7 @@ def test_debian_tools_can_talk_to_the_devices(city: dict[str, Any]) -> None:
 
 
 def _device_port(city: dict[str, Any], device: str) -> int:
-    r = httpx.get(f"{city['api']}/entities/urn:ngsi-ld:Device:{device}")
+    r = httpx.get(f"{city['api']}/entities/urn:ngsi-ld:Device:{device}", headers=bearer(city))
     ip = r.json()["ipAddress"]["value"][0]
     assert ip == "::1"
     lookup = subprocess.run(
@@ -207,8 +330,9 @@ def test_the_city_platform_fetches_no_remote_context(city: dict[str, Any]) -> No
     fetch (503 LdContextNotAvailable), the shipped testbed @context resolves locally, and
     Add @context (5.13.2) still works."""
     api = city["api"]
-    wait_for_entity(api, "urn:ngsi-ld:NoiseLevelObserved:noise-0001", ["LAeq"])
+    wait_for_entity(api, "urn:ngsi-ld:NoiseLevelObserved:noise-0001", ["LAeq"], city=city)
     headers = {"NGSILD-Tenant": "offline", "Link": LINK.format("http://[::1]:9/remote.jsonld")}
+    headers |= bearer(city, "admin")  # Add @context (5.13.2) needs the admin scope
     r = httpx.post(f"{api}/entities", json={"id": "urn:x:offline", "type": "T"}, headers=headers)
     assert r.status_code == 503, r.text
     assert "never fetches" in r.json()["detail"]
@@ -223,13 +347,15 @@ def test_the_city_platform_fetches_no_remote_context(city: dict[str, Any]) -> No
 @pytest.mark.slow
 def test_ctrl_c_stops_the_city_cleanly(city: dict[str, Any]) -> None:
     """SIGINT stops every part and the command says so (runs last in this module)."""
-    wait_for_entity(city["api"], "urn:ngsi-ld:NoiseLevelObserved:noise-0001", ["LAeq"])
-    proc: subprocess.Popen[bytes] = city["proc"]
+    wait_for_entity(city["api"], "urn:ngsi-ld:NoiseLevelObserved:noise-0001", ["LAeq"], city=city)
+    proc: subprocess.Popen[str] = city["proc"]
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
-    text = out.decode()
+    proc.wait(timeout=60)
+    city["reader"].join(timeout=10)
+    text = "".join(city["lines"])
     assert proc.returncode == 0, text
-    assert "broker    mosquitto" in text
+    assert "broker    mosquitto at mqtts://[::1]:" in text
+    assert "INSECURE" not in text
     assert "@contexts: shipped and added ones only" in text
     assert "city stopped" in text
     with pytest.raises(httpx.HTTPError):
