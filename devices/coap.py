@@ -21,8 +21,11 @@ import aiocoap
 import cbor2
 from aiocoap import pipe as aiocoap_pipe
 from aiocoap import resource
+from aiocoap.credentials import CredentialsMap
+from aiocoap.oscore_sitewrapper import OscoreSiteWrapper
 
 from devices.device import CONTENT_FORMATS, SimDevice
+from devices.oscore import DeviceContexts, is_protected, uri_pattern
 from devices.tasks import Background, Parts
 
 log = logging.getLogger(__name__)
@@ -58,14 +61,28 @@ _tolerate_ended_pipes()
 KNOWN_CRITICAL = frozenset({1, 3, 5, 7, 9, 11, 15, 17, 23, 27, 35, 39})
 
 
+OPEN_PATHS = frozenset({(".well-known", "core")})  # reachable without OSCORE: discovery only
+
+
 class StrictSite(resource.Site):  # type: ignore[misc]
-    """A site that rejects unrecognized critical options, as RFC 7252 5.4.1 requires."""
+    """A site that rejects unrecognized critical options, as RFC 7252 5.4.1 requires.
+
+    With ``protected_only`` (behind aiocoap's OSCORE site wrapper) every resource but
+    ``/.well-known/core`` answers an unprotected request 4.01 Unauthorized: discovery (RFC
+    6690) names resources and types only, the readings and actuators need OSCORE (RFC 8613).
+    """
+
+    protected_only = False
 
     async def render_to_pipe(self, pipe: Any) -> Any:
-        for option in pipe.request.opt.option_list():
+        request = pipe.request
+        for option in request.opt.option_list():
             number = int(option.number)
             if number & 1 and number not in KNOWN_CRITICAL:
                 raise aiocoap.error.BadOption(f"unrecognized critical option {number}")
+        path = request.opt.uri_path
+        if self.protected_only and path not in OPEN_PATHS and not is_protected(request):
+            raise aiocoap.error.Unauthorized("OSCORE required (RFC 8613)")
         return await super().render_to_pipe(pipe)
 
 
@@ -216,13 +233,16 @@ class CoapDevice(Parts):
         port: int,
         rd: str | None,
         rd_lifetime: int = RD_LIFETIME,
+        oscore: DeviceContexts | None = None,
     ) -> None:
         self.device = device
+        self.oscore = oscore
         self.host = host
         self.port = port
         self.rd = rd.rstrip("/") if rd else None
         self.rd_lifetime = rd_lifetime  # seconds; the registration is refreshed at half of it
         self.site = StrictSite()
+        self.site.protected_only = oscore is not None
         self.sensors = Sensors(device)
         self.site.add_resource(
             [".well-known", "core"],
@@ -247,10 +267,21 @@ class CoapDevice(Parts):
 
     async def __aenter__(self) -> CoapDevice:
         async with contextlib.AsyncExitStack() as stack:
+            site: Any = self.site
+            server_credentials = CredentialsMap()
+            if self.oscore is not None:
+                # The device's one context with the gateway (RFC 8613 3): requests, answers
+                # and Observe notifications (RFC 8613 4.1.3.5) to and from the gateway.
+                server_credentials[":gateway"] = self.oscore.gateway
+                site = OscoreSiteWrapper(self.site, server_credentials)
             self.context = await aiocoap.Context.create_server_context(
-                self.site, bind=(self.host, self.port), transports=["udp6"]
-            )
+                site, bind=(self.host, self.port), server_credentials=server_credentials,
+                transports=["oscore", "udp6"] if self.oscore else ["udp6"],
+            )  # fmt: skip
             stack.push_async_callback(self.context.shutdown)
+            if self.oscore is not None and self.rd:
+                # Registrations go to the RD protected with the device's RD context.
+                self.context.client_credentials[uri_pattern(self.rd)] = self.oscore.rd
             tasks = await stack.enter_async_context(Background())
             name = self.device.device_id
             tasks.start(self._sampling(), name=f"{name} sampling")
@@ -320,11 +351,18 @@ class CoapDevice(Parts):
 class PushDevice:
     """A sleepy device: wakes up, POSTs a reading to the gateway, sleeps."""
 
-    def __init__(self, device: SimDevice, *, gateway: str, context: Any) -> None:
+    def __init__(
+        self, device: SimDevice, *, gateway: str, context: Any, oscore: DeviceContexts | None = None
+    ) -> None:
         self.device = device
         self.url = f"{gateway.rstrip('/')}/up/{device.device_id}"
         self.context = context
         self.last_code: str | None = None
+        if oscore is not None:
+            # Every POST of this device goes out protected with its own context (RFC 8613
+            # 8.1); the shared client context picks it by the exact request URI.
+            key = uri_pattern(gateway, f"/up/{device.device_id}")
+            context.client_credentials[key] = oscore.gateway
 
     async def push_once(self) -> None:
         if self.device.read() is None:

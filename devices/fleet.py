@@ -15,6 +15,7 @@ import aiocoap
 from devices.coap import CoapDevice, PushDevice
 from devices.device import SimDevice
 from devices.mqtt import MqttDevice, broker_tls
+from devices.oscore import DeviceContexts, DeviceKeys
 from devices.scenario import Scenario
 from devices.tasks import Background
 
@@ -55,6 +56,8 @@ class Fleet:
         use_rd: bool = True,
         passwords: Mapping[str, str] | None = None,
         broker_ca: Path | None = None,
+        oscore: Mapping[str, DeviceKeys] | None = None,
+        oscore_dir: Path | None = None,
     ) -> None:
         self.scenario = scenario
         ends = scenario.endpoints
@@ -65,6 +68,12 @@ class Fleet:
         # Each device's own password (CityCredentials); the shared one is the lab mode's.
         self.passwords = dict(passwords or {})
         self.tls = broker_tls(self.broker, broker_ca)
+        # OSCORE (RFC 8613) for CoAP and push devices: each its own context, whose sequence
+        # numbers persist under oscore_dir (devices.oscore.state_dir(oscore.json)).
+        if oscore is not None and oscore_dir is None:
+            raise ValueError("OSCORE keys need a directory for their sequence numbers")
+        self.oscore = dict(oscore) if oscore is not None else None
+        self.oscore_dir = oscore_dir
         self.devices = [SimDevice(spec) for spec in scenario.devices()]
         self.mqtt: list[MqttDevice] = []
         self.coap: list[CoapDevice] = []
@@ -88,18 +97,24 @@ class Fleet:
                     tasks.start(mqtt.run(), name=dev.device_id)
                 elif protocol == "coap":
                     assert dev.spec.coap_port is not None
-                    server = CoapDevice(dev, host=host, port=dev.spec.coap_port, rd=self.rd)
+                    server = CoapDevice(
+                        dev, host=host, port=dev.spec.coap_port, rd=self.rd,
+                        oscore=self._contexts(dev.device_id, stack),
+                    )  # fmt: skip
                     await stack.enter_async_context(server)
                     self.coap.append(server)
                 else:
                     if self._client is None:
                         self._client = await aiocoap.Context.create_client_context(
-                            transports=["udp6"]
+                            transports=["oscore", "udp6"] if self.oscore else ["udp6"]
                         )
                         # Shut down after the push devices' loops have stopped (LIFO).
                         stack.push_async_callback(self._client.shutdown)
                         tasks = await stack.enter_async_context(Background())
-                    push = PushDevice(dev, gateway=self.gateway, context=self._client)
+                    push = PushDevice(
+                        dev, gateway=self.gateway, context=self._client,
+                        oscore=self._contexts(dev.device_id, stack),
+                    )  # fmt: skip
                     self.push.append(push)
                     tasks.start(push.run(), name=dev.device_id)
             self._stack = stack.pop_all()
@@ -121,6 +136,20 @@ class Fleet:
             await self._stack.__aexit__(exc_type, exc, tb)
         finally:
             self._client = None
+
+    def _contexts(
+        self, device: str, stack: contextlib.AsyncExitStack[bool | None]
+    ) -> DeviceContexts | None:
+        """The device's OSCORE contexts, closed (sequence numbers written) when the fleet ends."""
+        if self.oscore is None:
+            return None
+        keys = self.oscore.get(device)
+        if keys is None:
+            raise ValueError(f"CoAP device {device!r} has no OSCORE keys")
+        assert self.oscore_dir is not None
+        contexts = DeviceContexts(device, keys, self.oscore_dir)
+        stack.callback(contexts.close)
+        return contexts
 
     def status(self) -> FleetStatus:
         return FleetStatus(

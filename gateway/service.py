@@ -26,6 +26,7 @@ from gateway.errors import RejectedPayload
 from gateway.http import RECENT, build_app
 from gateway.metrics import DeviceLabels, Metrics
 from gateway.normalizer import Inbound, Normalized, normalize
+from gateway.oscore import GatewayOscore
 from gateway.profiles import Profiles
 from gateway.southbound import Actuators, actuator_subscription
 from gateway.tasks import Background, Parts
@@ -62,6 +63,7 @@ class GatewayConfig:
     static_refresh: float = 60.0  # seconds between re-sends of unchanged refDevice/location/Device
     platform_token: str | None = None  # bearer token (RFC 6750) on every request to the platform
     notify_token: str | None = None  # bearer token that POST /notify requires; None: open
+    oscore_file: Path | None = None  # devices' OSCORE keys (oscore.json): CoAP only with OSCORE
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -151,13 +153,22 @@ class Gateway(Parts):
         cfg = self.config
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(self.uplink)
+            oscore = None
+            if cfg.oscore_file is not None and (cfg.coap_host or cfg.rd_url):
+                # One context per device, shared by ingest and observer (gateway/oscore.py);
+                # closed after both stopped, so the sequence numbers written are the last.
+                oscore = GatewayOscore(cfg.oscore_file)
+                stack.callback(oscore.close)
             if cfg.coap_host:
                 await stack.enter_async_context(
-                    CoapIngest(host=cfg.coap_host, port=cfg.coap_port, handler=self.ingest_durably)
-                )
+                    CoapIngest(
+                        host=cfg.coap_host, port=cfg.coap_port, handler=self.ingest_durably,
+                        oscore=oscore,
+                    )
+                )  # fmt: skip
             if cfg.rd_url:
                 self.observer = await stack.enter_async_context(
-                    CoapObserver(rd_url=cfg.rd_url, handler=self.ingest_durably)
+                    CoapObserver(rd_url=cfg.rd_url, handler=self.ingest_durably, oscore=oscore)
                 )
             tasks = await stack.enter_async_context(Background())
             # Left first: uvicorn stops taking requests before its task is cancelled.

@@ -46,6 +46,12 @@ def register(sub: Any, epilog: str) -> None:
         type=Path,
         help="CA file the broker's certificate must chain to (mqtts:// brokers)",
     )
+    parser.add_argument(
+        "--oscore",
+        type=Path,
+        help="OSCORE keys (<data dir>/security/oscore.json): CoAP and push devices then speak "
+        "OSCORE (RFC 8613) only; sequence numbers persist in contexts/devices next to it",
+    )
     parser.add_argument("--rd", help="resource directory URL, or 'off'")
     parser.add_argument("--gateway", help="CoAP URL push devices POST to")
     parser.add_argument("--coap-host", help="address CoAP devices bind to (default ::1)")
@@ -62,6 +68,15 @@ def resolve_scenario(name: str) -> Path:
     if shipped(name).exists():
         return shipped(name)
     raise FileNotFoundError(f"no scenario file {name!r} and no shipped scenario of that name")
+
+
+def oscore_options(path: Path | None) -> dict[str, Any]:
+    """Fleet's oscore= and oscore_dir= for an oscore.json (none without one)."""
+    if path is None:
+        return {}
+    from devices.oscore import read_keys, state_dir  # noqa: PLC0415  # heavy imports
+
+    return {"oscore": read_keys(path), "oscore_dir": state_dir(path)}
 
 
 def read_passwords(path: Path | None) -> dict[str, str] | None:
@@ -99,6 +114,7 @@ def run_devices(args: argparse.Namespace, settings: Settings) -> int:
             password=args.password,
             passwords=read_passwords(args.passwords),
             broker_ca=args.broker_ca,
+            **oscore_options(args.oscore),
         )
     except (ValueError, OSError) as exc:  # a bad broker URL, or an unreadable CA file
         print(f"testbed devices: {exc}", file=sys.stderr)

@@ -74,6 +74,13 @@ def register(sub: Any, epilog: str) -> None:
         "the gateway's subscription gives it to the platform",
     )
     parser.add_argument(
+        "--oscore",
+        type=Path,
+        help="the devices' OSCORE keys (<data dir>/security/oscore.json): CoAP pushes, "
+        "observations and commands then need OSCORE (RFC 8613); sequence numbers persist in "
+        "contexts/gateway next to it",
+    )
+    parser.add_argument(
         "--loop",
         choices=("auto", "asyncio", "uvloop"),
         default="auto",
@@ -148,6 +155,7 @@ def gateway_config(args: argparse.Namespace, settings: Settings) -> GatewayConfi
             "platform token",
         ),
         notify_token=read_token(args.notify_token_file or cfg.notify_token_file, "notify token"),
+        oscore_file=args.oscore or (Path(cfg.oscore_file) if cfg.oscore_file else None),
     )
 
 

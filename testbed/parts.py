@@ -84,6 +84,7 @@ class GatewayOptions:
     extra: tuple[str, ...] = ()
     platform_token_file: Path | None = None
     notify_token_file: Path | None = None
+    oscore_file: Path | None = None  # the devices' OSCORE keys: CoAP with OSCORE only
 
 
 def gateway_spec(
@@ -114,6 +115,8 @@ def gateway_spec(
         args += ["--platform-token-file", str(o.platform_token_file)]
     if o.notify_token_file is not None:
         args += ["--notify-token-file", str(o.notify_token_file)]
+    if o.oscore_file is not None:
+        args += ["--oscore", str(o.oscore_file)]
     args += o.extra
     health = f"http://{url_host(o.host)}:{o.http_port}/health"
     return ProcessSpec(
@@ -130,12 +133,17 @@ def gateway_spec(
     )
 
 
-def rd_spec(*, port: int, host: str = "::1", option: str | None = None) -> ProcessSpec:
-    """aiocoap's CoRE resource directory (RFC 9176), UDP only, ready when it answers a ping."""
-    rd = str(Path(sys.executable).with_name("aiocoap-rd"))
+def rd_spec(
+    *, port: int, host: str = "::1", option: str | None = None, oscore: Path | None = None
+) -> ProcessSpec:
+    """``testbed rd``: aiocoap's CoRE resource directory (RFC 9176) on UDP only, ready when it
+    answers a ping; with ``oscore`` only provisioned devices register (testbed/rd_cmd.py)."""
+    args = ["rd", "--host", host, "--port", str(port)]
+    if oscore is not None:
+        args += ["--oscore", str(oscore)]
     return ProcessSpec(
         name="rd",
-        argv=(rd, "--bind", f"{url_host(host)}:{port}"),
+        argv=cli_argv(*args),
         ready=CoapReady(host, port),
         env=UDP_ONLY,
         cwd=ROOT,

@@ -56,6 +56,7 @@ class GatewaySettings(BaseModel):
     # Files, not values: a token given on the command line shows in `ps`.
     platform_token_file: str | None = None  # bearer token for the platform (RFC 6750)
     notify_token_file: str | None = None  # the token POST /notify requires
+    oscore_file: str | None = None  # devices' OSCORE keys (oscore.json): CoAP with OSCORE only
 
 
 class Settings(BaseSettings):

@@ -5,6 +5,13 @@
 - :class:`CoapObserver` finds devices in the resource directory (RFC 9176 endpoint lookup),
   observes their ``/sensors`` resource (RFC 7641) in SenML CBOR and re-observes a device
   whose observation ends (device restart, lost notifications).
+
+With a :class:`~gateway.oscore.GatewayOscore` both speak OSCORE (RFC 8613) only: the ingest
+answers an unprotected POST 4.01 and a device pushing under another device's id 4.03 (the
+context authenticates the sender, RFC 8613 12.1); aiocoap's site wrapper answers an unknown kid
+4.01 "Security context not found", a replay 4.01 "Replay detected" (RFC 8613 7.4) and a wrong
+key 4.00 "Decryption failed" (RFC 8613 8.2 step 6). The observer protects its observations and
+actuator PUTs with the device's context.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from aiocoap import resource
 
 from gateway.errors import RejectedPayload
 from gateway.normalizer import COAP_FORMATS, Inbound
+from gateway.oscore import GatewayOscore, authenticated_device
 from gateway.tasks import Background, Parts
 from gateway.transports import coap_dedup
 
@@ -33,6 +41,7 @@ Handler = Callable[[Inbound], Awaitable[RejectedPayload | None]]
 SENML_CBOR = 112
 _LINK = re.compile(r"<([^>]*)>((?:;[^,;]+(?:=(?:\"[^\"]*\"|[^,;]*))?)*)")
 _ATTR = re.compile(r";([^=;,]+)(?:=(\"[^\"]*\"|[^;,]*))?")
+REFUSAL_LOG_EVERY = 60.0  # seconds between log lines about one (device, refusal)
 
 
 def parse_link_format(text: str) -> list[tuple[str, dict[str, str]]]:
@@ -61,14 +70,35 @@ def _remote_host(remote: Any) -> str | None:
 
 
 class _UpResource(resource.Resource, resource.PathCapable):  # type: ignore[misc]
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, *, protected: bool = False) -> None:
         super().__init__()
         self.handler = handler
+        self.protected = protected
+        self._logged: dict[tuple[str, str], float] = {}
+
+    def _refuse(self, code: aiocoap.numbers.codes.Code, device: str, why: str) -> aiocoap.Message:
+        """A refusal, logged once a minute per (device in the path, reason)."""
+        now = time.monotonic()
+        key = (device[:80], why)
+        if now - self._logged.get(key, -REFUSAL_LOG_EVERY) >= REFUSAL_LOG_EVERY:
+            if len(self._logged) > 1000:
+                self._logged.clear()
+            self._logged[key] = now
+            log.warning("CoAP: push for %r refused (%s): %s", device[:80], code, why)
+        return aiocoap.Message(code=code, payload=why.encode()[:200])
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         path = request.opt.uri_path
         if len(path) != 1 or not path[0]:
             return aiocoap.Message(code=aiocoap.NOT_FOUND, payload=b"POST to /up/<device id>")
+        if self.protected:
+            sender = authenticated_device(request.remote)
+            if sender is None:
+                return self._refuse(aiocoap.UNAUTHORIZED, path[0], "OSCORE required (RFC 8613)")
+            if sender != path[0]:
+                # The context names the sender (RFC 8613 12.1): one device's key must not
+                # speak for another.
+                return self._refuse(aiocoap.FORBIDDEN, path[0], f"context of {sender}")
         fmt = COAP_FORMATS.get(int(request.opt.content_format or 0))
         if request.opt.content_format is None:
             fmt = None
@@ -90,23 +120,34 @@ class _UpResource(resource.Resource, resource.PathCapable):  # type: ignore[misc
 class CoapIngest(Parts):
     """The gateway's CoAP server for push devices."""
 
-    def __init__(self, *, host: str, port: int, handler: Handler) -> None:
+    def __init__(
+        self, *, host: str, port: int, handler: Handler, oscore: GatewayOscore | None = None
+    ) -> None:
         self.host = host
         self.port = port
+        self.oscore = oscore
         site = resource.Site()
         site.add_resource(
             [".well-known", "core"], resource.WKCResource(site.get_resources_as_linkheader)
         )
-        site.add_resource(["up"], _UpResource(handler))
+        site.add_resource(["up"], _UpResource(handler, protected=oscore is not None))
         self._site = site
         self.duplicates: coap_dedup.DuplicateTable | None = None
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> CoapIngest:
         async with contextlib.AsyncExitStack() as stack:
+            site: Any = self._site
+            credentials = None
+            if self.oscore is not None:
+                from aiocoap.oscore_sitewrapper import OscoreSiteWrapper  # noqa: PLC0415
+
+                credentials = self.oscore.server_credentials()
+                site = OscoreSiteWrapper(self._site, credentials)
             context = await aiocoap.Context.create_server_context(
-                self._site, bind=(self.host, self.port), transports=["udp6"]
-            )
+                site, bind=(self.host, self.port), transports=["udp6"],
+                server_credentials=credentials,
+            )  # fmt: skip
             stack.push_async_callback(context.shutdown)
             self.duplicates = coap_dedup.install(context)
             if self.duplicates is not None:
@@ -139,10 +180,19 @@ class CoapObserver(Parts):
     one TaskGroup (DESIGN 4).
     """
 
-    def __init__(self, *, rd_url: str, handler: Handler, rescan: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        rd_url: str,
+        handler: Handler,
+        rescan: float = 5.0,
+        oscore: GatewayOscore | None = None,
+    ) -> None:
         self.rd_url = rd_url.rstrip("/")
         self.handler = handler
         self.rescan = rescan
+        self.oscore = oscore
+        self._unkeyed: set[str] = set()
         self._context: Any = None
         self._observing: dict[str, asyncio.Task[None]] = {}
         self.bases: dict[str, str] = {}
@@ -151,7 +201,9 @@ class CoapObserver(Parts):
 
     async def __aenter__(self) -> CoapObserver:
         async with contextlib.AsyncExitStack() as stack:
-            self._context = await aiocoap.Context.create_client_context(transports=["udp6"])
+            self._context = await aiocoap.Context.create_client_context(
+                transports=["oscore", "udp6"] if self.oscore else ["udp6"]
+            )
             stack.push_async_callback(self._context.shutdown)
             tasks = await stack.enter_async_context(Background())
             tasks.start(self._scan(tasks), name="coap observe")
@@ -195,9 +247,26 @@ class CoapObserver(Parts):
             device = attrs.get("ep")
             base = attrs.get("base") or target
             if device and base.startswith("coap://"):
+                if self.oscore is not None and not self._protect(device, base.rstrip("/")):
+                    continue
                 found.append((device, base.rstrip("/")))
                 self.bases[device] = base.rstrip("/")
         return found
+
+    def _protect(self, device: str, base: str) -> bool:
+        """Use the device's context for every request to ``base`` (observe, PUT); a device
+        without keys is not observed (the gateway speaks OSCORE only)."""
+        assert self.oscore is not None
+        context = self.oscore.contexts.get(device)
+        if context is None:
+            if device not in self._unkeyed:
+                self._unkeyed.add(device)
+                log.warning("CoAP: %s is in the directory but has no OSCORE context", device[:80])
+            return False
+        # The key aiocoap matches: the request URI as aiocoap writes it (default port dropped).
+        uri = aiocoap.Message(code=aiocoap.GET, uri=f"{base}/x").get_request_uri()
+        self._context.client_credentials[uri[: -len("/x")] + "/*"] = context
+        return True
 
     async def _observe(self, device: str, base: str) -> None:
         request = aiocoap.Message(code=aiocoap.GET, uri=f"{base}/sensors", observe=0)
