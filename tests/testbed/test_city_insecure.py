@@ -78,3 +78,14 @@ def test_the_insecure_city_is_open_and_says_so(tmp_path: Path) -> None:
     assert f"broker    mosquitto at mqtt://[::1]:{broker}" in out
     assert "tokens " not in out
     assert not (data / "security").exists()
+
+
+def test_a_secure_city_without_mosquitto_says_what_to_do(tmp_path: Path) -> None:
+    """The embedded amqtt broker has no TLS and no ACL: secure mode refuses it, in words, before
+    anything starts or any credential is made; --insecure may use it."""
+    cmd = [sys.executable, "-m", "testbed", "up", "--broker", "amqtt", "--duration", "1"]
+    cmd += ["--data-dir", str(tmp_path / "data")]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "install mosquitto (apt-get install mosquitto) or use --insecure" in done.stderr
+    assert not (tmp_path / "data").exists()

@@ -1,4 +1,8 @@
-"""`testbed up` supervises: a killed part comes back and no reading is lost (real processes)."""
+"""`testbed up` supervises: a killed part comes back and no reading is lost (real processes).
+
+The city is the secure default: the observer reads over TLS with its own password and the
+history is read with the reader token `testbed up` minted.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -20,6 +25,7 @@ import aiomqtt
 import httpx
 import pytest
 
+from testbed.city_security import CitySecurity
 from testbed.processes import free_port
 from tests.conftest import ROOT
 
@@ -122,11 +128,14 @@ def _iso_ms(t: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-async def _observe(broker_port: int, seen: dict[str, set[str]], stop: asyncio.Event) -> None:
+async def _observe(
+    broker_port: int, security: CitySecurity, seen: dict[str, set[str]], stop: asyncio.Event
+) -> None:
     """Record every reading the devices publish, as the broker's read-only observer sees it."""
+    tls = ssl.create_default_context(cafile=security.credentials.ca_file)
     async with aiomqtt.Client(
-        "::1", broker_port, username="observer", password="observer",
-        identifier=f"supervise-test-{os.getpid()}",
+        "::1", broker_port, username="observer", password=security.observer_password(),
+        identifier="observer", tls_context=tls,
     ) as client:  # fmt: skip
         await client.subscribe("city/+/+/up/#", qos=1)
         async for message in client.messages:
@@ -138,10 +147,11 @@ async def _observe(broker_port: int, seen: dict[str, set[str]], stop: asyncio.Ev
                 return
 
 
-def _history(api: str, device: str) -> set[str]:
+def _history(api: str, device: str, token: str) -> set[str]:
     r = httpx.get(
         f"{api}/temporal/entities/urn:ngsi-ld:NoiseLevelObserved:{device}",
         params={"attrs": "LAeq", "lastN": "100000"},
+        headers={"Authorization": f"Bearer {token}"},
         timeout=10,
     )
     if r.status_code != 200:
@@ -157,7 +167,8 @@ async def test_city_survives_kill_9_of_gateway_and_platform_without_losing_a_rea
     await asyncio.to_thread(up.wait_for_line, "Ctrl-C stops the city")
     seen: dict[str, set[str]] = defaultdict(set)
     stop = asyncio.Event()
-    observer = asyncio.create_task(_observe(up.ports["--broker-port"], seen, stop))
+    security = CitySecurity.at(up.data)
+    observer = asyncio.create_task(_observe(up.ports["--broker-port"], security, seen, stop))
     await asyncio.sleep(3)
 
     os.kill(up.pid_of("gateway-queue.db"), signal.SIGKILL)
@@ -174,7 +185,8 @@ async def test_city_survives_kill_9_of_gateway_and_platform_without_losing_a_rea
     missing: dict[str, set[str]] = {}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        stored = {d: await asyncio.to_thread(_history, up.api, d) for d in published}
+        token = security.token("reader")
+        stored = {d: await asyncio.to_thread(_history, up.api, d, token) for d in published}
         missing = {d: published[d] - stored[d] for d in published if published[d] - stored[d]}
         if not missing:
             break
