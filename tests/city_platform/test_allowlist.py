@@ -4,11 +4,16 @@ and the remote @context fetch refusing a redirect out of the list (real HTTP ser
 from __future__ import annotations
 
 import http.server
+import ipaddress
 import socket
 import threading
 from collections.abc import Iterator
+from urllib.parse import unquote
 
+import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from city_platform.allowlist import EndpointAllowList, normalize
 from city_platform.errors import BadRequestData, LdContextNotAvailable
@@ -26,6 +31,7 @@ ALLOW = EndpointAllowList(["http://[::1]:8081/notify", "mqtts://broker.city:8883
         "HTTP://[::1]:8081/notify",  # scheme case (RFC 3986 6.2.2.1)
         "http://[0:0:0:0:0:0:0:1]:8081/notify",  # IPv6 spelled out
         "http://[::0001]:8081/notify",  # leading zeros
+        "http://[::1]:08081/notify",  # a leading zero in the port (httpx reads 8081 too)
         "http://[::1]:8081/%6Eotify",  # percent-encoded unreserved character (6.2.2.2)
         "http://[::1]:8081/other/../notify",  # dot segments removed (5.2.4)
         "mqtts://broker.city/city/lights",  # the default port made explicit (6.2.3)
@@ -43,6 +49,8 @@ def test_allowed_spellings(url: str) -> None:
     [
         ("http://[::1]:8081@evil.example/notify", "userinfo: the host is evil.example"),
         ("http://evil.example/notify", "other host"),
+        ("http://[::1]evil.example:8081/notify", "junk after the IPv6 literal (found by fuzzing)"),
+        ("http://[::1]:8081:8081/notify", "two ports"),
         ("http://[::1]:8082/notify", "other port"),
         ("http://[::1]/notify", "default port 80 is not 8081"),
         ("https://[::1]:8081/notify", "other scheme"),
@@ -178,3 +186,41 @@ async def test_redirect_out_of_the_list_is_refused(servers: tuple[str, str]) -> 
     both = ContextResolver(allow_list=EndpointAllowList([inside + "/", outside + "/"]))
     ctx = await both.resolve(inside + "/ctx.jsonld")
     assert ctx.expand("Thing") == "https://example.org/Thing"
+
+
+# -- property: whatever the list permits, httpx sends to the allowed origin ----------------
+
+_JUNK = st.lists(
+    st.sampled_from(
+        ["@", "evil.example", "/", "..", ".", "%2e", "%2F", "%40", "%6E", "\\", "#", "?", ":",
+         "[", "]", "x", "user:pw@", "%00", " ", "\t", ":80", "/notify"]
+    ),
+    max_size=2,
+).map("".join)  # fmt: skip
+_URLS = st.tuples(
+    st.sampled_from(["http://", "HTTP://", "https://", "mqtt://"]),
+    _JUNK,
+    st.sampled_from(["[::1]", "[0::1]", "[::2]", "evil.example"]),
+    _JUNK,
+    st.sampled_from([":8081", ":80", "", ":08081"]),
+    _JUNK,
+    st.sampled_from(["/notify", "/notify/", "/NOTIFY", "/notify/a", "/%6Eotify", ""]),
+    _JUNK,
+).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_URLS)
+def test_permitted_urls_reach_the_allowed_origin(url: str) -> None:
+    """Fuzzed URLs around the prefix: permits() never raises, and whatever it permits, httpx
+    (the notifier's client) parses to host ::1, port 8081 and a path under /notify."""
+    if not ALLOW.permits(url):
+        return
+    parsed = httpx.URL(url)
+    assert ipaddress.ip_address(parsed.host) == ipaddress.ip_address("::1"), url
+    assert parsed.port == 8081, url
+    path = normalize(url).path
+    assert path == "/notify" or path.startswith("/notify/"), url
+    decoded = unquote(parsed.path)
+    assert decoded == "/notify" or decoded.startswith("/notify/"), url
+    assert "/../" not in decoded + "/", url
