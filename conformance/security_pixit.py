@@ -13,6 +13,7 @@ missing is N/A with a reason naming it (never a fail)::
             - {username: noise-a, password: "...", device_id: noise-a}
             - {username: noise-b, password: "..."}
           reader: {username: gateway, password: "..."}   # reads every reading, sends commands
+          actuator: {username: streetlight-a, password: "..."}  # a Streetlight device account
           topics: {up: "city/noise/{device}/up/senml-json", cmd: "city/noise/{device}/cmd"}
       ngsild-platform:
         url: http://[::1]:8000
@@ -36,7 +37,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DEFAULT_TOPICS = {"up": "city/noise/{device}/up/senml-json", "cmd": "city/noise/{device}/cmd"}
+DEFAULT_TOPICS = {
+    "up": "city/noise/{device}/up/senml-json",
+    "cmd": "city/noise/{device}/cmd",
+    "actuator_cmd": "city/streetlight/{device}/cmd",  # the actuator account's commands
+}
 
 
 class Account(BaseModel):
@@ -56,6 +61,7 @@ class SecurityPixit(BaseModel):
     ca_file: str | None = None
     accounts: list[Account] = Field(default_factory=list)
     reader: Account | None = None
+    actuator: Account | None = None  # a streetlight (powerState) device account: R197-SEC-32
     topics: dict[str, str] = Field(default_factory=dict)
     tokens: dict[str, str] = Field(default_factory=dict)
     tenant: str | None = None

@@ -26,6 +26,7 @@ from testbed.processes import HttpReady, ManagedProcess, ProcessSpec, free_port
 # Two noise devices (the gateway's profile maps them to NoiseLevelObserved); the ACL ties each
 # account to city/+/<its username>/... (testbed.brokers).
 DEVICES = ("noise-sec0001", "noise-sec0002")
+ACTUATOR = "streetlight-sec0001"  # a Streetlight (powerState) device: R197-SEC-32
 BOUND_TENANT = "r197sec-city-a"
 TOKEN_TTL_S = 3600.0
 
@@ -43,13 +44,13 @@ class SecureParts:
         self.gateway_http_port = free_port()
 
     def _ensure(self) -> None:
-        self.credentials.ensure(mqtt_users=[GATEWAY_USER, *DEVICES])
+        self.credentials.ensure(mqtt_users=[GATEWAY_USER, *DEVICES, ACTUATOR])
 
     def broker(self) -> SecurityPixit:
         """Mosquitto in secure mode (TLS only, >= 1.2, passwords, ACL, client id = username)."""
         if self._broker_pixit is None:
             self._ensure()
-            users = city_accounts(self.credentials, DEVICES, observers=0)
+            users = city_accounts(self.credentials, [*DEVICES, ACTUATOR], observers=0)
             self._broker = MosquittoBroker(
                 port=free_port(),
                 users=users,
@@ -62,6 +63,7 @@ class SecureParts:
                 ca_file=str(self.credentials.ca_file),
                 accounts=[Account(username=d, password=users[d]) for d in DEVICES],
                 reader=Account(username=GATEWAY_USER, password=users[GATEWAY_USER]),
+                actuator=Account(username=ACTUATOR, password=users[ACTUATOR]),
             )
         return self._broker_pixit
 
@@ -112,7 +114,7 @@ class SecureParts:
                 platform_url=platform.url, broker_url=broker.url, http_port=port,
                 coap_port=free_port("udp"), queue=self.workdir / "gateway-queue.db",
                 broker_user=broker.reader.username, broker_password=broker.reader.password,
-                broker_ca=self.credentials.ca_file, southbound=False,
+                broker_ca=self.credentials.ca_file,
                 platform_token_file=token_file,
                 notify_token_file=self.credentials.notify_token_file,
             )  # fmt: skip
