@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from city_platform.allowlist import EndpointAllowList
 from city_platform.api.access import AccessLog
-from city_platform.api.bearer import BearerAuth
+from city_platform.api.bearer import BearerAuth, document_security
 from city_platform.api.guard import TargetGuard
 from city_platform.api.length import LengthRequired
 from city_platform.api.slashes import CollectionSlash, original_path
@@ -165,6 +165,7 @@ def create_app(
     app.add_middleware(LengthRequired)  # 6.3.4: POST/PATCH/PUT without Content-Length: 411
     if auth_key is not None:  # RFC 6750 bearer tokens; 401/403 before any other check
         app.add_middleware(BearerAuth, key=auth_key)
+        document_security(app)
     app.add_middleware(TenantEcho)  # 6.3.14: NGSILD-Tenant of the request on every response
     app.add_middleware(AccessLog)
     return app

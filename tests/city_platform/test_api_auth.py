@@ -404,3 +404,10 @@ def test_stored_registration_outside_a_new_allow_list_is_not_asked(tmp_path: Pat
     warning = r.headers["ngsild-warning"]
     assert warning.startswith("299 ")
     assert "outside the --allow-endpoint list" in warning
+
+
+def test_openapi_declares_the_bearer_scheme(secured: PlatformProcess) -> None:
+    """/openapi.json names the bearer scheme, so /docs can send a token (Authorize)."""
+    schema = httpx.get(secured.base + "/openapi.json", timeout=10).json()
+    assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert schema["security"] == [{"bearer": []}]
