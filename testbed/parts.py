@@ -243,7 +243,9 @@ class StackLayout:
         )  # fmt: skip  # offline unless asked: no remote @context fetching, shipped ones preloaded
 
     def resource_directory(self) -> ProcessSpec:
-        return rd_spec(port=self.ports.rd, option="--rd-port")
+        # Secure: only provisioned devices register, each with its own OSCORE context.
+        oscore = self.security.oscore_file if self.security else None
+        return rd_spec(port=self.ports.rd, option="--rd-port", oscore=oscore)
 
     def gateway(self) -> ProcessSpec:
         options = GatewayOptions(
@@ -262,7 +264,7 @@ class StackLayout:
             options = replace(
                 options, broker_user="gateway", broker_ca=sec.ca_file,
                 platform_token_file=sec.platform_token_file,
-                notify_token_file=sec.notify_token_file,
+                notify_token_file=sec.notify_token_file, oscore_file=sec.oscore_file,
             )  # fmt: skip
         spec = gateway_spec(
             options, verbose=self.verbose, wait_for_mqtt=False,

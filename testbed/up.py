@@ -333,9 +333,12 @@ class City:
                     else "shipped and added ones only (--remote-contexts fetches others)"
                 )
             ),
-            "rd": f"directory CoRE RD (RFC 9176) at {layout.rd_url}",
+            "rd": f"directory CoRE RD (RFC 9176) at {layout.rd_url}"
+            + (", registrations with OSCORE only" if layout.security else ""),
             "gateway": (
-                f"gateway   CoAP push at coap://[::1]:{ports.gateway_coap}/up/<device>, "
+                f"gateway   CoAP push at coap://[::1]:{ports.gateway_coap}/up/<device>"
+                + (" (OSCORE, RFC 8613)" if layout.security else "")
+                + ", "
                 f"metrics at http://[::1]:{ports.gateway_http}/metrics"
             ),
         }
@@ -352,6 +355,7 @@ class City:
                 gateway=f"coap://[::1]:{ports.gateway_coap}",
                 passwords=self.accounts or None,
                 broker_ca=layout.security.ca_file if layout.security else None,
+                **self._oscore(),
             )
         )  # fmt: skip
         coap = ", ".join(c.uri for c in fleet.coap[:3]) + (" ..." if len(fleet.coap) > 3 else "")
@@ -361,6 +365,16 @@ class City:
         )
         self.say(f"logs      {layout.data / 'logs'}; Ctrl-C stops the city")
         return fleet
+
+    def _oscore(self) -> dict[str, Any]:
+        """The CoAP devices' OSCORE contexts (RFC 8613), sequence numbers kept under
+        security/contexts/devices across restarts (RFC 8613 7.5)."""
+        from devices.oscore import read_keys, state_dir  # noqa: PLC0415
+
+        sec = self.layout.security
+        if sec is None or sec.oscore_file is None:
+            return {}
+        return {"oscore": read_keys(sec.oscore_file), "oscore_dir": state_dir(sec.oscore_file)}
 
     def _token_help(self) -> str:
         assert self.security is not None

@@ -292,7 +292,9 @@ def test_only_the_platforms_notifications_switch_a_streetlight(city: dict[str, A
 
 @pytest.mark.slow
 def test_debian_tools_can_talk_to_the_devices(city: dict[str, Any]) -> None:
-    """libcoap's coap-client reads a CoAP device's resources."""
+    """libcoap's coap-client discovers a CoAP device's resources (/.well-known/core stays open)
+    but a plain request for a reading, and a plain push to the gateway, get 4.01 Unauthorized:
+    OSCORE (RFC 8613 8.2) protects the devices and the gateway's ingest."""
     wait_for_entity(
         city["api"], "urn:ngsi-ld:FloodMonitoring:flood-0001", ["currentLevel"], city=city
     )
@@ -303,6 +305,17 @@ def test_debian_tools_can_talk_to_the_devices(city: dict[str, Any]) -> None:
     )  # fmt: skip
     assert 'rt="r197.flood"' in wkc.stdout
     assert "</sensors>" in wkc.stdout
+    plain = subprocess.run(
+        ["coap-client-notls", "-m", "get", f"coap://[::1]:{scenario_coap}/sensors"],
+        capture_output=True, text=True, check=False, timeout=20,
+    )  # fmt: skip
+    assert "4.01" in plain.stdout + plain.stderr
+    push = f"coap://[::1]:{city['ports']['coap']}/up/parking-0001"
+    forged = subprocess.run(
+        ["coap-client-notls", "-m", "post", "-t", "50", "-e", '{"status": "free"}', push],
+        capture_output=True, text=True, check=False, timeout=20,
+    )  # fmt: skip
+    assert "4.01" in forged.stdout + forged.stderr
 
 
 def _device_port(city: dict[str, Any], device: str) -> int:
