@@ -19,7 +19,12 @@ from conformance import report
 from conformance.iut import IutConfig, IutError, RoleConfig, load_iut
 from conformance.model import Case, Inconclusive, Result
 from conformance.requirements import check_cases
-from conformance.security import secure_broker, secure_gateway, secure_platform  # noqa: F401
+from conformance.security import (  # noqa: F401  # fixtures of the R197-SEC group
+    secure_broker,
+    secure_gateway,
+    secure_platform,
+    uplink_broker,
+)
 from conformance.stack import ReferenceStack
 
 RESULTS = pytest.StashKey[list[Result]]()
@@ -31,6 +36,7 @@ ROLE_FIXTURES = {
     "gateway": "gateway",
     "secure_broker": "mqtt-broker",  # R197-SEC: conformance/security.py
     "secure_platform": "ngsild-platform",
+    "uplink_broker": "mqtt-broker",
     "secure_gateway": "gateway",
     "gateway_client": "gateway",  # the client-side TLS cases (test_security_clients.py)
     "device_client": "mqtt-device",

@@ -61,11 +61,30 @@ def secure_platform(
 
 
 @pytest.fixture
-def secure_gateway(
+def uplink_broker(
     request: pytest.FixtureRequest, iut: IutConfig, stack: ReferenceStack
 ) -> SecurityPixit:
-    ref = None if "gateway" in iut.roles else stack.secure.gateway()
-    return _secured(request, iut, "gateway", ref)
+    """The secured broker a gateway case publishes on: the IUT's, or the reference instance
+    the reference gateway uses (not the broker cases' one, see SecureParts.broker)."""
+    ref = None if "mqtt-broker" in iut.roles else stack.secure.broker("gateway-mosquitto")
+    return _secured(request, iut, "mqtt-broker", ref)
+
+
+@pytest.fixture
+def secure_gateway(
+    request: pytest.FixtureRequest,
+    iut: IutConfig,
+    stack: ReferenceStack,
+    uplink_broker: SecurityPixit,
+    secure_platform: SecurityPixit,
+) -> SecurityPixit:
+    """The IUT's gateway, or the reference one connected to ``uplink_broker`` with its reader
+    account (which no other client may use meanwhile) and to ``secure_platform``."""
+    if "gateway" in iut.roles:
+        return _secured(request, iut, "gateway", None)
+    need(request, uplink_broker, "url", "reader")
+    need(request, secure_platform, "url", "tokens.write")
+    return stack.secure.gateway(uplink_broker, secure_platform)
 
 
 def need(request: pytest.FixtureRequest, pixit: SecurityPixit, *fields: str) -> None:

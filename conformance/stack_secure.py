@@ -36,8 +36,7 @@ class SecureParts:
         self.workdir = workdir / "secure"
         self._start = start
         self.credentials = CityCredentials(self.workdir / "security")
-        self._broker: MosquittoBroker | None = None
-        self._broker_pixit: SecurityPixit | None = None
+        self._brokers: dict[str, tuple[MosquittoBroker, SecurityPixit]] = {}
         self._platform_pixit: SecurityPixit | None = None
         self._gateway_pixit: SecurityPixit | None = None
         # Chosen now: the platform's allow-list names the gateway's /notify before it starts.
@@ -46,26 +45,34 @@ class SecureParts:
     def _ensure(self) -> None:
         self.credentials.ensure(mqtt_users=[GATEWAY_USER, *DEVICES, ACTUATOR])
 
-    def broker(self) -> SecurityPixit:
-        """Mosquitto in secure mode (TLS only, >= 1.2, passwords, ACL, client id = username)."""
-        if self._broker_pixit is None:
+    def broker(self, name: str = "mosquitto") -> SecurityPixit:
+        """Mosquitto in secure mode (TLS only, >= 1.2, passwords, ACL, client id = username).
+
+        Two instances: ``mosquitto`` for the broker cases, whose reader account is the
+        gateway's, and ``gateway-mosquitto`` that the secure gateway uses: with the client id
+        tied to the username, a probe logged in as "gateway" and the gateway would take each
+        other's session over, back and forth."""
+        if name not in self._brokers:
             self._ensure()
             users = city_accounts(self.credentials, [*DEVICES, ACTUATOR], observers=0)
-            self._broker = MosquittoBroker(
+            broker = MosquittoBroker(
                 port=free_port(),
                 users=users,
                 tls=BrokerTls.of(self.credentials),
-                workdir=self.workdir / "mosquitto",
+                workdir=self.workdir / name,
             )
-            self._broker.start()
-            self._broker_pixit = SecurityPixit(
-                url=self._broker.url,
-                ca_file=str(self.credentials.ca_file),
-                accounts=[Account(username=d, password=users[d]) for d in DEVICES],
-                reader=Account(username=GATEWAY_USER, password=users[GATEWAY_USER]),
-                actuator=Account(username=ACTUATOR, password=users[ACTUATOR]),
+            broker.start()
+            self._brokers[name] = (
+                broker,
+                SecurityPixit(
+                    url=broker.url,
+                    ca_file=str(self.credentials.ca_file),
+                    accounts=[Account(username=d, password=users[d]) for d in DEVICES],
+                    reader=Account(username=GATEWAY_USER, password=users[GATEWAY_USER]),
+                    actuator=Account(username=ACTUATOR, password=users[ACTUATOR]),
+                ),
             )
-        return self._broker_pixit
+        return self._brokers[name][1]
 
     def platform(self) -> SecurityPixit:
         """``testbed platform --auth-key --allow-endpoint`` and tokens signed with its key."""
@@ -99,11 +106,10 @@ class SecureParts:
             )
         return self._platform_pixit
 
-    def gateway(self) -> SecurityPixit:
-        """The gateway on the secure broker (TLS, its own password) and the secure platform
+    def gateway(self, broker: SecurityPixit, platform: SecurityPixit) -> SecurityPixit:
+        """The gateway on a secure broker (TLS, the reader account) and the secure platform
         (a write token), its /notify requiring the city's notify token."""
         if self._gateway_pixit is None:
-            broker, platform = self.broker(), self.platform()
             assert broker.url is not None
             assert broker.reader is not None
             assert platform.url is not None
@@ -114,7 +120,7 @@ class SecureParts:
                 platform_url=platform.url, broker_url=broker.url, http_port=port,
                 coap_port=free_port("udp"), queue=self.workdir / "gateway-queue.db",
                 broker_user=broker.reader.username, broker_password=broker.reader.password,
-                broker_ca=self.credentials.ca_file,
+                broker_ca=Path(broker.ca_file) if broker.ca_file else None,
                 platform_token_file=token_file,
                 notify_token_file=self.credentials.notify_token_file,
             )  # fmt: skip
@@ -133,8 +139,8 @@ class SecureParts:
         return self._gateway_pixit
 
     def close(self) -> None:
-        if self._broker is not None:
-            self._broker.close()
+        for broker, _pixit in self._brokers.values():
+            broker.close()
 
 
 def expired_token(key: bytes) -> str:

@@ -89,20 +89,20 @@ def _entity(
       pics=["sec.gateway-uplink", "sec.mqtt-tls", "sec.ngsild-auth"])  # fmt: skip
 def test_reading_end_to_end(
     request: pytest.FixtureRequest,
-    secure_broker: SecurityPixit,
+    uplink_broker: SecurityPixit,
     secure_gateway: SecurityPixit,
     secure_platform: SecurityPixit,
 ) -> None:
-    need(request, secure_broker, "url", "ca_file", "accounts")
+    need(request, uplink_broker, "url", "ca_file", "accounts")
     need(request, secure_platform, "url", "tokens.read")
-    account = secure_broker.accounts[0]
+    account = uplink_broker.accounts[0]
     value = float(40 + uuid.uuid4().int % 50)
     reading = [
         {"bn": f"urn:dev:r197:{account.device}:", "bt": T, "n": "LAeq", "u": "dB", "v": value}
     ]
-    dev = connected(probe(secure_broker, account), account.username)
+    dev = connected(probe(uplink_broker, account), account.username)
     try:
-        dev.publish(secure_broker.topic("up", account.device), json.dumps(reading).encode(), qos=1)
+        dev.publish(uplink_broker.topic("up", account.device), json.dumps(reading).encode(), qos=1)
     finally:
         dev.disconnect()
     entity_id = f"urn:ngsi-ld:NoiseLevelObserved:{account.device}"
@@ -119,22 +119,22 @@ def test_reading_end_to_end(
       pics=["sec.gateway-notify", "sec.gateway-uplink", "ngsild.subscriptions"])  # fmt: skip
 def test_command_through_receiver_info(
     request: pytest.FixtureRequest,
-    secure_broker: SecurityPixit,
+    uplink_broker: SecurityPixit,
     secure_gateway: SecurityPixit,
     secure_platform: SecurityPixit,
 ) -> None:
-    need(request, secure_broker, "url", "ca_file", "actuator")
+    need(request, uplink_broker, "url", "ca_file", "actuator")
     need(request, secure_platform, "url", "tokens.write")
-    assert secure_broker.actuator is not None
+    assert uplink_broker.actuator is not None
     assert secure_platform.url is not None
-    light = secure_broker.actuator
+    light = uplink_broker.actuator
     entity_id = f"urn:ngsi-ld:Streetlight:{light.device}"
     api = secure_platform.url.rstrip("/") + "/ngsi-ld/v1"
     auth = {"Authorization": f"Bearer {secure_platform.tokens['write']}"}
-    device = connected(probe(secure_broker, light), light.username)
+    device = connected(probe(uplink_broker, light), light.username)
     got = None
     try:
-        device.subscribe(secure_broker.topic("actuator_cmd", light.device), qos=1)
+        device.subscribe(uplink_broker.topic("actuator_cmd", light.device), qos=1)
         with httpx.Client(base_url=api, headers=auth, timeout=10) as c:
             c.delete(f"/entities/{entity_id}")
             made = c.post("/entities", json={"id": entity_id, "type": "Streetlight",
@@ -157,6 +157,6 @@ def test_command_through_receiver_info(
     finally:
         device.disconnect()
     assert got is not None, (
-        f"no command on {secure_broker.topic('actuator_cmd', light.device)} within 15 s"
+        f"no command on {uplink_broker.topic('actuator_cmd', light.device)} within 15 s"
     )
     assert b"powerState" in got, f"the device got {got!r}"
