@@ -71,10 +71,12 @@ def _token(scope: Scope) -> str:
     if raw is None:
         raise TokenMissing("this API needs Authorization: Bearer <token> (RFC 6750 2.1)")
     kind, _, token = raw.decode("latin-1").strip().partition(" ")
-    if kind.lower() != "bearer" or not token.strip():
-        # RFC 6750 3.1: a malformed credential is invalid_request; we answer it as a missing
-        # bearer token plus an explanation, so the client sees which scheme is expected.
-        raise TokenInvalid("the Authorization header must be 'Bearer <token>' (RFC 6750 2.1)")
+    if kind.lower() != "bearer":
+        # RFC 6750 3: "attempted using an unsupported authentication method" is answered as
+        # lacking authentication: the challenge without an error code.
+        raise TokenMissing(f"the Authorization scheme {kind!r} is not supported; send Bearer")
+    if not token.strip():
+        raise TokenInvalid("the Authorization header has no token after 'Bearer'")
     return token.strip()
 
 

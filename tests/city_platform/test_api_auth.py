@@ -126,9 +126,14 @@ def test_invalid_token_is_401_invalid_token(secured: PlatformProcess, bad: str) 
 
 
 def test_other_scheme_is_401(secured: PlatformProcess) -> None:
-    """Basic credentials are not a bearer token: 401 invalid_token."""
+    """Basic credentials are an unsupported method: 401 with the bare challenge (RFC 6750 3);
+    "Bearer" without a token is invalid_token."""
     with httpx.Client(base_url=secured.api, timeout=10) as c:
         r = c.get("/entities", params={"type": "Room"}, auth=("user", "pass"))
+        assert_problem(r, 401)
+        assert r.headers["www-authenticate"] == 'Bearer realm="r197"'
+        assert "'Basic' is not supported" in r.json()["detail"]
+        r = c.get("/entities", params={"type": "Room"}, headers={"Authorization": "Bearer"})
     assert_problem(r, 401)
     assert 'error="invalid_token"' in r.headers["www-authenticate"]
 
