@@ -1,36 +1,134 @@
-"""docker-compose.yml runs the same stack: one image from this repository plus Mosquitto."""
+"""docker-compose.yml runs the same secure city: one image from this repository plus Mosquitto,
+credentials from a one-shot init service (docs/security.md)."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+SECRETS = "/secrets"  # where the testbed services mount the init's secrets volume
+BROKER_DIR = "/broker"  # where init writes the broker's files (mosquitto: /mosquitto/config)
 
 
-def test_compose_file_describes_the_whole_city_on_ipv6() -> None:
-    """Broker, platform, RD, gateway and devices; one built image; an IPv6 network."""
-    doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    services = doc["services"]
-    assert set(services) == {"mosquitto", "platform", "rd", "gateway", "devices"}
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return doc
+
+
+def test_compose_file_describes_the_whole_city_on_ipv6(compose: dict[str, Any]) -> None:
+    """init, broker, platform, RD, gateway and devices; one built image; an IPv6 network."""
+    services = compose["services"]
+    assert set(services) == {"init", "mosquitto", "platform", "rd", "gateway", "devices"}
     assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:")
     built = {name for name, s in services.items() if s.get("build") == "."}
-    assert built == {"platform", "rd", "gateway", "devices"}
+    assert built == {"init", "platform", "rd", "gateway", "devices"}
     assert {s["image"] for name, s in services.items() if name in built} == {"r197-testbed:latest"}
-    assert doc["networks"]["city"]["enable_ipv6"] is True
+    assert compose["networks"]["city"]["enable_ipv6"] is True
     for name in built:
-        assert services[name]["command"][0] in ("testbed", "aiocoap-rd")
-    if shutil.which(
-        "docker-compose"
-    ):  # the real parser, where Debian's docker-compose is installed
+        assert services[name]["command"][0] == "testbed"
+    if shutil.which("docker-compose"):  # the real parser, where Debian's docker-compose is
         done = subprocess.run(
             ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
+
+
+def test_only_the_api_and_mqtt_over_tls_are_published(compose: dict[str, Any]) -> None:
+    """The host sees the platform's 8000 and MQTT over TLS on 8883: no plain MQTT, no gateway
+    metrics or /notify, no resource directory."""
+    published = {name: service.get("ports", []) for name, service in compose["services"].items()}
+    assert published == {
+        "init": [], "mosquitto": ["8883:8883"], "platform": ["8000:8000"], "rd": [],
+        "gateway": [], "devices": [],
+    }  # fmt: skip
+
+
+def test_everything_waits_for_the_init_service_and_the_broker_is_tls_only(
+    compose: dict[str, Any],
+) -> None:
+    """init runs once (`testbed secrets init`) before the broker, platform and RD
+    (service_completed_successfully); the broker runs init's config from a read-only volume
+    that holds its own files only; every testbed client speaks mqtts:// with the CA."""
+    services = compose["services"]
+    init = services["init"]
+    assert init["restart"] == "no"
+    assert init["command"][:3] == ["testbed", "secrets", "init"]
+    for name in ("mosquitto", "platform", "rd", "gateway"):
+        assert services[name]["depends_on"]["init"] == {
+            "condition": "service_completed_successfully"
+        }, name
+    broker = services["mosquitto"]
+    assert "broker-config:/mosquitto/config:ro" in broker["volumes"]
+    assert not any(v.startswith("secrets:") for v in broker["volumes"])  # no API key, no OSCORE
+    assert broker["command"] == ["mosquitto", "-c", "/mosquitto/config/mosquitto.conf"]
+    text = yaml.safe_dump(compose)
+    assert "mqtt://" not in text  # no plain MQTT anywhere
+    for name in ("gateway", "devices"):
+        command = services[name]["command"]
+        assert command[command.index("--broker") + 1] == "mqtts://mosquitto:8883"
+        assert "--broker-ca" in command
+        assert "--oscore" in command
+    assert "--oscore" in services["rd"]["command"]
+    platform = services["platform"]["command"]
+    assert platform[platform.index("--auth-key") + 1].startswith(SECRETS)
+    assert platform[platform.index("--allow-endpoint") + 1] == "http://gateway:8081/notify"
+    assert "secrets:/secrets:ro" in services["platform"]["volumes"]
+    gateway = services["gateway"]["command"]
+    assert "--platform-token-file" in gateway
+    assert "--notify-token-file" in gateway
+    assert not any("password" in arg for arg in gateway)  # it is in gateway.toml
+
+
+def test_the_commands_parse_and_init_writes_every_file_they_name(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    """Each testbed command line parses with the real CLI; init's command, run here with its
+    volumes as directories, writes every /secrets file the others name and a TLS-only broker
+    config without anonymous access."""
+    from testbed.cli import build_parser  # noqa: PLC0415
+
+    services = compose["services"]
+    parser = build_parser()
+    for service in services.values():
+        if service.get("build") == ".":
+            parser.parse_args(service["command"][1:])
+    init = [
+        arg.replace(SECRETS, str(tmp_path / "secrets")).replace(BROKER_DIR, str(tmp_path / "b"))
+        for arg in services["init"]["command"][1:]
+    ]
+    owner = init.index("--broker-owner")
+    del init[owner : owner + 2]  # chown to the container's mosquitto user: needs root
+    done = subprocess.run(
+        [sys.executable, "-m", "testbed", *init],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    named = {
+        arg
+        for service in services.values()
+        for arg in service.get("command", [])
+        if isinstance(arg, str) and arg.startswith(SECRETS + "/")
+    }
+    assert len(named) >= 7, named
+    for path in named:
+        assert (tmp_path / "secrets" / path.removeprefix(SECRETS + "/")).is_file(), path
+    conf = (tmp_path / "b" / "mosquitto.conf").read_text().splitlines()
+    assert [line for line in conf if line.startswith("listener")] == ["listener 8883 ::"]
+    assert "allow_anonymous false" in conf
+    assert "use_username_as_clientid true" in conf
+    assert "cafile /mosquitto/config/ca.pem" in conf
+    assert "password_file /mosquitto/config/passwd" in conf
+    gateway_toml = (tmp_path / "secrets" / "security" / "gateway.toml").read_text()
+    assert 'broker_username = "gateway"' in gateway_toml
 
 
 def test_dockerfile_installs_the_project_with_every_extra() -> None:
