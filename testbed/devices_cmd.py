@@ -116,7 +116,7 @@ def run_devices(args: argparse.Namespace, settings: Settings) -> int:
             broker_ca=args.broker_ca,
             **oscore_options(args.oscore),
         )
-    except (ValueError, OSError) as exc:  # a bad broker URL, or an unreadable CA file
+    except (ValueError, OSError, KeyError) as exc:  # a bad URL, unreadable CA or keys file
         print(f"testbed devices: {exc}", file=sys.stderr)
         return 2
 

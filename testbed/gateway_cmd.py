@@ -126,6 +126,15 @@ def read_token(path: Path | str | None, what: str) -> str | None:
     return token
 
 
+def oscore_keys(path: str | Path | None) -> Path | None:
+    """The OSCORE keys file, which must exist (the gateway then speaks OSCORE only)."""
+    if path is None or str(path) == "":
+        return None
+    if not Path(path).is_file():
+        raise SystemExit(f"testbed gateway: no OSCORE keys file {path}")
+    return Path(path)
+
+
 def gateway_config(args: argparse.Namespace, settings: Settings) -> GatewayConfig:
     """The gateway's configuration: each flag given, else the setting."""
     from gateway.service import GatewayConfig  # noqa: PLC0415  # heavy imports
@@ -155,7 +164,7 @@ def gateway_config(args: argparse.Namespace, settings: Settings) -> GatewayConfi
             "platform token",
         ),
         notify_token=read_token(args.notify_token_file or cfg.notify_token_file, "notify token"),
-        oscore_file=args.oscore or (Path(cfg.oscore_file) if cfg.oscore_file else None),
+        oscore_file=oscore_keys(args.oscore or cfg.oscore_file),
     )
 
 

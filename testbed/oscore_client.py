@@ -19,6 +19,7 @@ would not, use the context); aiocoap's client raises on it, :func:`answer_of` re
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import aiocoap
@@ -104,3 +105,43 @@ async def answer_of(client: Any, request: aiocoap.Message) -> aiocoap.Message:
         plain: aiocoap.Message = exc.plain_message
         return plain
     return answer
+
+
+# -- raw datagrams: a replay is the same bytes again (an attacker cannot protect anew) --------
+
+
+def protected_datagram(
+    context: Any, request: aiocoap.Message, *, mid: int, token: bytes = b"\x01"
+) -> tuple[bytes, Any]:
+    """``request`` protected with ``context`` (RFC 8613 8.1) as one confirmable CoAP/UDP
+    datagram, and the request id :func:`read_answer` needs."""
+    outer, request_id = context.protect(request)
+    outer.mtype = aiocoap.CON
+    outer.mid = mid
+    outer.token = token
+    datagram: bytes = outer.encode()
+    return datagram, request_id
+
+
+def with_message_id(datagram: bytes, mid: int) -> bytes:
+    """The same datagram under another Message ID (not integrity-protected, RFC 8613 4.1):
+    a replay that CoAP deduplication (RFC 7252 4.5) does not catch and OSCORE must (7.4)."""
+    return datagram[:2] + mid.to_bytes(2, "big") + datagram[4:]
+
+
+def exchange(host: str, port: int, datagram: bytes, *, timeout: float = 5.0) -> aiocoap.Message:
+    """Send one datagram, return the answer (blocking: run it in a thread from async code)."""
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(datagram, (host, port))
+        answer: aiocoap.Message = aiocoap.Message.decode(sock.recv(65535))
+    return answer
+
+
+def read_answer(context: Any, answer: aiocoap.Message, request_id: Any) -> aiocoap.Message:
+    """The inner answer of a protected one; an unprotected refusal as it is."""
+    if answer.opt.oscore is None:
+        return answer
+    inner, _ = context.unprotect(answer, request_id)
+    plain: aiocoap.Message = inner
+    return plain

@@ -78,14 +78,14 @@ def register(rd: str, ep: str) -> aiocoap.Message:
 async def test_rd_refuses_unprotected_and_foreign_registrations(
     rd: str, city: CityCredentials, client: Any, light: SimDevice
 ) -> None:
-    """Plain POST /rd?ep= is 4.01; other-device's context registering light is 4.03; light's
-    own RD context registers it (2.01), and lookups stay open."""
+    """Plain POST /rd?ep= is 4.01; other-device's context registering, updating or removing
+    light is 4.03; light's own RD context registers (2.01), updates and removes it; lookups
+    stay open, a plain removal is 4.01."""
     plain = await answer_of(client, register(rd, light.device_id))
     assert plain.code == aiocoap.UNAUTHORIZED, (plain, plain.payload)
     keys = city.oscore()
-    client.client_credentials.update(
-        credentials_for(f"{rd}/*", device_context(keys["other-device"], rd=True))
-    )
+    other_context = device_context(keys["other-device"], rd=True)  # one context: one sequence
+    client.client_credentials.update(credentials_for(f"{rd}/*", other_context))
     foreign = await answer_of(client, register(rd, light.device_id))
     assert foreign.code == aiocoap.FORBIDDEN, (foreign, foreign.payload)
     client.client_credentials.update(
@@ -93,16 +93,34 @@ async def test_rd_refuses_unprotected_and_foreign_registrations(
     )
     own = await answer_of(client, register(rd, light.device_id))
     assert own.code == aiocoap.CREATED, (own, own.payload)
+    location = f"{rd}/" + "/".join(own.opt.location_path)
+    # Updates and removals of the registration (RFC 9176 5.3.1, 5.3.2): its endpoint only.
+    other = await aiocoap.Context.create_client_context(transports=["oscore", "udp6"])
+    try:
+        other.client_credentials.update(credentials_for(f"{rd}/*", other_context))
+        for code in (aiocoap.POST, aiocoap.DELETE):
+            foreign = await answer_of(other, aiocoap.Message(code=code, uri=location))
+            assert foreign.code == aiocoap.FORBIDDEN, (code, foreign, foreign.payload)
+    finally:
+        await other.shutdown()
+    update = await answer_of(client, aiocoap.Message(code=aiocoap.POST, uri=location))
+    assert update.code == aiocoap.CHANGED, (update, update.payload)
     lookup = await aiocoap.Context.create_client_context(transports=["udp6"])
     try:
         found = await lookup.request(
             aiocoap.Message(code=aiocoap.GET, uri=f"{rd}/endpoint-lookup/")
+        ).response
+        plain_delete = await lookup.request(
+            aiocoap.Message(code=aiocoap.DELETE, uri=location)
         ).response
     finally:
         await lookup.shutdown()
     assert found.code == aiocoap.CONTENT
     assert f'ep="{light.device_id}"' in found.payload.decode()
     assert "other-device" not in found.payload.decode()
+    assert plain_delete.code == aiocoap.UNAUTHORIZED, plain_delete
+    removed = await answer_of(client, aiocoap.Message(code=aiocoap.DELETE, uri=location))
+    assert removed.code == aiocoap.DELETED, (removed, removed.payload)
 
 
 async def test_observe_and_actuator_put_over_oscore(

@@ -6,13 +6,24 @@ sequence numbers persisted, RFC 8613 7.5)."""
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 
+import aiocoap
 import httpx
 import pytest
 
 from devices.scenario import Scenario
 from testbed.credentials import CityCredentials
+from testbed.oscore_client import (
+    answer_of,
+    credentials_for,
+    device_context,
+    exchange,
+    protected_datagram,
+    read_answer,
+    with_message_id,
+)
 from testbed.parts import GatewayOptions, devices_spec, gateway_spec, rd_spec
 from testbed.processes import ManagedProcess
 from tests.conftest import PlatformProcess, free_port
@@ -115,3 +126,62 @@ async def test_oscore_readings_reach_the_platform_across_a_fleet_restart(tmp_pat
     contexts = creds.oscore_file.parent / "contexts"
     for side in (f"devices/{light}/gateway", f"devices/{noise}/gateway", f"gateway/{noise}"):
         assert (contexts / side / "sequence.json").exists(), side
+
+
+async def received(http_port: int) -> float:
+    """Readings the gateway process took in (its /health)."""
+    async with httpx.AsyncClient() as client:
+        r = await client.get(f"http://[::1]:{http_port}/health")
+    return float(r.json()["received"])
+
+
+async def test_gateway_killed_mid_run_still_refuses_a_replay(tmp_path: Path) -> None:
+    """SIGKILL leaves the gateway's replay window unknown; the restarted gateway refuses the
+    same datagram again (4.01 with Echo, RFC 8613 B.1.2) and takes a freshly protected push."""
+    creds = CityCredentials(tmp_path / "security")
+    creds.ensure(oscore_devices=["noise-0001"])
+    keys = creds.oscore()["noise-0001"]
+    port = free_port("udp")
+    options = GatewayOptions(
+        platform_url="http://[::1]:9", broker_url=None, http_port=free_port(), coap_port=port,
+        queue=tmp_path / "queue.db", southbound=False, oscore_file=creds.oscore_file,
+    )  # fmt: skip
+    context = device_context(keys)
+    request = aiocoap.Message(
+        code=aiocoap.POST, uri_path=("up", "noise-0001"), content_format=110,
+        payload=b'[{"bn":"urn:dev:r197:noise-0001:","n":"LAeq","u":"dB","v":55.0}]',
+    )  # fmt: skip
+    datagram, request_id = protected_datagram(context, request, mid=1)
+    first = ManagedProcess(gateway_spec(options), log_path=tmp_path / "gw-1.log")
+    await first.astart()
+    try:
+        answer = await asyncio.to_thread(exchange, "::1", port, datagram)
+        inner = read_answer(context, answer, request_id)
+        assert inner.code == aiocoap.CHANGED, (inner, inner.payload)
+        again = await asyncio.to_thread(exchange, "::1", port, with_message_id(datagram, 2))
+        assert again.code == aiocoap.UNAUTHORIZED, (again, again.payload)  # Replay detected
+        first.signal(signal.SIGKILL)
+        assert first.proc is not None
+        await asyncio.to_thread(first.proc.wait)
+    finally:
+        await first.astop()
+    second = ManagedProcess(gateway_spec(options), log_path=tmp_path / "gw-2.log")
+    await second.astart()
+    client = await aiocoap.Context.create_client_context(transports=["oscore", "udp6"])
+    try:
+        raw = await asyncio.to_thread(exchange, "::1", port, with_message_id(datagram, 3))
+        # B.1.2: not processed; a protected 4.01 with an Echo the client must send back.
+        replay = read_answer(context, raw, request_id)
+        assert replay.code == aiocoap.UNAUTHORIZED, (replay, replay.payload)
+        assert replay.opt.echo is not None
+        assert await received(options.http_port) == 0
+        client.client_credentials.update(credentials_for(f"coap://[::1]:{port}/*", context))
+        fresh = await answer_of(
+            client, aiocoap.Message(code=aiocoap.POST, uri=f"coap://[::1]:{port}/up/noise-0001",
+                                    payload=request.payload, content_format=110),
+        )  # fmt: skip
+        assert fresh.code == aiocoap.CHANGED, (fresh, fresh.payload)  # aiocoap answers the Echo
+        assert await received(options.http_port) == 1
+    finally:
+        await client.shutdown()
+        await second.astop()
