@@ -35,12 +35,15 @@ class AccessLog:
         finally:
             headers: dict[bytes, bytes] = dict(scope.get("headers", ()))
             client: Any = scope.get("client")
+            # api/bearer.py leaves the token's principal in the scope: who did it, for audit
+            principal: Any = scope.get("state", {}).get("principal")
             access_log.info(
-                "method=%s path=%s status=%d ms=%.2f tenant=%s client=%s",
+                "method=%s path=%s status=%d ms=%.2f tenant=%s client=%s sub=%s",
                 scope.get("method"),
                 scope.get("path"),
                 status,
                 (time.perf_counter() - start) * 1000,
                 headers.get(b"ngsild-tenant", b"").decode("latin-1"),
                 client[0] if client else "-",
+                getattr(principal, "subject", "-"),
             )

@@ -416,3 +416,24 @@ def test_openapi_declares_the_bearer_scheme(secured: PlatformProcess) -> None:
     schema = httpx.get(secured.base + "/openapi.json", timeout=10).json()
     assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert schema["security"] == [{"bearer": []}]
+
+
+def test_access_log_names_the_token_subject(tmp_path: Path) -> None:
+    """With -vv the access log line of an authenticated request carries sub=<token subject>."""
+    key_file = tmp_path / "k"
+    key_file.write_bytes(KEY)
+    proc = PlatformProcess(auth_key=key_file, verbose=2)
+    proc.start()
+    try:
+        tok = issue_token(KEY, subject="audit-me", scopes=["read"], tenants=["*"])
+        headers = {"Authorization": f"Bearer {tok}"}
+        httpx.get(proc.api + "/entities/urn:ngsi-ld:Nothing:1", headers=headers, timeout=10)
+        httpx.get(proc.api + "/entities/urn:ngsi-ld:Nothing:2", timeout=10)
+    finally:
+        out = proc.stop()
+        proc.process.close()
+    lines = {x.split("path=")[1].split()[0]: x for x in out.splitlines() if "path=/ngsi" in x}
+    assert "sub=audit-me" in lines["/ngsi-ld/v1/entities/urn:ngsi-ld:Nothing:1"]
+    assert "status=404" in lines["/ngsi-ld/v1/entities/urn:ngsi-ld:Nothing:1"]
+    assert "sub=-" in lines["/ngsi-ld/v1/entities/urn:ngsi-ld:Nothing:2"]
+    assert "status=401" in lines["/ngsi-ld/v1/entities/urn:ngsi-ld:Nothing:2"]
