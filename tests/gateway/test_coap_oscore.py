@@ -145,3 +145,25 @@ async def test_forged_push_is_refused(
         oscore.close()
     assert answer.code == code, (answer, answer.payload)
     assert ingest.accepted == []
+
+
+async def test_non_confirmable_protected_push_is_accepted(
+    city: CityCredentials, client: Any
+) -> None:
+    """A qos-0 device's NON POST (RFC 7252 4.3) protected with its context is taken in too."""
+    ingest = Ingest(city.oscore_file)
+    oscore = GatewayOscore(city.oscore_file)
+    try:
+        async with CoapIngest(host="::1", port=ingest.port, handler=ingest.handler, oscore=oscore):
+            client.client_credentials.update(
+                credentials_for(f"{ingest.url}/*", device_context(city.oscore()["dev-b"]))
+            )
+            request = aiocoap.Message(
+                code=aiocoap.POST, uri=f"{ingest.url}/up/dev-b", payload=SENML, content_format=110
+            )
+            request.mtype = aiocoap.NON  # as devices.coap.PushDevice sends qos 0
+            answer = await answer_of(client, request)
+    finally:
+        oscore.close()
+    assert answer.code == aiocoap.CHANGED, (answer, answer.payload)
+    assert [i.device_id for i in ingest.accepted] == ["dev-b"]
