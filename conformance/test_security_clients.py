@@ -11,6 +11,7 @@ The reference gateway and devices are started against the trap; an IUT gateway n
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import socket
 import ssl
@@ -61,7 +62,15 @@ class Trap:
                 threading.Thread(target=self._one, args=(raw, context), daemon=True).start()
 
         threading.Thread(target=accept, daemon=True).start()
-        return server.close
+
+        def stop() -> None:
+            # shutdown first: a thread blocked in accept() keeps a closed socket listening,
+            # and the next case (an IUT's fixed trap_port) could not bind the port again.
+            with contextlib.suppress(OSError):
+                server.shutdown(socket.SHUT_RDWR)
+            server.close()
+
+        return stop
 
     def _one(self, raw: socket.socket, context: ssl.SSLContext) -> None:
         raw.settimeout(5)
