@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from gateway.transports import mqtt_wire as wire
-from testbed.brokers import MosquittoBroker, find_mosquitto
+from testbed.brokers import BrokerTls, MosquittoBroker, city_accounts, find_mosquitto
+from testbed.credentials import CityCredentials
 from testbed.parts import GatewayOptions, gateway_spec
 from testbed.pki import issue, new_ca
 from testbed.processes import ManagedProcess
@@ -183,3 +184,37 @@ def test_suite_fails_a_gateway_that_takes_forged_notifications(
     finally:
         broker.close()
     assert verdicts == {"R197-SEC-30": "fail"}
+
+
+class LaxMosquitto(MosquittoBroker):
+    """Mosquitto in secure mode but without the client id tied to the username (so another
+    account takes a device's session over, MQTT-3.1.4-2), and with ``writers`` let loose."""
+
+    def _tls_lines(self) -> list[str]:
+        return [line for line in super()._tls_lines() if "use_username_as_clientid" not in line]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(find_mosquitto() is None, reason="needs mosquitto")
+def test_suite_fails_a_broker_with_loose_acl_and_client_ids(tmp_path: Path) -> None:
+    """Device a may write every device's readings -> R197-SEC-07 fail; client ids free for
+    anyone -> R197-SEC-09 fail; the command ACL still holds -> R197-SEC-08 pass."""
+    creds = CityCredentials(tmp_path / "security")
+    creds.ensure()
+    users = city_accounts(creds, ["noise-a", "noise-b"], observers=0)
+    broker = LaxMosquitto(
+        port=free_port(), users=users, tls=BrokerTls.of(creds), workdir=tmp_path / "m",
+        writers=["noise-a"],
+    )  # fmt: skip
+    broker.start()
+    try:
+        accounts = [{"username": u, "password": users[u]} for u in ("noise-a", "noise-b")]
+        security = {"url": broker.url, "ca_file": str(creds.ca_file), "accounts": accounts,
+                    "reader": {"username": "gateway", "password": users["gateway"]}}  # fmt: skip
+        role = {"url": "mqtt://[::1]:1", "security": security}
+        iut = {"implementation": "loose Mosquitto", "roles": {"mqtt-broker": role}}
+        select = "test_publish_as_another or test_subscribe_to_another or test_client_id_takeover"
+        verdicts = run_suite(tmp_path, iut, select)
+    finally:
+        broker.close()
+    assert verdicts == {"R197-SEC-07": "fail", "R197-SEC-08": "pass", "R197-SEC-09": "fail"}
