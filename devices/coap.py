@@ -22,6 +22,7 @@ import cbor2
 from aiocoap import pipe as aiocoap_pipe
 from aiocoap import resource
 from aiocoap.credentials import CredentialsMap
+from aiocoap.oscore import NotAProtectedMessage
 from aiocoap.oscore_sitewrapper import OscoreSiteWrapper
 
 from devices.device import CONTENT_FORMATS, SimDevice
@@ -376,6 +377,10 @@ class PushDevice:
             request.mtype = aiocoap.NON
         try:
             answer = await asyncio.wait_for(self.context.request(request).response, 30)
+        except NotAProtectedMessage as exc:
+            # The gateway refused the protected request in the clear (RFC 8613 8.2: no
+            # context, replay, decryption failed): its answer, not a transport failure.
+            answer = exc.plain_message
         except (aiocoap.error.Error, OSError, TimeoutError) as exc:
             self.device.counters.failed += 1
             log.info("%s: push failed (%s)", self.device.device_id, exc)
@@ -385,7 +390,8 @@ class PushDevice:
             self.device.counters.sent += 1
         else:
             self.device.counters.failed += 1
-            log.warning("%s: gateway answered %s", self.device.device_id, answer.code)
+            detail = answer.payload[:80].decode(errors="replace")
+            log.warning("%s: gateway answered %s %s", self.device.device_id, answer.code, detail)
 
     async def run(self) -> None:
         interval = self.device.spec.group.interval
