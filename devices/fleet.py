@@ -75,6 +75,13 @@ class Fleet:
         self.oscore = dict(oscore) if oscore is not None else None
         self.oscore_dir = oscore_dir
         self.devices = [SimDevice(spec) for spec in scenario.devices()]
+        if self.oscore is not None:
+            unkeyed = [
+                d.device_id for d in self.devices
+                if d.spec.group.protocol != "mqtt" and d.device_id not in self.oscore
+            ]  # fmt: skip
+            if unkeyed:
+                raise ValueError(f"CoAP devices without OSCORE keys: {', '.join(unkeyed[:5])}")
         self.mqtt: list[MqttDevice] = []
         self.coap: list[CoapDevice] = []
         self.push: list[PushDevice] = []
@@ -143,11 +150,8 @@ class Fleet:
         """The device's OSCORE contexts, closed (sequence numbers written) when the fleet ends."""
         if self.oscore is None:
             return None
-        keys = self.oscore.get(device)
-        if keys is None:
-            raise ValueError(f"CoAP device {device!r} has no OSCORE keys")
         assert self.oscore_dir is not None
-        contexts = DeviceContexts(device, keys, self.oscore_dir)
+        contexts = DeviceContexts(device, self.oscore[device], self.oscore_dir)
         stack.callback(contexts.close)
         return contexts
 

@@ -13,6 +13,7 @@ import pytest
 
 from devices.coap import CoapDevice
 from devices.device import SimDevice
+from devices.fleet import Fleet
 from devices.oscore import DeviceContexts, read_keys, state_dir
 from devices.scenario import Scenario
 from gateway.errors import RejectedPayload
@@ -164,3 +165,18 @@ async def test_observe_and_actuator_put_over_oscore(
         gateway.close()
         contexts.close()
     assert {r.device_id for r in readings} == {light.device_id}
+
+
+def test_fleet_refuses_coap_devices_without_oscore_keys(tmp_path: Path) -> None:
+    """With OSCORE on, a CoAP device missing from oscore.json stops the fleet before it starts
+    (it could only be refused), and the keys need a directory for their sequence numbers."""
+    scenario = Scenario.model_validate(
+        {"groups": [{"kind": "noise", "count": 2, "protocol": "coap-push"}]}
+    )
+    creds = CityCredentials(tmp_path / "security")
+    creds.ensure(oscore_devices=["noise-0001"])
+    keys = read_keys(creds.oscore_file)
+    with pytest.raises(ValueError, match="noise-0002"):
+        Fleet(scenario, oscore=keys, oscore_dir=state_dir(creds.oscore_file))
+    with pytest.raises(ValueError, match="directory"):
+        Fleet(scenario, oscore=keys)
