@@ -92,6 +92,8 @@ REFERENCE_PICS: dict[str, bool] = {
     "sec.ngsild-ssrf": True,
     "sec.gateway-notify": True,
     "sec.gateway-uplink": True,
+    "sec.coap-oscore": True,
+    "sec.rd-oscore": True,
 }
 
 

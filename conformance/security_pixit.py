@@ -29,6 +29,10 @@ missing is N/A with a reason naming it (never a fail)::
           trap_port: 18883                  # where it connects for the client-side TLS cases
           trap_ca_cert: trap-ca.pem         # a CA it trusts there (the suite signs with its key)
           trap_ca_key: trap-ca.key
+          coap_url: coap://[::1]:5684       # its CoAP ingest, OSCORE only (R197-SEC-40..45)
+          oscore: {device: noise-a, other_device: noise-b, master_secret: 00ff.., master_salt: 0a..,
+                   sender_id: "01", recipient_id: "00", rd_url: "coap://[::1]:5783",
+                   rd_id_context: 72313937..., rd_recipient_id: "7264"}
 
 The reference stack fills these blocks itself (conformance/stack.py, secure parts).
 """
@@ -55,6 +59,22 @@ class Account(BaseModel):
         return self.device_id or self.username
 
 
+class OscorePixit(BaseModel):
+    """One provisioned device's OSCORE context with the gateway (RFC 8613 3.2), hex strings,
+    and the resource directory the gateway reads (R197-SEC-40..45)."""
+
+    model_config = ConfigDict(extra="forbid")
+    device: str  # its id: it pushes to <push path>/<device>
+    other_device: str | None = None  # another provisioned device (R197-SEC-44)
+    master_secret: str
+    master_salt: str = ""
+    sender_id: str  # the device's Sender ID
+    recipient_id: str  # the gateway's Sender ID
+    rd_url: str | None = None  # coap://... of an RD taking OSCORE registrations only
+    rd_id_context: str | None = None  # the device's context with the RD: ID Context ...
+    rd_recipient_id: str | None = None  # ... and the RD's Sender ID (same secret and salt)
+
+
 class SecurityPixit(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str | None = None
@@ -68,6 +88,8 @@ class SecurityPixit(BaseModel):
     trap_port: int | None = None
     trap_ca_cert: str | None = None
     trap_ca_key: str | None = None
+    coap_url: str | None = None  # the gateway's CoAP ingest taking OSCORE pushes only
+    oscore: OscorePixit | None = None
 
     def topic(self, kind: str, device: str) -> str:
         return self.topics.get(kind, DEFAULT_TOPICS[kind]).format(device=device)

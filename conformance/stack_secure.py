@@ -11,15 +11,17 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import jwt
 
 from city_platform.auth import ALGORITHM, ISSUER, issue_token
-from conformance.security_pixit import Account, SecurityPixit
+from conformance.security_pixit import Account, OscorePixit, SecurityPixit
+from devices.oscore import RD_ID_CONTEXT, RD_SENDER_ID
 from testbed.brokers import GATEWAY_USER, BrokerTls, MosquittoBroker, city_accounts
 from testbed.credentials import CityCredentials
-from testbed.parts import GatewayOptions, gateway_spec, platform_spec
+from testbed.parts import GatewayOptions, gateway_spec, platform_spec, rd_spec
 from testbed.pki import write_private
 from testbed.processes import HttpReady, ManagedProcess, ProcessSpec, free_port
 
@@ -43,7 +45,9 @@ class SecureParts:
         self.gateway_http_port = free_port()
 
     def _ensure(self) -> None:
-        self.credentials.ensure(mqtt_users=[GATEWAY_USER, *DEVICES, ACTUATOR])
+        self.credentials.ensure(
+            mqtt_users=[GATEWAY_USER, *DEVICES, ACTUATOR], oscore_devices=DEVICES
+        )
 
     def broker(self, name: str = "mosquitto") -> SecurityPixit:
         """Mosquitto in secure mode (TLS only, >= 1.2, passwords, ACL, client id = username).
@@ -115,14 +119,20 @@ class SecureParts:
             assert platform.url is not None
             token_file = self.workdir / "gateway-platform-token"
             write_private(token_file, platform.tokens["write"].encode())
-            port = self.gateway_http_port
+            port, coap_port, rd_port = self.gateway_http_port, free_port("udp"), free_port("udp")
+            self._start(
+                replace(
+                    rd_spec(port=rd_port, oscore=self.credentials.oscore_file), name="secure-rd"
+                )
+            )
             options = GatewayOptions(
                 platform_url=platform.url, broker_url=broker.url, http_port=port,
-                coap_port=free_port("udp"), queue=self.workdir / "gateway-queue.db",
+                coap_port=coap_port, queue=self.workdir / "gateway-queue.db",
                 broker_user=broker.reader.username, broker_password=broker.reader.password,
                 broker_ca=Path(broker.ca_file) if broker.ca_file else None,
                 platform_token_file=token_file,
                 notify_token_file=self.credentials.notify_token_file,
+                oscore_file=self.credentials.oscore_file,
             )  # fmt: skip
             self._start(
                 gateway_spec(options, verbose=1, name="secure-gateway", wait_for_mqtt=False)
@@ -135,8 +145,20 @@ class SecureParts:
             self._gateway_pixit = SecurityPixit(
                 url=f"http://[::1]:{port}/notify",
                 tokens={"notify": self.credentials.notify_token()},
+                coap_url=f"coap://[::1]:{coap_port}",
+                oscore=self._oscore(f"coap://[::1]:{rd_port}"),
             )
         return self._gateway_pixit
+
+    def _oscore(self, rd_url: str) -> OscorePixit:
+        """The first device's context material, as an IUT would give it (hex)."""
+        keys = self.credentials.oscore(DEVICES)[DEVICES[0]]
+        return OscorePixit(
+            device=DEVICES[0], other_device=DEVICES[1], master_secret=keys.master_secret.hex(),
+            master_salt=keys.master_salt.hex(), sender_id=keys.device_id.hex(),
+            recipient_id=keys.gateway_id.hex(), rd_url=rd_url, rd_id_context=RD_ID_CONTEXT.hex(),
+            rd_recipient_id=RD_SENDER_ID.hex(),
+        )  # fmt: skip
 
     def close(self) -> None:
         for broker, _pixit in self._brokers.values():

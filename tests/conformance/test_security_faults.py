@@ -165,7 +165,8 @@ def test_suite_fails_a_platform_without_authentication(
 def test_suite_fails_a_gateway_that_takes_forged_notifications(
     tmp_path: Path, open_platform: PlatformProcess
 ) -> None:
-    """Our gateway without a notify token takes any POST /notify: R197-SEC-30 fails."""
+    """Our gateway without a notify token takes any POST /notify: R197-SEC-30 fails; without
+    --oscore it takes a plain push (SEC-40 fails) and cannot answer a protected one (SEC-41)."""
     broker = MosquittoBroker(port=free_port())
     broker.start()
     options = GatewayOptions(
@@ -175,15 +176,19 @@ def test_suite_fails_a_gateway_that_takes_forged_notifications(
     try:
         with ManagedProcess(gateway_spec(options, verbose=0), log_path=tmp_path / "gw.log"):
             notify = f"http://[::1]:{options.http_port}/notify"
+            coap = f"coap://[::1]:{options.coap_port}"
+            oscore = {"device": "noise-0001", "master_secret": "00" * 16, "sender_id": "01",
+                      "recipient_id": "00"}  # fmt: skip
+            security = {"url": notify, "coap_url": coap, "oscore": oscore}
             iut = {
-                "implementation": "gateway without a notify token",
-                "roles": {"gateway": {"url": f"coap://[::1]:{options.coap_port}",
-                                      "security": {"url": notify}}},
-            }  # fmt: skip
-            verdicts = run_suite(tmp_path, iut, "test_forged_notification")
+                "implementation": "gateway without a notify token or OSCORE",
+                "roles": {"gateway": {"url": coap, "security": security}},
+            }
+            select = "test_forged_notification or test_unprotected_push or test_protected_push"
+            verdicts = run_suite(tmp_path, iut, select)
     finally:
         broker.close()
-    assert verdicts == {"R197-SEC-30": "fail"}
+    assert verdicts == {"R197-SEC-30": "fail", "R197-SEC-40": "fail", "R197-SEC-41": "fail"}
 
 
 class LaxMosquitto(MosquittoBroker):
