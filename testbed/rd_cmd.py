@@ -58,10 +58,11 @@ def _refusal(rd: Any, request: Any) -> Exception | None:
 
     if request.code in (aiocoap.GET, aiocoap.FETCH):
         return None  # reads change no registration
-    if not is_protected(request):
+    claims = request.remote.security_context.authenticated_claims if is_protected(request) else []
+    if not claims:
         unauthorized: Exception = aiocoap.error.Unauthorized("registrations need OSCORE (RFC 8613)")
         return unauthorized
-    sender = str(request.remote.security_context.authenticated_claims[0])
+    sender = str(claims[0])
     path = tuple(request.opt.uri_path)
     if path[:1] == tuple(rd.common_rd.entity_prefix):
         registration = rd.common_rd._by_path.get(path[1:])  # aiocoap's table
