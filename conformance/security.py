@@ -150,8 +150,12 @@ def connack(
     pixit: SecurityPixit, account: Account | None, version: int
 ) -> tuple[int | None, bytes]:
     """CONNECT over TLS as ``account`` (None: anonymous); the CONNACK's code and the raw bytes
-    (code None when no CONNACK came)."""
-    with tls_connect(pixit) as tls:
+    (code None when no CONNACK came); inconclusive when TLS itself fails (SEC-01 judges it)."""
+    try:
+        tls = tls_connect(pixit)
+    except (OSError, ssl.SSLError) as exc:
+        raise Inconclusive(f"no TLS connection to {pixit.url} to send CONNECT on: {exc}") from None
+    with tls:
         user, password = (account.username, account.password) if account else (None, None)
         tls.sendall(
             wire.connect(

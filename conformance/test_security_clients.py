@@ -180,7 +180,7 @@ def device_client(
 @pytest.fixture
 def observe(tmp_path: Path, iut: IutConfig) -> Iterator[Callable[[ClientUnderTest, str], Trap]]:
     """Run the client against a trap presenting ``fault``'s certificate; the trap afterwards."""
-    stops: list[Callable[[], None]] = []
+    stops: list[Callable[[], object]] = []
 
     def run(client: ClientUnderTest, fault: str) -> Trap:
         trap = Trap(client.port, bad_certificate(fault, client.ca))
