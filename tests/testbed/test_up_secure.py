@@ -1,0 +1,65 @@
+"""The command lines of a secure `testbed up` city (testbed.parts.StackSecurity), and of an
+open one, without starting anything; tests/testbed/test_city.py runs them."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from testbed.city_security import CitySecurity
+from testbed.cli import build_parser
+from testbed.parts import StackLayout
+from testbed.up import broker_port, layout_of, stack_security
+
+
+def _layout(tmp_path: Path, *argv: str) -> StackLayout:
+    args = build_parser().parse_args(["up", "--data-dir", str(tmp_path), *argv])
+    return layout_of(args, tmp_path, "lab-password")
+
+
+@pytest.mark.parametrize(("argv", "port"), [((), 8883), (("--insecure",), 1883)])
+def test_the_broker_port_follows_the_mode_unless_given(argv: tuple[str, ...], port: int) -> None:
+    """One --broker-port: 8883 (MQTT over TLS, IANA) by default, 1883 with --insecure."""
+    parser = build_parser()
+    assert broker_port(parser.parse_args(["up", *argv])) == port
+    assert broker_port(parser.parse_args(["up", *argv, "--broker-port", "1999"])) == 1999
+
+
+def test_a_secure_layout_passes_every_credential_and_no_password_in_argv(tmp_path: Path) -> None:
+    """Platform: --auth-key and the allow-list (the gateway's /notify plus --allow-endpoint);
+    gateway: mqtts:// with the CA, both token files, OSCORE, its password in the environment
+    (not in `ps`); RD: --oscore."""
+    security = CitySecurity.at(tmp_path)
+    security.prepare(["weather-0001"], ["parking-0001"])
+    extra = "http://[::1]:9999/hook"
+    layout = _layout(tmp_path, "--allow-endpoint", extra)
+    layout = replace(layout, security=stack_security(security, [extra]))  # as run_up does
+    creds = security.credentials
+    platform = layout.platform().argv
+    assert platform[platform.index("--auth-key") + 1] == str(creds.jwt_key_file)
+    allowed = [platform[i + 1] for i, a in enumerate(platform) if a == "--allow-endpoint"]
+    assert allowed == [f"http://[::1]:{layout.ports.gateway_http}/notify", extra]
+    gateway = layout.gateway()
+    argv = gateway.argv
+    assert argv[argv.index("--broker") + 1] == f"mqtts://[::1]:{layout.ports.broker}"
+    assert argv[argv.index("--broker-ca") + 1] == str(creds.ca_file)
+    assert argv[argv.index("--platform-token-file") + 1] == str(security.token_file("gateway"))
+    assert argv[argv.index("--notify-token-file") + 1] == str(creds.notify_token_file)
+    assert argv[argv.index("--oscore") + 1] == str(creds.oscore_file)
+    password = security.gateway_password()
+    assert not any(password in a for a in argv)
+    assert gateway.env["TESTBED_GATEWAY__BROKER_PASSWORD"] == password
+    rd = layout.resource_directory().argv
+    assert rd[rd.index("--oscore") + 1] == str(creds.oscore_file)
+
+
+def test_an_open_layout_has_no_credentials(tmp_path: Path) -> None:
+    """--insecure: plain mqtt://, the shared lab password, no token, key, CA or OSCORE."""
+    layout = _layout(tmp_path, "--insecure")
+    argv = [a for spec in layout.specs() for a in spec.argv]
+    assert layout.broker_url.startswith("mqtt://")
+    for flag in ("--auth-key", "--allow-endpoint", "--broker-ca", "--oscore"):
+        assert flag not in argv
+    assert "--broker-password=lab-password" in argv
