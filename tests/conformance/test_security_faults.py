@@ -28,10 +28,10 @@ from tests.conftest import PlatformProcess, free_port
 class LaxTlsBroker:
     """A 'secure broker' that speaks TLS 1.1 too and accepts every CONNECT (CONNACK 0)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, hosts: tuple[str, ...] = ("::1",)) -> None:
         ca = new_ca("lax CA")
         ca.write(workdir / "ca.pem", workdir / "ca.key")
-        issue(ca, "lax broker", hosts=["::1"]).write(workdir / "b.pem", workdir / "b.key")
+        issue(ca, "lax broker", hosts=hosts).write(workdir / "b.pem", workdir / "b.key")
         self.ca_file = workdir / "ca.pem"
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         with warnings.catch_warnings():
@@ -72,21 +72,44 @@ class LaxTlsBroker:
 @pytest.mark.slow
 def test_suite_fails_a_broker_with_tls_1_1_and_no_authentication(tmp_path: Path) -> None:
     """TLS 1.1 negotiated -> R197-SEC-02 fail; anonymous CONNECT accepted -> R197-SEC-05 fail;
-    while the handshake with the CA itself passes (R197-SEC-01)."""
+    another account's password accepted -> R197-SEC-06 fail; while the handshake with the CA
+    and the certificate pass (R197-SEC-01, SEC-04)."""
     broker = LaxTlsBroker(tmp_path)
+    accounts = [
+        {"username": "noise-a", "password": "pa"},
+        {"username": "noise-b", "password": "pb"},
+    ]
     try:
         iut = {
             "implementation": "lax TLS broker",
             "roles": {"mqtt-broker": {"url": "mqtt://[::1]:1", "security": {
-                "url": f"mqtts://[::1]:{broker.port}", "ca_file": str(broker.ca_file)}}},
+                "url": f"mqtts://[::1]:{broker.port}", "ca_file": str(broker.ca_file),
+                "accounts": accounts}}},
         }  # fmt: skip
-        select = "test_tls_handshake_with_the_ca or test_tls_1_1_refused or test_anonymous_refused"
+        select = "test_tls_ or test_anonymous_refused or test_wrong_password or test_broker_cert"
         verdicts = run_suite(tmp_path, iut, select)
     finally:
         broker.close()
-    assert verdicts["R197-SEC-01"] == "pass"
-    assert verdicts["R197-SEC-02"] == "fail"
-    assert verdicts["R197-SEC-05"] == "fail"
+    assert verdicts == {"R197-SEC-01": "pass", "R197-SEC-02": "fail", "R197-SEC-04": "pass",
+                        "R197-SEC-05": "fail", "R197-SEC-06": "fail"}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_suite_fails_a_broker_whose_certificate_names_another_host(tmp_path: Path) -> None:
+    """A certificate for broker.r197.invalid on [::1] -> R197-SEC-01 and SEC-04 fail."""
+    broker = LaxTlsBroker(tmp_path, hosts=("broker.r197.invalid",))
+    try:
+        security = {"url": f"mqtts://[::1]:{broker.port}", "ca_file": str(broker.ca_file)}
+        role = {"url": "mqtt://[::1]:1", "security": security}
+        iut = {
+            "implementation": "broker with another host's certificate",
+            "roles": {"mqtt-broker": role},
+        }
+        select = "test_tls_handshake_with_the_ca or test_broker_certificate"
+        verdicts = run_suite(tmp_path, iut, select)
+    finally:
+        broker.close()
+    assert verdicts == {"R197-SEC-01": "fail", "R197-SEC-04": "fail"}
 
 
 class CarelessClient:
