@@ -107,7 +107,20 @@ def parse_datetime(text: object, what: str) -> datetime:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise BadRequestData(f"{what} is not a valid ISO 8601 DateTime: {text!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not _in_utc_range(value):
+        raise BadRequestData(f"{what} {text!r} is before the year 1 or after 9999 in UTC")
+    return value
+
+
+def _in_utc_range(value: datetime) -> bool:
+    """Whether an aware DateTime has a UTC form: 0001-01-01T00:00:00+14:00 is in the year 0
+    and 9999-12-31T23:59:59-14:00 in 10000 (utc_key and the history's keys overflowed)."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=8192)
@@ -189,10 +202,10 @@ def _looks_normalized(raw: dict[str, Any]) -> bool:
 def _is_datetime(text: str) -> bool:
     """Cached: the readings of a batch share their observedAt to the millisecond."""
     try:
-        datetime.fromisoformat(text)
+        value = datetime.fromisoformat(text)
     except ValueError:
         return False
-    return True
+    return _in_utc_range(value if value.tzinfo else value.replace(tzinfo=UTC))
 
 
 def _observed_at(item: object, name: str) -> str:
