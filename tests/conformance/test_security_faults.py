@@ -18,7 +18,7 @@ import pytest
 from gateway.transports import mqtt_wire as wire
 from testbed.brokers import BrokerTls, MosquittoBroker, city_accounts, find_mosquitto
 from testbed.credentials import CityCredentials
-from testbed.parts import GatewayOptions, gateway_spec
+from testbed.parts import GatewayOptions, gateway_spec, rd_spec
 from testbed.pki import issue, new_ca
 from testbed.processes import ManagedProcess
 from tests.conformance.test_catches_faults import run_suite
@@ -246,3 +246,17 @@ def test_suite_fails_a_broker_with_loose_acl_and_client_ids(tmp_path: Path) -> N
     finally:
         broker.close()
     assert verdicts == {"R197-SEC-07": "fail", "R197-SEC-08": "pass", "R197-SEC-09": "fail"}
+
+
+@pytest.mark.slow
+def test_suite_fails_a_resource_directory_without_oscore(tmp_path: Path) -> None:
+    """testbed rd without --oscore takes a plain registration: R197-SEC-45 fails."""
+    port = free_port("udp")
+    with ManagedProcess(rd_spec(port=port), log_path=tmp_path / "rd.log"):
+        oscore = {"device": "noise-0001", "master_secret": "00" * 16, "sender_id": "01",
+                  "recipient_id": "00", "rd_url": f"coap://[::1]:{port}",
+                  "rd_id_context": b"r197-rd".hex(), "rd_recipient_id": b"rd".hex()}  # fmt: skip
+        role = {"url": "coap://[::1]:1", "security": {"oscore": oscore}}
+        iut = {"implementation": "open resource directory", "roles": {"gateway": role}}
+        verdicts = run_suite(tmp_path, iut, "test_rd_refuses_unprovisioned")
+    assert verdicts == {"R197-SEC-45": "fail"}
