@@ -18,6 +18,7 @@ a single value.
 
 from __future__ import annotations
 
+import calendar
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -54,40 +55,52 @@ class Duration:
     def times(self, start: datetime, k: int) -> datetime:
         """``start`` plus ``k`` times the duration: calendar months first (the day clamped to
         the month's last), then the rest; counted from ``start`` so that months do not drift."""
-        if self.months:
-            total = start.year * 12 + start.month - 1 + self.months * k
-            year, month = divmod(total, 12)
-            month += 1
-            day = min(start.day, _days_in(year, month))
-            start = start.replace(year=year, month=month, day=day)
-        return start + self.delta * k
+        try:
+            if self.months:
+                total = start.year * 12 + start.month - 1 + self.months * k
+                year, month = divmod(total, 12)
+                month += 1
+                day = min(start.day, _days_in(year, month))
+                start = start.replace(year=year, month=month, day=day)
+            return start + self.delta * k
+        except (OverflowError, ValueError):  # past the year 9999 (datetime's range)
+            raise BadRequestData(
+                f"aggrPeriodDuration: {k} period(s) from {show(start)} end after the year 9999"
+            ) from None
 
 
 def _days_in(year: int, month: int) -> int:
-    nxt = datetime(year + month // 12, month % 12 + 1, 1)
-    return (nxt - timedelta(days=1)).day
+    return calendar.monthrange(year, month)[1]  # December 9999 too (no datetime of 10000)
 
 
 def parse_duration(text: str) -> Duration:
     """``aggrPeriodDuration``: 400 BadRequestData unless an ISO 8601 duration (4.5.19)."""
     weeks = _WEEKS.match(text)
     if weeks:
-        return Duration(delta=timedelta(weeks=int(weeks[1])))
+        try:
+            return Duration(delta=timedelta(weeks=int(weeks[1])))
+        except (OverflowError, ValueError):
+            raise BadRequestData(
+                f"aggrPeriodDuration {text[:40]!r} is too long a duration"
+            ) from None
     m = _DURATION.match(text)
     if m is None or text.endswith("T"):
         raise BadRequestData(
             f"aggrPeriodDuration must be an ISO 8601 duration such as PT1H or P1D, got {text!r}"
         )
     years, months, days, hours, minutes, seconds = m.groups()
-    return Duration(
-        months=int(years or 0) * 12 + int(months or 0),
-        delta=timedelta(
-            days=int(days or 0),
-            hours=int(hours or 0),
-            minutes=int(minutes or 0),
-            seconds=float(seconds or 0),
-        ),
-    )
+    try:  # more digits than int() reads, or more days than a timedelta holds (999,999,999)
+        return Duration(
+            months=int(years or 0) * 12 + int(months or 0),
+            delta=timedelta(
+                days=int(days or 0),
+                hours=int(hours or 0),
+                minutes=int(minutes or 0),
+                seconds=float(seconds or 0),
+            ),
+        )
+    except (OverflowError, ValueError):
+        raise BadRequestData(f"aggrPeriodDuration {text[:40]!r} is too long a duration") from None
 
 
 @dataclass(frozen=True)

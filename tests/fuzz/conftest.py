@@ -23,9 +23,17 @@ Two hypothesis profiles, chosen with ``HYPOTHESIS_PROFILE``:
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
 
+import httpx
+import pytest
 from hypothesis import HealthCheck, settings
+
+from city_platform.api.app import create_app
+from city_platform.storage.sqlite import SqliteStorage
 
 _COMMON = {
     "deadline": None,
@@ -36,3 +44,21 @@ _COMMON = {
 settings.register_profile("ci", max_examples=250, **_COMMON)  # type: ignore[arg-type]
 settings.register_profile("deep", max_examples=20_000, **_COMMON)  # type: ignore[arg-type]
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="module")
+def platform() -> Iterator[tuple[asyncio.Runner, httpx.AsyncClient]]:
+    """The platform app in process around SQLite in memory, its lifespan entered once."""
+    app = create_app(SqliteStorage(":memory:"), allow_remote_contexts=False)
+    with asyncio.Runner() as runner:
+        stack = AsyncExitStack()
+        transport = httpx.ASGITransport(app=app)
+        http = httpx.AsyncClient(transport=transport, base_url="http://platform/ngsi-ld/v1")
+
+        async def enter() -> None:
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            await stack.enter_async_context(http)
+
+        runner.run(enter())
+        yield runner, http
+        runner.run(stack.aclose())
