@@ -223,3 +223,53 @@ def test_batches_and_patches_answer_a_result_or_a_problem(
         merge = {"Content-Type": "application/merge-patch+json"} if path.endswith(":1") else {}
         sent = runner.run(http.request(method, path, content=patch, headers=headers | merge))
         _problem_or_success(sent)
+
+
+QUERY_MEMBERS: dict[str, st.SearchStrategy[Any]] = {
+    "entities": SUBSCRIPTION_MEMBERS["entities"],
+    "attrs": st.lists(st.sampled_from(["temperature", "name", "", "a b"]), max_size=2),
+    "q": queries(),
+    "geoQ": SUBSCRIPTION_MEMBERS["geoQ"],
+    "scopeQ": scope_queries(),
+    "joinLevel": st.one_of(st.integers(-1, 20), st.text(max_size=2)),
+    "temporalQ": st.fixed_dictionaries(
+        {},
+        optional={name: PARAMS[name] for name in sorted(TEMPORAL - {"lastN"})}
+        | {"lastN": st.one_of(st.integers(-1, 10**6), st.text(max_size=2))},
+    ),
+}
+
+
+@st.composite
+def query_bodies(draw: st.DrawFn) -> bytes:
+    doc: dict[str, Any] = {"type": "Query" if not sometimes(draw, 10) else "X"}
+    if not sometimes(draw, 5):
+        doc["entities"] = [{"type": "Building"}]
+    for name in draw(st.lists(st.sampled_from(sorted(QUERY_MEMBERS)), max_size=4, unique=True)):
+        doc[name] = draw(json_values(leaves=4) if sometimes(draw, 10) else QUERY_MEMBERS[name])
+    return _dumps(doc)
+
+
+@settings(max_examples=100)
+@given(
+    body=query_bodies(),
+    temporal=st.booleans(),
+    params=st.sampled_from([{}, {"options": "aggregatedValues"}, {"limit": "1"}, {"x": "1"}]),
+    created=BODIES,
+)
+@example(
+    body=_dumps({"type": "Query", "entities": [{"type": "Building"}],
+                 "temporalQ": {"aggrMethods": ["sum"], "aggrPeriodDuration": "P9000Y"}}),
+    temporal=True, params={}, created=b"{}",
+)  # fmt: skip
+def test_query_bodies_and_temporal_creation_answer_a_result_or_a_problem(
+    seeded: Platform, body: bytes, temporal: bool, params: dict[str, str], created: bytes
+) -> None:
+    runner, http = seeded
+    headers = {"Content-Type": "application/json"}
+    path = "/temporal/entityOperations/query" if temporal else "/entityOperations/query"
+    _problem_or_success(runner.run(http.post(path, content=body, params=params, headers=headers)))
+    # Create Temporal Representation (5.6.11) writes the instances' observedAt into history.
+    _problem_or_success(
+        runner.run(http.post("/temporal/entities", content=created, headers=headers))
+    )
