@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from city_platform.models import local_id
+from gateway.normalizer import DEVICE_ID
 from gateway.profiles import Profile, Profiles
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class Actuators:
     def __init__(self, profiles: Profiles) -> None:
         self.profiles = profiles
         self._written: dict[tuple[str, str], Any] = {}
+        self._refused = 0  # notified entities whose id names no device (logged now and then)
 
     def wrote(self, device_id: str, entity: dict[str, Any], actuators: frozenset[str]) -> None:
         """Record the actuator values of an entity update the gateway sends (loop guard)."""
@@ -80,6 +82,17 @@ class Actuators:
             return None
         device_id = local_id(profile.entity_type, str(entity.get("id", "")))
         if device_id is None:
+            return None
+        if DEVICE_ID.fullmatch(device_id) is None:
+            # The id becomes an MQTT topic level: '#', '+' or '/' there would be a PUBLISH to a
+            # wildcard or another device's topic (MQTT-3.3.2-2: the broker drops the gateway).
+            self._refused += 1
+            if self._refused == 1 or self._refused % 1000 == 0:
+                log.warning(
+                    "southbound: no command for %r: not a device id (%d so far)",
+                    device_id[:80],
+                    self._refused,
+                )
             return None
         command: dict[str, Any] = {}
         for m in profile.measurements:
