@@ -48,6 +48,17 @@ def broker_tls(url: str, ca_file: Path | None) -> ssl.SSLContext | None:
     return context
 
 
+def command_of(payload: bytes | bytearray | str | object) -> dict[str, object] | None:
+    """The command in a cmd message (a JSON object, docs/wire-formats.md), None for anything
+    else.  RecursionError too: JSON nested a few thousand deep is refused by json's parser
+    that way, and must not end the device's command loop."""
+    try:
+        command = json.loads(payload)  # type: ignore[arg-type]
+    except (ValueError, TypeError, RecursionError):
+        return None
+    return command if isinstance(command, dict) else None
+
+
 class MqttDevice:
     """Publishes readings every ``interval`` seconds until cancelled."""
 
@@ -154,16 +165,14 @@ class MqttDevice:
 
     async def _commands(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
-            try:
-                command = json.loads(message.payload)
-            except (ValueError, TypeError):
+            command = command_of(message.payload)
+            if command is None:
                 log.warning("%s: ignoring a malformed command", self.device.device_id)
                 continue
-            if isinstance(command, dict):
-                self.device.state.apply_command(command)
-                self.device.counters.commands += 1
-                log.info("%s: command %s", self.device.device_id, command)
-                await self.publish_once(client)  # report the new state at once
+            self.device.state.apply_command(command)
+            self.device.counters.commands += 1
+            log.info("%s: command %s", self.device.device_id, command)
+            await self.publish_once(client)  # report the new state at once
 
     async def disconnect_abruptly(self) -> None:
         """Drop the TCP connection without DISCONNECT, so the broker sends the will."""
