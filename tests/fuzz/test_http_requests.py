@@ -15,7 +15,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.fuzz.strategies import json_values, sometimes
-from tests.fuzz.test_entities import BODIES, CONTEXTS, _dumps, documents
+from tests.fuzz.test_entities import BODIES, CONTEXTS, CORE, _dumps, documents
 from tests.fuzz.test_query import GEORELS, SHAPES, queries, scope_queries
 
 Platform = tuple[asyncio.Runner, httpx.AsyncClient]
@@ -82,6 +82,29 @@ PATHS = ["/entities", "/temporal/entities", "/entities/urn:ngsi-ld:Building:1",
          "/temporal/entities/urn:ngsi-ld:Building:1", "/types", "/attributes"]  # fmt: skip
 
 
+ACCEPTS = st.sampled_from(
+    [
+        "application/geo+json",
+        "application/ld+json",
+        "text/html",
+        "*/*",
+        "application/*;q=0.5",
+        "application/json;q=nan",
+        "x;q=inf",
+        ";",
+        "",
+    ]
+)
+LINKS = st.one_of(
+    st.sampled_from([
+        f'<{CORE}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"',
+        '<http://unknown.invalid/c.jsonld>; rel="http://www.w3.org/ns/json-ld#context"',
+        '<>; rel="http://www.w3.org/ns/json-ld#context"', "<", '<a>;rel=', ",,,",
+    ]),
+    st.text(max_size=20),
+)  # fmt: skip
+
+
 @st.composite
 def requests(draw: st.DrawFn) -> tuple[str, dict[str, str]]:
     """A path and its parameters: mostly the ones it takes, now and then a foreign one, a
@@ -123,21 +146,29 @@ def _problem_or_success(answer: httpx.Response) -> None:
 @settings(max_examples=150)
 @given(
     request=requests(),
-    accept=st.sampled_from([None, "application/geo+json", "application/ld+json", "text/html"]),
+    headers=st.fixed_dictionaries(
+        {},
+        optional={
+            "Accept": st.one_of(ACCEPTS, st.lists(ACCEPTS, max_size=3).map(", ".join)),
+            "Link": LINKS,
+            "NGSILD-Tenant": st.sampled_from(["", "t1", "a b", "x" * 300, "../x", "é"]),
+        },
+    ),
 )  # fmt: skip
-@example(request=("/entities", {"type": "Building", "limit": "9" * 30}), accept=None)
+@example(request=("/entities", {"type": "Building", "limit": "9" * 30}), headers={})
 # Periods past the year 9999 from the oldest instance (2026): an OverflowError (500) before.
 @example(request=("/temporal/entities", {"type": "Building", "options": "aggregatedValues",
-         "aggrMethods": "sum", "aggrPeriodDuration": "P9000Y"}), accept=None)  # fmt: skip
+         "aggrMethods": "sum", "aggrPeriodDuration": "P9000Y"}), headers={})  # fmt: skip
 @example(request=("/temporal/entities/urn:ngsi-ld:Building:1", {"format": "aggregatedValues",
-         "aggrMethods": "max", "aggrPeriodDuration": "P1000000000D"}), accept=None)  # fmt: skip
+         "aggrMethods": "max", "aggrPeriodDuration": "P1000000000D"}), headers={})  # fmt: skip
 def test_queries_answer_a_result_or_a_problem(
-    seeded: Platform, request: tuple[str, dict[str, str]], accept: str | None
+    seeded: Platform, request: tuple[str, dict[str, str]], headers: dict[str, str]
 ) -> None:
     runner, http = seeded
     path, params = request
-    headers = {"Accept": accept} if accept else {}
-    _problem_or_success(runner.run(http.get(path, params=params, headers=headers)))
+    raw = {name: value.encode() for name, value in headers.items()}  # UTF-8 bytes on the wire
+
+    _problem_or_success(runner.run(http.get(path, params=params, headers=raw)))
 
 
 SUBSCRIPTION_MEMBERS: dict[str, st.SearchStrategy[Any]] = {
