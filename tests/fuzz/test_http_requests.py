@@ -14,7 +14,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from tests.fuzz.strategies import json_values, sometimes
+from tests.fuzz.strategies import SCALARS, json_values, sometimes
 from tests.fuzz.test_entities import BODIES, CONTEXTS, CORE, _dumps, documents
 from tests.fuzz.test_query import GEORELS, SHAPES, queries, scope_queries
 
@@ -304,3 +304,82 @@ def test_query_bodies_and_temporal_creation_answer_a_result_or_a_problem(
     _problem_or_success(
         runner.run(http.post("/temporal/entities", content=created, headers=headers))
     )
+
+
+REGISTRATION_MEMBERS: dict[str, st.SearchStrategy[Any]] = {
+    "information": st.lists(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "entities": SUBSCRIPTION_MEMBERS["entities"],
+                "propertyNames": st.lists(st.sampled_from(["temperature", "", "a b"]), max_size=2),
+                "relationshipNames": st.lists(st.sampled_from(["owner", "x"]), max_size=2),
+            },
+        ),
+        max_size=2,
+    ),
+    "endpoint": st.sampled_from(["http://[::1]:9", "ftp://x", "", "http://", "urn:x"]),
+    "mode": st.sampled_from(["inclusive", "exclusive", "redirect", "auxiliary", "x"]),
+    "operations": st.lists(st.sampled_from(["retrieveEntity", "queryEntity", "x", ""]), max_size=2),
+    "location": st.one_of(SUBSCRIPTION_MEMBERS["geoQ"].map(
+        lambda g: {"type": g["geometry"], "coordinates": g["coordinates"]}), json_values(leaves=3)),
+    "observationInterval": st.fixed_dictionaries(
+        {"startAt": TIMES}, optional={"endAt": TIMES, "x": st.just(1)}
+    ),
+    "expiresAt": TIMES,
+    "contextSourceInfo": st.lists(st.fixed_dictionaries(
+        {"key": st.sampled_from(["Authorization", "", "a b", "x"]),
+         "value": st.sampled_from(["v", "\n", "é", ""])}), max_size=2),
+    "management": st.fixed_dictionaries(
+        {}, optional={"timeout": st.one_of(st.floats(), st.integers(), st.booleans()),
+                      "cacheDuration": SCALARS}),
+    "scope": st.one_of(scope_queries(), st.lists(st.text(max_size=4))),
+    "brandName": json_values(leaves=3),  # a Context Source Property
+    "@context": CONTEXTS,
+}  # fmt: skip
+HOSTED = st.one_of(
+    CONTEXTS.map(lambda c: {"@context": c}),
+    st.just({"@context": {"Building": "https://x.example/Building", "@version": 1.1}}),
+    st.just({"@context": {"t": {"@id": "https://x.example/t", "@type": "@id"}}}),
+    json_values(leaves=4),
+)
+
+
+@st.composite
+def registrations(draw: st.DrawFn) -> bytes:
+    doc: dict[str, Any] = {"type": "ContextSourceRegistration", "endpoint": "http://[::1]:9",
+                           "information": [{"entities": [{"type": "Building"}]}]}  # fmt: skip
+    for name in draw(st.lists(st.sampled_from(sorted(REGISTRATION_MEMBERS)), max_size=4,
+                              unique=True)):  # fmt: skip
+        bad = sometimes(draw, 10)
+        doc[name] = draw(json_values(leaves=3) if bad else REGISTRATION_MEMBERS[name])
+    return _dumps(doc)
+
+
+@settings(max_examples=80)
+@given(
+    body=registrations(),
+    hosted=HOSTED.map(_dumps),
+    query=st.fixed_dictionaries({}, optional={
+        "type": PARAMS["type"], "q": PARAMS["q"], "csf": PARAMS["q"], "georel": GEORELS,
+        "geometry": PARAMS["geometry"], "coordinates": PARAMS["coordinates"],
+        "timerel": PARAMS["timerel"], "timeAt": TIMES, "limit": SMALL}),
+)  # fmt: skip
+def test_registrations_and_hosted_contexts_answer_a_result_or_a_problem(
+    seeded: Platform, body: bytes, hosted: bytes, query: dict[str, str]
+) -> None:
+    runner, http = seeded
+    headers = {"Content-Type": "application/json"}
+    made = runner.run(http.post("/csourceRegistrations", content=body, headers=headers))
+    _problem_or_success(made)
+    try:
+        _problem_or_success(runner.run(http.get("/csourceRegistrations", params=query)))
+        # With a registration in place the entity query is forwarded to it (a refused port).
+        _problem_or_success(runner.run(http.get("/entities", params={"type": "Building"})))
+    finally:
+        if made.status_code == 201:
+            runner.run(http.delete(made.headers["Location"].removeprefix("/ngsi-ld/v1")))
+    stored = runner.run(http.post("/jsonldContexts", content=hosted, headers=headers))
+    _problem_or_success(stored)
+    if stored.status_code == 201:
+        runner.run(http.delete(stored.headers["Location"].removeprefix("/ngsi-ld/v1")))
