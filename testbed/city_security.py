@@ -10,6 +10,10 @@ the city hands out (``tokens/*.jwt``: admin, reader, gateway).  The files live u
 container of docker-compose.yml) needs: configuration, hashed password file, ACL and TLS files,
 with paths as the broker will see them.  The passwords are hashed here (Mosquitto 2.0's PBKDF2
 format), as the testbed image has no ``mosquitto_passwd``.
+
+Also the pieces ``testbed up`` builds a secure city from: :func:`stack_security` (the files its
+processes get, testbed.parts.StackSecurity), :func:`fleet_oscore`, :func:`clear_data`
+(``--fresh``) and the lines it prints.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from cryptography import x509
 
 from testbed.brokers import GATEWAY_USER, OBSERVER_USER, TLS_PORT, acl_text, city_accounts
 from testbed.credentials import CityCredentials
+from testbed.parts import StackSecurity
 from testbed.pki import LOOPBACK_HOSTS, write_private
 
 # name: (scopes, tenants).  Tokens do not expire (``testbed secrets rotate api`` revokes them
@@ -39,6 +44,11 @@ TOKENS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # The gateway writes readings into the default tenant only (its --tenant default).
     "gateway": (("write",), ("",)),
 }
+INSECURE_BANNER = """\
+!!! INSECURE CITY (--insecure): plain MQTT with one shared, documented device password, plain
+!!! CoAP, an API and a /notify anyone on this machine can read, write and delete through.
+!!! For a first lesson on one machine only; drop --insecure for the secure city."""
+
 PBKDF2_ITERATIONS = 101  # Mosquitto 2.0's default for its "$7$" (PBKDF2-SHA512) hashes
 PBKDF2_SALT_BYTES = 12
 
@@ -110,6 +120,66 @@ class CitySecurity:
 
     def gateway_password(self) -> str:
         return self.credentials.mqtt_password(GATEWAY_USER)
+
+    def observer_help(self, port: int) -> str:
+        """The start-up line that says how to watch the city's MQTT over TLS."""
+        return (
+            f"          read-only user {OBSERVER_USER!r} (and observer-01..30, see `testbed "
+            f"secrets show`): mosquitto_sub -h ::1 -p {port} --cafile {self.credentials.ca_file} "
+            f"-u {OBSERVER_USER} -P '{self.observer_password()}' -t 'city/#' -v"
+        )
+
+    def token_help(self, platform_url: str) -> str:
+        """The start-up lines that say where the tokens are, with a copy-paste curl line."""
+        admin, reader = self.token_file("admin"), self.token_file("reader")
+        key = self.credentials.jwt_key_file
+        return (
+            f"tokens    API bearer tokens: read {reader}, admin {admin} (every tenant; more with "
+            f"`testbed token --key {key}`):\n"
+            f'          curl -g -H "Authorization: Bearer $(cat {reader})" '
+            f"'{platform_url}/ngsi-ld/v1/entities?type=WeatherObserved&options=keyValues'"
+        )
+
+
+def stack_security(security: CitySecurity, allow: list[str]) -> StackSecurity:
+    creds = security.credentials
+    return StackSecurity(
+        ca_file=creds.ca_file,
+        auth_key=creds.jwt_key_file,
+        platform_token_file=security.token_file("gateway"),
+        notify_token_file=creds.notify_token_file,
+        gateway_password=security.gateway_password(),
+        oscore_file=creds.oscore_file,
+        allow_endpoints=tuple(allow),
+    )
+
+
+def clear_data(data: Path) -> None:
+    """``--fresh``: delete the city's databases, queue, broker state and logs, but keep its
+    credentials: clients hold the CA and passwords, and OSCORE sequence numbers must not start
+    again under the same keys (RFC 8613 7.5)."""
+    if not data.exists():
+        return
+    for entry in data.iterdir():
+        if entry.name == "security":
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def fleet_oscore(security: StackSecurity | None) -> dict[str, Any]:
+    """The Fleet's keyword arguments for the CoAP devices' OSCORE contexts (RFC 8613), their
+    sequence numbers kept under security/contexts/devices across restarts (RFC 8613 7.5)."""
+    from devices.oscore import read_keys, state_dir  # noqa: PLC0415
+
+    if security is None or security.oscore_file is None:
+        return {}
+    return {
+        "oscore": read_keys(security.oscore_file),
+        "oscore_dir": state_dir(security.oscore_file),
+    }
 
 
 def _names_hosts(cert_file: Path, hosts: Sequence[str]) -> bool:

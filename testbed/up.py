@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import contextlib
 import secrets
-import shutil
 import signal
 import sys
 from dataclasses import replace
@@ -40,18 +39,21 @@ from testbed.brokers import (
     choose_broker,
     find_mosquitto,
 )
-from testbed.city_security import CitySecurity, scenario_devices
-from testbed.parts import StackLayout, StackPorts, StackSecurity
+from testbed.city_security import (
+    INSECURE_BANNER,
+    CitySecurity,
+    clear_data,
+    fleet_oscore,
+    scenario_devices,
+    stack_security,
+)
+from testbed.parts import StackLayout, StackPorts
 from testbed.processes import ManagedProcess, PortClaim, ProcessError, check_ports, port_arg
 from testbed.settings import Settings
 from testbed.summary import Summary, recent_window
 from testbed.supervisor import Supervisor
 
 OBSERVER_PASSWORD = "observer"  # noqa: S105  # read-only lab account, printed at start
-INSECURE_BANNER = """\
-!!! INSECURE CITY (--insecure): plain MQTT with one shared, documented device password, plain
-!!! CoAP, an API and a /notify anyone on this machine can read, write and delete through.
-!!! For a first lesson on one machine only; drop --insecure for the secure city."""
 
 PLAIN_PORT = 1883
 DESCRIPTION = """\
@@ -84,7 +86,11 @@ def register(sub: Any, epilog: str) -> None:
         help="MQTT broker: Mosquitto if installed (auto), or the embedded amqtt",
     )  # fmt: skip
     parser.add_argument("--data-dir", type=Path, help="databases, queue and logs (user data dir)")
-    parser.add_argument("--fresh", action="store_true", help="start with an empty city database")
+    parser.add_argument(
+        "--fresh", action="store_true",
+        help="start with an empty city database (the credentials under security/ are kept: "
+        "`testbed secrets rotate` renews them)",
+    )  # fmt: skip
     parser.add_argument(
         "--insecure", action="store_true",
         help="the open lab city: plain MQTT on 1883 with the scenario's shared password, plain "
@@ -168,8 +174,8 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
     except ProcessError as exc:
         print(f"testbed up: {exc}", file=sys.stderr)
         return 1
-    if args.fresh and data.exists():
-        shutil.rmtree(data)
+    if args.fresh:
+        clear_data(data)
     (data / "logs").mkdir(parents=True, exist_ok=True)
     security = None if args.insecure else CitySecurity.at(data)
     accounts: dict[str, str] = {}
@@ -185,19 +191,6 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
     except KeyboardInterrupt:  # Ctrl-C while starting: everything started was stopped
         print("city stopped", file=sys.stderr, flush=True)
         return 130
-
-
-def stack_security(security: CitySecurity, allow: list[str]) -> StackSecurity:
-    creds = security.credentials
-    return StackSecurity(
-        ca_file=creds.ca_file,
-        auth_key=creds.jwt_key_file,
-        platform_token_file=security.token_file("gateway"),
-        notify_token_file=creds.notify_token_file,
-        gateway_password=security.gateway_password(),
-        oscore_file=creds.oscore_file,
-        allow_endpoints=tuple(allow),
-    )
 
 
 def _device_claims(scenario: Any) -> list[PortClaim]:
@@ -307,13 +300,8 @@ class City:
             self.say(INSECURE_BANNER)
         if isinstance(broker, MosquittoBroker) and self.security is not None:
             self.supervisor.watch(broker.process)
-            ca = self.security.credentials.ca_file
             self.say(f"broker    mosquitto at {broker.url} (TLS only, a password per account)")
-            self.say(
-                f"          read-only user {OBSERVER_USER!r} (and observer-01..30, see `testbed "
-                f"secrets show`): mosquitto_sub -h ::1 -p {ports.broker} --cafile {ca} "
-                f"-u {OBSERVER_USER} -P '{self.security.observer_password()}' -t 'city/#' -v"
-            )
+            self.say(self.security.observer_help(ports.broker))
         elif isinstance(broker, MosquittoBroker):
             self.supervisor.watch(broker.process)
             self.say(f"broker    mosquitto at {broker.url}")
@@ -348,14 +336,14 @@ class City:
             self.supervisor.watch(proc)
             self.say(shown[spec.name])
         if self.security is not None:
-            self.say(self._token_help())
+            self.say(self.security.token_help(layout.platform_url))
         fleet = await stack.enter_async_context(
             Fleet(
                 self.scenario, broker=broker.url, rd=layout.rd_url,
                 gateway=f"coap://[::1]:{ports.gateway_coap}",
                 passwords=self.accounts or None,
                 broker_ca=layout.security.ca_file if layout.security else None,
-                **self._oscore(),
+                **fleet_oscore(layout.security),
             )
         )  # fmt: skip
         coap = ", ".join(c.uri for c in fleet.coap[:3]) + (" ..." if len(fleet.coap) > 3 else "")
@@ -365,28 +353,6 @@ class City:
         )
         self.say(f"logs      {layout.data / 'logs'}; Ctrl-C stops the city")
         return fleet
-
-    def _oscore(self) -> dict[str, Any]:
-        """The CoAP devices' OSCORE contexts (RFC 8613), sequence numbers kept under
-        security/contexts/devices across restarts (RFC 8613 7.5)."""
-        from devices.oscore import read_keys, state_dir  # noqa: PLC0415
-
-        sec = self.layout.security
-        if sec is None or sec.oscore_file is None:
-            return {}
-        return {"oscore": read_keys(sec.oscore_file), "oscore_dir": state_dir(sec.oscore_file)}
-
-    def _token_help(self) -> str:
-        assert self.security is not None
-        admin, reader = self.security.token_file("admin"), self.security.token_file("reader")
-        key = self.security.credentials.jwt_key_file
-        return (
-            f"tokens    API bearer tokens: read {reader}, admin {admin} (every tenant; more with "
-            f"`testbed token --key {key}`):\n"
-            f'          curl -g -H "Authorization: Bearer $(cat {reader})" '
-            f"'{self.layout.platform_url}/ngsi-ld/v1/entities?type=WeatherObserved"
-            "&options=keyValues'"
-        )
 
     async def _serve(self, fleet: Any) -> None:
         intervals = [g.interval for g in self.scenario.groups]

@@ -367,9 +367,9 @@ def test_ctrl_c_stops_the_city_cleanly(city: dict[str, Any]) -> None:
     city["reader"].join(timeout=10)
     text = "".join(city["lines"])
     assert proc.returncode == 0, text
-    assert "broker    mosquitto at mqtts://[::1]:" in text
-    assert "INSECURE" not in text
-    assert "@contexts: shipped and added ones only" in text
-    assert "city stopped" in text
+    assert "broker    mosquitto at mqtts://[::1]:" in text, text
+    assert "INSECURE" not in text, text
+    assert "@contexts: shipped and added ones only" in text, text
+    assert "city stopped" in text, text
     with pytest.raises(httpx.HTTPError):
         httpx.get(city["api"].rsplit("/ngsi-ld", 1)[0] + "/health", timeout=2)

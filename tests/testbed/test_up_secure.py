@@ -11,7 +11,7 @@ import pytest
 from testbed.city_security import CitySecurity
 from testbed.cli import build_parser
 from testbed.parts import StackLayout
-from testbed.up import broker_port, layout_of, stack_security
+from testbed.up import broker_port, clear_data, layout_of, stack_security
 
 
 def _layout(tmp_path: Path, *argv: str) -> StackLayout:
@@ -63,3 +63,19 @@ def test_an_open_layout_has_no_credentials(tmp_path: Path) -> None:
     for flag in ("--auth-key", "--allow-endpoint", "--broker-ca", "--oscore"):
         assert flag not in argv
     assert "--broker-password=lab-password" in argv
+
+
+def test_fresh_empties_the_city_but_keeps_its_credentials(tmp_path: Path) -> None:
+    """--fresh deletes databases, queue, broker state and logs; security/ stays (same CA,
+    passwords and OSCORE sequence numbers)."""
+    security = CitySecurity.at(tmp_path)
+    security.prepare(["weather-0001"], ["parking-0001"])
+    ca = security.credentials.ca_file.read_bytes()
+    for name in ("platform.db", "gateway-queue.db"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "gateway.log").write_text("x")
+    clear_data(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["security"]
+    assert security.credentials.ca_file.read_bytes() == ca
+    clear_data(tmp_path / "missing")  # nothing to clear: no error
