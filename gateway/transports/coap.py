@@ -53,6 +53,18 @@ def parse_link_format(text: str) -> list[tuple[str, dict[str, str]]]:
     return links
 
 
+def _link_text(message: aiocoap.Message) -> str:
+    """A directory answer's link-format, UTF-8 by RFC 6690 3.  Anything else is an aiocoap
+    error, which the scan logs and retries: a UnicodeDecodeError ended the scan task (and
+    with it the gateway's CoAP observer)."""
+    try:
+        return bytes(message.payload).decode()
+    except UnicodeDecodeError:
+        raise aiocoap.error.Error(
+            "the resource directory's answer is not UTF-8 (RFC 6690 3)"
+        ) from None
+
+
 def _code(pair: tuple[int, int]) -> aiocoap.numbers.codes.Code:
     return aiocoap.numbers.codes.Code(pair[0] << 5 | pair[1])
 
@@ -237,13 +249,13 @@ class CoapObserver(Parts):
         """(device id, base URI) of every registered endpoint (RFC 9176 section 7)."""
         if self.lookup_path is None:
             wkc = await self._get(f"{self.rd_url}/.well-known/core?rt=core.rd-lookup-ep")
-            links = parse_link_format(wkc.payload.decode())
+            links = parse_link_format(_link_text(wkc))
             if not links:
                 raise aiocoap.error.NotFound("no core.rd-lookup-ep in the directory")
             self.lookup_path = links[0][0]
         answer = await self._get(self.rd_url + self.lookup_path)
         found = []
-        for target, attrs in parse_link_format(answer.payload.decode()):
+        for target, attrs in parse_link_format(_link_text(answer)):
             device = attrs.get("ep")
             base = attrs.get("base") or target
             if device and base.startswith("coap://"):

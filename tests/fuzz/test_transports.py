@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from gateway.errors import RejectedPayload
 from gateway.normalizer import FORMATS, MEDIA_TYPES, Inbound, format_for_media_type, normalize
 from gateway.profiles import Profiles
-from gateway.transports.coap import _UpResource, parse_link_format
+from gateway.transports.coap import CoapObserver, _UpResource, parse_link_format
 from gateway.transports.mqtt import inbound_from
 from tests.fuzz.strategies import DEVICES, mostly, plausible_packs
 
@@ -107,3 +107,40 @@ def test_link_format_parses_to_links(text: str) -> None:
     for target, attrs in parse_link_format(text):
         assert isinstance(target, str)
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in attrs.items())
+
+
+LINKS = st.lists(
+    st.tuples(
+        st.sampled_from(["/rd-lookup/ep", "coap://[::1]:5700", "", "/x"]),
+        st.lists(st.sampled_from(['ep="streetlight-1"', "ep=noise-7", 'base="coap://[::1]:5701"',
+                                  "base=http://x", "rt=core.rd-lookup-ep", "ep", ""]), max_size=3),
+    ).map(lambda link: f"<{link[0]}>" + "".join(";" + a for a in link[1])),
+    max_size=3,
+).map(",".join)  # fmt: skip
+
+
+@given(
+    answers=st.lists(
+        st.one_of(LINKS.map(str.encode), st.binary(max_size=20), st.just(b"</ep>;ep=\xff")),
+        min_size=2,
+        max_size=2,
+    )
+)
+@example(answers=[b"</rd-lookup/ep>;rt=core.rd-lookup-ep", b"<coap://[::1]:5700>;ep=\xfe\xff"])
+def test_directory_answers_give_endpoints_or_an_aiocoap_error(answers: list[bytes]) -> None:
+    """CoapObserver._endpoints on whatever a resource directory answers: endpoints, or an
+    aiocoap error that the scan loop logs and retries (a UnicodeDecodeError ended it)."""
+    observer = CoapObserver(rd_url="coap://[::1]:5683", handler=_no_wait)
+    replies = iter(answers)
+
+    async def get(uri: str) -> aiocoap.Message:
+        return aiocoap.Message(code=aiocoap.CONTENT, payload=next(replies))
+
+    observer._get = get  # type: ignore[method-assign]  # the directory, answering
+    try:
+        found = asyncio.run(observer._endpoints())
+    except aiocoap.error.Error:
+        return
+    for device, base in found:
+        assert device
+        assert base.startswith("coap://")
