@@ -171,6 +171,22 @@ class Log(resource.Resource):  # type: ignore[misc]
         return aiocoap.Message(payload=self.device.log_pack(), content_format=SENML_JSON)
 
 
+def rd_path(payload: bytes) -> str:
+    """The registration path in the directory's /.well-known/core answer (the first link's
+    target, RFC 9176 5.3).  What is no link-format (RFC 6690 3: UTF-8, ``<target>``) is an
+    aiocoap error, which the registration loop retries: a UnicodeDecodeError, or a ValueError
+    of a '<' without its '>', ended the loop."""
+    try:
+        text = bytes(payload).decode()
+    except UnicodeDecodeError:
+        raise aiocoap.error.Error("the directory's answer is not UTF-8 (RFC 6690 3)") from None
+    start = text.find("<")
+    end = text.find(">", start + 1)
+    if start < 0 or end < 0:
+        raise aiocoap.error.NotFound("no core.rd link in the directory")
+    return text[start + 1 : end]
+
+
 class Actuator(resource.Resource):  # type: ignore[misc]
     def __init__(self, device: SimDevice, name: str, on_change: Any) -> None:
         super().__init__()
@@ -332,10 +348,7 @@ class CoapDevice(Parts):
     async def _register(self) -> str:
         ask = aiocoap.Message(code=aiocoap.GET, uri=f"{self.rd}/.well-known/core?rt=core.rd")
         wkc = await self.context.request(ask).response
-        text = wkc.payload.decode()
-        if "<" not in text:
-            raise aiocoap.error.NotFound("no core.rd link in the directory")
-        path = text[text.index("<") + 1 : text.index(">")]
+        path = rd_path(wkc.payload)
         links = self.site.get_resources_as_linkheader()
         query = f"ep={self.device.device_id}&lt={self.rd_lifetime}"
         if self.host not in ("::", "0.0.0.0"):  # noqa: S104

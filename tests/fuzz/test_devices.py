@@ -13,7 +13,7 @@ import cbor2
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from devices.coap import Actuator
+from devices.coap import Actuator, rd_path
 from devices.device import SimDevice
 from devices.mqtt import command_of
 from devices.scenario import Scenario
@@ -81,3 +81,22 @@ def test_actuator_puts_answer_2_04_or_4_xx(
     resource = Actuator(_streetlight(), name, lambda: None)
     answer = asyncio.run(resource.render_put(request))
     assert answer.code == aiocoap.CHANGED or 128 <= answer.code < 160, answer
+
+
+@given(
+    payload=st.one_of(
+        st.lists(st.sampled_from(["</rd>;rt=core.rd", "<", ">", "</x>", ";ct=40", ","]),
+                 max_size=4).map(lambda p: "".join(p).encode()),
+        st.binary(max_size=20),
+    )
+)  # fmt: skip
+@example(payload=b"<")  # a '<' without its '>': ValueError
+@example(payload=b"</rd>\xff")  # not UTF-8: UnicodeDecodeError
+def test_directory_answers_give_a_registration_path_or_an_aiocoap_error(payload: bytes) -> None:
+    """What CoapDevice._register's loop catches (aiocoap errors, OSError) is all that comes
+    out of reading the directory's /.well-known/core answer."""
+    try:
+        path = rd_path(payload)
+    except aiocoap.error.Error:
+        return
+    assert f"<{path}>" in payload.decode()
