@@ -79,3 +79,28 @@ def test_fresh_empties_the_city_but_keeps_its_credentials(tmp_path: Path) -> Non
     assert sorted(p.name for p in tmp_path.iterdir()) == ["security"]
     assert security.credentials.ca_file.read_bytes() == ca
     clear_data(tmp_path / "missing")  # nothing to clear: no error
+
+
+@pytest.mark.parametrize(("token", "shown"), [("good", "entities 6 |"), ("old", "token refused")])
+async def test_the_summary_counts_entities_with_the_reader_token(token: str, shown: str) -> None:
+    """The summary line reads the entity count with the reader token; a refused token (the key
+    was rotated under a running platform) says so instead of "platform down"."""
+    import httpx  # noqa: PLC0415
+
+    from testbed.summary import Summary  # noqa: PLC0415
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/health":
+            return httpx.Response(200, json={"forwarded": 1, "devicesRecent": 3})
+        if request.headers.get("Authorization") != "Bearer good":
+            return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="r197"'})
+        return httpx.Response(200, json=[], headers={"NGSILD-Results-Count": "3"})
+
+    summary = Summary(
+        gateway_health="http://gw/health", platform_url="http://platform", devices=3, recent=10,
+        platform_headers={"Authorization": f"Bearer {token}"},
+    )  # fmt: skip
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        line = await summary.line(client)
+    assert shown in line, line
+    assert "devices online 3/3" in line
