@@ -70,6 +70,10 @@ UPDATABLE = frozenset(
     }
 )
 
+# receiverInfo pairs become HTTP headers of each notification (CIM 009 5.2.15).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")  # a token (RFC 9110 5.6.2)
+_HEADER_VALUE = re.compile(r"[\x20-\x7e\t]{0,4096}")
+
 
 def _check_entities(raw: object, ctx: Context) -> list[dict[str, str]]:
     if not isinstance(raw, list) or not raw:
@@ -174,6 +178,14 @@ def _check_notification(raw: object, ctx: Context, old: dict[str, Any] | None) -
             for i in info
         ):
             raise BadRequestData("notification.endpoint.receiverInfo must be key/value pairs")
+        # Over HTTP the pairs are headers of each notification (5.2.15): a value such as 'é'
+        # made every delivery fail with an exception.  Over MQTT they are JSON metadata.
+        for i in () if mqtt else info:
+            if not _HEADER_NAME.fullmatch(i["key"]) or not _HEADER_VALUE.fullmatch(i["value"]):
+                raise BadRequestData(
+                    f"notification.endpoint.receiverInfo {i['key'][:80]!r}: not an HTTP header "
+                    "name and value (RFC 9110 5.1, 5.5: a token; visible ASCII, space, tab)"
+                )
         out["endpoint"]["receiverInfo"] = info
     if "notifierInfo" in endpoint:
         out["endpoint"]["notifierInfo"] = _check_notifier_info(endpoint["notifierInfo"])

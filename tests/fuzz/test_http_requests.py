@@ -224,12 +224,21 @@ def subscriptions(draw: st.DrawFn) -> bytes:
 
 @settings(max_examples=100)
 @given(body=subscriptions(), ld=st.booleans())
+@example(body=_dumps({"type": "Subscription", "entities": [{"type": "Building"}],
+                      "notification": {"endpoint": {"uri": "http://[::1]:9/notify",
+                                       "receiverInfo": [{"key": "X", "value": "é"}]}}}),
+         ld=False)  # fmt: skip
 def test_subscriptions_are_created_or_refused(seeded: Platform, body: bytes, ld: bool) -> None:
     runner, http = seeded
     headers = {"Content-Type": "application/ld+json" if ld else "application/json"}
     answer = runner.run(http.post("/subscriptions", content=body, headers=headers))
     _problem_or_success(answer)
     if answer.status_code == 201:
+        # What was accepted can be delivered: receiverInfo pairs become HTTP headers (5.2.15).
+        endpoint = json.loads(body).get("notification", {}).get("endpoint", {})
+        pairs = [(i["key"], i["value"]) for i in endpoint.get("receiverInfo", [])]
+        if str(endpoint.get("uri", "")).startswith("http"):
+            httpx.Request("POST", "http://[::1]:9/notify", headers=pairs)
         location = answer.headers["Location"].removeprefix("/ngsi-ld/v1")
         _problem_or_success(runner.run(http.get(location)))
         runner.run(http.delete(location))
@@ -383,3 +392,22 @@ def test_registrations_and_hosted_contexts_answer_a_result_or_a_problem(
     _problem_or_success(stored)
     if stored.status_code == 201:
         runner.run(http.delete(stored.headers["Location"].removeprefix("/ngsi-ld/v1")))
+
+
+@pytest.mark.parametrize(
+    "pair",
+    [{"key": "X-Name", "value": "é"}, {"key": "a b", "value": "v"}, {"key": "X", "value": "a\nb"}],
+)
+def test_receiver_info_that_is_no_http_header_is_bad_request_data(
+    seeded: Platform, pair: dict[str, str]
+) -> None:
+    """Regression: a receiverInfo pair that cannot be an HTTP header was stored, and every
+    notification then failed (for 'é' a UnicodeEncodeError out of the notifier, logged with
+    a traceback each time)."""
+    runner, http = seeded
+    endpoint = {"uri": "http://[::1]:9/notify", "receiverInfo": [pair]}
+    doc = {"type": "Subscription", "entities": [{"type": "Building"}],
+           "notification": {"endpoint": endpoint}}  # fmt: skip
+    answer = runner.run(http.post("/subscriptions", json=doc))
+    assert answer.status_code == 400, answer.text
+    assert "receiverInfo" in answer.json()["detail"]
