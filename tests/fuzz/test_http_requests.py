@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -411,3 +412,32 @@ def test_receiver_info_that_is_no_http_header_is_bad_request_data(
     answer = runner.run(http.post("/subscriptions", json=doc))
     assert answer.status_code == 400, answer.text
     assert "receiverInfo" in answer.json()["detail"]
+
+
+SEGMENTS = st.one_of(
+    st.sampled_from(["urn:ngsi-ld:Building:1", "urn:ngsi-ld:Person:1", "x", "%2F", "%00", "..",
+                     "%ZZ", "%C3%A9", "urn:a%2Fb", "a" * 300, "temperature", "@id"]),
+    st.text(max_size=10).map(lambda t: quote(t, safe="")),
+)  # fmt: skip
+
+
+@settings(max_examples=100)
+@given(
+    method=st.sampled_from(["GET", "DELETE", "PATCH", "POST", "PUT"]),
+    template=st.sampled_from(["/entities/{}", "/entities/{}/attrs/{}", "/entities/{}/attrs",
+                              "/temporal/entities/{}/attrs/{}", "/subscriptions/{}",
+                              "/csourceRegistrations/{}", "/types/{}", "/attributes/{}",
+                              "/jsonldContexts/{}", "/entities/{}/attrs/{}/{}"]),
+    segments=st.lists(SEGMENTS, min_size=3, max_size=3),
+    body=st.one_of(st.just(b""), BODIES),
+)  # fmt: skip
+def test_paths_answer_a_result_or_a_problem(
+    seeded: Platform, method: str, template: str, segments: list[str], body: bytes
+) -> None:
+    """Ids and names in the path, percent-encoded as clients send them (6.5.3, 6.6.3)."""
+    runner, http = seeded
+    path = template.format(*segments)
+    if method == "DELETE" and segments[0] in ("urn:ngsi-ld:Building:1", "urn:ngsi-ld:Person:1"):
+        method = "GET"  # keep the seeded entities for the other tests
+    headers = {"Content-Type": "application/json"}
+    _problem_or_success(runner.run(http.request(method, path, content=body, headers=headers)))
