@@ -31,7 +31,14 @@ from typing import Any
 
 from cryptography import x509
 
-from testbed.brokers import GATEWAY_USER, OBSERVER_USER, TLS_PORT, acl_text, city_accounts
+from testbed.brokers import (
+    GATEWAY_USER,
+    OBSERVER_USER,
+    TLS_PORT,
+    acl_text,
+    city_accounts,
+    is_observer,
+)
 from testbed.credentials import CityCredentials
 from testbed.parts import StackSecurity
 from testbed.pki import LOOPBACK_HOSTS, write_private
@@ -92,12 +99,15 @@ class CitySecurity:
         broker_hosts: Sequence[str] = LOOPBACK_HOSTS,
     ) -> dict[str, str]:
         """Make whatever is missing (kept across restarts), mint the tokens anew with the
-        current key; returns every MQTT account with its password."""
+        current key; returns every MQTT account with its password: the scenario's devices and
+        those provisioned before (another scenario's, a plugfest guest's from ``testbed secrets
+        init --mqtt-device``), each under its own topics only (the ACL's %u patterns)."""
         creds = self.credentials
         if creds.broker_cert.exists() and not _names_hosts(creds.broker_cert, broker_hosts):
             creds.rotate("broker")  # a host was added (docker-compose's "mosquitto"): reissue
         creds.ensure(oscore_devices=coap_devices, broker_hosts=broker_hosts)
-        accounts = city_accounts(creds, mqtt_devices)
+        known = [u for u in creds.mqtt_passwords() if u != GATEWAY_USER and not is_observer(u)]
+        accounts = city_accounts(creds, dict.fromkeys([*known, *mqtt_devices]))
         self.mint_tokens()
         return accounts
 

@@ -26,7 +26,8 @@ notify token, and the tokens in tokens/*.jwt.
   init    make what is missing (for a scenario's devices), mint the tokens; with
           --broker-config DIR also a TLS-only Mosquitto's config, hashed passwords, ACL and
           certificate files (docker-compose.yml's init service)
-  show    where each file is, the accounts and tokens (no password, no private key)
+  show    where each file is, the accounts and tokens (no password, no private key);
+          --reveal ID prints one account's password and OSCORE keys, to hand to its owner
   rotate  forget one secret; the next `testbed up` (or init) makes it anew
 """
 ROTATE_HELP = {
@@ -76,6 +77,15 @@ def register(sub: Any, epilog: str) -> None:
     init = actions.add_parser("init", parents=[common], help="make what is missing")
     init.add_argument("--scenario", default="workshop", help="whose devices get accounts")
     init.add_argument(
+        "--mqtt-device", action="append", default=[], metavar="ID",
+        help="also an MQTT account for this device id (repeatable; e.g. a plugfest guest's "
+        "device; `show --reveal ID` prints its password)",
+    )  # fmt: skip
+    init.add_argument(
+        "--coap-device", action="append", default=[], metavar="ID",
+        help="also an OSCORE context for this CoAP device id (repeatable)",
+    )  # fmt: skip
+    init.add_argument(
         "--broker-host", action="append", default=[], metavar="NAME",
         help="a host name or address the broker's certificate must be valid for, besides "
         "the loopback ones (repeatable; e.g. 'mosquitto' in docker-compose)",
@@ -103,6 +113,10 @@ def register(sub: Any, epilog: str) -> None:
     )  # fmt: skip
     init.set_defaults(func=run_init)
     show = actions.add_parser("show", parents=[common], help="where each file is, the accounts")
+    show.add_argument(
+        "--reveal", metavar="ID",
+        help="print this one account's MQTT password and OSCORE keys (to hand to its owner)",
+    )  # fmt: skip
     show.set_defaults(func=run_show)
     rotate = actions.add_parser("rotate", parents=[common], help="forget one secret")
     rotate.add_argument("name", choices=sorted(ROTATE_HELP), help="which secret")
@@ -137,7 +151,10 @@ def run_init(args: argparse.Namespace, settings: Settings) -> int:
         owner = (uid, gid)
     security = _security(args)
     hosts = [*LOOPBACK_HOSTS, *args.broker_host]
-    accounts = security.prepare(*scenario_devices(scenario), broker_hosts=hosts)
+    mqtt, coap = scenario_devices(scenario)
+    accounts = security.prepare(
+        [*mqtt, *args.mqtt_device], [*coap, *args.coap_device], broker_hosts=hosts
+    )
     # For programs started from a config file (docker-compose's gateway): its MQTT login.
     gateway = f'[gateway]\nbroker_username = "{GATEWAY_USER}"\n'
     gateway += f"broker_password = {json.dumps(accounts[GATEWAY_USER])}\n"
@@ -159,6 +176,8 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     if not creds.root.exists():
         print(f"no credentials in {creds.root} yet: `testbed up` or `testbed secrets init`")
         return 1
+    if args.reveal is not None:
+        return _reveal(creds, args.reveal)
     print(f"credentials of the city in {creds.root} (every secret file mode 0600):")
     for label, path in _files(creds):
         state = "present" if path.exists() else "missing (made by the next start)"
@@ -184,6 +203,27 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         path = security.token_file(name)
         shown = ", ".join(repr(t) for t in tenants)
         print(f"  {name:<8} scope {' '.join(scopes):<6} tenants {shown:<5} {_token_state(path)}")
+    return 0
+
+
+def _reveal(creds: CityCredentials, name: str) -> int:
+    """One account's secrets, asked for by name: what a device's owner configures."""
+    passwords = (
+        json.loads(creds.passwords_file.read_text()) if creds.passwords_file.exists() else {}
+    )
+    password = passwords.get(name)
+    keys = creds.oscore().get(name) if creds.oscore_file.exists() else None
+    if password is None and keys is None:
+        print(f"testbed secrets: no account or OSCORE context named {name!r}", file=sys.stderr)
+        return 1
+    if password is not None:
+        print(f"MQTT username {name}, password {password} (CA {creds.ca_file})")
+    if keys is not None:
+        print(
+            f"OSCORE (RFC 8613) of {name}: master secret {keys.master_secret.hex()}, master salt "
+            f"{keys.master_salt.hex()}, sender id {keys.device_id.hex()}, recipient id "
+            f"{keys.gateway_id.hex()} (the gateway's)"
+        )
     return 0
 
 

@@ -102,6 +102,31 @@ def test_rotate_api_revokes_every_token_and_init_mints_new_ones(
     assert secrets("rotate", "nonsense", "--data-dir", str(data)).returncode == 2
 
 
+def test_a_guest_device_gets_accounts_that_every_later_start_keeps(
+    tmp_path: Path, scenario: Path
+) -> None:
+    """init --mqtt-device / --coap-device provision a plugfest guest's device: `show --reveal`
+    prints its password and OSCORE keys (plain `show` never does), and a later start with the
+    scenario alone (CitySecurity.prepare, as `testbed up`) still gives the broker its account."""
+    data = tmp_path / "city"
+    argv = ["init", "--data-dir", str(data), "--scenario", str(scenario)]
+    done = secrets(*argv, "--mqtt-device", "guest-1", "--coap-device", "guest-2")
+    assert done.returncode == 0, done.stderr
+    creds = CitySecurity.at(data).credentials
+    password = creds.mqtt_password("guest-1")
+    keys = creds.oscore()["guest-2"]
+    revealed = secrets("show", "--data-dir", str(data), "--reveal", "guest-1")
+    assert revealed.returncode == 0, revealed.stderr
+    assert f"password {password} " in revealed.stdout
+    revealed = secrets("show", "--data-dir", str(data), "--reveal", "guest-2")
+    assert f"master secret {keys.master_secret.hex()}," in revealed.stdout
+    assert secrets("show", "--data-dir", str(data), "--reveal", "nobody").returncode == 1
+    assert password not in secrets("show", "--data-dir", str(data)).stdout
+    accounts = CitySecurity.at(data).prepare(["weather-0001"], ["parking-0001"])
+    assert accounts["guest-1"] == password
+    assert {"gateway", "observer", "weather-0001", "weather-0002"} <= set(accounts)
+
+
 def test_init_reissues_the_broker_certificate_for_an_added_host(
     tmp_path: Path, scenario: Path
 ) -> None:
