@@ -13,12 +13,19 @@ Two hypothesis profiles, chosen with ``HYPOTHESIS_PROFILE``:
     database (a clean clone gets no ``.hypothesis`` directory), failing examples printed as
     a reproduction blob.  The whole directory runs in well under a minute.
 ``deep``
-    20,000 examples per test, for a fuzzing session by hand::
+    20,000 examples per test, for a fuzzing session by hand (a file or two at a time: the
+    query and SenML files alone take about 15 minutes)::
 
-        HYPOTHESIS_PROFILE=deep .venv/bin/python -m pytest -q tests/fuzz
+        HYPOTHESIS_PROFILE=deep .venv/bin/python -m pytest -q tests/fuzz/test_query.py
 
     A failure prints ``@reproduce_failure(...)``; turn the input into an ``@example`` beside
     the test, fix the decoder, and keep the example as the regression test.
+
+The tests that go through HTTP (test_entities.py, test_http_requests.py) set fewer examples
+(80 to 150): each is a request to the platform app, run in process by the ``platform``
+fixture below (real routes and SQLite in memory, no server process, no port).  Generated
+documents are passed as JSON bytes, not objects: hypothesis prints an example by recursing
+into it, which overflows the stack at the nesting depths tested.
 """
 
 from __future__ import annotations
