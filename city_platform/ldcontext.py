@@ -30,6 +30,7 @@ import orjson
 from city_platform.allowlist import EndpointAllowList
 from city_platform.errors import BadRequestData, LdContextNotAvailable
 from city_platform.ldregistry import ContextRegistry, local_id_of
+from city_platform.limits import header_number
 
 log = logging.getLogger(__name__)
 
@@ -396,8 +397,8 @@ class ContextResolver:
                     ) as answer,
                 ):
                     answer.raise_for_status()
-                    declared = answer.headers.get("content-length", "")
-                    if declared.isdigit() and int(declared) > self._max_bytes:
+                    declared = header_number(answer.headers.get("content-length"))
+                    if declared is not None and declared > self._max_bytes:
                         raise _TooLarge
                     async for chunk in answer.aiter_bytes():
                         body += chunk

@@ -86,3 +86,13 @@ def _too_deep(what: str) -> str:
         f"{what} nests JSON objects/arrays deeper than {MAX_JSON_DEPTH} levels "
         "(the platform's nesting limit)"
     )
+
+
+def header_number(value: str | None) -> int | None:
+    """A header's non-negative decimal number (Content-Length, NGSILD-Results-Count), None when
+    it is not one.  ASCII digits only ('²'.isdigit() holds, int() refuses it); 19 digits or
+    more count as 10**18, over every limit, without int() (it refuses more than 4,300 digits).
+    Both kinds of header value were a 500 where ``value.isdigit()`` guarded ``int(value)``."""
+    if value is None or not (value.isascii() and value.isdigit()):
+        return None
+    return int(value) if len(value) <= 18 else 10**18

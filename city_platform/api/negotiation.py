@@ -22,7 +22,7 @@ from city_platform.errors import (
     UnsupportedMediaType,
 )
 from city_platform.ldcontext import CORE_CONTEXT_URL
-from city_platform.limits import loads_json
+from city_platform.limits import header_number, loads_json
 
 JSON = "application/json"
 JSON_LD = "application/ld+json"
@@ -203,8 +203,8 @@ async def read_limited(request: Request, limit: int, what: str) -> bytes:
     """The request body, refused with 400 BadRequestData once it passes ``limit`` bytes: a
     Content-Length over it is refused before reading, and a chunked body is read as it arrives,
     so a huge or endless body is never buffered whole."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    declared = header_number(request.headers.get("content-length"))
+    if declared is not None and declared > limit:
         raise BadRequestData(f"{what} larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0

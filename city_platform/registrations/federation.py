@@ -36,6 +36,7 @@ from city_platform.api.negotiation import render
 from city_platform.broker import ContextBroker
 from city_platform.errors import ResourceNotFound
 from city_platform.ldcontext import Context
+from city_platform.limits import header_number
 from city_platform.registrations.manager import RegistrationManager
 from city_platform.registrations.model import POST_QUERY_OPS, QUERY_OPS, RETRIEVE_OPS, Selection
 from city_platform.search import split_list
@@ -228,7 +229,7 @@ async def _ask(
         await manager.record(tenant, reg["id"], ok=False)
         return _Answer(None, _warning(manager, reg, INVALID_ANSWER, "the answer is not JSON"))
     await manager.record(tenant, reg["id"], ok=True)
-    total = int(count) if count is not None and count.isdigit() else None
+    total = header_number(count)  # the source's NGSILD-Results-Count, if it is a number
     return _Answer(body, None, total)
 
 

@@ -441,3 +441,40 @@ def test_paths_answer_a_result_or_a_problem(
         method = "GET"  # keep the seeded entities for the other tests
     headers = {"Content-Type": "application/json"}
     _problem_or_success(runner.run(http.request(method, path, content=body, headers=headers)))
+
+
+async def _raw_post(app: Any, path: str, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
+    """One ASGI request with exactly these header bytes (httpx writes its own Length)."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
+             "query_string": b"", "root_path": "", "headers": [(b"host", b"p"), *headers],
+             "client": ("::1", 1), "server": ("::1", 80)}  # fmt: skip
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return int(next(m["status"] for m in sent if m["type"] == "http.response.start"))
+
+
+@settings(max_examples=60)
+@given(
+    length=st.one_of(st.integers(0, 10**30).map(lambda n: str(n).encode()), st.binary(max_size=6),
+                     st.sampled_from([b"\xb2", b"9" * 5000, b"", b"-1", b" 2"])),
+    body=BODIES,
+)  # fmt: skip
+@example(length=b"\xb2", body=b"{}")  # '²' (latin-1): isdigit() then int() raised, a 500
+@example(length=b"9" * 5000, body=b"{}")  # more digits than int() reads, a 500
+def test_any_content_length_answers_a_status_under_500(
+    seeded: Platform, length: bytes, body: bytes
+) -> None:
+    runner, http = seeded
+    app = http._transport.app  # type: ignore[attr-defined]  # the ASGI app under the client
+    headers = [(b"content-type", b"application/json"), (b"content-length", length)]
+    status = runner.run(_raw_post(app, "/ngsi-ld/v1/entities", headers, body))
+    assert status < 500

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from city_platform.api import params
 from city_platform.errors import PlatformError
 from city_platform.ldcontext import ContextResolver
+from city_platform.limits import header_number
 from city_platform.query import geo, linked_q, projection, q, scope, typeexpr
 from tests.fuzz.strategies import json_values, mostly
 
@@ -365,3 +366,23 @@ def test_api_parameters_parse_or_refuse(
     ):
         with contextlib.suppress(PlatformError):
             parse()
+
+
+ODD_NUMBERS = st.sampled_from(["²", "٣", "9" * 5000, " 1", "+1", "-1", "1_0"])
+
+
+@given(
+    value=st.one_of(st.none(), st.text(max_size=8), st.integers(0, 10**30).map(str), ODD_NUMBERS)
+)
+@example(value="²")  # isdigit() holds, int() refuses: a 500 in read_limited before
+@example(value="9" * 5000)  # int() refuses more than 4,300 digits
+def test_header_numbers_are_a_number_or_none(value: str | None) -> None:
+    """Content-Length and NGSILD-Results-Count as city_platform.limits.header_number reads
+    them (request bodies, remote @contexts, distributed query counts)."""
+    number = header_number(value)
+    if number is not None:
+        assert value is not None
+        assert value.isascii()
+        assert 0 <= number <= 10**18
+        if len(value) <= 18:
+            assert number == int(value)
