@@ -46,7 +46,11 @@ class SimDevice:
 
     def __post_init__(self) -> None:
         faults = self.spec.group.faults.model_dump()
-        self.state = SensorState(self.spec.group.kind, random.Random(self.spec.seed), faults)
+        custom = self.spec.kind_spec
+        self.state = SensorState(
+            self.spec.group.kind, random.Random(self.spec.seed), faults,
+            numeric=custom.numeric() if custom is not None else None,
+        )  # fmt: skip
 
     @property
     def device_id(self) -> str:
@@ -90,7 +94,9 @@ class SimDevice:
             payload = senml.to_json(records) if fmt == "senml-json" else senml.to_cbor(records)
         elif fmt == "vendor-json":
             where = (self.spec.lon, self.spec.lat) if self._with_location() else None
-            payload = vendor.to_json(self.device_id, t, values, where)
+            # A scenario-defined kind's vendor fields are its SenML names (profile vendor_field).
+            own = self.spec.kind_spec is not None
+            payload = vendor.to_json(self.device_id, t, values, where, senml_names=own)
         else:
             where = (self.spec.lon, self.spec.lat) if self._with_location() else None
             payload = vendor.to_csv(self.device_id, t, values, where)

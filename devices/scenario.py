@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from devices.models import Kind
+from devices.models import KINDS, Numeric
 
 Protocol = Literal["mqtt", "coap", "coap-push"]
 Format = Literal["senml-json", "senml-cbor", "vendor-json", "vendor-csv"]
@@ -27,9 +27,47 @@ class Faults(BaseModel):
     spike: float = Field(default=0.0, ge=0, le=1)
 
 
+class MeasurementSpec(BaseModel):
+    """One numeric measurement of a scenario-defined kind: devices.models.Numeric's curve
+    (base + amplitude * cos(2π (hour - peak_hour) / 24) + drift_per_day * days + noise)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")  # the SenML name (RFC 8428 4.5.1)
+    unit: str = Field(min_length=1, max_length=16)  # a SenML unit (RFC 8428 12.1, RFC 8798)
+    base: float
+    amplitude: float = 0.0
+    noise: float = Field(default=0.0, ge=0)
+    low: float
+    high: float
+    peak_hour: float = Field(default=14.0, ge=0, le=24)
+    drift_per_day: float = 0.0
+
+    @model_validator(mode="after")
+    def _range(self) -> MeasurementSpec:
+        if self.low > self.high:
+            raise ValueError(f"{self.name}: low {self.low} is above high {self.high}")
+        return self
+
+
+class KindSpec(BaseModel):
+    """A device kind the scenario defines (docs/labs/09-new-domain.md): numbers only, each with
+    its daily curve. The gateway needs a profile of the same kind (GatewaySettings.profiles_dir)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[a-z][a-z0-9]{0,31}$")  # the <kind> of <kind>-<n> device ids
+    measurement: list[MeasurementSpec] = Field(min_length=1, max_length=32)
+
+    def numeric(self) -> tuple[Numeric, ...]:
+        return tuple(
+            Numeric(m.name, m.unit, m.base, m.amplitude, m.noise, m.low, m.high, m.peak_hour,
+                    m.drift_per_day)
+            for m in self.measurement
+        )  # fmt: skip
+
+
 class Group(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Kind
+    kind: str  # a built-in kind (devices.models.KINDS) or one of the scenario's [[kinds]]
     count: int = Field(ge=1, le=100_000)
     protocol: Protocol = "mqtt"
     mqtt_version: Literal["3.1.1", "5"] = "5"
@@ -71,11 +109,27 @@ class Scenario(BaseModel):
     password: str = "device-secret"  # noqa: S105  # a lab default; every device's MQTT password unless the broker says otherwise
     city: City = Field(default_factory=City)
     endpoints: Endpoints = Field(default_factory=Endpoints)
+    kinds: list[KindSpec] = Field(default_factory=list)
     groups: list[Group] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _known_kinds(self) -> Scenario:
+        defined = [k.name for k in self.kinds]
+        for name in defined:
+            if name in KINDS or defined.count(name) > 1:
+                raise ValueError(f"kinds: {name!r} is built in or defined twice")
+        for n, group in enumerate(self.groups):
+            if group.kind not in KINDS and group.kind not in defined:
+                raise ValueError(
+                    f"groups.{n}.kind: no kind {group.kind!r}: use one of {', '.join(KINDS)} "
+                    "or define it under [[kinds]]"
+                )
+        return self
 
     def devices(self) -> list[DeviceSpec]:
         """Every device with its id, place and settings, deterministic for the seed."""
         rng = random.Random(self.seed)
+        defined = {k.name: k for k in self.kinds}
         out: list[DeviceSpec] = []
         counters: dict[str, int] = {}
         port = self.endpoints.coap_base_port
@@ -101,6 +155,7 @@ class Scenario(BaseModel):
                         lat=round(self.city.lat + dlat, 6),
                         seed=rng.randrange(2**32),
                         coap_port=coap_port,
+                        kind_spec=defined.get(group.kind),
                     )
                 )
         return out
@@ -113,6 +168,7 @@ class DeviceSpec(BaseModel):
     lat: float
     seed: int
     coap_port: int | None = None
+    kind_spec: KindSpec | None = None  # a scenario-defined kind's measurements
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -125,10 +181,15 @@ def load_scenario(path: Path) -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(_problem(e["loc"], e["msg"]) for e in exc.errors())
         raise ScenarioError(f"{path}: {problems}") from None
+
+
+def _problem(loc: tuple[int | str, ...], msg: str) -> str:
+    # A model-level check names its field in the message (loc is empty).
+    where = ".".join(str(p) for p in loc)
+    msg = msg.removeprefix("Value error, ")
+    return f"{where}: {msg}" if where else msg
 
 
 def shipped(name: str) -> Path:

@@ -31,6 +31,10 @@ _FIELDS: dict[str, tuple[str, float, float]] = {
     "waterLevel": ("level_cm", 100.0, 0.0),
     "activePower": ("power_w", 1.0, 0.0),
     "energy": ("energy_wh", 1 / 3600, 0.0),
+    "soilMoisture": ("vwc_pct", 100.0, 0.0),  # m3/m3 -> %
+    "soilTemperature": ("soil_temp_c", 1.0, 0.0),
+    "co2": ("co2_ppm", 1.0, 0.0),
+    "peopleCount": ("people", 1.0, 0.0),
 }
 # The vendor's devices report local time with an offset (this one: UTC+2).
 LOCAL = timezone(timedelta(hours=2))
@@ -41,7 +45,10 @@ def to_json(
     time: float,
     values: dict[str, tuple[float | str | bool, str | None]],
     location: tuple[float, float] | None = None,
+    *,
+    senml_names: bool = False,
 ) -> bytes:
+    """``senml_names``: every field is named as in SenML, unconverted (a scenario-defined kind)."""
     doc: dict[str, object] = {
         "dev": device_id,
         "time": datetime.fromtimestamp(time, UTC)
@@ -49,7 +56,8 @@ def to_json(
         .isoformat(timespec="milliseconds"),
     }
     for name, (value, _unit) in values.items():
-        field, factor, offset = _FIELDS[name]
+        own = (name, 1.0, 0.0)
+        field, factor, offset = own if senml_names else _FIELDS.get(name, own)
         doc[field] = value if isinstance(value, str | bool) else round(value * factor + offset, 6)
     if location is not None:
         doc["lat"], doc["lon"] = location[1], location[0]

@@ -63,6 +63,11 @@ def register(sub: Any, epilog: str) -> None:
         "--no-southbound", action="store_true", help="do not relay actuator commands"
     )
     parser.add_argument(
+        "--profiles", type=Path, metavar="DIR",
+        help="more device profiles (<kind>.toml, as in gateway/profile_data) beside the shipped "
+        "ones; one of the same kind replaces the shipped one",
+    )  # fmt: skip
+    parser.add_argument(
         "--platform-token-file",
         type=Path,
         help="file holding the bearer token the gateway sends to the platform (testbed token)",
@@ -158,7 +163,7 @@ def gateway_config(args: argparse.Namespace, settings: Settings) -> GatewayConfi
         southbound=cfg.southbound and not args.no_southbound,
         batch_entities=cfg.batch_entities,
         uplink_lanes=cfg.uplink_lanes,
-        profiles_dir=Path(cfg.profiles_dir) if cfg.profiles_dir else None,
+        profiles_dir=args.profiles or (Path(cfg.profiles_dir) if cfg.profiles_dir else None),
         platform_token=read_token(
             args.platform_token_file or cfg.platform_token_file,
             "platform token",

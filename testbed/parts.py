@@ -85,6 +85,7 @@ class GatewayOptions:
     platform_token_file: Path | None = None
     notify_token_file: Path | None = None
     oscore_file: Path | None = None  # the devices' OSCORE keys: CoAP with OSCORE only
+    profiles_dir: Path | None = None  # more device profiles (<kind>.toml), e.g. a lab's domain
 
 
 def gateway_spec(
@@ -117,6 +118,8 @@ def gateway_spec(
         args += ["--notify-token-file", str(o.notify_token_file)]
     if o.oscore_file is not None:
         args += ["--oscore", str(o.oscore_file)]
+    if o.profiles_dir is not None:
+        args += ["--profiles", str(o.profiles_dir)]
     args += o.extra
     health = f"http://{url_host(o.host)}:{o.http_port}/health"
     return ProcessSpec(
@@ -208,6 +211,7 @@ class StackLayout:
     remote_contexts: bool = False  # testbed up works offline: the shipped @contexts only
     # Secure mode: TLS broker, platform tokens, /notify token (None: the open lab city).
     security: StackSecurity | None = None
+    profiles_dir: Path | None = None  # the gateway's extra device profiles (testbed up --profiles)
 
     @property
     def platform_url(self) -> str:
@@ -258,6 +262,7 @@ class StackLayout:
             broker_user=self.gateway_user,
             broker_password=self.gateway_password if self.security is None else None,
             southbound=self.southbound,
+            profiles_dir=self.profiles_dir,
         )
         sec = self.security
         if sec is not None:

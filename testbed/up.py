@@ -120,6 +120,11 @@ def register(sub: Any, epilog: str) -> None:
         help="let the platform fetch @context URLs over the network (off: the city works "
         "offline, with the shipped @contexts preloaded and those added by POST /jsonldContexts)",
     )  # fmt: skip
+    parser.add_argument(
+        "--profiles", type=Path, metavar="DIR",
+        help="the gateway's extra device profiles (<kind>.toml), e.g. a domain of your own "
+        "(docs/labs/09-new-domain.md)",
+    )  # fmt: skip
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument(
         "--no-restart", action="store_true",
@@ -146,6 +151,7 @@ def layout_of(args: argparse.Namespace, data: Path, gateway_password: str) -> St
     return StackLayout(
         data=data, ports=ports, gateway_password=gateway_password,
         remote_contexts=args.remote_contexts,
+        profiles_dir=args.profiles.resolve() if args.profiles else None,
     )  # fmt: skip
 
 

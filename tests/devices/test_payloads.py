@@ -120,8 +120,8 @@ def test_faults_stuck_dropout_and_spike() -> None:
 
 
 def test_shipped_scenarios_load() -> None:
-    """workshop (20), city-1000 (1,000) and one file per domain are valid."""
-    assert len(load_scenario(shipped("workshop")).devices()) == 20
+    """workshop (24), city-1000 (1,000) and one file per domain are valid."""
+    assert len(load_scenario(shipped("workshop")).devices()) == 24
     assert len(load_scenario(shipped("city-1000")).devices()) == 1000
     for kind in KINDS:
         devices = load_scenario(shipped(kind)).devices()

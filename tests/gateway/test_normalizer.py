@@ -96,6 +96,10 @@ def test_unit_conversions_follow_the_contract() -> None:
         ("energy-1", "energy", "J", 7.2e6, "activeEnergyImport", 2.0, "KWH"),
         ("streetlight-1", "dimmingLevel", "%", 40, "illuminanceLevel", 0.4, "C62"),
         ("flood-1", "waterLevel", "m", 1.25, "currentLevel", 1.25, "MTR"),
+        ("soil-1", "soilMoisture", "/", 0.27, "soilMoistureVwc", 0.27, "C62"),
+        ("indoor-1", "co2", "ppm", 1250, "co2", 1250.0, "59"),
+        ("indoor-1", "humidity", "%RH", 45, "relativeHumidity", 0.45, "C62"),
+        ("indoor-1", "peopleCount", "count", 28, "peopleCount", 28.0, "C62"),
     ]
     for device, name, unit, value, attr, expected, code in cases:
         pack = [{"bn": f"urn:dev:r197:{device}:", "bt": T, "n": name, "u": unit, "v": value}]
