@@ -79,6 +79,18 @@ count = 1
 protocol = "coap-push"
 format = "vendor-json"
 interval = 1
+[[groups]]
+kind = "soil"
+count = 1
+protocol = "coap-push"
+format = "senml-cbor"
+interval = 1
+[[groups]]
+kind = "indoor"
+count = 1
+protocol = "mqtt"
+format = "senml-json"
+interval = 1
 """
 
 EXPECTED = {
@@ -90,6 +102,8 @@ EXPECTED = {
     "Streetlight": ("streetlight-0001", {"powerState": None, "illuminanceLevel": "C62"}),
     "FloodMonitoring": ("flood-0001", {"currentLevel": "MTR"}),
     "SinglePhaseAcMeasurement": ("energy-0001", {"activePower": "WTT"}),
+    "AgriParcelRecord": ("soil-0001", {"soilMoistureVwc": "C62", "soilTemperature": "CEL"}),
+    "IndoorEnvironmentObserved": ("indoor-0001", {"co2": "59", "peopleCount": "C62"}),
 }
 
 
