@@ -50,6 +50,8 @@ TOKENS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "reader": (("read",), ("*",)),
     # The gateway writes readings into the default tenant only (its --tenant default).
     "gateway": (("write",), ("",)),
+    # The dashboard's own: it creates its one subscription (write); users log in with theirs.
+    "dashboard": (("write",), ("",)),
 }
 INSECURE_BANNER = """\
 !!! INSECURE CITY (--insecure): plain MQTT with one shared, documented device password, plain
@@ -161,6 +163,7 @@ def stack_security(security: CitySecurity, allow: list[str]) -> StackSecurity:
         gateway_password=security.gateway_password(),
         oscore_file=creds.oscore_file,
         allow_endpoints=tuple(allow),
+        dashboard_token_file=security.token_file("dashboard"),
     )
 
 

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from conformance import cli as conformance_cli
 from conformance import matrix
-from testbed import devices_cmd, gateway_cmd, rd_cmd, secrets_cmd, token_cmd, up
+from testbed import dashboard_cmd, devices_cmd, gateway_cmd, rd_cmd, secrets_cmd, token_cmd, up
 from testbed.processes import port_arg
 from testbed.settings import Settings, load_settings
 
@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     token_cmd.register(sub, EPILOG)
     secrets_cmd.register(sub, EPILOG)
     rd_cmd.register(sub, EPILOG)
+    dashboard_cmd.register(sub, EPILOG)
     conformance_cli.register(sub, EPILOG)
     matrix.register(sub, EPILOG)
     sub.add_parser(

@@ -154,6 +154,29 @@ def rd_spec(
     )
 
 
+def dashboard_spec(
+    *, port: int, platform_url: str, gateway_url: str | None = None, host: str = "::1",
+    token_file: Path | None = None, reports: Path | None = None, devices: Path | None = None,
+    option: str | None = None, verbose: int = 1,
+) -> ProcessSpec:  # fmt: skip
+    """``testbed dashboard`` (city_platform/dashboard), ready when its page's session answers."""
+    args = ["dashboard", "--host", host, "--port", str(port), "--platform", platform_url]
+    args += ["--gateway", gateway_url or "off"]
+    if token_file is not None:
+        args += ["--token-file", str(token_file)]
+    if reports is not None:
+        args += ["--reports", str(reports)]
+    if devices is not None:
+        args += ["--devices", str(devices)]
+    return ProcessSpec(
+        name="dashboard",
+        argv=cli_argv(*args, verbose=verbose),
+        ready=HttpReady(f"http://{url_host(host)}:{port}/api/session"),
+        cwd=ROOT,
+        ports=(PortClaim("dashboard", port, "tcp", host, option),),
+    )
+
+
 def devices_spec(
     *, scenario: Path, name: str = "devices", rd: str = "off", ready_port: int | None = None,
     extra: Sequence[str] = (),
@@ -173,11 +196,13 @@ class StackPorts:
     rd: int = 5783
     gateway_coap: int = 5684
     gateway_http: int = 8081
+    dashboard: int = 8090
 
     @classmethod
     def free(cls) -> StackPorts:
         """Ports the OS says are free now (tests and benchmarks run many stacks side by side)."""
-        return cls(free_port(), free_port(), free_port("udp"), free_port("udp"), free_port())
+        ports = (free_port(), free_port(), free_port("udp"), free_port("udp"), free_port())
+        return cls(*ports, dashboard=free_port())
 
 
 @dataclass(frozen=True)
@@ -191,6 +216,7 @@ class StackSecurity:
     gateway_password: str  # the gateway's MQTT password: given in its environment, not argv
     oscore_file: Path | None = None  # per-device OSCORE contexts (gateway and RD --oscore)
     allow_endpoints: tuple[str, ...] = ()  # more --allow-endpoint prefixes than the gateway's
+    dashboard_token_file: Path | None = None  # the dashboard's own token (its subscription)
 
 
 @dataclass(frozen=True)
@@ -211,6 +237,9 @@ class StackLayout:
     remote_contexts: bool = False  # testbed up works offline: the shipped @contexts only
     # Secure mode: TLS broker, platform tokens, /notify token (None: the open lab city).
     security: StackSecurity | None = None
+    dashboard: bool = False  # `testbed up` serves the web dashboard too
+    reports: Path | None = None  # the dashboard's --reports (conformance report.json files)
+    inventory: Path | None = None  # the dashboard's --devices (protocol and format per device)
     profiles_dir: Path | None = None  # the gateway's extra device profiles (testbed up --profiles)
 
     @property
@@ -221,6 +250,10 @@ class StackLayout:
     def broker_url(self) -> str:
         scheme = "mqtts" if self.security is not None else "mqtt"
         return f"{scheme}://[::1]:{self.ports.broker}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://[::1]:{self.ports.dashboard}"
 
     @property
     def notify_url(self) -> str:
@@ -243,8 +276,23 @@ class StackLayout:
             remote_contexts=self.remote_contexts,
             auth_key=sec.auth_key if sec else None,
             # SSRF: the platform notifies the gateway and whatever the user allowed, nothing else
-            allow_endpoints=(self.notify_url, *sec.allow_endpoints) if sec else (),
+            allow_endpoints=(
+                (self.notify_url, *self._dashboard_notify, *sec.allow_endpoints) if sec else ()
+            ),
         )  # fmt: skip  # offline unless asked: no remote @context fetching, shipped ones preloaded
+
+    @property
+    def _dashboard_notify(self) -> tuple[str, ...]:
+        return (f"{self.dashboard_url}/notify",) if self.dashboard else ()
+
+    def dashboard_part(self) -> ProcessSpec:
+        sec = self.security
+        return dashboard_spec(
+            port=self.ports.dashboard, platform_url=self.platform_url,
+            gateway_url=f"http://[::1]:{self.ports.gateway_http}",
+            token_file=sec.dashboard_token_file if sec else None, reports=self.reports,
+            devices=self.inventory, option="--dashboard-port", verbose=self.verbose,
+        )  # fmt: skip
 
     def resource_directory(self) -> ProcessSpec:
         # Secure: only provisioned devices register, each with its own OSCORE context.
@@ -289,6 +337,7 @@ class StackLayout:
             self.platform(),
             *([self.resource_directory()] if self.rd else []),
             self.gateway(),
+            *([self.dashboard_part()] if self.dashboard else []),
         ]
 
     def claims(self) -> list[PortClaim]:

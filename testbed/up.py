@@ -47,6 +47,7 @@ from testbed.city_security import (
     scenario_devices,
     stack_security,
 )
+from testbed.dashboard_cmd import write_inventory
 from testbed.parts import StackLayout, StackPorts
 from testbed.processes import ManagedProcess, PortClaim, ProcessError, check_ports, port_arg
 from testbed.settings import Settings
@@ -111,6 +112,7 @@ def register(sub: Any, epilog: str) -> None:
         ("--rd-port", ports.rd, "the resource directory's CoAP (UDP) port"),
         ("--gateway-coap-port", ports.gateway_coap, "the gateway's CoAP push (UDP) port"),
         ("--gateway-http-port", ports.gateway_http, "the gateway's /metrics and /health port"),
+        ("--dashboard-port", ports.dashboard, "the web dashboard's HTTP port"),
     ):
         parser.add_argument(
             option, type=port_arg, default=default, metavar="PORT", help=f"{what} ({default})"
@@ -124,6 +126,10 @@ def register(sub: Any, epilog: str) -> None:
         "--profiles", type=Path, metavar="DIR",
         help="the gateway's extra device profiles (<kind>.toml), e.g. a domain of your own "
         "(docs/labs/09-new-domain.md)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--reports", type=Path, default=Path("conformance-report"), metavar="DIR",
+        help="the conformance report.json files the dashboard shows (conformance-report)",
     )  # fmt: skip
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument(
@@ -147,11 +153,13 @@ def layout_of(args: argparse.Namespace, data: Path, gateway_password: str) -> St
         rd=args.rd_port,
         gateway_coap=args.gateway_coap_port,
         gateway_http=args.gateway_http_port,
+        dashboard=args.dashboard_port,
     )
     return StackLayout(
         data=data, ports=ports, gateway_password=gateway_password,
         remote_contexts=args.remote_contexts,
         profiles_dir=args.profiles.resolve() if args.profiles else None,
+        dashboard=True, reports=args.reports.resolve(), inventory=data / "dashboard-devices.json",
     )  # fmt: skip
 
 
@@ -183,6 +191,7 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
     if args.fresh:
         clear_data(data)
     (data / "logs").mkdir(parents=True, exist_ok=True)
+    write_inventory(scenario, data / "dashboard-devices.json")  # the dashboard's device table
     security = None if args.insecure else CitySecurity.at(data)
     accounts: dict[str, str] = {}
     if security is not None:
@@ -335,6 +344,8 @@ class City:
                 + ", "
                 f"metrics at http://[::1]:{ports.gateway_http}/metrics"
             ),
+            "dashboard": f"dashboard {layout.dashboard_url}/ (map, live values, devices, reports"
+            + (", log in with a token below)" if layout.security else ")"),
         }
         for spec in layout.specs():
             proc = ManagedProcess(spec, log_path=layout.data / "logs" / f"{spec.name}.log")
