@@ -1,0 +1,188 @@
+"""Every command of every lab page (docs/labs/NN-*.md) runs against a real city, so labs cannot rot.
+
+One secure city (``testbed up``) serves the whole session, plus the open one (``testbed up
+--insecure``) for the pages that start it. The pages show the default ports; the test starts
+each city on free ports and rewrites the defaults in commands and expected output (8883, 1883,
+8000, 5783, 5684, 8081, the devices' 56830...), and runs everything with HOME set to a
+temporary directory, so ``~/.local/share/r197-testbed/city`` is the test's city. The lab's own
+``testbed up`` command is the one the test starts (with the ports and a copy of the workshop
+scenario whose CoAP devices listen on free ports added), and its printed lines are checked like
+any other output. The convention is in tests/labs/labpages.py and docs/labs/README.md.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, free_port
+from tests.labs.labpages import Command, commands, pages, unmatched
+
+LABS = ROOT / "docs" / "labs"
+PAGES = pages(LABS)
+ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+WAIT_FOR_CITY = 120.0  # seconds for a city's expected lines (20 devices online) to be printed
+
+
+@dataclass
+class City:
+    proc: subprocess.Popen[str]
+    ports: dict[str, int]
+    lines: list[str] = field(default_factory=list)
+
+    def printed(self) -> str:
+        return "".join(self.lines)
+
+
+class Cities:
+    """The session's cities, started when a lab page's ``testbed up`` asks for one."""
+
+    def __init__(self, home: Path, work: Path) -> None:
+        self.home = home
+        self.work = work
+        self.running: dict[bool, City] = {}  # insecure? -> city
+        self.env = {**os.environ, "HOME": str(home), "PYTHONUNBUFFERED": "1"}
+        self.env.pop("XDG_DATA_HOME", None)
+        self.env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + self.env["PATH"]
+
+    def start(self, line: str, insecure: bool) -> City:
+        if insecure in self.running:
+            return self.running[insecure]
+        coap = free_port("udp") - 20
+        scenario = self.work / f"workshop-{int(insecure)}.toml"
+        text = (ROOT / "devices" / "scenarios" / "workshop.toml").read_text()
+        ports_line = f"seed = 197\n[endpoints]\ncoap_base_port = {coap}"  # devices on free ports
+        scenario.write_text(text.replace("seed = 197", ports_line, 1))
+        ports = {"platform": free_port(), "broker": free_port(), "rd": free_port("udp")}
+        ports |= {"gwcoap": free_port("udp"), "gwhttp": free_port(), "coap": coap}
+        extra = f" --scenario {scenario} --platform-port {ports['platform']}"
+        extra += f" --broker-port {ports['broker']} --rd-port {ports['rd']}"
+        extra += f" --gateway-coap-port {ports['gwcoap']} --gateway-http-port {ports['gwhttp']}"
+        proc = subprocess.Popen(
+            ["bash", "-c", "exec " + line + extra], cwd=ROOT, env=self.env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        city = City(proc, ports)
+        threading.Thread(target=lambda: city.lines.extend(proc.stdout or ()), daemon=True).start()
+        self.running[insecure] = city
+        return city
+
+    def stop(self) -> None:
+        for city in self.running.values():
+            if city.proc.poll() is None:
+                city.proc.send_signal(signal.SIGINT)  # Ctrl-C, as the labs say
+                try:
+                    city.proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    city.proc.kill()
+
+
+def substitute(text: str, city: City | None, insecure: bool) -> str:
+    """The page's default ports replaced by the city's (none before the page's city starts)."""
+    if city is None:
+        return text
+    mapping = {
+        "1883" if insecure else "8883": city.ports["broker"],
+        "8000": city.ports["platform"],
+        "5783": city.ports["rd"],
+        "5684": city.ports["gwcoap"],
+        "8081": city.ports["gwhttp"],
+    }
+
+    def port(match: re.Match[str]) -> str:
+        found = match.group(1)
+        if found.startswith("5683"):
+            return str(city.ports["coap"] + int(found[4]))
+        return str(mapping[found])
+
+    names = "|".join([*mapping, r"5683\d"])
+    return re.sub(rf"(?<![\d.])({names})(?!\d)", port, text)
+
+
+@pytest.fixture(scope="module")
+def cities(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cities]:
+    home = tmp_path_factory.mktemp("home")
+    held = Cities(home, tmp_path_factory.mktemp("work"))
+    yield held
+    held.stop()
+
+
+def run_page(page: Path, cities: Cities) -> None:
+    steps = commands(page.read_text())
+    insecure = any(s.line.startswith("testbed up") and "--insecure" in s.line for s in steps)
+    if not any(s.line.startswith("testbed up") for s in steps) and False not in cities.running:
+        run_page(PAGES[0], cities)  # lab 01 starts the secure city the other labs use
+    assignments: list[str] = []  # S=..., TOKEN=...: kept, as a shell keeps them
+    background: list[tuple[Command, subprocess.Popen[str]]] = []
+    city = cities.running.get(insecure)
+    try:
+        for step in steps:
+            if step.line.startswith("testbed up"):
+                city = cities.start(step.line, insecure)
+                wait_for(step, city, insecure)
+                continue
+            # Before the page's city starts (secrets init) there is no port to rewrite.
+            line = substitute(step.line, city, insecure)
+            script = "".join(a + "\n" for a in assignments) + line
+            if ASSIGNMENT.match(step.line):
+                assignments.append(line)
+            if step.background:
+                proc = subprocess.Popen(
+                    ["bash", "-c", script], cwd=ROOT, env=cities.env, text=True,
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                )  # fmt: skip
+                background.append((step, proc))
+                continue
+            done = subprocess.run(
+                ["bash", "-c", script], cwd=ROOT, env=cities.env, text=True, timeout=180,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False,
+            )  # fmt: skip
+            check(page, step, done.stdout, done.returncode, city, insecure)
+    finally:
+        for step, proc in background:
+            os.killpg(proc.pid, signal.SIGINT)
+            out, _ = proc.communicate(timeout=30)
+            check(page, step, out, 0, city, insecure)
+
+
+def wait_for(step: Command, city: City, insecure: bool) -> None:
+    """Wait until the city printed what the lab shows (or died, or took too long)."""
+    expected = [substitute(e, city, insecure) for e in step.expected]
+    deadline = time.monotonic() + WAIT_FOR_CITY
+    while unmatched(expected, city.printed()) is not None:
+        if city.proc.poll() is not None or time.monotonic() > deadline:
+            missing = unmatched(expected, city.printed())
+            pytest.fail(f"`{step.line}` did not print {missing!r}; it printed:\n{city.printed()}")
+        time.sleep(0.5)
+
+
+def check(
+    page: Path, step: Command, out: str, status: int, city: City | None, insecure: bool
+) -> None:
+    expected = [substitute(e, city, insecure) for e in step.expected]
+    shown = f"{page.name}: `{step.line}` (exit {status}) printed:\n{out}"
+    assert status == 0 or [e for e in expected if e.strip() != "..."], shown
+    missing = unmatched(expected, out)
+    assert missing is None, f"expected line {missing!r} missing\n{shown}"
+
+
+def test_every_lab_page_has_commands() -> None:
+    assert len(PAGES) >= 8, PAGES
+    for page in PAGES:
+        assert commands(page.read_text()), f"{page.name} has no console block"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", PAGES, ids=[p.stem[:2] for p in PAGES])
+def test_lab(page: Path, cities: Cities) -> None:
+    run_page(page, cities)
