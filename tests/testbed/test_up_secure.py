@@ -28,7 +28,8 @@ def test_the_broker_port_follows_the_mode_unless_given(argv: tuple[str, ...], po
 
 
 def test_a_secure_layout_passes_every_credential_and_no_password_in_argv(tmp_path: Path) -> None:
-    """Platform: --auth-key and the allow-list (the gateway's /notify plus --allow-endpoint);
+    """Platform: --auth-key and the allow-list (the gateway's and the dashboard's /notify plus
+    --allow-endpoint); the dashboard: its own token;
     gateway: mqtts:// with the CA, both token files, OSCORE, its password in the environment
     (not in `ps`); RD: --oscore."""
     security = CitySecurity.at(tmp_path)
@@ -40,7 +41,13 @@ def test_a_secure_layout_passes_every_credential_and_no_password_in_argv(tmp_pat
     platform = layout.platform().argv
     assert platform[platform.index("--auth-key") + 1] == str(creds.jwt_key_file)
     allowed = [platform[i + 1] for i, a in enumerate(platform) if a == "--allow-endpoint"]
-    assert allowed == [f"http://[::1]:{layout.ports.gateway_http}/notify", extra]
+    assert allowed == [
+        f"http://[::1]:{layout.ports.gateway_http}/notify",
+        f"http://[::1]:{layout.ports.dashboard}/notify",  # the dashboard's one subscription
+        extra,
+    ]
+    dashboard = layout.dashboard_part().argv
+    assert dashboard[dashboard.index("--token-file") + 1] == str(security.token_file("dashboard"))
     gateway = layout.gateway()
     argv = gateway.argv
     assert argv[argv.index("--broker") + 1] == f"mqtts://[::1]:{layout.ports.broker}"
