@@ -70,7 +70,8 @@ class Cities:
         extra += f" --gateway-coap-port {ports['gwcoap']} --gateway-http-port {ports['gwhttp']}"
         proc = subprocess.Popen(
             ["bash", "-c", "exec " + line + extra], cwd=ROOT, env=self.env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            errors="replace", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )  # fmt: skip
         city = City(proc, ports)
         threading.Thread(target=lambda: city.lines.extend(proc.stdout or ()), daemon=True).start()
@@ -138,14 +139,15 @@ def run_page(page: Path, cities: Cities) -> None:
                 assignments.append(line)
             if step.background:
                 proc = subprocess.Popen(
-                    ["bash", "-c", script], cwd=ROOT, env=cities.env, text=True,
+                    ["bash", "-c", script], cwd=ROOT, env=cities.env, text=True, errors="replace",
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
                 )  # fmt: skip
                 background.append((step, proc))
                 continue
             done = subprocess.run(
-                ["bash", "-c", script], cwd=ROOT, env=cities.env, text=True, timeout=180,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False,
+                ["bash", "-c", script], cwd=ROOT, env=cities.env, text=True,
+                errors="replace", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                timeout=180, check=False,
             )  # fmt: skip
             check(page, step, done.stdout, done.returncode, city, insecure)
     finally:
