@@ -36,6 +36,7 @@ class Numeric:
     high: float
     peak_hour: float = 14.0
     drift_per_day: float = 0.0
+    decimals: int = 3  # digits kept (kg/m3 values keep 12)
 
 
 NUMERIC: dict[str, tuple[Numeric, ...]] = {
@@ -164,7 +165,7 @@ def sample(state: SensorState, t: float, interval: float) -> dict[str, Value] | 
         cycle = math.cos(2 * math.pi * (hour - m.peak_hour) / 24)
         raw = m.base + m.amplitude * cycle + m.drift_per_day * days + rng.gauss(0, m.noise)
         values[m.name] = (
-            round(min(max(raw, m.low), m.high), 12 if m.unit == "kg/m3" else 3),
+            round(min(max(raw, m.low), m.high), 12 if m.unit == "kg/m3" else m.decimals),
             m.unit,
         )
     if state.kind == "energy":

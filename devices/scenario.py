@@ -41,6 +41,7 @@ class MeasurementSpec(BaseModel):
     high: float
     peak_hour: float = Field(default=14.0, ge=0, le=24)
     drift_per_day: float = 0.0
+    decimals: int = Field(default=3, ge=0, le=12)  # 0 for counts
 
     @model_validator(mode="after")
     def _range(self) -> MeasurementSpec:
@@ -60,7 +61,7 @@ class KindSpec(BaseModel):
     def numeric(self) -> tuple[Numeric, ...]:
         return tuple(
             Numeric(m.name, m.unit, m.base, m.amplitude, m.noise, m.low, m.high, m.peak_hour,
-                    m.drift_per_day)
+                    m.drift_per_day, m.decimals)
             for m in self.measurement
         )  # fmt: skip
 

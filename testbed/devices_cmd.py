@@ -15,8 +15,8 @@ DESCRIPTION = """\
 Run the simulated field devices of a scenario (TOML): MQTT devices publishing to the broker,
 CoAP devices each serving /.well-known/core, observable /sensors and /log on their own IPv6
 port and registering in the resource directory, and CoAP push devices POSTing to the gateway.
-Shipped scenarios: workshop (20 devices, every domain), city-1000, and one per domain
-(airquality, weather, noise, traffic, parking, streetlight, flood, energy).
+Shipped scenarios: workshop (24 devices, every domain), city-1000, and one per domain
+(airquality, weather, noise, traffic, parking, streetlight, flood, energy, soil, indoor).
 """
 
 

@@ -117,6 +117,7 @@ noise = 20
 low = 0
 high = 2000
 peak_hour = 17
+decimals = 0
 [[kinds.measurement]]
 name = "flow"
 unit = "1/s"
@@ -169,6 +170,7 @@ def test_a_scenario_defined_kind_reaches_its_profile_from_a_directory(
     values = dev.read(MIDNIGHT + 17 * 3600)
     assert values is not None
     assert 0 <= float(values["peopleCount"][0]) <= 2000
+    assert float(values["peopleCount"][0]).is_integer()  # decimals = 0
     assert values["flow"][1] == "1/s"
     payload, _ = dev.encode()
     with pytest.raises(RejectedPayload, match="no profile"):
