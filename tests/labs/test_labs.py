@@ -3,7 +3,7 @@
 One secure city (``testbed up``) serves the whole session, plus the open one (``testbed up
 --insecure``) for the pages that start it. The pages show the default ports; the test starts
 each city on free ports and rewrites the defaults in commands and expected output (8883, 1883,
-8000, 5783, 5684, 8081, the devices' 56830...), and runs everything with HOME set to a
+8000, 5783, 5684, 8081, 8090, the devices' 56830...), and runs everything with HOME set to a
 temporary directory, so ``~/.local/share/r197-testbed/city`` is the test's city. The lab's own
 ``testbed up`` command is the one the test starts (with the ports and a copy of the workshop
 scenario whose CoAP devices listen on free ports added), and its printed lines are checked like
@@ -65,9 +65,12 @@ class Cities:
         scenario.write_text(text.replace("seed = 197", ports_line, 1))
         ports = {"platform": free_port(), "broker": free_port(), "rd": free_port("udp")}
         ports |= {"gwcoap": free_port("udp"), "gwhttp": free_port(), "coap": coap}
+        ports["dashboard"] = free_port()
         extra = f" --scenario {scenario} --platform-port {ports['platform']}"
         extra += f" --broker-port {ports['broker']} --rd-port {ports['rd']}"
         extra += f" --gateway-coap-port {ports['gwcoap']} --gateway-http-port {ports['gwhttp']}"
+        extra += f" --dashboard-port {ports['dashboard']}"
+        extra += f" --dashboard-port {free_port()}"
         proc = subprocess.Popen(
             ["bash", "-c", "exec " + line + extra], cwd=ROOT, env=self.env, text=True,
             errors="replace", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -98,6 +101,7 @@ def substitute(text: str, city: City | None, insecure: bool) -> str:
         "5783": city.ports["rd"],
         "5684": city.ports["gwcoap"],
         "8081": city.ports["gwhttp"],
+        "8090": city.ports["dashboard"],
     }
 
     def port(match: re.Match[str]) -> str:

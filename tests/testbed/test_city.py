@@ -123,6 +123,7 @@ def city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     cmd += ["--data-dir", str(tmp / "data"), "--platform-port", str(ports["platform"])]
     cmd += ["--broker-port", str(ports["broker"]), "--rd-port", str(ports["rd"])]
     cmd += ["--gateway-coap-port", str(ports["coap"]), "--gateway-http-port", str(ports["http"])]
+    cmd += ["--dashboard-port", str(free_port())]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

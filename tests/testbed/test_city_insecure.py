@@ -45,6 +45,7 @@ def test_the_insecure_city_is_open_and_says_so(tmp_path: Path) -> None:
     cmd += ["--data-dir", str(data), "--platform-port", str(platform)]
     cmd += ["--broker-port", str(broker), "--rd-port", str(free_port("udp"))]
     cmd += ["--gateway-coap-port", str(free_port("udp")), "--gateway-http-port", str(free_port())]
+    cmd += ["--dashboard-port", str(free_port())]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

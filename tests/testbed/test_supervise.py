@@ -54,6 +54,7 @@ class Up:
             "--rd-port": free_port("udp"),
             "--gateway-coap-port": free_port("udp"),
             "--gateway-http-port": free_port(),
+            "--dashboard-port": free_port(),
         }
         cmd = [sys.executable, "-m", "testbed", "up", "--scenario", str(scenario)]
         cmd += ["--data-dir", str(self.data)]
@@ -215,7 +216,7 @@ def _free_ports() -> list[str]:
     return [
         *("--platform-port", str(free_port()), "--broker-port", str(free_port())),
         *("--rd-port", str(free_port("udp")), "--gateway-coap-port", str(free_port("udp"))),
-        *("--gateway-http-port", str(free_port())),
+        *("--gateway-http-port", str(free_port()), "--dashboard-port", str(free_port())),
     ]
 
 
