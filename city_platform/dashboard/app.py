@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 from starlette.applications import Starlette
@@ -103,7 +103,10 @@ class Dashboard:
         self.hub = Hub()
         self.client = httpx.AsyncClient(timeout=10)
         self.subscribed = asyncio.Event()
-        self.sub_id = f"urn:ngsi-ld:Subscription:r197-dashboard-{secrets.token_hex(4)}"
+        # One id per dashboard address, as the gateway's: a restart (even after SIGKILL)
+        # updates its subscription instead of leaving one that notifies nobody.
+        where = urlsplit(config.public_url)
+        self.sub_id = f"urn:ngsi-ld:Subscription:r197-dashboard-{where.port or 80}"
 
     # -- the user's platform calls --------------------------------------------------------------
 
@@ -136,7 +139,12 @@ class Dashboard:
         while True:
             try:
                 answer = await self.client.post(api, json=doc, headers=headers)
-                if answer.status_code == 201:
+                if answer.status_code == 409:  # ours from before: the new notify token in it
+                    patch = {k: v for k, v in doc.items() if k not in ("id", "type")}
+                    answer = await self.client.patch(
+                        f"{api}/{self.sub_id}", json=patch, headers=headers
+                    )
+                if answer.status_code in (201, 204):
                     log.info("dashboard: subscribed for %s at %s", self.sub_id, endpoint)
                     self.subscribed.set()
                     return
