@@ -79,7 +79,7 @@ for (const button of document.querySelectorAll("nav button")) {
 
 // -- the map -------------------------------------------------------------------------------
 
-const map = L.map("map", { zoomControl: true, attributionControl: false, preferCanvas: false });
+const map = L.map("map", { zoomControl: true, attributionControl: false, zoomSnap: 0.25 });
 map.setView([46.2044, 6.1432], 13);
 
 async function baseLayer() {
@@ -315,7 +315,7 @@ async function loadReports() {
   const list = document.getElementById("reports-list");
   if (!r.ok) { list.replaceChildren(el("p", { class: "error" }, `reports: ${r.status}`)); return; }
   const rows = r.body.reports.map((rep) => el("tr", { "data-report": rep.name, onclick: () => showReport(rep.name) },
-    el("td", {}, rep.name), el("td", {}, rep.implementation), el("td", {}, rep.date), el("td", {}, rep.cases),
+    el("td", {}, rep.name === "." ? "(top level)" : rep.name), el("td", {}, rep.implementation), el("td", {}, rep.date), el("td", {}, rep.cases),
     el("td", {}, Object.entries(rep.summary).map(([v, n]) => `${v} ${n}`).join(", "))));
   list.replaceChildren(el("h2", {}, `Conformance reports in ${r.body.root}`), rows.length
     ? el("table", { class: "report" }, el("tr", {}, ...["report", "implementation", "date", "cases", "verdicts"].map((h) => el("th", {}, h))), ...rows)
@@ -353,7 +353,7 @@ async function start() {
   for (const entity of r.body) upsert(entity);
   const points = [...state.markers.values()].map((m) => m.getLatLng());
   if (points.length) {
-    const bounds = L.latLngBounds(points).pad(0.15);
+    const bounds = L.latLngBounds(points).pad(0.08);
     map.fitBounds(bounds);
     grid(bounds);
   }
