@@ -50,9 +50,10 @@ def register(sub: Any, epilog: str) -> None:
         "given = a secure city, the page then asks users for their token",
     )  # fmt: skip
     parser.add_argument(
-        "--reports", type=Path, default=Path("conformance-report"), metavar="DIR",
-        help="where to look for conformance report.json files (`testbed conformance --report`'s "
-        "default, conformance-report)",
+        "--reports", type=Path, action="append", metavar="DIR",
+        help="a directory of conformance reports: report.json files and other report *.json "
+        "such as docs/interop/ (repeatable; default: conformance-report, where `testbed "
+        "conformance` writes)",
     )  # fmt: skip
     parser.add_argument(
         "--devices", type=Path, metavar="FILE",
@@ -92,7 +93,7 @@ def run_dashboard(args: argparse.Namespace, settings: Settings) -> int:
         platform_url=args.platform,
         gateway_url=None if args.gateway == "off" else args.gateway,
         token=token,
-        reports=args.reports,
+        reports=tuple(args.reports or [Path("conformance-report")]),
         devices=devices if isinstance(devices, dict) else {},
         types=tuple(args.types or CITY_TYPES),
         public_url=args.public_url or url,

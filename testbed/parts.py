@@ -156,7 +156,7 @@ def rd_spec(
 
 def dashboard_spec(
     *, port: int, platform_url: str, gateway_url: str | None = None, host: str = "::1",
-    token_file: Path | None = None, reports: Path | None = None, devices: Path | None = None,
+    token_file: Path | None = None, reports: Sequence[Path] = (), devices: Path | None = None,
     option: str | None = None, verbose: int = 1,
 ) -> ProcessSpec:  # fmt: skip
     """``testbed dashboard`` (city_platform/dashboard), ready when its page's session answers."""
@@ -164,8 +164,8 @@ def dashboard_spec(
     args += ["--gateway", gateway_url or "off"]
     if token_file is not None:
         args += ["--token-file", str(token_file)]
-    if reports is not None:
-        args += ["--reports", str(reports)]
+    for directory in reports:
+        args += ["--reports", str(directory)]
     if devices is not None:
         args += ["--devices", str(devices)]
     return ProcessSpec(
@@ -238,7 +238,7 @@ class StackLayout:
     # Secure mode: TLS broker, platform tokens, /notify token (None: the open lab city).
     security: StackSecurity | None = None
     dashboard: bool = False  # `testbed up` serves the web dashboard too
-    reports: Path | None = None  # the dashboard's --reports (conformance report.json files)
+    reports: tuple[Path, ...] = ()  # the dashboard's --reports (conformance report files)
     inventory: Path | None = None  # the dashboard's --devices (protocol and format per device)
     profiles_dir: Path | None = None  # the gateway's extra device profiles (testbed up --profiles)
 

@@ -48,7 +48,7 @@ from testbed.city_security import (
     stack_security,
 )
 from testbed.dashboard_cmd import write_inventory
-from testbed.parts import StackLayout, StackPorts
+from testbed.parts import ROOT, StackLayout, StackPorts
 from testbed.processes import ManagedProcess, PortClaim, ProcessError, check_ports, port_arg
 from testbed.settings import Settings
 from testbed.summary import Summary, recent_window
@@ -57,6 +57,7 @@ from testbed.supervisor import Supervisor
 OBSERVER_PASSWORD = "observer"  # noqa: S105  # read-only lab account, printed at start
 
 PLAIN_PORT = 1883
+INTEROP = ROOT / "docs" / "interop"  # the interop matrix's reports, in a clone of the repository
 DESCRIPTION = """\
 Start a whole smart city on this machine: MQTT broker, NGSI-LD platform, CoAP resource
 directory, gateway and the devices of a scenario, all on IPv6 loopback [::1]. Prints where each
@@ -129,7 +130,8 @@ def register(sub: Any, epilog: str) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--reports", type=Path, default=Path("conformance-report"), metavar="DIR",
-        help="the conformance report.json files the dashboard shows (conformance-report)",
+        help="the conformance reports the dashboard shows, besides docs/interop's "
+        "(conformance-report)",
     )  # fmt: skip
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument(
@@ -159,7 +161,8 @@ def layout_of(args: argparse.Namespace, data: Path, gateway_password: str) -> St
         data=data, ports=ports, gateway_password=gateway_password,
         remote_contexts=args.remote_contexts,
         profiles_dir=args.profiles.resolve() if args.profiles else None,
-        dashboard=True, reports=args.reports.resolve(), inventory=data / "dashboard-devices.json",
+        dashboard=True, inventory=data / "dashboard-devices.json",
+        reports=(args.reports.resolve(), *([INTEROP] if INTEROP.is_dir() else [])),
     )  # fmt: skip
 
 

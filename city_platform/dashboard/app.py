@@ -70,7 +70,7 @@ class DashboardConfig:
     platform_url: str
     gateway_url: str | None = "http://[::1]:8081"
     token: str | None = None  # the dashboard's own (subscription); set = a secure city
-    reports: Path = Path("conformance-report")
+    reports: Sequence[Path] = (Path("conformance-report"),)  # where report JSON files are
     devices: dict[str, Any] = field(default_factory=dict)  # device id -> protocol, format, kind
     types: Sequence[str] = CITY_TYPES
     public_url: str = "http://[::1]:8090"  # how the platform reaches /notify
@@ -297,7 +297,8 @@ def create_app(config: DashboardConfig) -> Starlette:
         headers = guarded(request)
         if isinstance(headers, Response):
             return headers
-        return JSONResponse({"root": str(config.reports), "reports": rep.listing(config.reports)})
+        roots = [str(r) for r in config.reports]
+        return JSONResponse({"roots": roots, "reports": rep.listing(config.reports)})
 
     async def report_one(request: Request) -> Response:
         headers = guarded(request)

@@ -9,45 +9,62 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("city_platform.dashboard")
 
 MAX_REPORTS = 200
+_WARNED: set[Path] = set()
+MAX_BYTES = 20_000_000  # a report of every case with long details is a few MB
 
 
-def find(root: Path) -> list[Path]:
-    """Every report.json under ``root`` (itself included), newest first."""
-    if not root.is_dir():
-        return []
-    found = sorted(root.rglob("report.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return found[:MAX_REPORTS]
-
-
-def name_of(root: Path, path: Path) -> str:
-    """A report's name: its directory relative to ``root`` ("." for root's own)."""
-    return path.parent.relative_to(root).as_posix()
+def find(roots: Sequence[Path]) -> list[tuple[str, Path]]:
+    """(name, path) of every JSON report under ``roots``, newest first: each ``report.json``
+    (named by its directory) and other ``*.json`` files, such as docs/interop/<impl>.json
+    (named by their path without the suffix); each name begins with its root's name."""
+    found: list[tuple[float, str, Path]] = []
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for path in root.rglob("*.json"):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            if stat.st_size > MAX_BYTES:
+                continue
+            rel = path.relative_to(root)
+            inner = rel.parent if path.name == "report.json" else rel.with_suffix("")
+            name = "/".join(p for p in (root.name, inner.as_posix()) if p and p != ".")
+            found.append((stat.st_mtime, name, path))
+    found.sort(key=lambda f: f[0], reverse=True)
+    return [(name, path) for _, name, path in found[:MAX_REPORTS]]
 
 
 def load(path: Path) -> dict[str, Any] | None:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        log.warning("dashboard: unreadable report %s: %s", path, exc)
+        if path not in _WARNED:  # once per file, not at every listing
+            _WARNED.add(path)
+            log.warning("dashboard: unreadable report %s: %s", path, exc)
         return None
-    return doc if isinstance(doc, dict) and isinstance(doc.get("results"), list) else None
+    if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
+        return None  # some other JSON file: not a verdict report
+    return doc
 
 
-def listing(root: Path) -> list[dict[str, Any]]:
+def listing(roots: Sequence[Path]) -> list[dict[str, Any]]:
     """One summary row per readable report."""
     rows = []
-    for path in find(root):
+    for name, path in find(roots):
         doc = load(path)
         if doc is None:
             continue
         rows.append({
-            "name": name_of(root, path),
+            "name": name,
             "implementation": str(doc.get("implementation", "?")),
             "date": str(doc.get("date", "")),
             "summary": doc.get("summary", {}),
@@ -56,24 +73,24 @@ def listing(root: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def by_name(root: Path, name: str) -> dict[str, Any] | None:
-    """The report called ``name`` (from :func:`listing`), never a file outside ``root``."""
-    for path in find(root):
-        if name_of(root, path) == name:
+def by_name(roots: Sequence[Path], name: str) -> dict[str, Any] | None:
+    """The report called ``name`` (from :func:`listing`): never a file outside ``roots``."""
+    for found, path in find(roots):
+        if found == name:
             return load(path)
     return None
 
 
-def matrix(root: Path) -> dict[str, Any]:
+def matrix(roots: Sequence[Path]) -> dict[str, Any]:
     """Case id -> implementation -> verdict (the worst of a case's runs, as the report's)."""
     worst = ("error", "fail", "inconclusive", "n/a", "pass")
     columns: list[str] = []
     rows: dict[str, dict[str, str]] = {}
-    for path in find(root):
+    for name, path in find(roots):
         doc = load(path)
         if doc is None:
             continue
-        column = f"{doc.get('implementation', '?')} ({name_of(root, path)})"
+        column = f"{doc.get('implementation', '?')} ({name})"
         columns.append(column)
         for result in doc["results"]:
             case, verdict = str(result.get("id")), str(result.get("verdict"))

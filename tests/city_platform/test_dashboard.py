@@ -65,10 +65,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ):
         (reports / name).mkdir(parents=True)
         (reports / name / "report.json").write_text(json.dumps(_report(impl, verdicts)))
+    # docs/interop's form: <implementation>.json; and a JSON file that is no report
+    (reports / "vendor-y.json").write_text(json.dumps(_report("vendor Y", {"R197-A-01": "n/a"})))
+    (reports / "ours" / "pics.json").write_text('{"pics": []}')
     platform = PlatformProcess(auth_key=tmp / "key", allow_endpoints=[f"{url}/notify"])
     platform.start()
     spec = dashboard_spec(
-        port=port, platform_url=platform.base, token_file=tmp / "dash.jwt", reports=reports
+        port=port, platform_url=platform.base, token_file=tmp / "dash.jwt", reports=[reports]
     )
     dashboard = ManagedProcess(spec, log_path=tmp / "dashboard.log")
     dashboard.start()
@@ -220,19 +223,22 @@ def test_a_read_token_sees_the_platforms_403_when_it_switches_a_light(stack: Sta
 
 
 def test_reports_are_listed_rendered_and_merged_into_a_matrix(stack: Stack) -> None:
-    """Every report.json under --reports, each by name, and case x implementation verdicts."""
+    """Every report (report.json, <name>.json) under --reports, each by name, and case x
+    implementation verdicts; other JSON files and names outside the directory are not."""
     with httpx.Client() as client:
         _login(stack, client, "read")
         listing = client.get(f"{stack.url}/api/reports").json()["reports"]
-        assert sorted(r["name"] for r in listing) == ["ours", "theirs/run1"]
-        one = client.get(f"{stack.url}/api/report", params={"name": "theirs/run1"}).json()
+        names = sorted(r["name"] for r in listing)
+        assert names == ["reports/ours", "reports/theirs/run1", "reports/vendor-y"]
+        one = client.get(f"{stack.url}/api/report", params={"name": "reports/theirs/run1"}).json()
         assert one["implementation"] == "vendor X"
         missing = client.get(f"{stack.url}/api/report", params={"name": "../../etc"})
         assert missing.status_code == 404
         matrix = client.get(f"{stack.url}/api/matrix").json()
     assert matrix["cases"]["R197-A-01"] == {
-        "reference (ours)": "pass",
-        "vendor X (theirs/run1)": "fail",
+        "reference (reports/ours)": "pass",
+        "vendor X (reports/theirs/run1)": "fail",
+        "vendor Y (reports/vendor-y)": "n/a",
     }
 
 

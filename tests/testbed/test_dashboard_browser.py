@@ -225,6 +225,6 @@ def test_the_device_table_and_reports_are_browsable(page: Any) -> None:
     assert "senml-json" in page.inner_text(row)
     page.wait_for_selector("#health .box:has-text('Gateway') .online")
     page.click("nav button[data-tab=reports]")
-    page.wait_for_selector("#reports-list tr[data-report=reference]")
+    page.wait_for_selector("#reports-list tr[data-report='reports/reference']")
     page.wait_for_selector("#report-view td:has-text('R197-NGSI-01')")
     page.click("nav button[data-tab=map]")

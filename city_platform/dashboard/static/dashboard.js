@@ -315,9 +315,9 @@ async function loadReports() {
   const list = document.getElementById("reports-list");
   if (!r.ok) { list.replaceChildren(el("p", { class: "error" }, `reports: ${r.status}`)); return; }
   const rows = r.body.reports.map((rep) => el("tr", { "data-report": rep.name, onclick: () => showReport(rep.name) },
-    el("td", {}, rep.name === "." ? "(top level)" : rep.name), el("td", {}, rep.implementation), el("td", {}, rep.date), el("td", {}, rep.cases),
+    el("td", {}, rep.name), el("td", {}, rep.implementation), el("td", {}, rep.date), el("td", {}, rep.cases),
     el("td", {}, Object.entries(rep.summary).map(([v, n]) => `${v} ${n}`).join(", "))));
-  list.replaceChildren(el("h2", {}, `Conformance reports in ${r.body.root}`), rows.length
+  list.replaceChildren(el("h2", {}, `Conformance reports in ${r.body.roots.join(", ")}`), rows.length
     ? el("table", { class: "report" }, el("tr", {}, ...["report", "implementation", "date", "cases", "verdicts"].map((h) => el("th", {}, h))), ...rows)
     : el("p", { class: "hint" }, "no report.json yet: run `testbed conformance`"));
   const m = await api("/api/matrix");
