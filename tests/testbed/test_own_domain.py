@@ -46,7 +46,7 @@ def test_a_scenario_kind_with_a_profiles_dir_becomes_crowd_flow_observed(tmp_pat
         online = False  # `testbed up` counts every device as online
         while time.monotonic() < deadline and not (online and len(found) == 3):
             time.sleep(0.5)
-            online = any("devices online 3/3" in line for line in lines)
+            online = any("devices online 5/5" in line for line in lines)
             if proc.poll() is not None:
                 break
             if not token.exists():
