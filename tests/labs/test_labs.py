@@ -3,11 +3,12 @@
 One secure city (``testbed up``) serves the whole session, plus the open one (``testbed up
 --insecure``) for the pages that start it. The pages show the default ports; the test starts
 each city on free ports and rewrites the defaults in commands and expected output (8883, 1883,
-8000, 5783, 5684, 8081, 8090, the devices' 56830...), and runs everything with HOME set to a
-temporary directory, so ``~/.local/share/r197-testbed/city`` is the test's city. The lab's own
-``testbed up`` command is the one the test starts (with the ports and a copy of the workshop
-scenario whose CoAP devices listen on free ports added), and its printed lines are checked like
-any other output. The convention is in tests/labs/labpages.py and docs/labs/README.md.
+8000, 5783, 5684, 8081, 8090, 9000, the devices' 56830...), and runs everything with HOME set
+to a temporary directory, so ``~/.local/share/r197-testbed/city`` is the test's city. The
+lab's own ``testbed up`` command is the one the test starts (with the ports and a copy of the
+workshop scenario whose CoAP devices listen on free ports added), and its printed lines are
+checked like any other output. The convention is in tests/labs/labpages.py and
+docs/labs/README.md.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tests.labs.labpages import Command, commands, pages, unmatched
 LABS = ROOT / "docs" / "labs"
 PAGES = pages(LABS)
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+OWN_SCENARIO = re.compile(r" --scenario (\S+)")  # `testbed up --scenario FILE` on a page
 WAIT_FOR_CITY = 120.0  # seconds for a city's expected lines (20 devices online) to be printed
 
 
@@ -56,33 +58,41 @@ class Cities:
         self.env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + self.env["PATH"]
 
     def start(self, line: str, insecure: bool) -> City:
-        if insecure in self.running:
+        own = OWN_SCENARIO.search(line)  # lab 09: a page's own scenario gets a city of its own
+        if own is None and insecure in self.running:
             return self.running[insecure]
+        source = ROOT / "devices" / "scenarios" / "workshop.toml"
+        if own is not None:
+            self.stop(insecure)  # as the student does: Ctrl-C the usual city (same ports)
+            line = line.replace(own.group(0), "")
+            source = ROOT / own.group(1).replace("~", str(self.home), 1)
         coap = free_port("udp") - 20
         scenario = self.work / f"workshop-{int(insecure)}.toml"
-        text = (ROOT / "devices" / "scenarios" / "workshop.toml").read_text()
+        text = source.read_text()
         ports_line = f"seed = 197\n[endpoints]\ncoap_base_port = {coap}"  # devices on free ports
         scenario.write_text(text.replace("seed = 197", ports_line, 1))
         ports = {"platform": free_port(), "broker": free_port(), "rd": free_port("udp")}
         ports |= {"gwcoap": free_port("udp"), "gwhttp": free_port(), "coap": coap}
         ports["dashboard"] = free_port()
+        ports["receiver"] = free_port()  # lab 04's notification receiver (--allow-endpoint)
         extra = f" --scenario {scenario} --platform-port {ports['platform']}"
         extra += f" --broker-port {ports['broker']} --rd-port {ports['rd']}"
         extra += f" --gateway-coap-port {ports['gwcoap']} --gateway-http-port {ports['gwhttp']}"
         extra += f" --dashboard-port {ports['dashboard']}"
-        extra += f" --dashboard-port {free_port()}"
         proc = subprocess.Popen(
-            ["bash", "-c", "exec " + line + extra], cwd=ROOT, env=self.env, text=True,
-            errors="replace", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            ["bash", "-c", "exec " + substitute(line, ports, insecure) + extra], cwd=ROOT,
+            env=self.env, text=True, errors="replace", stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         city = City(proc, ports)
         threading.Thread(target=lambda: city.lines.extend(proc.stdout or ()), daemon=True).start()
         self.running[insecure] = city
         return city
 
-    def stop(self) -> None:
-        for city in self.running.values():
+    def stop(self, insecure: bool | None = None) -> None:
+        """Stop the cities (only the secure or the open one when ``insecure`` is given)."""
+        for mode in [m for m in self.running if insecure is None or m == insecure]:
+            city = self.running.pop(mode)
             if city.proc.poll() is None:
                 city.proc.send_signal(signal.SIGINT)  # Ctrl-C, as the labs say
                 try:
@@ -91,23 +101,25 @@ class Cities:
                     city.proc.kill()
 
 
-def substitute(text: str, city: City | None, insecure: bool) -> str:
+def substitute(text: str, city: City | dict[str, int] | None, insecure: bool) -> str:
     """The page's default ports replaced by the city's (none before the page's city starts)."""
     if city is None:
         return text
+    ports = city if isinstance(city, dict) else city.ports
     mapping = {
-        "1883" if insecure else "8883": city.ports["broker"],
-        "8000": city.ports["platform"],
-        "5783": city.ports["rd"],
-        "5684": city.ports["gwcoap"],
-        "8081": city.ports["gwhttp"],
-        "8090": city.ports["dashboard"],
+        "1883" if insecure else "8883": ports["broker"],
+        "8000": ports["platform"],
+        "5783": ports["rd"],
+        "5684": ports["gwcoap"],
+        "8081": ports["gwhttp"],
+        "8090": ports["dashboard"],
+        "9000": ports["receiver"],
     }
 
     def port(match: re.Match[str]) -> str:
         found = match.group(1)
         if found.startswith("5683"):
-            return str(city.ports["coap"] + int(found[4]))
+            return str(ports["coap"] + int(found[4]))
         return str(mapping[found])
 
     names = "|".join([*mapping, r"5683\d"])
@@ -159,6 +171,8 @@ def run_page(page: Path, cities: Cities) -> None:
             os.killpg(proc.pid, signal.SIGINT)
             out, _ = proc.communicate(timeout=30)
             check(page, step, out, 0, city, insecure)
+        if any(OWN_SCENARIO.search(s.line) for s in steps if s.line.startswith("testbed up")):
+            cities.stop(insecure)  # the next page starts the usual city again
 
 
 def wait_for(step: Command, city: City, insecure: bool) -> None:
