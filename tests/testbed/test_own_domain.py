@@ -80,3 +80,21 @@ def test_a_scenario_kind_with_a_profiles_dir_becomes_crowd_flow_observed(tmp_pat
         assert (people["unitCode"], speed["unitCode"], headway["unitCode"]) == ("C62", "KMH", "SEC")
         assert float(people["value"]).is_integer()
         assert 0 < speed["value"] <= 3 * 3.6  # m/s from the device, km/h on the platform
+
+
+def test_up_gives_its_profiles_dir_to_the_gateway(tmp_path: Path) -> None:
+    """`testbed up --profiles DIR` -> `testbed gateway --profiles DIR` -> GatewayConfig."""
+    from testbed.cli import build_parser  # noqa: PLC0415
+    from testbed.gateway_cmd import gateway_config  # noqa: PLC0415
+    from testbed.settings import load_settings  # noqa: PLC0415
+    from testbed.up import layout_of  # noqa: PLC0415
+
+    argv = ["up", "--data-dir", str(tmp_path), "--profiles", str(LAB / "profiles")]
+    gateway = layout_of(build_parser().parse_args(argv), tmp_path, "pw").gateway()
+    at = gateway.argv.index("--profiles")
+    assert gateway.argv[at + 1] == str(LAB / "profiles")
+    args = build_parser().parse_args(gateway.argv[gateway.argv.index("gateway") :])
+    config = gateway_config(args, load_settings(None))
+    assert config.profiles_dir == LAB / "profiles"
+    plain = layout_of(build_parser().parse_args(argv[:3]), tmp_path, "pw").gateway()
+    assert "--profiles" not in plain.argv
