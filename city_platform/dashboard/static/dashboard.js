@@ -324,7 +324,7 @@ async function loadReports() {
   if (m.ok) {
     const impls = m.body.implementations;
     document.getElementById("matrix").replaceChildren(el("table", {},
-      el("tr", {}, el("th", {}, "case"), ...impls.map((i) => el("th", {}, i))),
+      el("tr", {}, el("th", {}, "case"), ...impls.map((i) => el("th", { title: i }, i.split(" (")[0]))),
       ...Object.entries(m.body.cases).map(([c, cells]) => el("tr", {}, el("td", {}, c),
         ...impls.map((i) => el("td", { class: verdictClass(cells[i] ?? "") }, cells[i] ?? "-"))))));
   }
