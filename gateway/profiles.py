@@ -16,6 +16,7 @@ from pathlib import Path
 from gateway.errors import RejectedPayload
 
 _DEVICE_ID = re.compile(r"^[a-z][a-z0-9]*-[A-Za-z0-9_.-]{1,64}$")
+_KIND = re.compile(r"^[a-z][a-z0-9]*$")  # the <kind> of <kind>-<n>
 BASE_NAME = re.compile(r"^urn:dev:r197:([^:]+):$")
 _DEVICES_KEPT = 100_000
 
@@ -93,14 +94,34 @@ def _measurement(raw: dict[str, object]) -> Measurement:
     )
 
 
-def parse_profile(text: str) -> Profile:
-    doc = tomllib.loads(text)
-    measurements = doc.get("measurement", [])
-    return Profile(
-        kind=str(doc["kind"]),
-        entity_type=str(doc["entity_type"]),
-        measurements=tuple(_measurement(m) for m in measurements),
-    )
+class ProfileError(ValueError):
+    """A profile file that cannot be used (a student's, from a profiles directory): the message
+    names the file and what is wrong, so the gateway stops with it instead of a traceback."""
+
+
+def parse_profile(text: str, where: str = "profile") -> Profile:
+    try:
+        doc = tomllib.loads(text)
+        measurements = doc.get("measurement", [])
+        if not isinstance(measurements, list) or not all(isinstance(m, dict) for m in measurements):
+            raise ProfileError(f"{where}: measurement must be [[measurement]] tables")
+        profile = Profile(
+            kind=str(doc["kind"]),
+            entity_type=str(doc["entity_type"]),
+            measurements=tuple(_measurement(m) for m in measurements),
+        )
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{where}: not valid TOML: {exc}") from None
+    except KeyError as exc:
+        raise ProfileError(f"{where}: {exc.args[0]!r} is missing") from None
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ProfileError):
+            raise
+        raise ProfileError(f"{where}: {exc}") from None
+    if not _KIND.match(profile.kind):
+        # Device ids are <kind>-<n> (docs/wire-formats.md): no device could ever match.
+        raise ProfileError(f"{where}: kind {profile.kind!r} is not lower-case letters and digits")
+    return profile
 
 
 class Profiles:
@@ -114,8 +135,10 @@ class Profiles:
                 profile = parse_profile(entry.read_text(encoding="utf-8"))
                 self._by_kind[profile.kind] = profile
         if extra_dir is not None:
+            if not extra_dir.is_dir():
+                raise ProfileError(f"no profiles directory {extra_dir}")
             for path in sorted(extra_dir.glob("*.toml")):
-                profile = parse_profile(path.read_text(encoding="utf-8"))
+                profile = parse_profile(path.read_text(encoding="utf-8"), str(path))
                 self._by_kind[profile.kind] = profile
 
     def kinds(self) -> list[str]:

@@ -174,10 +174,15 @@ def gateway_config(args: argparse.Namespace, settings: Settings) -> GatewayConfi
 
 
 def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.profiles import ProfileError  # noqa: PLC0415
     from gateway.service import Gateway  # noqa: PLC0415  # heavy imports
 
     config = gateway_config(args, settings)
-    gateway = Gateway(config)
+    try:
+        gateway = Gateway(config)
+    except ProfileError as exc:  # a profiles directory of the user's (--profiles)
+        print(f"testbed gateway: {exc}", file=sys.stderr)
+        return 2
 
     async def start() -> None:
         await gateway.start()
