@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -162,6 +163,22 @@ class Profiles:
             self._of_device.clear()
         self._of_device[device_id] = profile
         return profile
+
+
+def unprofiled(kinds: Iterable[str], extra_dir: Path | None = None) -> str | None:
+    """Why devices of these kinds would all be refused (unknown-device), or None: a bad
+    profiles directory, or a kind without a profile (checked before a city starts)."""
+    try:
+        known = Profiles(extra_dir).kinds()
+    except ProfileError as exc:
+        return str(exc)
+    missing = sorted(set(kinds) - set(known))
+    if not missing:
+        return None
+    return (
+        f"no gateway profile for the device kind(s) {', '.join(missing)}: put <kind>.toml in "
+        "a directory and give it with --profiles DIR (docs/labs/09-new-domain.md)"
+    )
 
 
 def device_from_base_name(name: str) -> str | None:

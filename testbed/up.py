@@ -30,6 +30,7 @@ from typing import Any, TextIO
 import httpx
 import platformdirs
 
+from gateway.profiles import unprofiled
 from testbed.brokers import (
     OBSERVER_USER,
     TLS_PORT,
@@ -174,6 +175,9 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
         scenario = load_scenario(resolve_scenario(args.scenario))
     except (FileNotFoundError, ScenarioError) as exc:
         print(f"testbed up: {exc}", file=sys.stderr)
+        return 2
+    if problem := unprofiled({g.kind for g in scenario.groups}, args.profiles):
+        print(f"testbed up: {problem}", file=sys.stderr)  # else the gateway refuses them all
         return 2
     if not args.insecure and (args.broker == "amqtt" or find_mosquitto() is None):
         # The embedded amqtt broker has no TLS, no per-device passwords and no ACL.

@@ -31,7 +31,7 @@ def test_a_directory_adds_a_kind_beside_the_shipped_ones(tmp_path: Path) -> None
         (
             'kind = "crowd"\nentity_type = "X"\n[[measurement]]\nsenml = "n"\n',
             "'attribute' is missing",
-        ),  # noqa: E501
+        ),
         (GOOD + 'min = "low"\n', "could not convert string to float"),
         ('kind = "Crowd-1"\nentity_type = "X"\n', "not lower-case letters and digits"),
         ('kind = "crowd"\nentity_type = "X"\nmeasurement = 3\n', "[[measurement]] tables"),
@@ -59,3 +59,16 @@ def test_the_gateway_refuses_a_missing_directory_in_one_line(tmp_path: Path) -> 
     assert done.returncode == 2, done.stderr
     assert f"testbed gateway: no profiles directory {missing}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_unprofiled_names_the_kinds_without_a_profile(tmp_path: Path) -> None:
+    from gateway.profiles import unprofiled  # noqa: PLC0415
+
+    assert unprofiled({"soil", "indoor", "weather"}) is None
+    problem = unprofiled({"crowd", "soil", "flow"})
+    assert problem is not None
+    assert "kind(s) crowd, flow: " in problem
+    assert "--profiles DIR" in problem
+    (tmp_path / "crowd.toml").write_text(GOOD)
+    assert unprofiled({"crowd"}, tmp_path) is None
+    assert "no profiles directory" in str(unprofiled({"crowd"}, tmp_path / "x"))

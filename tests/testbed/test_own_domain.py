@@ -98,3 +98,15 @@ def test_up_gives_its_profiles_dir_to_the_gateway(tmp_path: Path) -> None:
     assert config.profiles_dir == LAB / "profiles"
     plain = layout_of(build_parser().parse_args(argv[:3]), tmp_path, "pw").gateway()
     assert "--profiles" not in plain.argv
+
+
+def test_up_without_the_profile_of_a_scenario_kind_stops_before_starting(tmp_path: Path) -> None:
+    """Else the gateway would refuse every crowd reading (unknown-device) in a running city."""
+    done = subprocess.run(
+        [sys.executable, "-m", "testbed", "up", "--scenario", str(LAB / "crowd-city.toml"),
+         "--data-dir", str(tmp_path / "data")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "testbed up: no gateway profile for the device kind(s) crowd: " in done.stderr
+    assert not (tmp_path / "data").exists()  # nothing started, nothing written
