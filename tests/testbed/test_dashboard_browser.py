@@ -202,6 +202,25 @@ def test_switching_the_streetlight_changes_the_devices_state(page: Any, city: Ci
     page.wait_for_selector(f"#actuation-status:has-text('device reports powerState {target}')")
 
 
+def test_dimming_the_streetlight_is_reported_by_the_device(page: Any, city: City) -> None:
+    """The slider PATCHes illuminanceLevel (0..1, unitCode C62); the device, told its
+    dimmingLevel in percent by the gateway, reports the new level back."""
+    before = city.entity(LIGHT)["illuminanceLevel"]["value"]
+    target = 30 if round(before * 100) != 30 else 70
+    _select(page, "Streetlight")
+    changed = datetime.now(UTC)
+    page.fill("#dim", str(target))  # a range input: sets the value, fires input and change
+    deadline = time.monotonic() + 20
+    while True:
+        level = city.entity(LIGHT)["illuminanceLevel"]
+        reported = level.get("observedAt")
+        fresh = reported is not None and datetime.fromisoformat(reported) > changed
+        if fresh and round(level["value"] * 100) == target:
+            break
+        assert time.monotonic() < deadline, f"the device did not report {target} %: {level}"
+        time.sleep(0.2)
+
+
 def test_a_read_token_switch_shows_the_platforms_403(browser: Any, city: City) -> None:
     """A read-only user sees everything but the switch answers the platform's 403 clearly."""
     reader = _logged_in(browser, city, "reader")
