@@ -103,6 +103,7 @@ class Dashboard:
         self.hub = Hub()
         self.client = httpx.AsyncClient(timeout=10)
         self.subscribed = asyncio.Event()
+        self.notify_refused = 0
         # One id per dashboard address, as the gateway's: a restart (even after SIGKILL)
         # updates its subscription instead of leaving one that notifies nobody.
         where = urlsplit(config.public_url)
@@ -326,7 +327,12 @@ def create_app(config: DashboardConfig) -> Starlette:
         """Only the platform, which holds the notify token (receiverInfo), may publish here."""
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {config.notify_token}".encode()):
-            log.warning("dashboard: /notify refused (no or wrong token) from %s", request.client)
+            dash.notify_refused += 1
+            if dash.notify_refused % 1000 == 1:  # the first and every 1000th: no log flood
+                log.warning(
+                    "dashboard: /notify refused (no or wrong token) from %s (%d so far)",
+                    request.client, dash.notify_refused,
+                )  # fmt: skip
             return _problem(401, "notify token required")
         try:
             body = json.loads(await request.body())

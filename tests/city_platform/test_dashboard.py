@@ -283,3 +283,25 @@ def test_an_open_city_dashboard_has_no_login() -> None:
     session, status = asyncio.run(run())
     assert session == {"secure": False, "loggedIn": True}
     assert status == 502
+
+
+def test_rejected_readings_by_device_and_reason_from_the_gateways_metrics() -> None:
+    """The device table's column reads what the gateway's /metrics renders (Prometheus text):
+    per device and reason, other series and the latency histogram ignored."""
+    from city_platform.dashboard.gateway_view import rejected_by_device, totals  # noqa: PLC0415
+    from gateway.metrics import Metrics  # noqa: PLC0415  # the real exposition, not a copy
+
+    metrics = Metrics()
+    metrics.inc("r197_gateway_rejected_total", reason="bad-payload", device="noise-0001")
+    metrics.inc("r197_gateway_rejected_total", 2, reason="out-of-range", device="noise-0001")
+    metrics.inc("r197_gateway_rejected_total", reason="unknown-device", device="other")
+    metrics.inc("r197_gateway_rejected_total", 3, reason="platform-refused")
+    metrics.inc("r197_gateway_received_total", 5, protocol="mqtt")
+    metrics.observe_latency(0.02)
+    text = metrics.render()
+    assert rejected_by_device(text) == {
+        "noise-0001": {"bad-payload": 1.0, "out-of-range": 2.0},
+        "other": {"unknown-device": 1.0},
+        "": {"platform-refused": 3.0},
+    }
+    assert totals(text)["received_total"] == {"mqtt": 5.0}
