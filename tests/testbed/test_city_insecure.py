@@ -45,7 +45,8 @@ def test_the_insecure_city_is_open_and_says_so(tmp_path: Path) -> None:
     cmd += ["--data-dir", str(data), "--platform-port", str(platform)]
     cmd += ["--broker-port", str(broker), "--rd-port", str(free_port("udp"))]
     cmd += ["--gateway-coap-port", str(free_port("udp")), "--gateway-http-port", str(free_port())]
-    cmd += ["--dashboard-port", str(free_port())]
+    dashboard = free_port()
+    cmd += ["--dashboard-port", str(dashboard)]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -71,6 +72,11 @@ def test_the_insecure_city_is_open_and_says_so(tmp_path: Path) -> None:
         )  # fmt: skip
         assert sub.returncode == 0, sub.stderr
         assert sub.stdout.startswith("city/weather/weather-0001/up/")
+        # The dashboard: no login, live values pushed from its subscription (docs/dashboard.md)
+        board = f"http://[::1]:{dashboard}"
+        assert httpx.get(f"{board}/api/session").json() == {"secure": False, "loggedIn": True}
+        with httpx.stream("GET", f"{board}/events", timeout=20) as events:  # a read times out
+            assert "event: entities" in events.iter_lines()  # stops at the first notification
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
