@@ -157,7 +157,7 @@ def rd_spec(
 def dashboard_spec(
     *, port: int, platform_url: str, gateway_url: str | None = None, host: str = "::1",
     token_file: Path | None = None, reports: Sequence[Path] = (), devices: Path | None = None,
-    option: str | None = None, verbose: int = 1,
+    option: str | None = None, verbose: int = 1, types: Sequence[str] = (),
 ) -> ProcessSpec:  # fmt: skip
     """``testbed dashboard`` (city_platform/dashboard), ready when its page's session answers."""
     args = ["dashboard", "--host", host, "--port", str(port), "--platform", platform_url]
@@ -168,6 +168,8 @@ def dashboard_spec(
         args += ["--reports", str(directory)]
     if devices is not None:
         args += ["--devices", str(devices)]
+    for entity_type in types:  # none: the dashboard's default, the shipped profiles' types
+        args += ["--type", entity_type]
     return ProcessSpec(
         name="dashboard",
         argv=cli_argv(*args, verbose=verbose),
@@ -292,7 +294,18 @@ class StackLayout:
             gateway_url=f"http://[::1]:{self.ports.gateway_http}",
             token_file=sec.dashboard_token_file if sec else None, reports=self.reports,
             devices=self.inventory, option="--dashboard-port", verbose=self.verbose,
+            types=self.profile_types(),
         )  # fmt: skip
+
+    def profile_types(self) -> tuple[str, ...]:
+        """With --profiles, every entity type the gateway makes (a lab 09 domain's too)."""
+        if self.profiles_dir is None:
+            return ()
+        from gateway.profiles import Profiles  # noqa: PLC0415
+
+        profiles = Profiles(self.profiles_dir)
+        found = (profiles.get(kind) for kind in profiles.kinds())
+        return tuple(dict.fromkeys(p.entity_type for p in found if p is not None))
 
     def resource_directory(self) -> ProcessSpec:
         # Secure: only provisioned devices register, each with its own OSCORE context.

@@ -110,3 +110,17 @@ def test_up_without_the_profile_of_a_scenario_kind_stops_before_starting(tmp_pat
     assert done.returncode == 2, done.stderr
     assert "testbed up: no gateway profile for the device kind(s) crowd: " in done.stderr
     assert not (tmp_path / "data").exists()  # nothing started, nothing written
+
+
+def test_the_dashboard_shows_the_types_of_the_extra_profiles(tmp_path: Path) -> None:
+    """The web dashboard subscribes to the types it is given: a lab 09 domain's type too."""
+    from testbed.cli import build_parser  # noqa: PLC0415
+    from testbed.up import layout_of  # noqa: PLC0415
+
+    argv = ["up", "--data-dir", str(tmp_path), "--profiles", str(LAB / "profiles")]
+    dashboard = layout_of(build_parser().parse_args(argv), tmp_path, "pw").dashboard_part().argv
+    types = [dashboard[i + 1] for i, arg in enumerate(dashboard) if arg == "--type"]
+    assert "CrowdFlowObserved" in types
+    assert {"AgriParcelRecord", "IndoorEnvironmentObserved", "WeatherObserved"} <= set(types)
+    plain = layout_of(build_parser().parse_args(argv[:3]), tmp_path, "pw").dashboard_part().argv
+    assert "--type" not in plain
