@@ -16,6 +16,7 @@ CHROMIUM_ARGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--no-first-run",
+    "--disable-dev-shm-usage",  # a container's small /dev/shm crashes tabs otherwise
 )  # fmt: skip
 
 
