@@ -1,3 +1,4 @@
+# ruff: noqa: E501  # the bad-scenario snippets read best one per line
 """Agriculture (soil), public health (indoor) and scenario-defined kinds, devices to entities.
 
 Smart Data Models: AgriParcelRecord (dataModel.Agrifood) and IndoorEnvironmentObserved
@@ -87,12 +88,12 @@ def test_new_domains_become_their_smart_data_model(
         Scenario.model_validate({"groups": [{"kind": kind, "count": 1, "format": fmt}]}).devices()[
             0
         ]
-    )  # noqa: E501
+    )
     dev.read(MIDNIGHT + 12 * 3600)
     payload, _ = dev.encode()
     entity = normalize(
         Inbound("mqtt", payload, fmt, MIDNIGHT + 12 * 3600 + 1, dev.device_id), Profiles()
-    ).entities[0]  # type: ignore[arg-type]  # noqa: E501
+    ).entities[0]  # type: ignore[arg-type]
     assert entity["type"] == entity_type
     assert {a: entity[a]["unitCode"] for a in units} == units
     if kind == "indoor":
@@ -200,17 +201,17 @@ def test_vendor_json_of_a_scenario_kind_uses_its_senml_names() -> None:
             '[[kinds]]\nname = "noise"\n[[kinds.measurement]]\nname = "x"\nunit = "/"\nbase = 1\nlow = 0\nhigh = 2\n',
             "noise",
             "built in",
-        ),  # noqa: E501
+        ),
         (
             '[[kinds]]\nname = "crowd"\n[[kinds.measurement]]\nname = "x"\nunit = "/"\nbase = 1\nlow = 3\nhigh = 2\n',
             "crowd",
             "low 3.0 is above high 2.0",
-        ),  # noqa: E501
+        ),
         (
             '[[kinds]]\nname = "Crowd-1"\n[[kinds.measurement]]\nname = "x"\nunit = "/"\nbase = 1\nlow = 0\nhigh = 2\n',
             "crowd",
             "kinds.0.name",
-        ),  # noqa: E501
+        ),
         ('[[kinds]]\nname = "crowd"\n', "crowd", "kinds.0.measurement"),
     ],
 )
