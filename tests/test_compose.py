@@ -26,10 +26,12 @@ def compose() -> dict[str, Any]:
 def test_compose_file_describes_the_whole_city_on_ipv6(compose: dict[str, Any]) -> None:
     """init, broker, platform, RD, gateway and devices; one built image; an IPv6 network."""
     services = compose["services"]
-    assert set(services) == {"init", "mosquitto", "platform", "rd", "gateway", "devices"}
+    assert set(services) == {
+        "init", "mosquitto", "platform", "rd", "gateway", "devices", "dashboard",
+    }  # fmt: skip
     assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:")
     built = {name for name, s in services.items() if s.get("build") == "."}
-    assert built == {"init", "platform", "rd", "gateway", "devices"}
+    assert built == {"init", "platform", "rd", "gateway", "devices", "dashboard"}
     assert {s["image"] for name, s in services.items() if name in built} == {"r197-testbed:latest"}
     assert compose["networks"]["city"]["enable_ipv6"] is True
     for name in built:
@@ -43,12 +45,12 @@ def test_compose_file_describes_the_whole_city_on_ipv6(compose: dict[str, Any]) 
 
 
 def test_only_the_api_and_mqtt_over_tls_are_published(compose: dict[str, Any]) -> None:
-    """The host sees the platform's 8000 and MQTT over TLS on 8883: no plain MQTT, no gateway
-    metrics or /notify, no resource directory."""
+    """The host sees the platform's 8000, MQTT over TLS on 8883 and the dashboard's 8090: no
+    plain MQTT, no gateway metrics or /notify, no resource directory."""
     published = {name: service.get("ports", []) for name, service in compose["services"].items()}
     assert published == {
         "init": [], "mosquitto": ["8883:8883"], "platform": ["8000:8000"], "rd": [],
-        "gateway": [], "devices": [],
+        "gateway": [], "devices": [], "dashboard": ["8090:8090"],
     }  # fmt: skip
 
 
@@ -80,7 +82,11 @@ def test_everything_waits_for_the_init_service_and_the_broker_is_tls_only(
     assert "--oscore" in services["rd"]["command"]
     platform = services["platform"]["command"]
     assert platform[platform.index("--auth-key") + 1].startswith(SECRETS)
-    assert platform[platform.index("--allow-endpoint") + 1] == "http://gateway:8081/notify"
+    allowed = [platform[i + 1] for i, arg in enumerate(platform) if arg == "--allow-endpoint"]
+    assert allowed == ["http://gateway:8081/notify", "http://dashboard:8090/notify"]
+    dashboard = services["dashboard"]["command"]
+    assert dashboard[dashboard.index("--public-url") + 1] + "/notify" == allowed[1]
+    assert dashboard[dashboard.index("--token-file") + 1].startswith(SECRETS)
     assert "secrets:/secrets:ro" in services["platform"]["volumes"]
     gateway = services["gateway"]["command"]
     assert "--platform-token-file" in gateway
