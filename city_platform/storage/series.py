@@ -19,6 +19,9 @@ import logging
 import sqlite3
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
 
 from city_platform.storage.base import HistoryRow
 
@@ -63,6 +66,7 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     PRIMARY KEY (tenant, id)
 );
 """
+_KEYS_PER_QUERY = 400  # (series, observed_at) pairs: 800 parameters a query
 KEPT = 500_000  # series ids remembered (about 200 bytes each); beyond it the cache starts over
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -185,6 +189,28 @@ class SeriesIds:
 
     def clear(self) -> None:
         self._ids.clear()
+
+
+def stored_at(
+    db: sqlite3.Connection, keys: Iterable[tuple[int, int | None] | None]
+) -> dict[tuple[int, int], list[dict[str, Any]]]:
+    """The stored instances' documents at each (series, observed_at micros) key that has any.
+    A join with the keys as a VALUES table: SQLite searches history_by_time once per key
+    (0.4 us each), where ``(series, observed_at) IN (VALUES ...)`` scanned the whole table."""
+    wanted = list({k for k in keys if k is not None and k[1] is not None})
+    found: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for start in range(0, len(wanted), _KEYS_PER_QUERY):
+        chunk = wanted[start : start + _KEYS_PER_QUERY]
+        rows = db.execute(
+            "SELECT h.series, h.observed_at, h.doc FROM (VALUES "
+            + ",".join(["(?,?)"] * len(chunk))
+            + ") AS k CROSS JOIN history AS h "
+            "ON h.series = k.column1 AND h.observed_at = k.column2",
+            [x for key in chunk for x in key],
+        )
+        for sid, at, doc in rows:
+            found.setdefault((sid, at), []).append(orjson.loads(doc))
+    return found
 
 
 def of_entity(

@@ -23,6 +23,7 @@ from city_platform.storage import series
 from city_platform.storage.base import Entity, EntityFilter, HistoryQuery, HistoryRow, Storage
 from city_platform.storage.checkpointer import WalCheckpointer
 from city_platform.storage.doccache import DocumentCache
+from city_platform.storage.repeats import drop_repeats
 
 log = logging.getLogger(__name__)
 
@@ -138,17 +139,23 @@ class SqliteStorage(Storage):
             return {}
         ids, fresh = self._series.ids(self.db, tenant, history)
         micros = series.micros_or_none
+        keys = [
+            None if h.observed_at is None else (sid, micros(h.observed_at))
+            for sid, h in zip(ids, history, strict=True)
+        ]
+        # A redelivered reading is not a second instance (city_platform/storage/repeats.py).
+        keep = drop_repeats(keys, history, series.stored_at(self.db, keys))
         self.db.executemany(
             "INSERT INTO history VALUES (?,?,?,?,?)",
             [
                 (
-                    sid,
-                    micros(h.observed_at),
-                    h.modified_at,
-                    h.instance_id,
-                    orjson.dumps(h.instance),
+                    ids[i],
+                    micros(history[i].observed_at),
+                    history[i].modified_at,
+                    history[i].instance_id,
+                    orjson.dumps(history[i].instance),
                 )
-                for sid, h in zip(ids, history, strict=True)
+                for i in keep
             ],
         )
         return fresh
