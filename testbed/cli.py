@@ -15,7 +15,16 @@ from pydantic import ValidationError
 
 from conformance import cli as conformance_cli
 from conformance import matrix
-from testbed import dashboard_cmd, devices_cmd, gateway_cmd, rd_cmd, secrets_cmd, token_cmd, up
+from testbed import (
+    dashboard_cmd,
+    devices_cmd,
+    gateway_cmd,
+    influx_cmd,
+    rd_cmd,
+    secrets_cmd,
+    token_cmd,
+    up,
+)
 from testbed.processes import port_arg
 from testbed.settings import Settings, load_settings
 
@@ -96,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow notification endpoints, csource registration endpoints and remote @context "
         "URLs under this prefix only (repeatable; against SSRF; default: any URL)",
     )
+    influx_cmd.add_platform_flags(plat)
     plat.set_defaults(func=run_platform)
     gateway_cmd.register(sub, EPILOG)
     devices_cmd.register(sub, EPILOG)
@@ -179,8 +189,13 @@ def run_platform(args: argparse.Namespace, settings: Settings) -> int:
         print(f"platform: --auth-key: {exc}", file=sys.stderr, flush=True)
         return 2
     try:
+        storage = influx_cmd.wrap(SqliteStorage(db), args, cfg, db)
+    except influx_cmd.InfluxFlagError as exc:  # an unreadable token file: say so, exit 2
+        print(f"platform: {exc}", file=sys.stderr, flush=True)
+        return 2
+    try:
         app = create_app(
-            SqliteStorage(db),
+            storage,
             allow_remote_contexts=cfg.allow_remote_contexts and not args.no_remote_contexts,
             context_dir=Path(context_dir) if context_dir else None,
             auth_key=key,

@@ -46,8 +46,11 @@ def platform_spec(
     option: str | None = None,
     auth_key: Path | None = None,
     allow_endpoints: Sequence[str] = (),
+    influx: Sequence[str] = (),
 ) -> ProcessSpec:
-    """``testbed platform``, ready when /health answers (open also with ``auth_key``)."""
+    """``testbed platform``, ready when /health answers (open also with ``auth_key``).
+
+    ``influx``: the InfluxDB flags as they are (``--influx URL --influx-bucket B ...``)."""
     args = ["platform", "--host", host, "--port", str(port), "--db", str(db)]
     if not remote_contexts:
         args.append("--no-remote-contexts")
@@ -57,6 +60,7 @@ def platform_spec(
         args += ["--auth-key", str(auth_key)]
     for prefix in allow_endpoints:
         args += ["--allow-endpoint", prefix]
+    args += influx
     return ProcessSpec(
         name=name,
         argv=cli_argv(*args, verbose=verbose),

@@ -26,6 +26,12 @@ class PlatformSettings(BaseModel):
     context_dir: str | None = None  # *.jsonld @context files resolved locally (--context-dir)
     auth_key_file: str | None = None  # HS256 key of the API's bearer tokens (--auth-key)
     allow_endpoints: list[str] = Field(default_factory=list)  # SSRF allow-list (--allow-endpoint)
+    # InfluxDB v2 sink of the Property history (--influx URL ...; docs/platform.md)
+    influx: str | None = None  # the server's URL; None: no sink
+    influx_org: str = "r197"
+    influx_bucket: str = "city"
+    influx_token_file: str | None = None  # a file, not the token: a flag shows in `ps`
+    influx_outbox: str | None = None  # default: beside the database (influx/outbox.py)
 
 
 def default_queue_path() -> Path:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from testbed.parts import ROOT, platform_spec
+from testbed.pgcluster import PgCluster
 from testbed.processes import ManagedProcess, ProcessFailed, free_port
 
 __all__ = ["ROOT", "PlatformProcess", "free_port"]
@@ -26,6 +27,7 @@ class PlatformProcess:
         verbose: int = 1,
         auth_key: Path | None = None,
         allow_endpoints: Sequence[str] = (),
+        influx: Sequence[str] = (),
     ) -> None:
         self.port = port or free_port()
         self.db = db
@@ -39,6 +41,7 @@ class PlatformProcess:
             remote_contexts=True,
             auth_key=auth_key,
             allow_endpoints=allow_endpoints,
+            influx=influx,
         )
         self.process = ManagedProcess(spec)
         self._printed = 0  # bytes of the log already returned by an earlier stop()
@@ -78,3 +81,18 @@ def client(platform: PlatformProcess, tenant: str) -> Iterator[httpx.Client]:
     """An HTTP client bound to the platform API and to this test's own tenant."""
     with httpx.Client(base_url=platform.api, headers={"NGSILD-Tenant": tenant}, timeout=10) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """One PostgreSQL 15 + PostGIS cluster for the session (testbed/pgcluster.py: as root it
+    runs as ``nobody``, initdb refuses root); tests take a fresh database each
+    (:func:`pg_database`).  No postgresql-15 installed: the test fails saying so."""
+    with PgCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_database(pg_cluster: PgCluster) -> str:
+    """The URL of a new empty database on the session's cluster."""
+    return pg_cluster.create_database(f"t_{uuid.uuid4().hex[:12]}")

@@ -27,5 +27,13 @@ async def get_context(request: Request, name: str) -> Response:
 
 @router.get("/health", summary="Liveness and storage readiness")
 async def get_health(request: Request) -> dict[str, object]:
-    broker = request.app.state.broker
-    return {"status": "ok", "storage": type(broker.storage).__name__}
+    from city_platform.influx.storage import InfluxSinkStorage  # noqa: PLC0415
+
+    storage = request.app.state.broker.storage
+    if isinstance(storage, InfluxSinkStorage):  # the sink's outbox depth, for monitoring
+        return {
+            "status": "ok",
+            "storage": type(storage.inner).__name__,
+            "influx": storage.sink.status(),
+        }
+    return {"status": "ok", "storage": type(storage).__name__}

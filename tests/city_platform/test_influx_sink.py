@@ -1,0 +1,161 @@
+"""The InfluxDB sink end to end: a real platform process writing to a real VictoriaMetrics
+(Debian's victoria-metrics, which takes influxdb-client's /api/v2/write) on [::1].
+
+Nothing here measures speed (benchmarks/influx.py does): "ingest is not blocked" is checked
+as the API answering every write normally while the server is away."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from testbed.victoria import Victoria
+from tests.conftest import PlatformProcess, free_port
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def readings(first: int, count: int, *, tenant_prefix: str = "w") -> list[dict[str, object]]:
+    """``count`` readings of two weather stations, one second apart from reading ``first``."""
+    out: list[dict[str, object]] = []
+    for i in range(first, first + count):
+        at = (T0 + timedelta(seconds=i)).isoformat().replace("+00:00", "Z")
+        out.append({
+            "id": f"urn:ngsi-ld:WeatherObserved:{tenant_prefix}{i % 2}",
+            "type": "WeatherObserved",
+            "temperature": {"type": "Property", "value": 10 + i / 10, "unitCode": "CEL",
+                            "observedAt": at},
+            "refDevice": {"type": "Relationship", "object": "urn:ngsi-ld:Device:d1"},
+        })  # fmt: skip
+    return out
+
+
+def send(platform: PlatformProcess, entities: list[dict[str, object]], tenant: str = "") -> None:
+    """One batch upsert per reading: each is one stored instance (the API must answer 2xx)."""
+    headers = {"NGSILD-Tenant": tenant} if tenant else {}
+    with httpx.Client(base_url=platform.api, headers=headers, timeout=10) as client:
+        for entity in entities:
+            answer = client.post("/entityOperations/upsert", json=[entity])
+            assert answer.status_code in (201, 204), answer.text
+
+
+def influx_health(platform: PlatformProcess) -> dict[str, object]:
+    health = httpx.get(platform.base + "/health", timeout=5).json()
+    influx: dict[str, object] = health["influx"]
+    return influx
+
+
+def wait_drained(platform: PlatformProcess, within: float = 40) -> dict[str, object]:
+    """/health's influx block once the outbox is empty (a bound, not a timed assertion)."""
+    deadline = time.monotonic() + within
+    while True:
+        status = influx_health(platform)
+        if status["outbox"] == 0:
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"outbox not drained: {status}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def victoria(tmp_path: Path) -> Iterator[Victoria]:
+    vm = Victoria(free_port(), tmp_path / "vm")
+    yield vm
+    vm.process.close()
+
+
+def sink_platform(tmp_path: Path, vm_port: int, *, port: int | None = None) -> PlatformProcess:
+    token = tmp_path / "influx.token"
+    token.write_text("unused-by-victoria\n")
+    return PlatformProcess(
+        db=str(tmp_path / "platform.db"),
+        port=port,
+        influx=["--influx", f"http://[::1]:{vm_port}", "--influx-org", "r197",
+                "--influx-bucket", "city", "--influx-token-file", str(token)],
+    )  # fmt: skip
+
+
+def test_readings_arrive_with_their_tags_values_and_times(
+    tmp_path: Path, victoria: Victoria
+) -> None:
+    victoria.process.start()
+    platform = sink_platform(tmp_path, victoria.port)
+    platform.start()
+    try:
+        send(platform, readings(0, 6))
+        send(platform, readings(100, 2, tenant_prefix="t"), tenant="north")
+        status = wait_drained(platform)
+    finally:
+        platform.stop()
+        platform.process.close()
+    assert status["sent"] == 8
+    assert status["bucket"] == "city"
+    series = {
+        (s["metric"]["entity_id"], s["metric"].get("tenant")): s
+        for s in victoria.export('{__name__="WeatherObserved_temperature"}')
+    }
+    assert set(series) == {
+        ("urn:ngsi-ld:WeatherObserved:w0", None),
+        ("urn:ngsi-ld:WeatherObserved:w1", None),
+        ("urn:ngsi-ld:WeatherObserved:t0", "north"),
+        ("urn:ngsi-ld:WeatherObserved:t1", "north"),
+    }
+    w0 = series[("urn:ngsi-ld:WeatherObserved:w0", None)]
+    assert w0["metric"]["unit"] == "CEL"
+    assert w0["values"] == [10.0, 10.2, 10.4]  # readings 0, 2, 4
+    t0_ms = int(T0.timestamp() * 1000)
+    assert w0["timestamps"] == [t0_ms, t0_ms + 2000, t0_ms + 4000]  # observedAt
+    # Relationships are no time series: only the temperature field was written.
+    assert {s["metric"]["__name__"] for s in victoria.export()} == {"WeatherObserved_temperature"}
+    # The PromQL a Grafana panel would use.
+    found = victoria.query('last_over_time(WeatherObserved_temperature{tenant="north"}[10y])')
+    assert sorted(float(r["value"][1]) for r in found) == [20.0, 20.1]
+
+
+@pytest.mark.slow
+def test_an_outage_loses_nothing_across_a_platform_restart(
+    tmp_path: Path, victoria: Victoria
+) -> None:
+    """VictoriaMetrics down while readings arrive -> the outbox holds them, also through a
+    platform restart -> VictoriaMetrics up -> every reading arrives, once."""
+    port = free_port()
+    platform = sink_platform(tmp_path, victoria.port, port=port)
+    platform.start()
+    try:
+        send(platform, readings(0, 30))  # the API answers normally with the server away
+        status = influx_health(platform)
+        assert status["outbox"] == 30
+        assert status["sent"] == 0
+        time_to_fail = time.monotonic() + 20
+        while influx_health(platform)["failures"] == 0 and time.monotonic() < time_to_fail:
+            time.sleep(0.1)
+        assert influx_health(platform)["lastError"]  # it tried and says why it failed
+    finally:
+        log = platform.stop()
+    assert log.count("unreachable") == 1  # logged once, not per retry
+    restarted = sink_platform(tmp_path, victoria.port, port=port)
+    restarted.start()
+    try:
+        assert influx_health(restarted)["outbox"] == 30  # durable: the outbox file kept them
+        send(restarted, readings(30, 10))
+        assert influx_health(restarted)["outbox"] == 40
+        victoria.process.start()
+        status = wait_drained(restarted)
+        send(restarted, readings(40, 5))  # and after the outage, as usual
+        status = wait_drained(restarted)
+    finally:
+        log = restarted.stop()
+        restarted.process.close()
+        platform.process.close()
+    assert status["sent"] == 45
+    assert "is back" in log
+    assert victoria.samples('{__name__="WeatherObserved_temperature"}') == 45
+    values = sorted(
+        v for s in victoria.export('{__name__="WeatherObserved_temperature"}') for v in s["values"]
+    )
+    assert values == [pytest.approx(10 + i / 10) for i in range(45)]
