@@ -32,6 +32,7 @@ from tests.labs.labpages import Command, commands, pages, unmatched
 LABS = ROOT / "docs" / "labs"
 PAGES = pages(LABS)
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+CODE_FILE = re.compile(r"docs/labs/code/[\w./-]+\.yaml")  # IUT files: given with ports rewritten
 OWN_SCENARIO = re.compile(r" --scenario (\S+)")  # `testbed up --scenario FILE` on a page
 WAIT_FOR_CITY = 120.0  # seconds for a city's expected lines (20 devices online) to be printed
 
@@ -75,6 +76,7 @@ class Cities:
         ports |= {"gwcoap": free_port("udp"), "gwhttp": free_port(), "coap": coap}
         ports["dashboard"] = free_port()
         ports["receiver"] = free_port()  # lab 04's notification receiver (--allow-endpoint)
+        ports["broken"], ports["fixed"] = free_port("udp"), free_port("udp")  # lab 06's devices
         extra = f" --scenario {scenario} --platform-port {ports['platform']}"
         extra += f" --broker-port {ports['broker']} --rd-port {ports['rd']}"
         extra += f" --gateway-coap-port {ports['gwcoap']} --gateway-http-port {ports['gwhttp']}"
@@ -114,6 +116,8 @@ def substitute(text: str, city: City | dict[str, int] | None, insecure: bool) ->
         "8081": ports["gwhttp"],
         "8090": ports["dashboard"],
         "9000": ports["receiver"],
+        "5699": ports["broken"],
+        "5698": ports["fixed"],
     }
 
     def port(match: re.Match[str]) -> str:
@@ -150,6 +154,7 @@ def run_page(page: Path, cities: Cities) -> None:
                 continue
             # Before the page's city starts (secrets init) there is no port to rewrite.
             line = substitute(step.line, city, insecure)
+            line = CODE_FILE.sub(lambda m, c=city: rewritten(m.group(0), cities, c, insecure), line)
             script = "".join(a + "\n" for a in assignments) + line
             if ASSIGNMENT.match(step.line):
                 assignments.append(line)
@@ -173,6 +178,13 @@ def run_page(page: Path, cities: Cities) -> None:
             check(page, step, out, 0, city, insecure)
         if any(OWN_SCENARIO.search(s.line) for s in steps if s.line.startswith("testbed up")):
             cities.stop(insecure)  # the next page starts the usual city again
+
+
+def rewritten(name: str, cities: Cities, city: City | None, insecure: bool) -> str:
+    """A copy of a lab's data file (an IUT YAML) with the city's ports in it."""
+    copy = cities.work / f"{'open' if insecure else 'secure'}-{Path(name).name}"
+    copy.write_text(substitute((ROOT / name).read_text(), city, insecure))
+    return str(copy)
 
 
 def wait_for(step: Command, city: City, insecure: bool) -> None:
