@@ -80,6 +80,8 @@ class EntitySearch:
             types=selection.any_of if selection is not None else None,
             id_pattern=id_pattern,
             attrs=frozenset(ctx.expand(check_name(a, "attrs")) for a in attrs) if attrs else None,
+            geo=geo,  # a hint for the backend (PostGIS); matches() below still decides
+            geo_attr=ctx.expand(geo.geoproperty) if geo is not None else "",
         )
         return cls(
             where=where,

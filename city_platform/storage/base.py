@@ -10,7 +10,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+if TYPE_CHECKING:
+    from city_platform.query.geo import GeoQuery
 
 Entity = dict[str, Any]
 
@@ -40,6 +43,10 @@ class EntityFilter:
     id_pattern: str | None = None
     # Keep entities that have at least one of these attributes (5.7.2 ``attrs``).
     attrs: frozenset[str] | None = None
+    # The geo-query (4.10) on the expanded ``geo_attr``: a hint, the caller still applies it;
+    # a backend may use it to skip entities that cannot match (PostGIS).
+    geo: GeoQuery | None = None
+    geo_attr: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,3 +174,14 @@ class Storage(ABC):
 
     @abstractmethod
     async def delete_csource_doc(self, kind: str, tenant: str, doc_id: str) -> bool: ...
+
+    # Several platform processes on one database (the PostgreSQL backend).  A backend that one
+    # process uses alone keeps these defaults: nothing to hear about, and every task is its own.
+    def on_subscription_change(self, callback: Callable[[str, str], None]) -> None:  # noqa: B027
+        """Call ``callback(tenant, sub_id)`` after any process stored or deleted that
+        subscription (this one's own writes included), so each process knows every one."""
+
+    async def lead(self, name: str) -> bool:
+        """True when this process is the one that does the once-per-city work ``name`` (a
+        periodic subscription's notifications); the others skip it."""
+        return True
