@@ -19,6 +19,7 @@ commas, equals signs and spaces, string fields quotes and backslashes
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 
@@ -36,6 +37,23 @@ def short_name(iri: str) -> str:
     -> ``temperature``); a term that is no IRI stays as it is."""
     cut = max(iri.rfind("/"), iri.rfind("#"))
     return iri[cut + 1 :] or iri if cut >= 0 else iri
+
+
+# Cached: a city has a few types, attributes and units, and each device writes again and again;
+# uncached, escaping them was two thirds of a line's cost.
+@functools.lru_cache(maxsize=1024)
+def _measurement(type_iri: str) -> str:
+    return short_name(type_iri).translate(_MEASUREMENT)
+
+
+@functools.lru_cache(maxsize=1024)
+def _field_key(attr: str) -> str:
+    return short_name(attr).translate(_TAG)
+
+
+@functools.lru_cache(maxsize=65536)
+def _tag(value: str) -> str:
+    return value.translate(_TAG)
 
 
 def _field_value(value: object) -> str | None:
@@ -61,19 +79,15 @@ def line(tenant: str, entity_type: str, row: HistoryRow) -> str | None:
     if value is None:
         return None
     # Tags in key order, as InfluxDB wants them (and influxdb-client's Point writes them).
-    tags = ",dataset_id=" + row.dataset_id.translate(_TAG) if row.dataset_id else ""
-    tags += ",entity_id=" + row.entity_id.translate(_TAG)
+    tags = ",dataset_id=" + _tag(row.dataset_id) if row.dataset_id else ""
+    tags += ",entity_id=" + _tag(row.entity_id)
     if tenant:
-        tags += ",tenant=" + tenant.translate(_TAG)
+        tags += ",tenant=" + _tag(tenant)
     unit = inst.get("unitCode")
     if isinstance(unit, str) and unit:
-        tags += ",unit=" + unit.translate(_TAG)
-    field = short_name(row.attr).translate(_TAG)
+        tags += ",unit=" + _tag(unit)
     when = row.observed_at or row.modified_at
-    return (
-        f"{short_name(entity_type).translate(_MEASUREMENT)}{tags} {field}={value} "
-        f"{micros(when) * 1000}"
-    )
+    return f"{_measurement(entity_type)}{tags} {_field_key(row.attr)}={value} {micros(when) * 1000}"
 
 
 def lines(tenant: str, types: dict[str, str], rows: Iterable[HistoryRow]) -> list[str]:

@@ -13,7 +13,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY, line TEXT NOT NULL)"
+# One row per storage write: its points joined by newlines, and how many there are.  A row per
+# point cost the batch upsert a fifth of its throughput in SQLite inserts; a row per write is
+# one insert per batch.
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS outbox "
+    "(id INTEGER PRIMARY KEY, points INTEGER NOT NULL, lines TEXT NOT NULL)"
+)
 
 
 def outbox_path(db: str) -> str:
@@ -39,7 +45,7 @@ class Outbox:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute(_SCHEMA)
-        (self._depth,) = self._db.execute("SELECT count(*) FROM outbox").fetchone()
+        (self._depth,) = self._db.execute("SELECT coalesce(sum(points), 0) FROM outbox").fetchone()
 
     @property
     def depth(self) -> int:
@@ -49,27 +55,30 @@ class Outbox:
     def add(self, lines: list[str]) -> None:
         if not lines:
             return
-        db = self._db
-        db.execute("BEGIN")
-        try:
-            db.executemany("INSERT INTO outbox (line) VALUES (?)", [(x,) for x in lines])
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        self._db.execute(  # one statement: its own transaction, committed when it returns
+            "INSERT INTO outbox (points, lines) VALUES (?, ?)", (len(lines), "\n".join(lines))
+        )
         self._depth += len(lines)
 
     def take(self, limit: int) -> tuple[int, list[str]]:
-        """The oldest ``limit`` points and the id of the last one (0 when there are none)."""
-        rows = self._db.execute(
-            "SELECT id, line FROM outbox ORDER BY id LIMIT ?", (limit,)
-        ).fetchall()
-        return (rows[-1][0] if rows else 0), [r[1] for r in rows]
+        """The oldest points, about ``limit`` of them (whole writes; at least one write), and
+        the id to pass to :meth:`done` (0 when there are none)."""
+        last = 0
+        out: list[str] = []
+        for row_id, text in self._db.execute("SELECT id, lines FROM outbox ORDER BY id"):
+            if out and len(out) >= limit:
+                break
+            out += text.split("\n")
+            last = row_id
+        return last, out
 
     def done(self, last_id: int) -> None:
         """Forget every point up to ``last_id`` (they were acknowledged)."""
-        cur = self._db.execute("DELETE FROM outbox WHERE id <= ?", (last_id,))
-        self._depth -= max(cur.rowcount, 0)
+        (gone,) = self._db.execute(
+            "SELECT coalesce(sum(points), 0) FROM outbox WHERE id <= ?", (last_id,)
+        ).fetchone()
+        self._db.execute("DELETE FROM outbox WHERE id <= ?", (last_id,))
+        self._depth -= int(gone)
 
     def close(self) -> None:
         self._db.close()

@@ -133,3 +133,10 @@ class InfluxSinkStorage(Storage):
 
     async def delete_csource_doc(self, kind: str, tenant: str, doc_id: str) -> bool:
         return await self.inner.delete_csource_doc(kind, tenant, doc_id)
+
+    # Several processes on one database (PostgreSQL): the inner backend's, passed through.
+    def on_subscription_change(self, callback: Callable[[str, str], None]) -> None:
+        self.inner.on_subscription_change(callback)
+
+    async def lead(self, name: str) -> bool:
+        return await self.inner.lead(name)

@@ -87,11 +87,15 @@ def test_the_outbox_keeps_points_across_a_reopen(tmp_path: Path) -> None:
     path = outbox_path(str(tmp_path / "platform.db"))
     assert path == str(tmp_path / "platform.db") + ".influx-outbox"
     box = Outbox(path)
-    box.add([f"m f={i} {i}" for i in range(7)])
+    box.add([f"m f={i} {i}" for i in range(2)])  # one storage write of two points
+    box.add(["m f=2 2"])
+    box.add([f"m f={i} {i}" for i in range(3, 7)])
+    box.add([])
     assert box.depth == 7
-    last, first = box.take(3)
+    last, first = box.take(3)  # whole writes, about as many points as asked for
     assert first == ["m f=0 0", "m f=1 1", "m f=2 2"]
     box.done(last)
+    assert box.depth == 4
     box.close()
     again = Outbox(path)  # a restarted platform finds what was not sent
     assert again.depth == 4
