@@ -59,3 +59,26 @@ def wrap(storage: Storage, args: argparse.Namespace, cfg: PlatformSettings, db: 
         outbox=args.influx_outbox or cfg.influx_outbox or outbox_path(db),
     )
     return InfluxSinkStorage(storage, InfluxSink(config))
+
+
+# The files docker-compose's influx profile reads (docs/platform.md "Time series in InfluxDB").
+INFLUX_SECRETS = ("token", "password", "grafana-password")
+
+
+def write_influx_secrets(directory: Path) -> list[Path]:
+    """Make the InfluxDB operator token, its admin password and Grafana's admin password in
+    ``directory`` (kept when present).  Mode 0644 in a directory of its own: InfluxDB (uid 1000)
+    and Grafana (uid 472) read them as their own users, and only the services that mount this
+    directory (influxdb, grafana, platform) see it."""
+    import secrets  # noqa: PLC0415
+
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o755)
+    made = []
+    for name in INFLUX_SECRETS:
+        path = directory / name
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(32))
+            made.append(path)
+        path.chmod(0o644)
+    return made

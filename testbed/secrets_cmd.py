@@ -111,6 +111,11 @@ def register(sub: Any, epilog: str) -> None:
         "--broker-run-as", metavar="USER",
         help="the user Mosquitto runs as after start (its 'user' option; default its own)",
     )  # fmt: skip
+    init.add_argument(
+        "--influx-secrets", type=Path, metavar="DIR",
+        help="also make an InfluxDB token, its admin password and Grafana's in DIR "
+        "(docker-compose's influx profile)",
+    )  # fmt: skip
     init.set_defaults(func=run_init)
     show = actions.add_parser("show", parents=[common], help="where each file is, the accounts")
     show.add_argument(
@@ -167,6 +172,11 @@ def run_init(args: argparse.Namespace, settings: Settings) -> int:
             run_as=args.broker_run_as,
         )  # fmt: skip
         print(f"mosquitto config {conf} (TLS only on port {args.broker_port})")
+    if args.influx_secrets is not None:
+        from testbed.influx_cmd import write_influx_secrets  # noqa: PLC0415
+
+        write_influx_secrets(args.influx_secrets)
+        print(f"InfluxDB and Grafana secrets in {args.influx_secrets}")
     return 0
 
 

@@ -15,6 +15,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS = "/secrets"  # where the testbed services mount the init's secrets volume
 BROKER_DIR = "/broker"  # where init writes the broker's files (mosquitto: /mosquitto/config)
+INFLUX_DIR = "/influx"  # init's InfluxDB and Grafana secrets (the influx profile)
+INFLUX_PROFILE = {"influxdb", "grafana"}
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +29,10 @@ def test_compose_file_describes_the_whole_city_on_ipv6(compose: dict[str, Any]) 
     """init, broker, platform, RD, gateway and devices; one built image; an IPv6 network."""
     services = compose["services"]
     assert set(services) == {
-        "init", "mosquitto", "platform", "rd", "gateway", "devices", "dashboard",
+        "init", "mosquitto", "platform", "rd", "gateway", "devices", "dashboard", *INFLUX_PROFILE,
     }  # fmt: skip
+    # Only the optional services are in a profile: a plain `docker compose up` is the city.
+    assert {n for n, s in services.items() if "profiles" in s} == INFLUX_PROFILE
     assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:")
     built = {name for name, s in services.items() if s.get("build") == "."}
     assert built == {"init", "platform", "rd", "gateway", "devices", "dashboard"}
@@ -51,6 +55,7 @@ def test_only_the_api_and_mqtt_over_tls_are_published(compose: dict[str, Any]) -
     assert published == {
         "init": [], "mosquitto": ["8883:8883"], "platform": ["8000:8000"], "rd": [],
         "gateway": [], "devices": [], "dashboard": ["8090:8090"],
+        "influxdb": [], "grafana": ["3000:3000"],  # the influx profile: Grafana's UI only
     }  # fmt: skip
 
 
@@ -108,7 +113,9 @@ def test_the_commands_parse_and_init_writes_every_file_they_name(
         if service.get("build") == ".":
             parser.parse_args(service["command"][1:])
     init = [
-        arg.replace(SECRETS, str(tmp_path / "secrets")).replace(BROKER_DIR, str(tmp_path / "b"))
+        arg.replace(SECRETS, str(tmp_path / "secrets"))
+        .replace(BROKER_DIR, str(tmp_path / "b"))
+        .replace(INFLUX_DIR, str(tmp_path / "influx"))
         for arg in services["init"]["command"][1:]
     ]
     owner = init.index("--broker-owner")
@@ -135,6 +142,16 @@ def test_the_commands_parse_and_init_writes_every_file_they_name(
     assert "password_file /mosquitto/config/passwd" in conf
     gateway_toml = (tmp_path / "secrets" / "security" / "gateway.toml").read_text()
     assert 'broker_username = "gateway"' in gateway_toml
+    # The influx profile's secrets: every /influx file a service names, readable by the
+    # InfluxDB and Grafana users (their directory is mounted only where they are needed).
+    text = yaml.safe_dump(compose)
+    influx_files = {w.strip("\"',") for w in text.split() if w.startswith(INFLUX_DIR + "/")}
+    influx_files |= {"/influx/token"}
+    for path in influx_files:
+        made = tmp_path / "influx" / path.removeprefix(INFLUX_DIR + "/").split("}")[0]
+        assert made.is_file(), path
+        assert len(made.read_text()) >= 40
+        assert made.stat().st_mode & 0o777 == 0o644
 
 
 def test_dockerfile_installs_the_project_with_every_extra() -> None:
@@ -143,3 +160,54 @@ def test_dockerfile_installs_the_project_with_every_extra() -> None:
     assert "pip install --no-cache-dir '.[all]'" in text
     for package in ("city_platform", "gateway", "devices", "conformance", "testbed"):
         assert f"COPY {package} {package}" in text
+
+
+def test_the_influx_profile_runs_influxdb_2_and_grafana_with_provisioned_secrets(
+    compose: dict[str, Any],
+) -> None:
+    """InfluxDB 2 is set up from init's files (no secret in the compose file), Grafana gets its
+    admin password the same way and an InfluxDB datasource whose token is read from the file;
+    the platform's sink is off unless TESTBED_INFLUX names the server."""
+    services = compose["services"]
+    influx = services["influxdb"]
+    assert influx["image"] == "influxdb:2"
+    env = influx["environment"]
+    assert env["DOCKER_INFLUXDB_INIT_MODE"] == "setup"
+    assert env["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN_FILE"].startswith(INFLUX_DIR + "/")
+    assert env["DOCKER_INFLUXDB_INIT_PASSWORD_FILE"].startswith(INFLUX_DIR + "/")
+    assert not any(k.endswith(("_PASSWORD", "_TOKEN")) for k in env)  # values, not files
+    assert "influx-secrets:/influx:ro" in influx["volumes"]
+    grafana = services["grafana"]
+    assert grafana["image"].startswith("grafana/grafana-oss:")
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"].startswith(INFLUX_DIR)
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert grafana["depends_on"]["influxdb"] == {"condition": "service_healthy"}
+    source = yaml.safe_load(
+        (ROOT / "docker/grafana/provisioning/datasources/influxdb.yaml").read_text()
+    )["datasources"][0]
+    assert source["type"] == "influxdb"
+    assert source["url"] == "http://influxdb:8086"
+    assert source["jsonData"]["organization"] == env["DOCKER_INFLUXDB_INIT_ORG"]
+    assert source["jsonData"]["defaultBucket"] == env["DOCKER_INFLUXDB_INIT_BUCKET"]
+    assert source["secureJsonData"]["token"] == "$__file{/influx/token}"
+    platform = services["platform"]
+    penv = platform["environment"]
+    assert penv["TESTBED_PLATFORM__INFLUX"] == "${TESTBED_INFLUX:-}"  # empty: no sink
+    assert penv["TESTBED_PLATFORM__INFLUX_ORG"] == env["DOCKER_INFLUXDB_INIT_ORG"]
+    assert penv["TESTBED_PLATFORM__INFLUX_BUCKET"] == env["DOCKER_INFLUXDB_INIT_BUCKET"]
+    assert (
+        penv["TESTBED_PLATFORM__INFLUX_TOKEN_FILE"] == env["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN_FILE"]
+    )
+    if shutil.which("docker-compose"):
+        done = subprocess.run(
+            ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "--profile", "influx",
+             "config"],
+            capture_output=True, text=True, check=False,
+            env={"PATH": "/usr/bin:/bin", "TESTBED_INFLUX": "http://influxdb:8086"},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        resolved = yaml.safe_load(done.stdout)["services"]
+        assert resolved["platform"]["environment"]["TESTBED_PLATFORM__INFLUX"] == (
+            "http://influxdb:8086"
+        )
+        assert set(resolved) >= INFLUX_PROFILE
