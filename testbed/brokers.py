@@ -44,15 +44,19 @@ MAX_QUEUED = 1_000_000  # QoS 1 messages queued per session (see write_config)
 OBSERVERS = 30  # read-only accounts observer-01 .. observer-30 besides "observer" (secure mode)
 TLS_PORT = 8883  # IANA's port for MQTT over TLS
 _OBSERVER_NAME = re.compile(rf"{OBSERVER_USER}(-\d+)?")
+_GATEWAY_NAME = re.compile(rf"{GATEWAY_USER}(-[2-9]|-[1-9]\d+)?")  # gateway, gateway-2, ...
 
 # Each device publishes and reads only under its own id; %u is the MQTT username (= device id).
-_ACL = """\
+_GATEWAY_ACL = """\
 user {gateway}
 topic read city/#
 topic read $share/#
 topic write city/+/+/cmd
 topic read $SYS/#
 
+"""
+_ACL = """\
+{gateways}\
 {observers}\
 pattern write city/+/%u/up/#
 pattern readwrite city/+/%u/status
@@ -77,21 +81,39 @@ def is_observer(user: str) -> bool:
     return _OBSERVER_NAME.fullmatch(user) is not None
 
 
+def gateway_users(count: int = 1) -> list[str]:
+    """The gateways' accounts: ``gateway``, ``gateway-2`` .. ``gateway-N``.  The gateways of one
+    shared-subscription group (MQTT 5 4.8.2) each need a session of their own, and the secure
+    broker's client id is the username (``use_username_as_clientid``), so an account each."""
+    return [GATEWAY_USER, *(f"{GATEWAY_USER}-{i}" for i in range(2, count + 1))]
+
+
+def is_gateway(user: str) -> bool:
+    return _GATEWAY_NAME.fullmatch(user) is not None
+
+
 def acl_text(users: Iterable[str], writers: Iterable[str] = ()) -> str:
-    """The ACL file: the gateway's block, one read-only block per observer account, a block
-    per account that may publish readings for any device (``writers``), and the per-device
-    patterns."""
+    """The ACL file: a block per gateway account (``gateway`` always), one read-only block per
+    observer account, a block per account that may publish readings for any device
+    (``writers``), and the per-device patterns."""
+    users = list(users)
+    gateways = dict.fromkeys([GATEWAY_USER, *(u for u in users if is_gateway(u))])
     observers = "".join(_OBSERVER_ACL.format(user=u) for u in users if is_observer(u))
     observers += "".join(f"user {u}\ntopic write city/+/+/up/#\n\n" for u in writers)
-    return _ACL.format(gateway=GATEWAY_USER, observers=observers)
+    blocks = "".join(_GATEWAY_ACL.format(gateway=g) for g in gateways)
+    return _ACL.format(gateways=blocks, observers=observers)
 
 
 def city_accounts(
-    credentials: CityCredentials, devices: Iterable[str], *, observers: int = OBSERVERS
+    credentials: CityCredentials,
+    devices: Iterable[str],
+    *,
+    observers: int = OBSERVERS,
+    gateways: int = 1,
 ) -> dict[str, str]:
     """Every MQTT account of a secure city with its own password (CityCredentials): the
-    gateway, the observers and each device."""
-    names = [GATEWAY_USER, *observer_users(observers), *devices]
+    gateways, the observers and each device."""
+    names = [*gateway_users(gateways), *observer_users(observers), *devices]
     passwords = credentials.mqtt_passwords(names)
     return {name: passwords[name] for name in names}
 

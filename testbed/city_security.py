@@ -37,6 +37,8 @@ from testbed.brokers import (
     TLS_PORT,
     acl_text,
     city_accounts,
+    gateway_users,
+    is_gateway,
     is_observer,
 )
 from testbed.credentials import CityCredentials
@@ -99,17 +101,19 @@ class CitySecurity:
         coap_devices: Sequence[str],
         *,
         broker_hosts: Sequence[str] = LOOPBACK_HOSTS,
+        gateways: int = 1,
     ) -> dict[str, str]:
         """Make whatever is missing (kept across restarts), mint the tokens anew with the
         current key; returns every MQTT account with its password: the scenario's devices and
         those provisioned before (another scenario's, a plugfest guest's from ``testbed secrets
-        init --mqtt-device``), each under its own topics only (the ACL's %u patterns)."""
+        init --mqtt-device``), each under its own topics only (the ACL's %u patterns), and
+        ``gateways`` gateway accounts (gateway, gateway-2, ...: testbed up --gateways)."""
         creds = self.credentials
         if creds.broker_cert.exists() and not _names_hosts(creds.broker_cert, broker_hosts):
             creds.rotate("broker")  # a host was added (docker-compose's "mosquitto"): reissue
         creds.ensure(oscore_devices=coap_devices, broker_hosts=broker_hosts)
-        known = [u for u in creds.mqtt_passwords() if u != GATEWAY_USER and not is_observer(u)]
-        accounts = city_accounts(creds, dict.fromkeys([*known, *mqtt_devices]))
+        known = [u for u in creds.mqtt_passwords() if not is_gateway(u) and not is_observer(u)]
+        accounts = city_accounts(creds, dict.fromkeys([*known, *mqtt_devices]), gateways=gateways)
         self.mint_tokens()
         return accounts
 
@@ -153,8 +157,9 @@ class CitySecurity:
         )
 
 
-def stack_security(security: CitySecurity, allow: list[str]) -> StackSecurity:
+def stack_security(security: CitySecurity, allow: list[str], gateways: int = 1) -> StackSecurity:
     creds = security.credentials
+    more = gateway_users(gateways)[1:]  # gateway-2 ..: prepare(gateways=) made their accounts
     return StackSecurity(
         ca_file=creds.ca_file,
         auth_key=creds.jwt_key_file,
@@ -164,6 +169,7 @@ def stack_security(security: CitySecurity, allow: list[str]) -> StackSecurity:
         oscore_file=creds.oscore_file,
         allow_endpoints=tuple(allow),
         dashboard_token_file=security.token_file("dashboard"),
+        more_gateway_passwords=tuple(creds.mqtt_password(u) for u in more),
     )
 
 

@@ -223,6 +223,7 @@ class StackSecurity:
     oscore_file: Path | None = None  # per-device OSCORE contexts (gateway and RD --oscore)
     allow_endpoints: tuple[str, ...] = ()  # more --allow-endpoint prefixes than the gateway's
     dashboard_token_file: Path | None = None  # the dashboard's own token (its subscription)
+    more_gateway_passwords: tuple[str, ...] = ()  # gateway-2 .. gateway-N's (StackLayout.gateways)
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,9 @@ class StackLayout:
     reports: tuple[Path, ...] = ()  # the dashboard's --reports (conformance report files)
     inventory: Path | None = None  # the dashboard's --devices (protocol and format per device)
     profiles_dir: Path | None = None  # the gateway's extra device profiles (testbed up --profiles)
+    # Gateways in the MQTT 5 shared-subscription group (testbed up --gateways): gateway k > 1
+    # listens on the gateway ports + k - 1 and takes MQTT only (StackLayout.gateway).
+    gateways: int = 1
 
     @property
     def platform_url(self) -> str:
@@ -316,7 +320,10 @@ class StackLayout:
         oscore = self.security.oscore_file if self.security else None
         return rd_spec(port=self.ports.rd, option="--rd-port", oscore=oscore)
 
-    def gateway(self) -> ProcessSpec:
+    def gateway(self, number: int = 1) -> ProcessSpec:
+        """Gateway ``number`` (1: the city's gateway, with CoAP, the RD and actuation)."""
+        if number > 1:
+            return self._more_gateway(number)
         options = GatewayOptions(
             platform_url=self.platform_url,
             broker_url=self.broker_url,
@@ -348,12 +355,43 @@ class StackLayout:
             spec, env={**spec.env, "TESTBED_GATEWAY__BROKER_PASSWORD": sec.gateway_password}
         )
 
+    def _more_gateway(self, number: int) -> ProcessSpec:
+        """Gateway 2 .. N: one more member of the shared subscription ($share/r197-gateways),
+        MQTT only, with an account, client id, queue file and HTTP port of its own.  No CoAP:
+        the devices push to and are observed by gateway 1 (two observers would each forward
+        every observation), and its OSCORE contexts are gateway 1's alone (one sequence
+        number state per context, RFC 8613 7.5); no actuation, which gateway 1 relays."""
+        name = f"gateway-{number}"
+        sec = self.security
+        password = self.gateway_password
+        if sec is not None:
+            password = sec.more_gateway_passwords[number - 2]
+        options = GatewayOptions(
+            platform_url=self.platform_url, broker_url=self.broker_url,
+            http_port=self.ports.gateway_http + number - 1, coap_port=self.ports.gateway_coap,
+            queue=self.data / f"{name}-queue.db", rd="off", southbound=False,
+            broker_user=name if sec is not None else self.gateway_user,
+            broker_password=password if sec is None else None,
+            broker_ca=sec.ca_file if sec else None,
+            platform_token_file=sec.platform_token_file if sec else None,
+            profiles_dir=self.profiles_dir, extra=("--client-id", name),
+        )  # fmt: skip
+        spec = gateway_spec(
+            options, verbose=self.verbose, wait_for_mqtt=False, name=name,
+            http_option="--gateway-http-port",
+        )  # fmt: skip
+        env = {**spec.env, "TESTBED_GATEWAY__COAP_HOST": "off"}  # no CoAP ingest at all
+        if sec is not None:  # in the environment, not in `ps` (as gateway 1's)
+            env["TESTBED_GATEWAY__BROKER_PASSWORD"] = password or ""
+        return replace(spec, env=env, ports=spec.ports[:1])  # no CoAP port to claim
+
     def specs(self) -> list[ProcessSpec]:
         """The child processes in start order (the broker comes before them)."""
         return [
             self.platform(),
             *([self.resource_directory()] if self.rd else []),
             self.gateway(),
+            *(self.gateway(k) for k in range(2, self.gateways + 1)),
             *([self.dashboard_part()] if self.dashboard else []),
         ]
 

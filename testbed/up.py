@@ -58,6 +58,7 @@ from testbed.supervisor import Supervisor
 OBSERVER_PASSWORD = "observer"  # noqa: S105  # read-only lab account, printed at start
 
 PLAIN_PORT = 1883
+MAX_GATEWAYS = 16
 INTEROP = ROOT / "docs" / "interop"  # the interop matrix's reports, in a clone of the repository
 DESCRIPTION = """\
 Start a whole smart city on this machine: MQTT broker, NGSI-LD platform, CoAP resource
@@ -134,12 +135,28 @@ def register(sub: Any, epilog: str) -> None:
         help="the conformance reports the dashboard shows, besides docs/interop's "
         "(conformance-report)",
     )  # fmt: skip
+    parser.add_argument(
+        "--gateways", type=gateway_count, default=1, metavar="N",
+        help="gateways in the MQTT 5 shared subscription group $share/r197-gateways (1); "
+        "gateway k > 1 takes MQTT only, its /metrics on --gateway-http-port + k - 1",
+    )  # fmt: skip
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument(
         "--no-restart", action="store_true",
         help="stop the city when a part dies instead of restarting it",
     )  # fmt: skip
     parser.set_defaults(func=run_up)
+
+
+def gateway_count(text: str) -> int:
+    """--gateways: 1 to 16 (each one more process, MQTT session and HTTP port)."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= count <= MAX_GATEWAYS:
+        raise argparse.ArgumentTypeError(f"from 1 to {MAX_GATEWAYS}, not {count}")
+    return count
 
 
 def broker_port(args: argparse.Namespace) -> int:
@@ -164,6 +181,7 @@ def layout_of(args: argparse.Namespace, data: Path, gateway_password: str) -> St
         profiles_dir=args.profiles.resolve() if args.profiles else None,
         dashboard=True, inventory=data / "dashboard-devices.json",
         reports=(args.reports.resolve(), *([INTEROP] if INTEROP.is_dir() else [])),
+        gateways=args.gateways,
     )  # fmt: skip
 
 
@@ -187,6 +205,12 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.gateways > 1 and (args.broker == "amqtt" or find_mosquitto() is None):
+        # amqtt speaks MQTT 3.1.1: no shared subscription, every gateway would get every reading
+        print(
+            "testbed up: --gateways needs Mosquitto (MQTT 5 shared subscriptions)", file=sys.stderr
+        )
+        return 2
     data = args.data_dir or Path(platformdirs.user_data_dir("r197-testbed")) / "city"
     layout = layout_of(args, data, secrets.token_urlsafe(12))
     claims = [*layout.claims(), *_device_claims(scenario)]
@@ -202,8 +226,9 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
     security = None if args.insecure else CitySecurity.at(data)
     accounts: dict[str, str] = {}
     if security is not None:
-        accounts = security.prepare(*scenario_devices(scenario))
-        layout = replace(layout, security=stack_security(security, args.allow_endpoint))
+        accounts = security.prepare(*scenario_devices(scenario), gateways=args.gateways)
+        sec = stack_security(security, args.allow_endpoint, gateways=args.gateways)
+        layout = replace(layout, security=sec)
     city = City(args, scenario, layout, sys.stderr, security=security, accounts=accounts)
     try:
         return asyncio.run(city.run())
@@ -358,7 +383,7 @@ class City:
             proc = ManagedProcess(spec, log_path=layout.data / "logs" / f"{spec.name}.log")
             await stack.enter_async_context(proc)
             self.supervisor.watch(proc)
-            self.say(shown[spec.name])
+            self.say(shown.get(spec.name) or self._more_gateway_line(spec))
         if self.security is not None:
             self.say(self.security.token_help(layout.platform_url))
         fleet = await stack.enter_async_context(
@@ -377,6 +402,11 @@ class City:
         )
         self.say(f"logs      {layout.data / 'logs'}; Ctrl-C stops the city")
         return fleet
+
+    def _more_gateway_line(self, spec: Any) -> str:
+        """gateway-2 ..: one more member of the shared subscription (StackLayout.gateway)."""
+        port = spec.ports[0].port
+        return f"{spec.name} MQTT only, same $share group, metrics at http://[::1]:{port}/metrics"
 
     async def _serve(self, fleet: Any) -> None:
         intervals = [g.interval for g in self.scenario.groups]
