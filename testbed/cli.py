@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     plat.add_argument("--host", help="address to listen on (default '::'; '::1' for loopback only)")
     plat.add_argument("--port", type=port_arg, help="TCP port (default 8000)")
     plat.add_argument(
-        "--db", help="SQLite file, or ':memory:' (default: a file under the user data dir)"
+        "--db",
+        help="SQLite file, ':memory:', or postgresql://user:password@host:port/database "
+        "(PostgreSQL + PostGIS, docs/platform.md) (default: a SQLite file under the data dir)",
     )
     plat.add_argument(
         "--no-remote-contexts",
@@ -175,7 +177,7 @@ def run_platform(args: argparse.Namespace, settings: Settings) -> int:
 
     from city_platform.api.app import create_app  # noqa: PLC0415
     from city_platform.errors import PlatformError  # noqa: PLC0415
-    from city_platform.storage.sqlite import SqliteStorage  # noqa: PLC0415
+    from city_platform.storage import choose  # noqa: PLC0415
 
     cfg = settings.platform
     host = args.host or cfg.host
@@ -189,7 +191,8 @@ def run_platform(args: argparse.Namespace, settings: Settings) -> int:
         print(f"platform: --auth-key: {exc}", file=sys.stderr, flush=True)
         return 2
     try:
-        storage = influx_cmd.wrap(SqliteStorage(db), args, cfg, db)
+        # --db postgresql://... is the PostgreSQL backend (storage/choose.py), else SQLite.
+        storage = influx_cmd.wrap(choose.backend_for(db), args, cfg, db)
     except influx_cmd.InfluxFlagError as exc:  # an unreadable token file: say so, exit 2
         print(f"platform: {exc}", file=sys.stderr, flush=True)
         return 2
@@ -209,7 +212,8 @@ def run_platform(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     shown = f"[{host}]" if ":" in host else host
     print(
-        f"platform: NGSI-LD API at http://{shown}:{port}/ngsi-ld/v1 (docs at /docs), storage {db}",
+        f"platform: NGSI-LD API at http://{shown}:{port}/ngsi-ld/v1 (docs at /docs), "
+        f"storage {choose.shown(db)}",
         file=sys.stderr,
         flush=True,
     )

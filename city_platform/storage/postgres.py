@@ -89,21 +89,21 @@ class PostgresStorage(Storage):
         try:
             self._pool = await asyncpg.create_pool(self._url, min_size=1, max_size=self._pool_size)
         except (OSError, asyncpg.PostgresError) as exc:
-            raise PlatformError(f"cannot connect to {_safe(self._url)}: {exc}") from None
+            raise PlatformError(f"cannot connect to {safe_url(self._url)}: {exc}") from None
         async with self.pool.acquire() as db, db.transaction():
             await db.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
             try:
                 await db.execute("CREATE EXTENSION IF NOT EXISTS postgis")
             except asyncpg.PostgresError as exc:
                 raise PlatformError(
-                    f"{_safe(self._url)}: PostGIS is needed ({exc}); as a superuser run "
+                    f"{safe_url(self._url)}: PostGIS is needed ({exc}); as a superuser run "
                     "CREATE EXTENSION postgis in that database (docs/platform.md PostgreSQL)"
                 ) from None
             await db.execute("CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text)")
             found = await db.fetchval("SELECT value FROM meta WHERE key='schema_version'")
             if found is not None and int(found) > SCHEMA_VERSION:
                 raise PlatformError(
-                    f"database {_safe(self._url)} has schema version {found}, newer than this "
+                    f"database {safe_url(self._url)} has schema version {found}, newer than this "
                     f"platform's {SCHEMA_VERSION}: upgrade the testbed"
                 )
             await db.execute(SCHEMA)
@@ -114,7 +114,7 @@ class PostgresStorage(Storage):
             self._tenants = {r[0] for r in await db.fetch("SELECT name FROM tenants")}
         self._listen = await asyncpg.connect(self._url)
         await self._listen.add_listener(CHANNEL, self._heard)
-        log.info("PostgreSQL storage open at %s", _safe(self._url))
+        log.info("PostgreSQL storage open at %s", safe_url(self._url))
 
     async def close(self) -> None:
         if self._listen is not None:
@@ -528,7 +528,7 @@ class PostgresStorage(Storage):
         return _count(status) > 0
 
 
-def _safe(url: str) -> str:
+def safe_url(url: str) -> str:
     """The URL without its password (it goes to logs and error messages)."""
     head, at, tail = url.rpartition("@")
     if not at or ":" not in head.split("//", 1)[-1]:

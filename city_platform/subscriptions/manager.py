@@ -297,6 +297,7 @@ class SubscriptionManager:
         self._notifier = notifier
         self._live: dict[tuple[str, str], _Live] = {}
         self._refused: set[tuple[str, str]] = set()  # logged once: endpoint outside the list
+        self._reloads: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> SubscriptionManager:
         self._notifier = self._notifier or Notifier()
@@ -306,7 +307,39 @@ class SubscriptionManager:
             except PlatformError as exc:
                 log.warning("subscription %s cannot be loaded: %s", stored.get("id"), exc.detail)
         self.broker.add_listener(self.on_changes)
+        # Several platform processes on one database: a subscription created, changed or
+        # deleted through another one is loaded here too (PostgreSQL LISTEN/NOTIFY).  Changes
+        # need no such thing: each is made, and so notified, by exactly one process.
+        self.broker.storage.on_subscription_change(self._changed_elsewhere)
         return self
+
+    def _changed_elsewhere(self, tenant: str, sub_id: str) -> None:
+        task = asyncio.create_task(self._reload(tenant, sub_id))
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _reload(self, tenant: str, sub_id: str) -> None:
+        try:
+            stored = await self.broker.storage.get_subscription(tenant, sub_id)
+            live = self._live.get((tenant, sub_id))
+            if stored is None:
+                if live is not None:
+                    del self._live[(tenant, sub_id)]
+                    if live.task is not None:
+                        live.task.cancel()
+            elif live is None:
+                await self._activate(tenant, stored)
+            elif live.stored != stored:
+                periodic_before = "timeInterval" in live.stored
+                live.ctx = await self.resolver.resolve(stored.get("jsonldContext"))
+                live.stored = stored
+                live.search = search_for(stored, live.ctx)
+                if ("timeInterval" in stored) != periodic_before:
+                    if live.task is not None:
+                        live.task.cancel()
+                    live.task = self._start(live)
+        except Exception:  # a bad document from elsewhere must not end the listener
+            log.exception("subscription %s: reloading it failed", sub_id)
 
     async def __aexit__(self, *exc: object) -> None:
         for live in self._live.values():
@@ -379,6 +412,9 @@ class SubscriptionManager:
     async def _activate(self, tenant: str, stored: dict[str, Any]) -> None:
         ctx = await self.resolver.resolve(stored.get("jsonldContext"))
         live = _Live(tenant=tenant, stored=stored, ctx=ctx, search=search_for(stored, ctx))
+        old = self._live.get((tenant, stored["id"]))
+        if old is not None and old.task is not None:
+            old.task.cancel()  # activated meanwhile by _reload: one worker per subscription
         live.task = self._start(live)
         self._live[(tenant, stored["id"])] = live
 
@@ -466,6 +502,11 @@ class SubscriptionManager:
             if status_of(live.stored, now) != "active":
                 continue
             try:
+                # One process of those on one database notifies (5.2.12: once per interval).
+                if not await self.broker.storage.lead(
+                    f"periodic {live.tenant} {live.stored['id']}"
+                ):
+                    continue
                 found = await self._matching(live)
                 for start in range(0, len(found), BATCH_MAX):
                     chunk = found[start : start + BATCH_MAX]

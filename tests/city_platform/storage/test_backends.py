@@ -254,3 +254,23 @@ async def test_postgres_tells_which_server_it_cannot_reach() -> None:
     with pytest.raises(PlatformError, match=r"cannot connect to postgresql://city:\*\*\*@"):
         async with PostgresStorage(url):
             pass
+
+
+async def test_postgres_one_process_leads_and_another_takes_over(pg_database: str) -> None:
+    """The once-per-city work (periodic notifications) goes to one process at a time: a
+    session advisory lock, released when its process's connection ends."""
+    heard: list[tuple[str, str]] = []
+    async with PostgresStorage(pg_database) as two:
+        two.on_subscription_change(lambda t, s: heard.append((t, s)))
+        async with PostgresStorage(pg_database) as one:
+            assert await one.lead("periodic t urn:s:1")
+            assert not await two.lead("periodic t urn:s:1")
+            assert await two.lead("periodic t urn:s:2")
+            await one.put_subscription("t", "urn:s:1", {"id": "urn:s:1"})
+            await one.delete_subscription("t", "urn:s:1")
+        assert await two.lead("periodic t urn:s:1")  # one has gone
+        for _ in range(100):
+            if len(heard) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert heard == [("t", "urn:s:1"), ("t", "urn:s:1")]

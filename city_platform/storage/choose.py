@@ -1,0 +1,31 @@
+"""Which backend a ``--db`` value names: a ``postgresql://`` (or ``postgres://``) URL is the
+PostgreSQL backend, anything else a SQLite file (or ``:memory:``)."""
+
+from __future__ import annotations
+
+from city_platform.storage.base import Storage
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres(db: str) -> bool:
+    return db.startswith(POSTGRES_SCHEMES)
+
+
+def backend_for(db: str) -> Storage:
+    if is_postgres(db):
+        from city_platform.storage.postgres import PostgresStorage  # noqa: PLC0415  # asyncpg
+
+        return PostgresStorage(db)
+    from city_platform.storage.sqlite import SqliteStorage  # noqa: PLC0415
+
+    return SqliteStorage(db)
+
+
+def shown(db: str) -> str:
+    """``db`` as it may be printed and logged: a URL's password is masked."""
+    if not is_postgres(db):
+        return db
+    from city_platform.storage.postgres import safe_url  # noqa: PLC0415
+
+    return safe_url(db)
