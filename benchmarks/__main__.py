@@ -13,7 +13,8 @@ min and max, and writes a JSON file and a Markdown table (``benchmarks/results/`
 4. simulator scale: memory per device, CPU per 1,000 readings/s (simulator and gateway);
 5. bytes on the wire per reading per protocol x encoding, and idle bytes per device per hour;
 6. the platform alone (batch upsert, GET p99, temporal lastN);
-7. the Node-RED peer on the MQTT SenML JSON workload, run in turn with ours.
+7. the Node-RED peer on the MQTT SenML JSON workload, run in turn with ours;
+8. the InfluxDB sink's overhead on the platform's batch upsert (VictoriaMetrics as the server).
 
     python -m benchmarks --quick     # about 3 minutes: a smoke run, small sizes, 3 runs each
     python -m benchmarks             # about 15 minutes
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import gateway as gw
+from benchmarks import influx as influx_bench
 from benchmarks import platform as plat
 from benchmarks.peers import nodered
 from testbed.parts import devices_spec, rd_spec
@@ -472,6 +474,8 @@ class Suite:
                 self.platform()
             if "peer" in only:
                 self.peer(tmp)
+            if "influx" in only:
+                self.influx()
         return self.result
 
     def ceiling(self, stack: gw.Stack) -> None:
@@ -612,6 +616,22 @@ class Suite:
             "last_n_p99_ms": spread(runs["last_n_p99_ms"]),
         }
 
+    def influx(self) -> None:
+        log("8. the InfluxDB sink's overhead")
+        args = argparse.Namespace(
+            updates=5_000 if self.quick else 50_000, entities=1000, clients=4, repeats=self.runs,
+        )  # fmt: skip
+        result = influx_bench.run(args)
+        self.result["influx"] = {
+            "updates": result["updates"],
+            **{
+                f"{mode}_{key}": spread([r[key] for r in runs])
+                for mode, runs in result["runs"].items()
+                for key in ("updates_per_s", "cpu_s_per_1000")
+            },
+            "drain_s": spread([r["drain_s"] for r in result["runs"]["on"]]),
+        }
+
     def peer(self, tmp: Path) -> None:
         log("7. Node-RED peer, in turn with ours (MQTT SenML JSON)")
         try:
@@ -738,10 +758,18 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {k[:3]} at {peer['latency_load_per_s']:,.0f} readings/s | {fmt(lat['ours'][k], '.1f', ' ms')} | {fmt(lat['peer'][k], '.1f', ' ms')} | |"
             )
         lines.append("")
+    if "influx" in result:
+        f = result["influx"]
+        lines += [f"| InfluxDB sink, batch upsert of {f['updates']:,} updates | attribute updates/s | platform CPU s per 1,000 |", "|---|---|---|"]  # fmt: skip
+        for mode, name in (("off", "no sink"), ("on", "sink to VictoriaMetrics"), ("outage", "sink, server away (outbox)")):  # fmt: skip
+            lines.append(
+                f"| {name} | {fmt(f[f'{mode}_updates_per_s'])} | {fmt(f[f'{mode}_cpu_s_per_1000'], '.3f')} |"
+            )
+        lines += [f"\nAll points in VictoriaMetrics {fmt(f['drain_s'], '.2f', ' s')} after the last upsert.", ""]  # fmt: skip
     return "\n".join(lines)
 
 
-WORKLOADS = ("ceiling", "gateway", "latency", "scale", "wire", "platform", "peer")
+WORKLOADS = ("ceiling", "gateway", "latency", "scale", "wire", "platform", "peer", "influx")
 
 
 def main(argv: list[str] | None = None) -> int:

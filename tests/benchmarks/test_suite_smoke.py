@@ -56,3 +56,8 @@ def test_quick_benchmark_suite_runs_every_workload(tmp_path: Path) -> None:
     assert positive(peer["throughput"]["peer"]["readings_per_s"])
     assert positive(peer["latency"]["peer"]["p99_ms"])
     assert positive(peer["throughput"]["ratio_ours_to_peer"])
+    influx = result["influx"]  # every point reached VictoriaMetrics, or the run failed
+    for mode in ("off", "on", "outage"):
+        assert positive(influx[f"{mode}_updates_per_s"]), mode
+        assert positive(influx[f"{mode}_cpu_s_per_1000"]), mode
+    assert positive(influx["drain_s"])
