@@ -6,6 +6,7 @@ pytest conformance/ --iut iut.yaml        # somebody else's implementation
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 from collections.abc import Generator, Iterator
@@ -15,9 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from conformance import report
+from conformance import model, report
 from conformance.iut import IutConfig, IutError, RoleConfig, load_iut
-from conformance.model import Case, Inconclusive, Result
+from conformance.model import Case, DeadlineExceeded, Inconclusive, Result
+from conformance.observed import watch_responses
 from conformance.requirements import check_cases
 from conformance.security import (  # noqa: F401  # fixtures of the R197-SEC group
     secure_broker,
@@ -124,7 +126,7 @@ def api(ngsild_platform: RoleConfig) -> Iterator[httpx.Client]:
     with httpx.Client(
         base_url=ngsild_platform.url.rstrip("/") + "/ngsi-ld/v1", headers=headers, timeout=10
     ) as client:
-        yield client
+        yield watch_responses(client)  # r.json() of a non-JSON answer is a fail (observed.py)
 
 
 @pytest.fixture(scope="session")
@@ -170,6 +172,51 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip(f"N/A: {item.r197_na}")  # type: ignore[attr-defined]
 
 
+def _iut_of(item: pytest.Item) -> IutConfig:
+    cached: IutConfig | None = getattr(item.session, "_r197_iut", None)
+    return cached if cached is not None else load_iut(item.config.option.iut)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
+    """Every case has an overall deadline (PIXIT ``case.deadline_s``): when it passes, a
+    SIGALRM raises DeadlineExceeded (inconclusive) in whatever the case is waiting on."""
+    if _case(item) is None:
+        yield
+        return
+    seconds = float(_iut_of(item).pixit_value("case.deadline_s"))
+
+    def expired(signum: int, frame: object) -> None:
+        raise DeadlineExceeded(
+            f"the case did not end within its deadline of {seconds:g} s (PIXIT case.deadline_s)"
+        )
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    model.set_deadline(time.monotonic() + seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        model.set_deadline(None)
+
+
+def _fail_detail(exc: BaseException) -> str:
+    """The reason of a failed assertion, never empty: the case's message, else pytest's
+    explanation (``assert 200 == 201 ...``), else where it failed."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if lines and str(exc).splitlines()[0].strip():
+        return lines[0][:500]  # the case's own message
+    if lines:
+        return " ".join(lines)[:500]
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb else ""
+    return f"{type(exc).__name__} without a message{where}"
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -194,7 +241,7 @@ def pytest_runtest_makereport(
             rep.outcome = "skipped"  # inconclusive is not a failure of the run
             rep.longrepr = ("", 0, f"inconclusive: {detail}")
         elif call.excinfo is not None and call.excinfo.errisinstance(AssertionError):
-            verdict, detail = "fail", str(call.excinfo.value).split("\n")[0][:500]
+            verdict, detail = "fail", _fail_detail(call.excinfo.value)
         elif rep.skipped:
             verdict, detail = "n/a", str(rep.longrepr)[:300]
         else:

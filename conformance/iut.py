@@ -114,6 +114,10 @@ REFERENCE_PIXIT: dict[str, Any] = {
     "sec.ssrf_urls": ["http://169.254.169.254/latest/meta-data/", "http://[fd00::1]/"],
     # Seconds a client-side TLS case waits for the client's first connection attempt.
     "sec.client_wait_s": 20.0,
+    # Seconds one case may run in all (its fixtures' setup aside) before it ends inconclusive,
+    # whatever it waits on (conftest.py): twice the longest reference case (R197-RES-03, 17 s
+    # on two busy cores) with room for sec.client_wait_s; an IUT may need more or less.
+    "case.deadline_s": 60.0,
 }
 
 

@@ -12,6 +12,7 @@ theme it serves, and the PICS items it needs::
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -35,6 +36,27 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class Inconclusive(Exception):  # a verdict, named as the standards name it
     """Raise when the observation cannot decide pass or fail (e.g. the IUT sent nothing)."""
+
+
+class DeadlineExceeded(Inconclusive):
+    """The case ran past its overall deadline (PIXIT ``case.deadline_s``): conftest.py raises
+    it from a SIGALRM in whatever the case was waiting on, so an IUT that keeps a helper busy
+    (notifications with wrong tokens, a trickle of bytes) cannot make a case run forever."""
+
+
+_deadline: list[float] = []  # monotonic time the running case must end by (conftest.py)
+
+
+def set_deadline(at: float | None) -> None:
+    _deadline[:] = [at] if at is not None else []
+
+
+def time_left(at_most: float) -> float:
+    """Seconds a case may still wait: ``at_most``, or less when its overall deadline is near
+    (one second before it, so a helper can end with what it saw rather than be cut off)."""
+    if not _deadline:
+        return at_most
+    return max(0.05, min(at_most, _deadline[0] - time.monotonic() - 1.0))
 
 
 @dataclass(frozen=True)

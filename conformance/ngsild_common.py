@@ -17,6 +17,8 @@ from typing import Any, Self
 
 import httpx
 
+from conformance.observed import excerpt, expect_status, iut_json
+
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
 CORE_V18 = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
 
@@ -39,12 +41,9 @@ def entity(n: int = 1, value: float = 21.5, kind: str = "R197Room") -> dict[str,
 
 def problem(r: httpx.Response, status: int, kind: str) -> None:
     """The answer is ProblemDetails of error type ``kind`` with HTTP ``status`` (CIM 009 5.5.2)."""
-    assert r.status_code == status, f"expected {status}, got {r.status_code}: {r.text[:200]!r}"
-    try:
-        body = r.json()
-    except ValueError:
-        raise AssertionError(f"error body is not JSON: {r.content[:200]!r}") from None
-    assert isinstance(body, dict), f"error body is not a JSON object: {r.text[:200]!r}"
+    expect_status(r, status)
+    body = iut_json(r.content, f"the error body of {r.status_code}")
+    assert isinstance(body, dict), f"error body is not a JSON object: {excerpt(r.content)}"
     assert body.get("type") == ERR + kind, f"ProblemDetails type {body.get('type')!r}"
     assert "title" in body, f"ProblemDetails without title: {r.text[:200]!r}"
 

@@ -14,6 +14,7 @@ from conformance.coap_raw import CON, CONTENT_FORMAT, POST, Endpoint, Message, p
 from conformance.iut import RoleConfig
 from conformance.model import case
 from conformance.mqtt_client import ProbeClient
+from conformance.observed import expect_status, iut_json
 
 T = 1_795_579_200  # 2026-11-25T04:00:00Z
 ISO = "2026-11-25T04:00:00.000Z"
@@ -37,8 +38,9 @@ def platform_entity(
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         r = httpx.get(url)
-        if r.status_code == 200 and attr in r.json():
-            return dict(r.json())
+        # The platform's copy is the gateway's output: a member it lacks is the gateway's fail.
+        if r.status_code == 200 and attr in (got := iut_json(r.content, f"GET {url}")):
+            return dict(got)
         time.sleep(0.1)
     raise AssertionError(f"{entity_id}.{attr} did not reach the platform within {within} s")
 
@@ -46,8 +48,8 @@ def platform_entity(
 def history(platform: RoleConfig, entity_id: str, attr: str) -> list[dict[str, Any]]:
     url = f"{platform.url.rstrip('/')}/ngsi-ld/v1/temporal/entities/{entity_id}"
     r = httpx.get(url, params={"attrs": attr, "lastN": "1000"})
-    assert r.status_code == 200, r.text
-    return list(r.json().get(attr, []))
+    expect_status(r, 200)
+    return list(iut_json(r.content, f"GET {url}").get(attr, []))
 
 
 def senml_cbor(dev: str, records: list[dict[int, Any]]) -> bytes:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 
 from conformance.iut import RoleConfig
 from conformance.model import case
-from conformance.ngsild_common import ERR, Receiver, entity, problem
+from conformance.ngsild_common import ERR, Receiver, entity, problem, unique
+from conformance.observed import expect_status
 
 
 @case("R197-NGSILD-01", "Create entity answers 201 with a Location header",
@@ -16,7 +18,7 @@ from conformance.ngsild_common import ERR, Receiver, entity, problem
 def test_create(api: httpx.Client) -> None:
     doc = entity()
     r = api.post("/entities", json=doc)
-    assert r.status_code == 201, r.text
+    expect_status(r, 201)
     assert doc["id"] in r.headers.get("Location", "")
 
 
@@ -69,7 +71,7 @@ def test_query_q(api: httpx.Client) -> None:
     for d in docs:
         api.post("/entities", json=d)
     r = api.get("/entities", params={"type": kind, "q": "temperature>15"})
-    assert r.status_code == 200, r.text
+    expect_status(r, 200)
     assert sorted(e["id"] for e in r.json()) == sorted(d["id"] for d in docs[1:])
 
 
@@ -78,7 +80,7 @@ def test_query_q(api: httpx.Client) -> None:
 def test_q_error(api: httpx.Client) -> None:
     api.post("/entities", json=entity())
     r = api.get("/entities", params={"type": "R197Room", "q": "temperature>>1"})
-    assert r.status_code == 400, r.text
+    expect_status(r, 400)
     assert r.json().get("type") in (ERR + "InvalidRequest", ERR + "BadRequestData")
     assert r.json().get("detail")
 
@@ -97,13 +99,72 @@ def test_geo(api: httpx.Client) -> None:
     assert far.json() == []
 
 
-@case("R197-NGSILD-10", "Batch upsert answers 201 (created) then 204 (updated)",
-      verifies=["CIM009-5.6.8"], theme="interoperability")  # fmt: skip
+def _read_back(api: httpx.Client, docs: list[dict[str, Any]], value: float) -> None:
+    """Every entity of ``docs`` is stored with temperature ``value``: a success status alone
+    does not show the batch was applied (an IUT may drop entities and still answer 201)."""
+    wrong: list[str] = []
+    for doc in docs:
+        r = api.get(f"/entities/{doc['id']}", params={"options": "keyValues"})
+        if r.status_code != 200:
+            wrong.append(f"{doc['id']}: {r.status_code}")
+        elif (got := r.json().get("temperature")) != value:
+            wrong.append(f"{doc['id']}: temperature {got!r}")
+    assert not wrong, (
+        f"{len(wrong)} of {len(docs)} upserted entities not stored with temperature {value}: "
+        + "; ".join(wrong[:5])
+    )
+
+
+@case("R197-NGSILD-10", "Batch upsert answers 201 (created) then 204 (updated), and every entity reads back as sent",
+      verifies=["CIM009-5.6.8", "CIM009-5.6.8-stored"], theme="interoperability")  # fmt: skip
 def test_batch_upsert(api: httpx.Client) -> None:
-    docs = [entity(n) for n in range(3)]
-    assert api.post("/entityOperations/upsert", json=docs).status_code == 201
+    docs = [entity(n, kind=unique("R197B")) for n in range(10)]
+    expect_status(api.post("/entityOperations/upsert", json=docs), 201)
+    _read_back(api, docs, 21.5)
+    for doc in docs:
+        doc["temperature"] = {**doc["temperature"], "value": 23.0}
     r = api.post("/entityOperations/upsert", params={"options": "update"}, json=docs)
-    assert r.status_code == 204, r.text
+    expect_status(r, 204)
+    _read_back(api, docs, 23.0)
+
+
+def _count(r: httpx.Response) -> int:
+    """The NGSILD-Results-Count header (CIM 009 6.3.13) as a number; a fail when absent."""
+    expect_status(r, 200)
+    raw = r.headers.get("NGSILD-Results-Count")
+    assert raw is not None, f"count=true, but no NGSILD-Results-Count header in {dict(r.headers)}"
+    assert raw.isdigit(), f"NGSILD-Results-Count {raw!r} is not a non-negative integer"
+    return int(raw)
+
+
+@case("R197-NGSILD-86", "count=true gives NGSILD-Results-Count: the number of matching entities really there",
+      verifies=["CIM009-6.3.13"], theme="interoperability")  # fmt: skip
+def test_results_count(api: httpx.Client) -> None:
+    kind = unique("R197C")
+    docs = [entity(n, value=10 * n, kind=kind) for n in range(1, 6)]
+    for doc in docs:
+        expect_status(api.post("/entities", json=doc), 201)
+    expect_status(api.post("/entities", json=entity(kind=unique("R197D"))), 201)  # not counted
+    # Read every entity of the type page by page: the count must match what is there.
+    there: list[str] = []
+    for offset in range(0, 10, 2):
+        page = api.get("/entities", params={"type": kind, "limit": 2, "offset": offset})
+        expect_status(page, 200)
+        there += [e["id"] for e in page.json()]
+    assert sorted(there) == sorted(d["id"] for d in docs), f"type {kind} holds {there}"
+    r = api.get("/entities", params={"type": kind, "limit": 2, "count": "true"})
+    assert _count(r) == len(there), f"NGSILD-Results-Count {_count(r)}, {len(there)} entities"
+    assert len(r.json()) == 2, f"limit=2 gave {len(r.json())} entities"
+    matching = api.get("/entities", params={"type": kind, "q": "temperature>25", "count": "true"})
+    assert _count(matching) == 3, (
+        f"q=temperature>25: NGSILD-Results-Count {_count(matching)}, 3 match"
+    )
+    # limit=0 with count=true asks for the count alone (CIM 009 6.3.13, 5.5.9).
+    only = api.get("/entities", params={"type": kind, "limit": 0, "count": "true"})
+    assert _count(only) == len(there), (
+        f"limit=0: NGSILD-Results-Count {_count(only)}, {len(there)} entities"
+    )
+    assert only.json() == [], "limit=0 returned entities"
 
 
 @case("R197-NGSILD-11", "A batch with a bad entity is 207 naming it in a BatchOperationResult",
@@ -111,7 +172,7 @@ def test_batch_upsert(api: httpx.Client) -> None:
 def test_batch_partial(api: httpx.Client) -> None:
     good = entity()
     r = api.post("/entityOperations/create", json=[good, {"id": "bad id", "type": "R197Room"}])
-    assert r.status_code == 207, r.text
+    expect_status(r, 207)
     body = r.json()
     assert good["id"] in body["success"]
     assert len(body["errors"]) == 1
@@ -131,7 +192,7 @@ def test_temporal(api: httpx.Client) -> None:
         }
         api.patch(f"/entities/{doc['id']}/attrs", json={"temperature": prop})
     r = api.get(f"/temporal/entities/{doc['id']}", params={"attrs": "temperature", "lastN": "2"})
-    assert r.status_code == 200, r.text
+    expect_status(r, 200)
     assert [i["value"] for i in r.json()["temperature"]] == [21, 22]
 
 
@@ -139,7 +200,7 @@ def test_temporal(api: httpx.Client) -> None:
       verifies=["CIM009-6.3.4"], theme="interoperability")  # fmt: skip
 def test_415(api: httpx.Client) -> None:
     r = api.post("/entities", content=b"x", headers={"Content-Type": "text/plain"})
-    assert r.status_code == 415, r.text
+    expect_status(r, 415)
 
 
 @case("R197-NGSILD-14", "An unacceptable Accept is 406; application/ld+json carries @context",
@@ -206,7 +267,7 @@ def test_types(api: httpx.Client) -> None:
     kind = f"R197T{uuid.uuid4().hex[:6]}"
     api.post("/entities", json=entity(kind=kind))
     r = api.get("/types")
-    assert r.status_code == 200, r.text
+    expect_status(r, 200)
     assert kind in r.json()["typeList"]
 
 
@@ -217,7 +278,7 @@ def test_append_no_overwrite(api: httpx.Client) -> None:
     api.post("/entities", json=doc)
     r = api.post(f"/entities/{doc['id']}/attrs", params={"options": "noOverwrite"},
                  json={"temperature": {"type": "Property", "value": 99}, "humidity": {"type": "Property", "value": 40}})  # fmt: skip
-    assert r.status_code == 207, r.text
+    expect_status(r, 207)
     got = api.get(f"/entities/{doc['id']}", params={"options": "keyValues"}).json()
     assert got["temperature"] == 21.5
     assert got["humidity"] == 40

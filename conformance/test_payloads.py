@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 
-import cbor2
 import pytest
 
 from conformance.coap_raw import (
@@ -21,6 +19,8 @@ from conformance.coap_raw import (
 )
 from conformance.iut import IutConfig, RoleConfig
 from conformance.model import case
+from conformance.observed import excerpt, iut_cbor, iut_json
+from conformance.plausible import implausible
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:./_-]*$")
 LABELS = {-2: "bn", -3: "bt", -4: "bu", -5: "bv", 0: "n", 1: "u", 2: "v", 3: "vs", 4: "vb", 6: "t"}
@@ -48,21 +48,36 @@ def fetch(ep: Endpoint, path: str, accept: int) -> Message:
 
 
 def records_json(payload: bytes) -> list[dict[str, object]]:
-    try:
-        pack = json.loads(payload)
-    except ValueError:
-        raise AssertionError(f"not JSON: {payload[:40]!r}") from None
-    assert isinstance(pack, list), "a SenML pack is an array"
+    pack = iut_json(payload, "the SenML JSON pack")
+    assert isinstance(pack, list), f"a SenML pack is an array: {excerpt(payload)}"
+    assert all(isinstance(r, dict) for r in pack), (
+        f"a SenML record is an object: {excerpt(payload)}"
+    )
     return pack
 
 
 def records_cbor(payload: bytes) -> list[dict[str, object]]:
-    try:
-        pack = cbor2.loads(payload)
-    except (cbor2.CBORDecodeError, ValueError):
-        raise AssertionError(f"not CBOR: {payload[:40]!r}") from None
-    assert isinstance(pack, list), "a SenML pack is an array"
+    pack = iut_cbor(payload, "the SenML CBOR pack")
+    assert isinstance(pack, list), f"a SenML pack is an array: {payload[:200].hex()}"
+    assert all(isinstance(r, dict) for r in pack), f"a SenML record is a map: {payload[:200].hex()}"
     return [{LABELS.get(k, str(k)): v for k, v in r.items()} for r in pack]
+
+
+def readings(records: list[dict[str, object]]) -> list[tuple[str, str | None, object]]:
+    """(resolved name, unit, value) of each record: bn + n, u else bu, bv + v (RFC 8428 4.6)."""
+    bn, bu, bv = "", None, 0.0
+    out: list[tuple[str, str | None, object]] = []
+    for r in records:
+        bn = str(r.get("bn", bn))
+        bu = str(r["bu"]) if "bu" in r else bu
+        if isinstance(r.get("bv"), int | float):
+            bv = float(r["bv"])  # type: ignore[arg-type]
+        value = r.get("v")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = bv + value
+        unit = str(r["u"]) if "u" in r else bu
+        out.append((bn + str(r.get("n", "")), unit, value))
+    return out
 
 
 def resolved(records: list[dict[str, object]]) -> list[tuple[str, object]]:
@@ -111,6 +126,25 @@ def test_content_format_matches(ep: Endpoint, coap_device: RoleConfig) -> None:
     as_cbor = fetch(ep, path, 112)
     assert as_cbor.option(CONTENT_FORMAT) == uint(112)
     records_cbor(as_cbor.payload)
+
+
+@case("R197-SENML-05", "Every numeric value is plausible for its measurement and unit",
+      verifies=["RFC8428-4.5.2"], theme="interoperability", pics=["senml.json"])  # fmt: skip
+def test_plausible_values(ep: Endpoint, coap_device: RoleConfig, iut: IutConfig) -> None:
+    """A value in another unit than it says (Fahrenheit labelled Cel) is out of the range
+    of its measurement (conformance/plausible.py, with the source of each range)."""
+    path = coap_device.resources.get("observable", "/sensors")
+    packs = {"JSON": records_json(fetch(ep, path, 110).payload)}
+    if iut.supports("senml.cbor", ["coap-device"]):
+        packs["CBOR"] = records_cbor(fetch(ep, path, 112).payload)
+    wrong = [
+        f"{why} [SenML {encoding}]"
+        for encoding, records in packs.items()
+        for name, unit, value in readings(records)
+        if isinstance(value, float | int) and not isinstance(value, bool)
+        if (why := implausible(name, unit, float(value)))
+    ]
+    assert not wrong, "; ".join(wrong[:4])
 
 
 @case("R197-ENERGY-01", "Bytes on the wire per reading (IPv6+UDP+CoAP) are within the PIXIT budget",
