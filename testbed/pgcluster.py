@@ -130,3 +130,21 @@ class PgCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def write_postgres_secrets(directory: Path, *, user: str = "city", database: str = "city") -> None:
+    """docker-compose's postgres profile: the password of ``user`` in ``directory/password``
+    (the postgis image's POSTGRES_PASSWORD_FILE) and the same in ``directory/pgpass`` (libpq's
+    format, read by asyncpg through PGPASSFILE), so that no password is in the compose file,
+    in ``docker inspect`` or in the platform's --db URL.  Kept when present; mode 0600 (both
+    images read them as root: the server before it drops privileges)."""
+    import secrets  # noqa: PLC0415
+
+    directory.mkdir(parents=True, exist_ok=True)
+    password = directory / "password"
+    if not password.exists():
+        password.write_text(secrets.token_urlsafe(32))
+    password.chmod(0o600)
+    pgpass = directory / "pgpass"
+    pgpass.write_text(f"*:*:{database}:{user}:{password.read_text().strip()}\n")
+    pgpass.chmod(0o600)

@@ -116,6 +116,11 @@ def register(sub: Any, epilog: str) -> None:
         help="also make an InfluxDB token, its admin password and Grafana's in DIR "
         "(docker-compose's influx profile)",
     )  # fmt: skip
+    init.add_argument(
+        "--postgres-secrets", type=Path, metavar="DIR",
+        help="also make the PostgreSQL password of user 'city' in DIR: 'password' for the "
+        "server, 'pgpass' for the platform (PGPASSFILE; docker-compose's postgres profile)",
+    )  # fmt: skip
     init.set_defaults(func=run_init)
     show = actions.add_parser("show", parents=[common], help="where each file is, the accounts")
     show.add_argument(
@@ -177,6 +182,11 @@ def run_init(args: argparse.Namespace, settings: Settings) -> int:
 
         write_influx_secrets(args.influx_secrets)
         print(f"InfluxDB and Grafana secrets in {args.influx_secrets}")
+    if args.postgres_secrets is not None:
+        from testbed.pgcluster import write_postgres_secrets  # noqa: PLC0415
+
+        write_postgres_secrets(args.postgres_secrets)
+        print(f"PostgreSQL secrets in {args.postgres_secrets}")
     return 0
 
 

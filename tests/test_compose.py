@@ -17,6 +17,7 @@ SECRETS = "/secrets"  # where the testbed services mount the init's secrets volu
 BROKER_DIR = "/broker"  # where init writes the broker's files (mosquitto: /mosquitto/config)
 INFLUX_DIR = "/influx"  # init's InfluxDB and Grafana secrets (the influx profile)
 INFLUX_PROFILE = {"influxdb", "grafana"}
+POSTGRES_PROFILE = {"postgres"}
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +31,10 @@ def test_compose_file_describes_the_whole_city_on_ipv6(compose: dict[str, Any]) 
     services = compose["services"]
     assert set(services) == {
         "init", "mosquitto", "platform", "rd", "gateway", "devices", "dashboard", *INFLUX_PROFILE,
+        *POSTGRES_PROFILE,
     }  # fmt: skip
     # Only the optional services are in a profile: a plain `docker compose up` is the city.
-    assert {n for n, s in services.items() if "profiles" in s} == INFLUX_PROFILE
+    assert {n for n, s in services.items() if "profiles" in s} == INFLUX_PROFILE | POSTGRES_PROFILE
     assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:")
     built = {name for name, s in services.items() if s.get("build") == "."}
     assert built == {"init", "platform", "rd", "gateway", "devices", "dashboard"}
@@ -56,6 +58,7 @@ def test_only_the_api_and_mqtt_over_tls_are_published(compose: dict[str, Any]) -
         "init": [], "mosquitto": ["8883:8883"], "platform": ["8000:8000"], "rd": [],
         "gateway": [], "devices": [], "dashboard": ["8090:8090"],
         "influxdb": [], "grafana": ["3000:3000"],  # the influx profile: Grafana's UI only
+        "postgres": [],  # the postgres profile: inside the network only
     }  # fmt: skip
 
 
@@ -211,3 +214,54 @@ def test_the_influx_profile_runs_influxdb_2_and_grafana_with_provisioned_secrets
             "http://influxdb:8086"
         )
         assert set(resolved) >= INFLUX_PROFILE
+
+
+def test_the_postgres_profile_points_the_platform_at_postgis_with_a_password_file(
+    compose: dict[str, Any],
+) -> None:
+    """PostgreSQL 15 + PostGIS from the postgis image, its password made by init (no secret in
+    the compose file or the URL: the platform reads it through PGPASSFILE); the platform stays
+    on its SQLite file unless TESTBED_DB names the database."""
+    services = compose["services"]
+    pg = services["postgres"]
+    assert pg["image"].startswith("postgis/postgis:15-3")
+    assert pg["profiles"] == ["postgres"]
+    env = pg["environment"]
+    assert env["POSTGRES_PASSWORD_FILE"] == "/pg/password"
+    assert "POSTGRES_PASSWORD" not in env
+    assert "pg-secrets:/pg:ro" in pg["volumes"]
+    init = services["init"]["command"]
+    assert init[init.index("--postgres-secrets") + 1] == "/pg"
+    platform = services["platform"]
+    assert "--db" not in platform["command"]  # TESTBED_PLATFORM__DB decides
+    penv = platform["environment"]
+    assert penv["TESTBED_PLATFORM__DB"] == "${TESTBED_DB:-/data/platform.db}"
+    assert penv["PGPASSFILE"] == "/pg/pgpass"
+    assert "pg-secrets:/pg:ro" in platform["volumes"]
+    if shutil.which("docker-compose"):
+        url = f"postgresql://{env['POSTGRES_USER']}@postgres:5432/{env['POSTGRES_DB']}"
+        done = subprocess.run(
+            ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "--profile", "postgres",
+             "config"],
+            capture_output=True, text=True, check=False,
+            env={"PATH": "/usr/bin:/bin", "TESTBED_DB": url},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        resolved = yaml.safe_load(done.stdout)["services"]
+        assert resolved["platform"]["environment"]["TESTBED_PLATFORM__DB"] == url
+        assert set(resolved) >= POSTGRES_PROFILE
+
+
+def test_init_makes_the_postgres_password_and_pgpass(tmp_path: Path) -> None:
+    """What the postgres profile mounts: one password, the same in libpq's pgpass format,
+    private files, kept across runs."""
+    from testbed.pgcluster import write_postgres_secrets  # noqa: PLC0415
+
+    write_postgres_secrets(tmp_path)
+    password = (tmp_path / "password").read_text()
+    assert len(password) >= 32
+    assert (tmp_path / "pgpass").read_text() == f"*:*:city:city:{password}\n"
+    assert (tmp_path / "password").stat().st_mode & 0o077 == 0
+    assert (tmp_path / "pgpass").stat().st_mode & 0o077 == 0
+    write_postgres_secrets(tmp_path)
+    assert (tmp_path / "password").read_text() == password
