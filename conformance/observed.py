@@ -29,8 +29,9 @@ import httpx
 EXCERPT = 200  # bytes of an IUT answer quoted in a verdict's reason
 
 
-class IutAnswerError(AssertionError):
-    """The IUT's answer does not decode as what it claims to be: a fail of the case."""
+class IutAnswerError(AssertionError, ValueError):
+    """The IUT's answer does not decode as what it claims to be: a fail of the case (and a
+    ValueError, as json.loads raises, for a case that catches that to say it its own way)."""
 
 
 class MissingMember(IutAnswerError, KeyError, IndexError):

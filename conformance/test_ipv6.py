@@ -14,6 +14,7 @@ from conformance.conftest import wait_until
 from conformance.iut import IutConfig, RoleConfig
 from conformance.model import Inconclusive, case
 from conformance.mqtt_client import ProbeClient
+from conformance.observed import iut_json
 from conformance.stack import ReferenceStack
 
 
@@ -80,7 +81,7 @@ def _history(platform: RoleConfig, entity_id: str, attr: str) -> list[dict[str, 
     )
     if r.status_code != 200:
         return []
-    return list(r.json().get(attr, []))
+    return list(iut_json(r.content, "the temporal answer").get(attr, []))
 
 
 @case("R197-RES-02", "Readings accepted during a platform outage all reach the platform, in order, once it returns",

@@ -17,6 +17,7 @@ import httpx
 from conformance.iut import RoleConfig
 from conformance.model import case
 from conformance.ngsild_common import CORE_V18, problem, unique
+from conformance.observed import watch_responses
 
 LINK = '<{}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 KINDS = ("Hosted", "Cached", "ImplicitlyCreated")
@@ -127,9 +128,9 @@ def test_hosted_context_tenant(ngsild_platform: RoleConfig) -> None:
     term = unique("R197Private")
     a = {"NGSILD-Tenant": f"r197a{uuid.uuid4().hex[:6]}"}
     b = {"NGSILD-Tenant": f"r197b{uuid.uuid4().hex[:6]}"}
-    with httpx.Client(base_url=base, headers=a, timeout=10) as owner:
+    with watch_responses(httpx.Client(base_url=base, headers=a, timeout=10)) as owner:
         local, _ = _add(owner, {term: f"urn:ngsi-ld:attributes:{term}"})
-        with httpx.Client(base_url=base, headers=b, timeout=10) as other:
+        with watch_responses(httpx.Client(base_url=base, headers=b, timeout=10)) as other:
             r = other.get(f"/jsonldContexts/{local}")
             assert r.status_code == 404, (
                 f"another tenant served it: {r.status_code} {r.text!r:.200}"

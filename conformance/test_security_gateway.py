@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from conformance.model import Inconclusive, case
+from conformance.observed import iut_json
 from conformance.security import connected, need, probe
 from conformance.security_pixit import SecurityPixit
 
@@ -75,8 +76,8 @@ def _entity(
     last = ""
     while time.monotonic() < deadline:
         r = httpx.get(url, headers=headers, timeout=5)
-        if r.status_code == 200 and attr in r.json():
-            return dict(r.json())
+        if r.status_code == 200 and attr in (got := iut_json(r.content, f"GET {url}")):
+            return dict(got)
         last = f"{r.status_code} {r.text[:160]!r}"
         time.sleep(0.2)
     raise AssertionError(

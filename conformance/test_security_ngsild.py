@@ -24,6 +24,7 @@ import pytest
 
 from conformance.iut import IutConfig
 from conformance.model import Inconclusive, case
+from conformance.observed import watch_responses
 from conformance.security import need
 from conformance.security_pixit import SecurityPixit
 
@@ -36,7 +37,9 @@ def client(pixit: SecurityPixit, token: str | None, tenant: str | None = None) -
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     if tenant:
         headers["NGSILD-Tenant"] = tenant
-    return httpx.Client(base_url=pixit.url.rstrip("/") + "/ngsi-ld/v1", headers=headers, timeout=10)
+    return watch_responses(
+        httpx.Client(base_url=pixit.url.rstrip("/") + "/ngsi-ld/v1", headers=headers, timeout=10)
+    )
 
 
 def entity() -> dict[str, Any]:
