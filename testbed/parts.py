@@ -251,10 +251,22 @@ class StackLayout:
     # Gateways in the MQTT 5 shared-subscription group (testbed up --gateways): gateway k > 1
     # listens on the gateway ports + k - 1 and takes MQTT only (StackLayout.gateway).
     gateways: int = 1
+    # Platform processes on one PostgreSQL database (testbed up --platforms M --db URL): platform
+    # k listens on the platform port + k - 1; gateway k writes to platform (k - 1) % M + 1.
+    platforms: int = 1
+    db_url: str | None = None  # postgresql://...; None: SQLite <data>/platform.db (one platform)
 
     @property
     def platform_url(self) -> str:
         return f"http://[::1]:{self.ports.platform}"
+
+    def platform_url_of(self, number: int) -> str:
+        """Platform ``number``'s URL (1: :attr:`platform_url`, what tools and the dashboard use)."""
+        return f"http://[::1]:{self.ports.platform + number - 1}"
+
+    def platform_for_gateway(self, number: int) -> str:
+        """The gateways spread round-robin over the platforms (one database behind them all)."""
+        return self.platform_url_of((number - 1) % self.platforms + 1)
 
     @property
     def broker_url(self) -> str:
@@ -278,10 +290,12 @@ class StackLayout:
     def gateway_health(self) -> str:
         return f"http://[::1]:{self.ports.gateway_http}/health"
 
-    def platform(self) -> ProcessSpec:
+    def platform(self, number: int = 1) -> ProcessSpec:
         sec = self.security
         return platform_spec(
-            port=self.ports.platform, db=self.data / "platform.db", verbose=self.verbose,
+            port=self.ports.platform + number - 1,
+            db=self.db_url or self.data / "platform.db", verbose=self.verbose,
+            name="platform" if number == 1 else f"platform-{number}",
             option="--platform-port", context_dir=SHIPPED_CONTEXTS,
             remote_contexts=self.remote_contexts,
             auth_key=sec.auth_key if sec else None,
@@ -367,7 +381,7 @@ class StackLayout:
         if sec is not None:
             password = sec.more_gateway_passwords[number - 2]
         options = GatewayOptions(
-            platform_url=self.platform_url, broker_url=self.broker_url,
+            platform_url=self.platform_for_gateway(number), broker_url=self.broker_url,
             http_port=self.ports.gateway_http + number - 1, coap_port=self.ports.gateway_coap,
             queue=self.data / f"{name}-queue.db", rd="off", southbound=False,
             broker_user=name if sec is not None else self.gateway_user,
@@ -388,7 +402,7 @@ class StackLayout:
     def specs(self) -> list[ProcessSpec]:
         """The child processes in start order (the broker comes before them)."""
         return [
-            self.platform(),
+            *(self.platform(k) for k in range(1, self.platforms + 1)),
             *([self.resource_directory()] if self.rd else []),
             self.gateway(),
             *(self.gateway(k) for k in range(2, self.gateways + 1)),

@@ -50,7 +50,14 @@ from testbed.city_security import (
 )
 from testbed.dashboard_cmd import write_inventory
 from testbed.parts import ROOT, StackLayout, StackPorts
-from testbed.processes import ManagedProcess, PortClaim, ProcessError, check_ports, port_arg
+from testbed.processes import (
+    ManagedProcess,
+    PortClaim,
+    ProcessError,
+    check_ports,
+    free_port,
+    port_arg,
+)
 from testbed.settings import Settings
 from testbed.summary import Summary, recent_window
 from testbed.supervisor import Supervisor
@@ -59,6 +66,8 @@ OBSERVER_PASSWORD = "observer"  # noqa: S105  # read-only lab account, printed a
 
 PLAIN_PORT = 1883
 MAX_GATEWAYS = 16
+MAX_PLATFORMS = 8
+CITY_DATABASE = "r197_city"  # in the throw-away cluster of --platforms M > 1 without --db
 INTEROP = ROOT / "docs" / "interop"  # the interop matrix's reports, in a clone of the repository
 DESCRIPTION = """\
 Start a whole smart city on this machine: MQTT broker, NGSI-LD platform, CoAP resource
@@ -140,6 +149,17 @@ def register(sub: Any, epilog: str) -> None:
         help="gateways in the MQTT 5 shared subscription group $share/r197-gateways (1); "
         "gateway k > 1 takes MQTT only, its /metrics on --gateway-http-port + k - 1",
     )  # fmt: skip
+    parser.add_argument(
+        "--platforms", type=platform_count, default=1, metavar="M",
+        help="platform processes on one PostgreSQL database (1); platform k on --platform-port "
+        "+ k - 1, the gateways spread over them round-robin; M > 1 without --db starts a "
+        "throw-away PostgreSQL cluster (gone when the city stops)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--db", metavar="URL",
+        help="the platforms' PostgreSQL database, postgresql://user:pw@[::1]:5432/city "
+        "(default: SQLite in the data directory)",
+    )  # fmt: skip
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument(
         "--no-restart", action="store_true",
@@ -156,6 +176,14 @@ def gateway_count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not 1 <= count <= MAX_GATEWAYS:
         raise argparse.ArgumentTypeError(f"from 1 to {MAX_GATEWAYS}, not {count}")
+    return count
+
+
+def platform_count(text: str) -> int:
+    """--platforms: 1 to 8."""
+    count = gateway_count(text)
+    if count > MAX_PLATFORMS:
+        raise argparse.ArgumentTypeError(f"from 1 to {MAX_PLATFORMS}, not {count}")
     return count
 
 
@@ -181,7 +209,7 @@ def layout_of(args: argparse.Namespace, data: Path, gateway_password: str) -> St
         profiles_dir=args.profiles.resolve() if args.profiles else None,
         dashboard=True, inventory=data / "dashboard-devices.json",
         reports=(args.reports.resolve(), *([INTEROP] if INTEROP.is_dir() else [])),
-        gateways=args.gateways,
+        gateways=args.gateways, platforms=args.platforms, db_url=args.db,
     )  # fmt: skip
 
 
@@ -211,7 +239,16 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
             "testbed up: --gateways needs Mosquitto (MQTT 5 shared subscriptions)", file=sys.stderr
         )
         return 2
+    if args.db is not None and not args.db.startswith(("postgresql://", "postgres://")):
+        print("testbed up: --db takes a postgresql:// URL", file=sys.stderr)
+        return 2
     data = args.data_dir or Path(platformdirs.user_data_dir("r197-testbed")) / "city"
+    cluster = None
+    if args.platforms > 1 and args.db is None:
+        from testbed.pgcluster import PgCluster  # noqa: PLC0415
+
+        cluster = PgCluster(port=free_port())  # SQLite is one process's: M need PostgreSQL
+        args.db = cluster.url(CITY_DATABASE)
     layout = layout_of(args, data, secrets.token_urlsafe(12))
     claims = [*layout.claims(), *_device_claims(scenario)]
     try:
@@ -230,6 +267,7 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
         sec = stack_security(security, args.allow_endpoint, gateways=args.gateways)
         layout = replace(layout, security=sec)
     city = City(args, scenario, layout, sys.stderr, security=security, accounts=accounts)
+    city.cluster = cluster
     try:
         return asyncio.run(city.run())
     except ProcessError as exc:
@@ -274,6 +312,7 @@ class City:
         self.running = False  # started: a signal now stops the city instead of the start-up
         self.show_now = False
         self.supervisor = Supervisor(on_event=self.event)
+        self.cluster: Any = None  # a throw-away PgCluster for --platforms M > 1 without --db
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -342,6 +381,14 @@ class City:
         from devices.fleet import Fleet  # noqa: PLC0415
 
         layout, ports = self.layout, self.layout.ports
+        if self.cluster is not None:
+            await asyncio.to_thread(self.cluster.start)
+            stack.callback(self.cluster.stop)  # after the platforms (the stack unwinds)
+            await asyncio.to_thread(self.cluster.create_database, CITY_DATABASE)
+            self.say(
+                f"database  throw-away PostgreSQL cluster at [::1]:{self.cluster.port} for "
+                f"{layout.platforms} platforms (gone at stop; --db URL for a lasting one)"
+            )
         broker = await stack.enter_async_context(self._broker())
         if self.security is None:
             self.say(INSECURE_BANNER)
@@ -383,7 +430,7 @@ class City:
             proc = ManagedProcess(spec, log_path=layout.data / "logs" / f"{spec.name}.log")
             await stack.enter_async_context(proc)
             self.supervisor.watch(proc)
-            self.say(shown.get(spec.name) or self._more_gateway_line(spec))
+            self.say(shown.get(spec.name) or self._more_line(spec))
         if self.security is not None:
             self.say(self.security.token_help(layout.platform_url))
         fleet = await stack.enter_async_context(
@@ -403,9 +450,11 @@ class City:
         self.say(f"logs      {layout.data / 'logs'}; Ctrl-C stops the city")
         return fleet
 
-    def _more_gateway_line(self, spec: Any) -> str:
-        """gateway-2 ..: one more member of the shared subscription (StackLayout.gateway)."""
+    def _more_line(self, spec: Any) -> str:
+        """platform-2 .., gateway-2 ..: more processes of the same part (StackLayout)."""
         port = spec.ports[0].port
+        if spec.name.startswith("platform"):
+            return f"{spec.name} NGSI-LD at http://[::1]:{port}/ngsi-ld/v1, the same database"
         return f"{spec.name} MQTT only, same $share group, metrics at http://[::1]:{port}/metrics"
 
     async def _serve(self, fleet: Any) -> None:

@@ -27,12 +27,14 @@ from city_platform.errors import PlatformError
 from city_platform.query.regex import compile_regex
 from city_platform.storage import pggeo, series
 from city_platform.storage.base import Entity, EntityFilter, HistoryQuery, HistoryRow, Storage
+from city_platform.storage.repeats import drop_repeats
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 CHANNEL = "r197_subscriptions"
 _SCHEMA_LOCK = 197_001  # advisory lock: two processes opening a new database at once
+_REPEAT_LOCKS = 197_019  # first key of the per-series locks of _not_repeats
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text NOT NULL);
 CREATE TABLE IF NOT EXISTS tenants (name text PRIMARY KEY);
@@ -204,16 +206,49 @@ class PostgresStorage(Storage):
             return {}
         ids, fresh = await self._series_ids(db, tenant, history)
         micros = series.micros_or_none
+        keep = await self._not_repeats(db, ids, history)
+        rows = [history[i] for i in keep]
         await db.execute(
             "INSERT INTO history (series, observed_at, modified_at, instance_id, doc) "
             "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bytea[])",
-            ids,
-            [micros(h.observed_at) for h in history],
-            [h.modified_at for h in history],
-            [h.instance_id for h in history],
-            [orjson.dumps(h.instance) for h in history],
+            [ids[i] for i in keep],
+            [micros(h.observed_at) for h in rows],
+            [h.modified_at for h in rows],
+            [h.instance_id for h in rows],
+            [orjson.dumps(h.instance) for h in rows],
         )
         return fresh
+
+    async def _not_repeats(
+        self, db: asyncpg.Connection, ids: list[int], history: list[HistoryRow]
+    ) -> list[int]:
+        """The rows that are not a repeat of a stored instance (city_platform/storage/repeats.py).
+        Several platform processes (and one process's concurrent batches) may write the same
+        redelivered reading at once: a transaction lock per series (the two-key advisory lock
+        space, apart from the one-key locks above), taken in order so two batches cannot
+        deadlock, makes the look-up and the insert one step per series."""
+        micros = series.micros_or_none
+        keys = [
+            None if h.observed_at is None else (sid, micros(h.observed_at))
+            for sid, h in zip(ids, history, strict=True)
+        ]
+        wanted = list({k for k in keys if k is not None})
+        if not wanted:
+            return list(range(len(history)))
+        await db.execute(
+            "SELECT pg_advisory_xact_lock($1, (s % 2147483647)::int) "
+            "FROM (SELECT DISTINCT s FROM unnest($2::bigint[]) AS s ORDER BY s) AS locked",
+            _REPEAT_LOCKS, [k[0] for k in wanted],
+        )  # fmt: skip
+        stored: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        for r in await db.fetch(
+            "SELECT h.series, h.observed_at, h.doc FROM history h "
+            "JOIN unnest($1::bigint[], $2::bigint[]) AS k(s, t) "
+            "ON h.series = k.s AND h.observed_at = k.t",
+            [k[0] for k in wanted], [k[1] for k in wanted],
+        ):  # fmt: skip
+            stored.setdefault((r[0], r[1]), []).append(orjson.loads(r[2]))
+        return drop_repeats(keys, history, stored)
 
     async def _write_geo(self, db: asyncpg.Connection, tenant: str, entities: list[Entity]) -> None:
         await db.execute(

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from benchmarks.gateway import payload
 from benchmarks.loadgen import publish
@@ -32,12 +33,15 @@ LOADGEN = "loadgen"  # one account that publishes for every device (MosquittoBro
 FORWARDED = re.compile(r"^r197_gateway_forwarded_total (\S+)$", re.M)
 
 
-def layout_at(tmp: Path, security: CitySecurity) -> StackLayout:
+def layout_at(
+    tmp: Path, security: CitySecurity, platforms: int = 1, db_url: str | None = None
+) -> StackLayout:
     """Three gateways on free ports (gateway k's HTTP port is the base + k - 1)."""
     for _ in range(20):
         layout = StackLayout(
             data=tmp, ports=StackPorts.free(), rd=False, southbound=False, verbose=0,
             security=stack_security(security, [], gateways=3), gateways=3,
+            platforms=platforms, db_url=db_url,
         )  # fmt: skip
         try:
             check_ports(layout.claims())
@@ -74,10 +78,24 @@ async def counts(client: httpx.AsyncClient, api: str) -> list[int]:
     return [len(await history(client, api, d)) for d in range(DEVICES)]
 
 
-async def test_three_gateways_one_killed_store_every_reading_once(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str | None:
+    """None: SQLite (one platform); else a fresh PostgreSQL database (outside the event loop:
+    the cluster fixture runs asyncio.run)."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("pg_database")
+    return url
+
+
+async def test_three_gateways_one_killed_store_every_reading_once(
+    tmp_path: Path, db_url: str | None
+) -> None:
+    """SQLite: one platform; PostgreSQL: two platforms on one database, the gateways spread
+    over them (gateway 1 and 3 on platform 1, gateway 2 on platform 2)."""
     security = CitySecurity.at(tmp_path)
     accounts = security.prepare([], [], gateways=3)
-    layout = layout_at(tmp_path, security)
+    layout = layout_at(tmp_path, security, 1 if db_url is None else 2, db_url)
     creds = security.credentials
     loadgen_password = creds.mqtt_password(LOADGEN)
     broker = MosquittoBroker(
@@ -86,7 +104,7 @@ async def test_three_gateways_one_killed_store_every_reading_once(tmp_path: Path
     )  # fmt: skip
     logs = tmp_path / "logs"
     procs = [ManagedProcess(s, log_path=logs / f"{s.name}.log") for s in layout.specs()]
-    gateways = procs[1:]  # after the platform
+    gateways = procs[layout.platforms :]  # after the platforms
     assert [g.name for g in gateways] == ["gateway", "gateway-2", "gateway-3"]
     base = int(time.time()) - 3600  # distinct observedAt: device d's reading i at base + i s
 
