@@ -9,7 +9,7 @@ from city_platform.influx.outbox import outbox_path
 from city_platform.influx.sink import InfluxConfig, InfluxSink
 from city_platform.influx.storage import InfluxSinkStorage
 from city_platform.storage.base import Storage
-from testbed.settings import PlatformSettings
+from testbed.settings import PlatformSettings, default_db_path
 
 
 class InfluxFlagError(ValueError):
@@ -56,7 +56,7 @@ def wrap(storage: Storage, args: argparse.Namespace, cfg: PlatformSettings, db: 
         org=args.influx_org or cfg.influx_org,
         bucket=args.influx_bucket or cfg.influx_bucket,
         token=token,
-        outbox=args.influx_outbox or cfg.influx_outbox or outbox_path(db),
+        outbox=args.influx_outbox or cfg.influx_outbox or outbox_path(db, default_db_path().parent),
     )
     return InfluxSinkStorage(storage, InfluxSink(config))
 

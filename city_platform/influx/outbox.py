@@ -22,14 +22,14 @@ _SCHEMA = (
 )
 
 
-def outbox_path(db: str) -> str:
+def outbox_path(db: str, data_dir: Path) -> str:
     """Where the outbox of platform database ``db`` lives: beside a SQLite file, in memory
-    beside ``:memory:`` (not durable: a test's platform), else (a database URL) in the
-    current directory."""
+    beside ``:memory:`` (not durable: a test's platform), else (a database URL) in
+    ``data_dir``."""
     if db == ":memory:":
         return ":memory:"
     if "://" in db:
-        return "influx-outbox.db"
+        return str(data_dir / "influx-outbox.db")
     return db + ".influx-outbox"
 
 

@@ -5,8 +5,9 @@ task sends from it on its own, through influxdb-client's synchronous write API i
 thread (the client's HTTP is blocking), one batch at a time.  A failure (connection refused,
 timeout, HTTP 4xx/5xx) is logged once when it starts and once when InfluxDB is back, and the
 next try waits 0.5 s, doubled per failure up to 30 s.  A batch InfluxDB refuses as malformed
-(HTTP 400: a field of a type it holds otherwise) would block the outbox for good, so it is
-logged and dropped, counted in ``rejected``.
+(HTTP 400: a field of a type it holds otherwise) would block the outbox for good: its writes
+are sent again one by one, and the one InfluxDB still refuses is logged and dropped, counted in
+``rejected``.
 """
 
 from __future__ import annotations
@@ -114,9 +115,16 @@ class InfluxSink:
 
     async def _run(self) -> None:
         backoff = MIN_BACKOFF
+        # After a refused batch, its writes are sent one by one up to this outbox id, so that
+        # only the write holding the bad point is dropped, not its batch neighbours.
+        isolate_until = 0
         while True:
             assert self.outbox is not None
-            last_id, lines = self.outbox.take(BATCH)
+            last_id, lines = self.outbox.take(1 if isolate_until else BATCH)
+            if last_id >= isolate_until:
+                isolating, isolate_until = bool(isolate_until), 0
+            else:
+                isolating = True
             if not lines:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -125,6 +133,9 @@ class InfluxSink:
             try:
                 await asyncio.to_thread(self._write, lines)
             except Exception as exc:  # any failure: keep the points, retry
+                if _malformed(exc) and not isolating:
+                    isolate_until = last_id  # again, one write at a time
+                    continue
                 if _malformed(exc):
                     log.error(
                         "InfluxDB refused %d points as malformed, dropped: %s", len(lines), exc

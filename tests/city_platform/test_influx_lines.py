@@ -84,7 +84,7 @@ def test_rows_of_unknown_entities_are_left_out_and_names_are_short() -> None:
 
 
 def test_the_outbox_keeps_points_across_a_reopen(tmp_path: Path) -> None:
-    path = outbox_path(str(tmp_path / "platform.db"))
+    path = outbox_path(str(tmp_path / "platform.db"), tmp_path / "data")
     assert path == str(tmp_path / "platform.db") + ".influx-outbox"
     box = Outbox(path)
     box.add([f"m f={i} {i}" for i in range(2)])  # one storage write of two points
@@ -101,4 +101,17 @@ def test_the_outbox_keeps_points_across_a_reopen(tmp_path: Path) -> None:
     assert again.depth == 4
     assert again.take(100)[1] == [f"m f={i} {i}" for i in range(3, 7)]
     again.close()
-    assert outbox_path(":memory:") == ":memory:"
+    assert outbox_path(":memory:", tmp_path) == ":memory:"
+    url = "postgresql://[::1]/city"  # no file to put it beside: the data dir
+    assert outbox_path(url, tmp_path / "data") == str(tmp_path / "data" / "influx-outbox.db")
+
+
+def test_the_sink_storage_passes_every_storage_method_through() -> None:
+    """A method of Storage the wrapper does not define would silently take the base class's
+    default (e.g. ``lead``: every process leads) instead of the backend's."""
+    from city_platform.influx.storage import InfluxSinkStorage  # noqa: PLC0415
+    from city_platform.storage.base import Storage  # noqa: PLC0415
+
+    public = {n for n, v in vars(Storage).items() if callable(v) and not n.startswith("_")}
+    assert public, "Storage has methods"
+    assert public - set(vars(InfluxSinkStorage)) == set()

@@ -6,14 +6,20 @@ as the API answering every write normally while the server is away."""
 
 from __future__ import annotations
 
+import asyncio
+import http.server
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
 
+from city_platform.influx.sink import InfluxConfig, InfluxSink
 from testbed.victoria import Victoria
 from tests.conftest import PlatformProcess, free_port
 
@@ -159,3 +165,105 @@ def test_an_outage_loses_nothing_across_a_platform_restart(
         v for s in victoria.export('{__name__="WeatherObserved_temperature"}') for v in s["values"]
     )
     assert values == [pytest.approx(10 + i / 10) for i in range(45)]
+
+
+def test_an_unreadable_token_file_stops_the_platform_with_a_message(tmp_path: Path) -> None:
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from tests.conftest import ROOT  # noqa: PLC0415
+
+    missing = tmp_path / "no-such.token"
+    done = subprocess.run(
+        [sys.executable, "-m", "testbed", "platform", "--port", str(free_port()), "--db",
+         ":memory:", "--influx", "http://[::1]:8086", "--influx-token-file", str(missing)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--influx-token-file" in done.stderr
+    assert str(missing) in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+class _Refusing(http.server.BaseHTTPRequestHandler):
+    """InfluxDB's answer to a malformed batch (HTTP 400 ``invalid``), which VictoriaMetrics
+    never gives (it answers 204 and drops bad lines): a batch holding "bad" is refused."""
+
+    received: ClassVar[list[bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append(body)
+        refused = b"bad" in body
+        self.send_response(400 if refused else 204)
+        payload = b'{"code":"invalid","message":"unable to parse"}' if refused else b""
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _Server6(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def test_a_batch_refused_as_malformed_is_dropped_and_the_rest_goes_on(tmp_path: Path) -> None:
+    """A 400 would block the outbox for good if retried: the batch is counted as rejected,
+    dropped, and the next one is sent."""
+    server = _Server6(("::1", 0), _Refusing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    config = InfluxConfig(
+        url=f"http://[::1]:{server.server_address[1]}", org="r197", bucket="city",
+        token="t", outbox=str(tmp_path / "outbox"),
+    )  # fmt: skip
+
+    async def run() -> dict[str, object]:
+        sink = InfluxSink(config)
+        await sink.start()
+        sink.add(['m f="bad" 1'])
+        sink.add(["m f=1 2", "m f=2 3"])
+        deadline = time.monotonic() + 20
+        while sink.status()["outbox"] and time.monotonic() < deadline:  # noqa: ASYNC110  # polls the public status
+            await asyncio.sleep(0.05)
+        status = sink.status()
+        await sink.stop()
+        return status
+
+    try:
+        status = asyncio.run(run())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert status["outbox"] == 0
+    assert status["rejected"] == 1
+    assert status["sent"] == 2
+    assert _Refusing.received[-1] == b"m f=1 2\nm f=2 3"
+
+
+@pytest.mark.slow
+def test_a_platform_on_postgresql_sends_its_readings_too(
+    tmp_path: Path, victoria: Victoria, pg_database: str
+) -> None:
+    """The sink wraps any backend: the same readings through a PostgreSQL platform."""
+    victoria.process.start()
+    token = tmp_path / "influx.token"
+    token.write_text("t\n")
+    platform = PlatformProcess(
+        db=pg_database,
+        influx=["--influx", victoria.url, "--influx-token-file", str(token),
+                "--influx-outbox", str(tmp_path / "outbox.db")],
+    )  # fmt: skip
+    platform.start()
+    try:
+        send(platform, readings(0, 4))
+        status = wait_drained(platform)
+        assert httpx.get(platform.base + "/health").json()["storage"] == "PostgresStorage"
+    finally:
+        platform.stop()
+        platform.process.close()
+    assert status["sent"] == 4
+    found = victoria.export('{__name__="WeatherObserved_temperature"}')
+    assert sorted(v for s in found for v in s["values"]) == [10.0, 10.1, 10.2, 10.3]
