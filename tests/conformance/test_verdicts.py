@@ -36,6 +36,8 @@ from conformance.coap_raw import (
     encode,
     uint,
 )
+from conformance.observed import excerpt, iut_cbor, iut_json
+from conformance.plausible import implausible
 from tests.conformance.test_catches_faults import (
     _V6Server,
     _WrongStatus,
@@ -386,6 +388,7 @@ def test_bare_assert() -> None:
 """
 
 
+@pytest.mark.slow
 def test_every_case_has_an_overall_deadline_and_a_non_empty_reason(tmp_path: Path) -> None:
     """A case still waiting at case.deadline_s ends inconclusive saying so; an assertion
     without a message gets pytest's explanation as its reason (never an empty one)."""
@@ -408,3 +411,52 @@ def test_every_case_has_an_overall_deadline_and_a_non_empty_reason(tmp_path: Pat
     ((verdict, detail),) = found["R197-COAP-99"]
     assert verdict == "fail", detail
     assert "assert 200 == 201" in detail, detail
+
+
+@pytest.mark.parametrize(
+    ("name", "unit", "value", "plausible"),
+    [
+        ("urn:dev:ow:1:temperature", "Cel", 56.7, True),
+        ("urn:dev:ow:1:temperature", "Cel", 71.6, False),  # 22 Cel in Fahrenheit
+        ("urn:dev:ow:1:temperature", "K", 295.15, True),
+        ("urn:dev:ow:1:temperature", "K", 22.0, False),  # Celsius labelled K
+        ("urn:dev:ow:1:air_temperature", "Cel", -90.0, False),
+        ("weather-1/pressure", "Pa", 101325.0, True),
+        ("weather-1/pressure", "hPa", 101325.0, False),  # Pa labelled hPa
+        ("urn:dev:x:relativeHumidity", "/", 0.45, True),
+        ("urn:dev:x:humidity", "%RH", 101.0, False),
+        ("urn:dev:x:LAeq", "dB", 55.0, True),
+        ("urn:dev:x:LAeq", "dB", 5500.0, False),
+        ("urn:dev:x:pm25", "kg/m3", 15e-9, True),
+        ("urn:dev:x:pm25", "kg/m3", 15.0, False),  # ug/m3 labelled kg/m3
+        ("urn:dev:x:boilerTemperature", "Cel", 90.0, True),  # unknown name: not checked
+        ("urn:dev:x:temperature", "degF", 71.6, True),  # unknown unit: not checked
+    ],
+)
+def test_plausible_ranges(name: str, unit: str, value: float, plausible: bool) -> None:
+    """The table of conformance/plausible.py: bounds, unit factors and offsets, unknowns."""
+    why = implausible(name, unit, value)
+    assert (why is None) == plausible, why
+    if why is not None:
+        assert f"{value:g} {unit}" in why
+        assert ".." in why  # the range is named
+
+
+def test_iut_data_is_a_fail_not_an_exception_of_ours() -> None:
+    """observed.py: what the IUT sent fails as an AssertionError naming the bytes or the
+    member; the classes stay what callers may catch (ValueError, KeyError, IndexError)."""
+    with pytest.raises(AssertionError, match=r"is not JSON: b'<html>'"):
+        iut_json(b"<html>")
+    with pytest.raises(ValueError, match="is not CBOR: 9f"):
+        iut_cbor(b"\x9f")
+    doc = iut_json(b'{"temperature": {"value": 21.5}, "list": [1]}')
+    assert doc == {"temperature": {"value": 21.5}, "list": [1]}
+    with pytest.raises(AssertionError, match=r"no member 'unitCode' at \$\.temperature"):
+        doc["temperature"]["unitCode"]
+    with pytest.raises(KeyError):
+        doc["missing"]
+    with pytest.raises(IndexError, match=r"1 item\(s\) at \$\.list, no item 3"):
+        doc["list"][3]
+    assert doc.get("missing") is None
+    assert excerpt(b"") == "<empty body>"
+    assert excerpt(b"x" * 500).endswith("... (500 bytes)")
