@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,16 +49,31 @@ class InfluxSink:
         self.sent = 0
         self.rejected = 0
         self.failures = 0
+        self.lost = 0
+        self._add_failing = False
         self.last_error: str | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._client: Any = None
 
     def add(self, lines: list[str]) -> None:
-        """Queue points (called right after their storage commit)."""
-        if lines and self.outbox is not None:
+        """Queue points (called right after their storage commit).  An outbox that cannot be
+        written (disk full) loses these points for InfluxDB, counted in ``lost`` and logged
+        when it starts, but never fails the write: the platform has stored it."""
+        if not lines or self.outbox is None:
+            return
+        try:
             self.outbox.add(lines)
-            self._wake.set()
+        except sqlite3.Error as exc:
+            if not self._add_failing:
+                log.error(
+                    "InfluxDB outbox %s cannot be written (%s): points lost", self.outbox.path, exc
+                )
+            self._add_failing = True
+            self.lost += len(lines)
+            return
+        self._add_failing = False
+        self._wake.set()
 
     def status(self) -> dict[str, object]:
         """For /health: the outbox depth and what the writer did."""
@@ -67,6 +83,7 @@ class InfluxSink:
             "outbox": self.outbox.depth if self.outbox is not None else 0,
             "sent": self.sent,
             "rejected": self.rejected,
+            "lost": self.lost,
             "failures": self.failures,
             "lastError": self.last_error,
         }
@@ -120,7 +137,12 @@ class InfluxSink:
         isolate_until = 0
         while True:
             assert self.outbox is not None
-            last_id, lines = self.outbox.take(1 if isolate_until else BATCH)
+            try:
+                last_id, lines = self.outbox.take(1 if isolate_until else BATCH)
+            except sqlite3.Error as exc:  # a broken outbox file: say so, try again later
+                log.error("InfluxDB outbox %s cannot be read: %s", self.outbox.path, exc)
+                await asyncio.sleep(MAX_BACKOFF)
+                continue
             if last_id >= isolate_until:
                 isolating, isolate_until = bool(isolate_until), 0
             else:
@@ -161,7 +183,14 @@ class InfluxSink:
                 )
                 self.last_error = None
             backoff = MIN_BACKOFF
-            self.outbox.done(last_id)
+            try:
+                self.outbox.done(last_id)
+            except sqlite3.Error as exc:  # sent but kept: they go again (at least once)
+                log.error(
+                    "InfluxDB outbox %s: cannot forget sent points: %s", self.outbox.path, exc
+                )
+                await asyncio.sleep(MAX_BACKOFF)
+                continue
             self.sent += len(lines)
 
 

@@ -267,3 +267,29 @@ def test_a_platform_on_postgresql_sends_its_readings_too(
     assert status["sent"] == 4
     found = victoria.export('{__name__="WeatherObserved_temperature"}')
     assert sorted(v for s in found for v in s["values"]) == [10.0, 10.1, 10.2, 10.3]
+
+
+def test_an_outbox_that_cannot_be_written_loses_points_but_not_the_write(tmp_path: Path) -> None:
+    """The storage has committed; an outbox failure (here: a read-only outbox connection, as
+    a full disk would refuse) is counted as lost and logged, and raises nothing."""
+    config = InfluxConfig(
+        url=f"http://[::1]:{free_port()}", org="r197", bucket="city", token="t",
+        outbox=str(tmp_path / "outbox"),
+    )  # fmt: skip
+
+    async def run() -> tuple[dict[str, object], dict[str, object]]:
+        sink = InfluxSink(config)
+        await sink.start()
+        assert sink.outbox is not None
+        sink.outbox._db.execute("PRAGMA query_only=ON")  # refuse every write
+        sink.add(["m f=1 1", "m f=2 2"])
+        failing = sink.status()
+        sink.outbox._db.execute("PRAGMA query_only=OFF")
+        sink.add(["m f=3 3"])
+        recovered = sink.status()
+        await sink.stop()
+        return failing, recovered
+
+    failing, recovered = asyncio.run(run())
+    assert (failing["lost"], failing["outbox"]) == (2, 0)
+    assert (recovered["lost"], recovered["outbox"]) == (2, 1)
