@@ -1,6 +1,8 @@
 """Benchmark of the NGSI-LD platform alone, through its real HTTP API on [::1].
 
-Measures, against a ``testbed platform`` process with a SQLite file database:
+Measures, against a ``testbed platform`` process with a SQLite file database (``--backend
+postgresql``: a PostgreSQL 15 + PostGIS database on a cluster of its own, testbed/pgcluster.py,
+fsync on; ``--backend both`` runs the two one after the other):
 
 1. batch-upsert throughput in attribute updates per second (batches of 100 entities x 5
    Properties, each with ``observedAt`` so that every update is also a history row);
@@ -26,7 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,7 +37,8 @@ from typing import Any
 import httpx
 
 from city_platform.broker import history_rows
-from city_platform.storage.sqlite import SqliteStorage
+from city_platform.storage.base import Storage
+from city_platform.storage.choose import backend_for
 from testbed.parts import platform_spec
 from testbed.processes import ManagedProcess, free_port
 
@@ -75,14 +78,15 @@ def stored_entity(n: int, now: str) -> dict[str, Any]:
     }
 
 
-async def seed(db: Path, entities: int, history: int) -> int:
+async def seed(db: str | Path, entities: int, history: int) -> int:
     """Store ``entities`` entities and about ``history`` history rows; returns the hot count."""
     base = datetime(2026, 1, 1, tzinfo=UTC)
     now = iso(base)
     per_entity = len(PROPS)
     rest = max(history - entities * per_entity, 0)
     hot = max(min(rest // HOT_ATTR_ROWS, entities), 1)
-    async with SqliteStorage(db) as storage:
+    storage: Storage
+    async with backend_for(str(db)) as storage:
         chunk = 2000
         for start in range(0, entities, chunk):
             batch = [stored_entity(n, now) for n in range(start, min(start + chunk, entities))]
@@ -111,13 +115,13 @@ async def seed(db: Path, entities: int, history: int) -> int:
 class Server:
     """The platform on a free port of [::1], on the database ``db``."""
 
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: str, log_path: Path) -> None:
         self.port = free_port()
         self.db = db
         self.api = f"http://[::1]:{self.port}/ngsi-ld/v1"
         # A seeded database of a million history rows takes a while to open.
         spec = replace(platform_spec(port=self.port, db=db, verbose=0), start_timeout=60)
-        self.process = ManagedProcess(spec, log_path=db.with_suffix(".log"))
+        self.process = ManagedProcess(spec, log_path=log_path)
 
     def __enter__(self) -> Server:
         self.process.start()
@@ -199,13 +203,37 @@ def bench_latency(api: str, paths: list[str], params: dict[str, str]) -> dict[st
     return percentiles(samples)
 
 
+async def pg_size(url: str) -> int:
+    import asyncpg  # noqa: PLC0415
+
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval("SELECT pg_database_size(current_database())"))
+    finally:
+        await conn.close()
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    if getattr(args, "backend", "sqlite") == "postgresql":
+        from testbed.pgcluster import PgCluster  # noqa: PLC0415
+
+        with PgCluster(durable=True) as pg:
+            url = pg.create_database("bench")
+            pg.psql("CREATE EXTENSION postgis", "bench")
+            result = run_on(args, url, lambda: asyncio.run(pg_size(url)))
+        return {**result, "backend": "postgresql 15 + postgis"}
+    return {**run_on(args, None, None), "backend": "sqlite"}
+
+
+def run_on(
+    args: argparse.Namespace, url: str | None, size_of: Callable[[], int] | None
+) -> dict[str, Any]:
     rng = random.Random(197)
     with tempfile.TemporaryDirectory(prefix="r197-bench-") as tmp:
-        db = Path(tmp) / "platform.db"
+        db = url or str(Path(tmp) / "platform.db")
         log(f"seeding {args.entities:,} entities and ~{args.history:,} history rows into {db}")
         hot = asyncio.run(seed(db, args.entities, args.history))
-        with Server(db) as server:
+        with Server(db, Path(tmp) / "platform.log") as server:
             rounds = max(1, getattr(args, "repeats", 1))
             upserts, gets, last_ns = [], [], []
             for n in range(rounds):
@@ -232,9 +260,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             upsert = sorted(upserts, key=lambda u: u["updates_per_s"])[len(upserts) // 2]
             get = sorted(gets, key=lambda g: g["p99_ms"])[len(gets) // 2]
             last_n = sorted(last_ns, key=lambda g: g["p99_ms"])[len(last_ns) // 2]
-            size = db.stat().st_size + sum(
-                p.stat().st_size for p in Path(tmp).glob("platform.db-*")
-            )
+            if size_of is not None:
+                size = size_of()
+            else:
+                size = Path(db).stat().st_size + sum(
+                    p.stat().st_size for p in Path(tmp).glob("platform.db-*")
+                )
     return {
         "machine": f"{host.machine()}, {os.cpu_count()} CPUs, Python {host.python_version()}",
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
@@ -272,7 +303,8 @@ def table(result: dict[str, Any]) -> str:
             f"p50 {tn['p50_ms']:.2f} ms, p99 {tn['p99_ms']:.2f} ms",
         ),
     ]
-    head = [f"Platform benchmark ({result['machine']}, {result['date']})", ""]
+    backend = result.get("backend", "sqlite")
+    head = [f"Platform benchmark, {backend} ({result['machine']}, {result['date']})", ""]
     return "\n".join(
         [*head, "| measure | figure |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
     )
@@ -292,16 +324,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=4, help="concurrent upsert clients")
     parser.add_argument("--repeats", type=int, default=1, help="rounds of each measurement")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--backend", choices=["sqlite", "postgresql", "both"], default="sqlite",
+        help="the platform's storage (postgresql: a cluster of its own, postgresql-15 needed)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     scale = 10 if args.quick else 1
     args.updates = args.updates or 50_000 // scale
     args.entities = args.entities or 100_000 // scale
     args.history = args.history or 1_000_000 // scale
     args.samples = args.samples or 5_000 // scale
-    result = run(args)
-    print(table(result))
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    results = []
+    for backend in backends:
+        args.backend = backend
+        results.append(run(args))
+        print(table(results[-1]))
+        print()
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+        args.json.write_text(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     return 0
 
 

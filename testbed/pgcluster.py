@@ -39,6 +39,10 @@ class PgCluster:
 
     port: int = 0
     root: Path | None = None
+    # False (tests): fsync off, the cluster is thrown away.  True (benchmarks): fsync on and
+    # synchronous_commit off, what SQLite's WAL + synchronous=NORMAL promises (a crash of the
+    # program loses nothing, a power cut the last commits).
+    durable: bool = False
     _made_root: bool = field(default=False, repr=False)
 
     @property
@@ -74,9 +78,11 @@ class PgCluster:
         # fsync off: a test cluster is thrown away; it changes durability, not behaviour.
         options = (
             f"-c listen_addresses='::1' -c port={self.port} "
-            f"-c unix_socket_directories='{self.root}' -c fsync=off -c synchronous_commit=off"
-            " -c full_page_writes=off -c max_connections=200"
+            f"-c unix_socket_directories='{self.root}' -c synchronous_commit=off"
+            " -c max_connections=200"
         )
+        if not self.durable:
+            options += " -c fsync=off -c full_page_writes=off"
         run = subprocess.run(
             _as_owner([str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"),
                        "-o", options, "-w", "-t", "60", "start"]),

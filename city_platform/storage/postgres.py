@@ -26,13 +26,14 @@ import orjson
 from city_platform.errors import PlatformError
 from city_platform.query.regex import compile_regex
 from city_platform.storage import pggeo, series
-from city_platform.storage.base import Entity, EntityFilter, HistoryQuery, HistoryRow, Storage
+from city_platform.storage.base import Entity, EntityFilter, HistoryRow, Storage
+from city_platform.storage.pgdocs import CHANNEL, PgDocuments
+from city_platform.storage.pghistory import PgHistory
 from city_platform.storage.repeats import drop_repeats
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-CHANNEL = "r197_subscriptions"
 _SCHEMA_LOCK = 197_001  # advisory lock: two processes opening a new database at once
 _REPEAT_LOCKS = 197_019  # first key of the per-series locks of _not_repeats
 SCHEMA = """
@@ -60,15 +61,13 @@ CREATE TABLE IF NOT EXISTS jsonld_contexts (seq bigserial, tenant text NOT NULL,
 CREATE TABLE IF NOT EXISTS csources (seq bigserial, kind text NOT NULL, tenant text NOT NULL,
     id text NOT NULL, doc bytea NOT NULL, PRIMARY KEY (kind, tenant, id));
 """
-_HISTORY_COLS = "h.series, h.observed_at, h.modified_at, h.instance_id, h.doc"
-_OF_ENTITY = "SELECT id FROM series WHERE tenant=$1 AND entity_id=$2"
 
 
 def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-class PostgresStorage(Storage):
+class PostgresStorage(PgHistory, PgDocuments, Storage):
     """``url`` is a libpq URL: ``postgresql://user:password@[::1]:5432/city``."""
 
     def __init__(self, url: str, *, pool_size: int = 8) -> None:
@@ -376,191 +375,6 @@ class PostgresStorage(Storage):
                     if not count and stop is not None and total >= stop:
                         break
         return page, (total if count else None)
-
-    # -- history -----------------------------------------------------------------------------
-
-    async def history(self, tenant: str, query: HistoryQuery) -> list[HistoryRow]:
-        by_observed = query.timeproperty == "observedAt"
-        column = "observed_at" if by_observed else "modified_at"
-
-        def bound(key: str | None) -> int | str | None:
-            return series.micros(key) if by_observed and key is not None else key
-
-        cond: list[str] = []
-        extra: list[Any] = []
-        if query.timerel == "before":
-            cond.append(f"AND h.{column} < $2")
-            extra.append(bound(query.time_at))
-        elif query.timerel == "after":
-            cond.append(f"AND h.{column} >= $2")  # 'after' includes timeAt in practice (6.3.10)
-            extra.append(bound(query.time_at))
-        elif query.timerel == "between":
-            cond.append(f"AND h.{column} >= $2 AND h.{column} < $3")
-            extra.extend([bound(query.time_at), bound(query.end_time_at)])
-        elif by_observed:
-            cond.append("AND h.observed_at IS NOT NULL")
-        n = len(extra) + 2
-        rows: list[HistoryRow] = []
-        async with self.pool.acquire() as db:
-            for entity_id in sorted(query.entity_ids):
-                of_entity = {
-                    r[0]: (r[1], r[2] or None)
-                    for r in await db.fetch(
-                        "SELECT id, attr, dataset_id FROM series WHERE tenant=$1 AND entity_id=$2",
-                        tenant,
-                        entity_id,
-                    )
-                }
-                attrs = sorted(query.attrs) if query.attrs is not None else sorted(
-                    {a for a, _ in of_entity.values()}
-                )  # fmt: skip
-                for attr in attrs:
-                    ids = [sid for sid, (a, _) in of_entity.items() if a == attr]
-                    if not ids:
-                        continue
-                    where = f"WHERE h.series = ANY($1::bigint[]) {' '.join(cond)}"
-                    params: list[Any] = [ids, *extra]
-                    if query.last_n is not None:
-                        stmt = (
-                            f"SELECT * FROM (SELECT {_HISTORY_COLS}, h.seq FROM history h {where} "
-                            f"ORDER BY h.{column} DESC, h.seq DESC LIMIT ${n}) h "
-                            f"ORDER BY h.{column}, h.seq"
-                        )
-                        params.append(query.last_n)
-                    else:
-                        stmt = f"SELECT {_HISTORY_COLS}, h.seq FROM history h {where} "
-                        stmt += f"ORDER BY h.{column}, h.seq"
-                        if query.first_n is not None:
-                            stmt += f" LIMIT ${n}"
-                            params.append(query.first_n)
-                    for sid, observed, modified, instance_id, doc, _ in await db.fetch(
-                        stmt, *params
-                    ):
-                        name, dataset_id = of_entity[sid]
-                        rows.append(
-                            HistoryRow(
-                                entity_id, name, dataset_id,
-                                None if observed is None else series.key_of(observed),
-                                modified, instance_id, orjson.loads(doc),
-                            )
-                        )  # fmt: skip
-        return rows
-
-    async def delete_history(
-        self, tenant: str, entity_id: str, attr: str | None, dataset_id: str | None = None
-    ) -> int:
-        sql = _OF_ENTITY
-        params: list[Any] = [tenant, entity_id]
-        if attr is not None:
-            params.append(attr)
-            sql += f" AND attr=${len(params)}"
-            if dataset_id is not None:
-                params.append(dataset_id)  # '' is the default instance, as in the table
-                sql += f" AND dataset_id=${len(params)}"
-        return _count(
-            await self.pool.execute(f"DELETE FROM history WHERE series IN ({sql})", *params)
-        )
-
-    async def replace_history_instance(
-        self, tenant: str, entity_id: str, attr: str, row: HistoryRow
-    ) -> bool:
-        async with self.pool.acquire() as db, db.transaction():
-            (sid,), fresh = await self._series_ids(db, tenant, [row])
-            status = await db.execute(
-                "UPDATE history SET series=$1, observed_at=$2, modified_at=$3, doc=$4 "
-                "WHERE series IN (SELECT id FROM series WHERE tenant=$5 AND entity_id=$6 "
-                "AND attr=$7) AND instance_id=$8",
-                sid, series.micros_or_none(row.observed_at), row.modified_at,
-                orjson.dumps(row.instance), tenant, entity_id, attr, row.instance_id,
-            )  # fmt: skip
-        self._committed(fresh)
-        return _count(status) > 0
-
-    async def delete_history_instance(
-        self, tenant: str, entity_id: str, attr: str, instance_id: str
-    ) -> bool:
-        status = await self.pool.execute(
-            f"DELETE FROM history WHERE series IN ({_OF_ENTITY} AND attr=$3) AND instance_id=$4",
-            tenant, entity_id, attr, instance_id,
-        )  # fmt: skip
-        return _count(status) > 0
-
-    # -- documents ---------------------------------------------------------------------------
-
-    async def put_subscription(self, tenant: str, sub_id: str, doc: dict[str, Any]) -> None:
-        async with self.pool.acquire() as db, db.transaction():
-            await self._ensure_tenant(db, tenant)
-            # seq=excluded.seq: a replaced subscription moves to the end, as SQLite's REPLACE.
-            await db.execute(
-                "INSERT INTO subscriptions (tenant, id, doc) VALUES ($1, $2, $3) ON CONFLICT "
-                "(tenant, id) DO UPDATE SET doc=excluded.doc, seq=excluded.seq",
-                tenant, sub_id, orjson.dumps(doc),
-            )  # fmt: skip
-            await db.execute("SELECT pg_notify($1, $2)", CHANNEL, f"{tenant}\x1f{sub_id}")
-
-    async def get_subscription(self, tenant: str, sub_id: str) -> dict[str, Any] | None:
-        doc = await self.pool.fetchval(
-            "SELECT doc FROM subscriptions WHERE tenant=$1 AND id=$2", tenant, sub_id
-        )
-        return None if doc is None else dict(orjson.loads(doc))
-
-    async def list_subscriptions(
-        self, tenant: str | None = None
-    ) -> list[tuple[str, dict[str, Any]]]:
-        rows = await self.pool.fetch(
-            "SELECT tenant, doc FROM subscriptions WHERE $1::text IS NULL OR tenant=$1 "
-            "ORDER BY seq",
-            tenant,
-        )
-        return [(t, dict(orjson.loads(d))) for t, d in rows]
-
-    async def delete_subscription(self, tenant: str, sub_id: str) -> bool:
-        async with self.pool.acquire() as db, db.transaction():
-            status = await db.execute(
-                "DELETE FROM subscriptions WHERE tenant=$1 AND id=$2", tenant, sub_id
-            )
-            await db.execute("SELECT pg_notify($1, $2)", CHANNEL, f"{tenant}\x1f{sub_id}")
-        return _count(status) > 0
-
-    async def put_jsonld_context(self, tenant: str, local_id: str, doc: dict[str, Any]) -> None:
-        await self.pool.execute(
-            "INSERT INTO jsonld_contexts (tenant, id, doc) VALUES ($1, $2, $3) ON CONFLICT "
-            "(tenant, id) DO UPDATE SET doc=excluded.doc, seq=excluded.seq",
-            tenant, local_id, orjson.dumps(doc),
-        )  # fmt: skip
-
-    async def list_jsonld_contexts(self) -> list[tuple[str, str, dict[str, Any]]]:
-        rows = await self.pool.fetch("SELECT tenant, id, doc FROM jsonld_contexts ORDER BY seq")
-        return [(t, i, dict(orjson.loads(d))) for t, i, d in rows]
-
-    async def delete_jsonld_context(self, tenant: str, local_id: str) -> bool:
-        status = await self.pool.execute(
-            "DELETE FROM jsonld_contexts WHERE tenant=$1 AND id=$2", tenant, local_id
-        )
-        return _count(status) > 0
-
-    async def put_csource_doc(
-        self, kind: str, tenant: str, doc_id: str, doc: dict[str, Any]
-    ) -> None:
-        async with self.pool.acquire() as db:
-            await self._ensure_tenant(db, tenant)
-            await db.execute(
-                "INSERT INTO csources (kind, tenant, id, doc) VALUES ($1, $2, $3, $4) "
-                "ON CONFLICT (kind, tenant, id) DO UPDATE SET doc=excluded.doc",
-                kind, tenant, doc_id, orjson.dumps(doc),
-            )  # fmt: skip
-
-    async def list_csource_docs(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
-        rows = await self.pool.fetch(
-            "SELECT tenant, doc FROM csources WHERE kind=$1 ORDER BY seq", kind
-        )
-        return [(t, dict(orjson.loads(d))) for t, d in rows]
-
-    async def delete_csource_doc(self, kind: str, tenant: str, doc_id: str) -> bool:
-        status = await self.pool.execute(
-            "DELETE FROM csources WHERE kind=$1 AND tenant=$2 AND id=$3", kind, tenant, doc_id
-        )
-        return _count(status) > 0
 
 
 def safe_url(url: str) -> str:
