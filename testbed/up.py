@@ -464,6 +464,10 @@ class City:
             platform_url=self.layout.platform_url,
             devices=len(fleet.devices),
             recent=recent_window(intervals),
+            more_gateways=tuple(
+                f"http://[::1]:{self.layout.ports.gateway_http + k - 1}/health"
+                for k in range(2, self.layout.gateways + 1)
+            ),
             # The line's entity count is a read like any other: with the reader token.
             platform_headers=(
                 {"Authorization": f"Bearer {self.security.token('reader')}"}
