@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import pytest
@@ -42,7 +43,7 @@ interval = 1
 FORWARDED = re.compile(r"^r197_gateway_forwarded_total (\S+)$", re.M)
 
 
-def two_free(transport: str = "tcp") -> int:
+def two_free(transport: Literal["tcp", "udp"] = "tcp") -> int:
     """A port that is free, and the next one too (part k listens on the base + k - 1)."""
     for _ in range(50):
         port = free_port(transport)
