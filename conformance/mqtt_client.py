@@ -14,6 +14,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from conformance.iut import RoleConfig
+from conformance.model import time_left
 
 
 def address(role: RoleConfig) -> tuple[str, int]:
@@ -76,7 +77,15 @@ class ProbeClient:
             kwargs["properties"] = props
         self.client.connect(self.host, self.port, keepalive=self.keepalive, **kwargs)
         self.client.loop_start()
-        return self.connack.get(timeout=timeout)
+        timeout = time_left(timeout)
+        try:
+            return self.connack.get(timeout=timeout)
+        except queue.Empty:
+            # The server's first packet is CONNACK (MQTT-3.2.0-1): silence is its fail, said
+            # so, not a bare queue.Empty with an empty reason.
+            raise AssertionError(
+                f"no CONNACK from [{self.host}]:{self.port} within {timeout:g} s"
+            ) from None
 
     def subscribe(self, topic: str, qos: int = 1, timeout: float = 10) -> None:
         """Subscribe and wait for the SUBACK: a message published from another connection

@@ -460,3 +460,22 @@ def test_iut_data_is_a_fail_not_an_exception_of_ours() -> None:
     assert doc.get("missing") is None
     assert excerpt(b"") == "<empty body>"
     assert excerpt(b"x" * 500).endswith("... (500 bytes)")
+
+
+@pytest.mark.slow
+def test_a_broker_that_never_sends_connack_fails_with_a_reason(tmp_path: Path) -> None:
+    """A 'broker' that accepts the TCP connection and stays silent: R197-MQTT-01 fails with
+    "no CONNACK" (MQTT-3.2.0-1), not an error with queue.Empty's empty message."""
+    server = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    server.bind(("::1", 0))
+    server.listen(8)  # the kernel completes the handshakes; nobody ever reads or writes
+    try:
+        iut = {"implementation": "silent broker", "pixit": {"case.deadline_s": 4},
+               "roles": {"mqtt-broker": {"url": f"mqtt://[::1]:{server.getsockname()[1]}"}}}  # fmt: skip
+        verdicts = run_suite(tmp_path, iut, "test_mqtt_broker and test_connect_311")
+    finally:
+        server.close()
+    found = results(tmp_path)
+    assert verdicts["R197-MQTT-01"] == "fail", found
+    ((_, detail),) = found["R197-MQTT-01"]
+    assert detail.startswith("no CONNACK from [::1]:"), detail
