@@ -11,7 +11,7 @@ from typing import Any
 
 import platformdirs
 
-from testbed.brokers import GATEWAY_USER, TLS_PORT, is_observer
+from testbed.brokers import GATEWAY_USER, TLS_PORT, gateway_users, is_gateway, is_observer
 from testbed.city_security import TOKENS, CitySecurity, scenario_devices, write_broker_dir
 from testbed.credentials import CityCredentials
 from testbed.pki import LOOPBACK_HOSTS, write_private
@@ -100,6 +100,11 @@ def register(sub: Any, epilog: str) -> None:
     )  # fmt: skip
     init.add_argument("--broker-port", type=int, default=TLS_PORT, help="its TLS port (8883)")
     init.add_argument(
+        "--gateways", type=int, default=1, metavar="N",
+        help="MQTT accounts for N gateways of one shared subscription (gateway, gateway-2, ...) "
+        "and a gateway-K.toml login for each (docker-compose's scale-out profile)",
+    )  # fmt: skip
+    init.add_argument(
         "--broker-data", default="/mosquitto/data/", metavar="PATH",
         help="the broker's persistence directory, as it sees it (/mosquitto/data/)",
     )  # fmt: skip
@@ -163,12 +168,17 @@ def run_init(args: argparse.Namespace, settings: Settings) -> int:
     hosts = [*LOOPBACK_HOSTS, *args.broker_host]
     mqtt, coap = scenario_devices(scenario)
     accounts = security.prepare(
-        [*mqtt, *args.mqtt_device], [*coap, *args.coap_device], broker_hosts=hosts
-    )
+        [*mqtt, *args.mqtt_device], [*coap, *args.coap_device], broker_hosts=hosts,
+        gateways=max(1, args.gateways),
+    )  # fmt: skip
     # For programs started from a config file (docker-compose's gateway): its MQTT login.
     gateway = f'[gateway]\nbroker_username = "{GATEWAY_USER}"\n'
     gateway += f"broker_password = {json.dumps(accounts[GATEWAY_USER])}\n"
     write_private(security.root / "gateway.toml", gateway.encode())
+    for user in gateway_users(args.gateways)[1:]:  # its own session: client id = username
+        login = f'[gateway]\nbroker_username = "{user}"\nclient_id = "{user}"\n'
+        login += f"broker_password = {json.dumps(accounts[user])}\n"
+        write_private(security.root / f"{user}.toml", login.encode())
     print(f"secrets in {security.root} ({len(accounts)} MQTT accounts)")
     if args.broker_config is not None:
         conf = write_broker_dir(
@@ -209,9 +219,10 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     users = _json_keys(creds.passwords_file)
     if users:
         observers = [u for u in users if is_observer(u)]
-        devices = [u for u in users if u != GATEWAY_USER and not is_observer(u)]
+        gateways = [u for u in users if is_gateway(u)]
+        devices = [u for u in users if not is_gateway(u) and not is_observer(u)]
         print(f"MQTT accounts ({len(users)}; passwords in {creds.passwords_file}):")
-        print(f"  {GATEWAY_USER}: the gateway (reads city/#, writes commands)")
+        print(f"  {', '.join(gateways)}: the gateway(s) (read city/#, write commands)")
         print(f"  {', '.join(observers[:2])} .. {observers[-1]}: read-only, one per person/tool")
         print(f"  {len(devices)} devices, each under its own topics only: {_short(devices)}")
     oscore = creds.oscore() if creds.oscore_file.exists() else {}

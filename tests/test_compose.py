@@ -18,6 +18,7 @@ BROKER_DIR = "/broker"  # where init writes the broker's files (mosquitto: /mosq
 INFLUX_DIR = "/influx"  # init's InfluxDB and Grafana secrets (the influx profile)
 INFLUX_PROFILE = {"influxdb", "grafana"}
 POSTGRES_PROFILE = {"postgres"}
+SCALE_OUT_PROFILE = {"gateway-2", "gateway-3", "platform-2"}  # and postgres
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +32,15 @@ def test_compose_file_describes_the_whole_city_on_ipv6(compose: dict[str, Any]) 
     services = compose["services"]
     assert set(services) == {
         "init", "mosquitto", "platform", "rd", "gateway", "devices", "dashboard", *INFLUX_PROFILE,
-        *POSTGRES_PROFILE,
+        *POSTGRES_PROFILE, *SCALE_OUT_PROFILE,
     }  # fmt: skip
     # Only the optional services are in a profile: a plain `docker compose up` is the city.
-    assert {n for n, s in services.items() if "profiles" in s} == INFLUX_PROFILE | POSTGRES_PROFILE
+    optional = INFLUX_PROFILE | POSTGRES_PROFILE | SCALE_OUT_PROFILE
+    assert {n for n, s in services.items() if "profiles" in s} == optional
     assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:")
     built = {name for name, s in services.items() if s.get("build") == "."}
-    assert built == {"init", "platform", "rd", "gateway", "devices", "dashboard"}
+    core = {"init", "platform", "rd", "gateway", "devices", "dashboard"}
+    assert built == core | SCALE_OUT_PROFILE
     assert {s["image"] for name, s in services.items() if name in built} == {"r197-testbed:latest"}
     assert compose["networks"]["city"]["enable_ipv6"] is True
     for name in built:
@@ -59,6 +62,7 @@ def test_only_the_api_and_mqtt_over_tls_are_published(compose: dict[str, Any]) -
         "gateway": [], "devices": [], "dashboard": ["8090:8090"],
         "influxdb": [], "grafana": ["3000:3000"],  # the influx profile: Grafana's UI only
         "postgres": [],  # the postgres profile: inside the network only
+        "gateway-2": [], "gateway-3": [], "platform-2": [],  # scale-out: behind the front ones
     }  # fmt: skip
 
 
@@ -225,7 +229,7 @@ def test_the_postgres_profile_points_the_platform_at_postgis_with_a_password_fil
     services = compose["services"]
     pg = services["postgres"]
     assert pg["image"].startswith("postgis/postgis:15-3")
-    assert pg["profiles"] == ["postgres"]
+    assert pg["profiles"] == ["postgres", "scale-out"]  # platform-2 needs it too
     env = pg["environment"]
     assert env["POSTGRES_PASSWORD_FILE"] == "/pg/password"
     assert "POSTGRES_PASSWORD" not in env
@@ -265,3 +269,63 @@ def test_init_makes_the_postgres_password_and_pgpass(tmp_path: Path) -> None:
     assert (tmp_path / "pgpass").stat().st_mode & 0o077 == 0
     write_postgres_secrets(tmp_path)
     assert (tmp_path / "password").read_text() == password
+
+
+def test_the_scale_out_profile_adds_gateways_with_accounts_of_their_own_and_a_platform(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    """gateway-2 and gateway-3 join the shared subscription with their own login (init's
+    gateway-K.toml: username = client id, the broker's use_username_as_clientid) and queue
+    volume, MQTT only; platform-2 runs on the same PostgreSQL database only (a SQLite file
+    cannot be shared: it stops with a message), gateway-2 writes to it."""
+    services = compose["services"]
+    init = services["init"]["command"]
+    assert init[init.index("--gateways") + 1] == "3"
+    volumes = set()
+    for k, platform in ((2, "http://platform-2:8000"), (3, "http://platform:8000")):
+        gw = services[f"gateway-{k}"]
+        assert gw["profiles"] == ["scale-out"]
+        cmd = gw["command"]
+        assert cmd[cmd.index("--config") + 1] == f"/secrets/security/gateway-{k}.toml"
+        assert cmd[cmd.index("--platform") + 1] == platform
+        assert cmd[cmd.index("--rd") + 1] == "off"
+        assert "--no-southbound" in cmd
+        assert "--oscore" not in cmd  # gateway 1's OSCORE contexts are its own
+        assert gw["environment"]["TESTBED_GATEWAY__COAP_HOST"] == "off"
+        assert not gw.get("ports")
+        volumes.add(gw["volumes"][0])
+    assert volumes == {"gateway-2-data:/data", "gateway-3-data:/data"}
+    p2 = services["platform-2"]
+    assert p2["command"] == services["platform"]["command"]
+    assert p2["environment"]["TESTBED_PLATFORM__DB"] == "${TESTBED_DB:-}"
+    guard = p2["entrypoint"][2].replace("$$", "$")
+    for db, code in (("/data/platform.db", 2), ("postgresql://city@postgres:5432/city", 0)):
+        done = subprocess.run(
+            ["sh", "-c", guard, "platform-2", "true"], capture_output=True, text=True,
+            env={"PATH": "/usr/bin:/bin", "TESTBED_PLATFORM__DB": db}, check=False,
+        )  # fmt: skip
+        assert done.returncode == code, (db, done.stderr)
+    # init's logins for them (secrets init --gateways 3), each a distinct account.
+    done = subprocess.run(
+        [sys.executable, "-m", "testbed", "secrets", "init", "--data-dir", str(tmp_path),
+         "--gateways", "3"],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    import tomllib  # noqa: PLC0415
+
+    logins = [
+        tomllib.loads((tmp_path / "security" / f"{n}.toml").read_text())["gateway"]
+        for n in ("gateway", "gateway-2", "gateway-3")
+    ]
+    assert [g["broker_username"] for g in logins] == ["gateway", "gateway-2", "gateway-3"]
+    assert [g.get("client_id") for g in logins[1:]] == ["gateway-2", "gateway-3"]
+    assert len({g["broker_password"] for g in logins}) == 3
+    if shutil.which("docker-compose"):
+        done = subprocess.run(
+            ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "--profile", "scale-out",
+             "config", "-q"],
+            capture_output=True, text=True, check=False,
+            env={"PATH": "/usr/bin:/bin", "TESTBED_DB": "postgresql://city@postgres:5432/city"},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
