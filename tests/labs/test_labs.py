@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -154,7 +155,9 @@ def run_page(page: Path, cities: Cities) -> None:
                 continue
             # Before the page's city starts (secrets init) there is no port to rewrite.
             line = substitute(step.line, city, insecure)
-            line = CODE_FILE.sub(lambda m, c=city: rewritten(m.group(0), cities, c, insecure), line)
+            line = CODE_FILE.sub(
+                partial(rewritten, cities=cities, city=city, insecure=insecure), line
+            )
             script = "".join(a + "\n" for a in assignments) + line
             if ASSIGNMENT.match(step.line):
                 assignments.append(line)
@@ -180,8 +183,9 @@ def run_page(page: Path, cities: Cities) -> None:
             cities.stop(insecure)  # the next page starts the usual city again
 
 
-def rewritten(name: str, cities: Cities, city: City | None, insecure: bool) -> str:
+def rewritten(found: re.Match[str], *, cities: Cities, city: City | None, insecure: bool) -> str:
     """A copy of a lab's data file (an IUT YAML) with the city's ports in it."""
+    name = found.group(0)
     copy = cities.work / f"{'open' if insecure else 'secure'}-{Path(name).name}"
     copy.write_text(substitute((ROOT / name).read_text(), city, insecure))
     return str(copy)

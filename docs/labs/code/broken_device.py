@@ -49,14 +49,14 @@ def pack() -> list[dict[str, object]]:
     ]
 
 
-class Links(resource.Resource):
+class Links(resource.Resource):  # type: ignore[misc]
     async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
         # Bug 1: the links are right, their media type is not (RFC 6690 7.1 says 40).
         fmt = 40 if FIXED else 0
         return aiocoap.Message(payload=LINKS.encode(), content_format=fmt)
 
 
-class Sensors(resource.ObservableResource):
+class Sensors(resource.ObservableResource):  # type: ignore[misc]
     rt, ct = "r197.airquality", "110 112"  # the link attributes aiocoap's own wkc lists
 
     def __init__(self) -> None:
@@ -81,7 +81,7 @@ class Sensors(resource.ObservableResource):
         return aiocoap.Message(payload=json.dumps(pack()).encode(), content_format=110)
 
 
-class Log(resource.Resource):
+class Log(resource.Resource):  # type: ignore[misc]
     ct = 110
 
     async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
@@ -89,7 +89,7 @@ class Log(resource.Resource):
         return aiocoap.Message(payload=json.dumps(history).encode(), content_format=110)
 
 
-class PowerState(resource.Resource):
+class PowerState(resource.Resource):  # type: ignore[misc]
     rt = "r197.actuator"
     state = b"on"
 
@@ -108,7 +108,7 @@ class PowerState(resource.Resource):
 KNOWN_CRITICAL = frozenset({1, 3, 5, 7, 9, 11, 15, 17, 23, 27, 35, 39})
 
 
-class CheckingSite(resource.Site):
+class CheckingSite(resource.Site):  # type: ignore[misc]
     """The fix of bug 3: refuse unknown critical options with 4.02 (RFC 7252 5.4.1)."""
 
     async def render_to_pipe(self, pipe: Any) -> Any:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 SECURITY = Path.home() / ".local/share/r197-testbed/city/security"  # testbed up's default
 
@@ -58,7 +59,7 @@ def main() -> None:
     topic = f"city/noise/{args.device}/up/senml-json"
     status = f"city/noise/{args.device}/status"
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=args.device)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=args.device)
     client.username_pw_set(args.device, password)
     client.tls_set(ca_certs=str(args.ca))  # verifies the broker's certificate and host name
     client.will_set(status, "offline", qos=1, retain=True)  # if we vanish (lab 02)
