@@ -14,7 +14,9 @@ min and max, and writes a JSON file and a Markdown table (``benchmarks/results/`
 5. bytes on the wire per reading per protocol x encoding, and idle bytes per device per hour;
 6. the platform alone (batch upsert, GET p99, temporal lastN);
 7. the Node-RED peer on the MQTT SenML JSON workload, run in turn with ours;
-8. the InfluxDB sink's overhead on the platform's batch upsert (VictoriaMetrics as the server).
+8. the InfluxDB sink's overhead on the platform's batch upsert (VictoriaMetrics as the server);
+9. scale-out: readings/s through 1, 2 and 4 gateways of one shared subscription (benchmarks/
+   scaleout.py), every reading stored exactly once.
 
     python -m benchmarks --quick     # about 3 minutes: a smoke run, small sizes, 3 runs each
     python -m benchmarks             # about 15 minutes
@@ -44,6 +46,7 @@ from typing import Any
 from benchmarks import gateway as gw
 from benchmarks import influx as influx_bench
 from benchmarks import platform as plat
+from benchmarks import scaleout
 from benchmarks.peers import nodered
 from testbed.parts import devices_spec, rd_spec
 from testbed.processes import ManagedProcess
@@ -476,6 +479,8 @@ class Suite:
                 self.peer(tmp)
             if "influx" in only:
                 self.influx()
+            if "scaleout" in only:
+                self.scaleout()
         return self.result
 
     def ceiling(self, stack: gw.Stack) -> None:
@@ -632,6 +637,13 @@ class Suite:
             "drain_s": spread([r["drain_s"] for r in result["runs"]["on"]]),
         }
 
+    def scaleout(self) -> None:
+        log("9. scale-out: 1, 2 and 4 gateways in one shared subscription")
+        counts = [1, 2] if self.quick else [1, 2, 4]
+        readings = self.readings
+        rows = scaleout.measure(counts, readings, 100, 1 if self.quick else self.runs, False)
+        self.result["scaleout"] = {"readings": readings, "devices": 100, "rows": rows}
+
     def peer(self, tmp: Path) -> None:
         log("7. Node-RED peer, in turn with ours (MQTT SenML JSON)")
         try:
@@ -766,10 +778,16 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {name} | {fmt(f[f'{mode}_updates_per_s'])} | {fmt(f[f'{mode}_cpu_s_per_1000'], '.3f')} |"
             )
         lines += [f"\nAll points in VictoriaMetrics {fmt(f['drain_s'], '.2f', ' s')} after the last upsert.", ""]  # fmt: skip
+    if "scaleout" in result:
+        f = result["scaleout"]
+        head = f"Scale-out: MQTT SenML CBOR, {f['devices']} devices, {f['readings']:,} readings a run, every one stored once."
+        lines += [head, "", scaleout.table(f["rows"]), ""]
     return "\n".join(lines)
 
 
-WORKLOADS = ("ceiling", "gateway", "latency", "scale", "wire", "platform", "peer", "influx")
+WORKLOADS = (
+    "ceiling", "gateway", "latency", "scale", "wire", "platform", "peer", "influx", "scaleout",
+)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

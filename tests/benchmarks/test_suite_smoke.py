@@ -61,3 +61,6 @@ def test_quick_benchmark_suite_runs_every_workload(tmp_path: Path) -> None:
         assert positive(influx[f"{mode}_updates_per_s"]), mode
         assert positive(influx[f"{mode}_cpu_s_per_1000"]), mode
     assert positive(influx["drain_s"])
+    rows = result["scaleout"]["rows"]  # each run stored every reading exactly once, or failed
+    assert [r["gateways"] for r in rows] == [1, 2]
+    assert all(positive(r["median"]) for r in rows)
