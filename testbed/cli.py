@@ -193,6 +193,10 @@ def run_platform(args: argparse.Namespace, settings: Settings) -> int:
     try:
         # --db postgresql://... is the PostgreSQL backend (storage/choose.py), else SQLite.
         storage = influx_cmd.wrap(choose.backend_for(db), args, cfg, db)
+        problem = choose.check(db)
+        if problem is not None:  # unreachable, no PostGIS, a newer schema: one line, exit 2
+            print(f"platform: --db: {problem}", file=sys.stderr, flush=True)
+            return 2
     except influx_cmd.InfluxFlagError as exc:  # an unreadable token file: say so, exit 2
         print(f"platform: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -29,3 +29,24 @@ def shown(db: str) -> str:
     from city_platform.storage.postgres import safe_url  # noqa: PLC0415
 
     return safe_url(db)
+
+
+def check(db: str) -> str | None:
+    """For a PostgreSQL URL: open and close it once before serving, so that an unreachable
+    server, a missing PostGIS or a newer schema is one clear line, not a traceback in the
+    server's startup; None when it opens (and always for SQLite, which fails on its own)."""
+    if not is_postgres(db):
+        return None
+    import asyncio  # noqa: PLC0415
+
+    from city_platform.errors import PlatformError  # noqa: PLC0415
+
+    async def probe() -> None:
+        async with backend_for(db):
+            pass
+
+    try:
+        asyncio.run(probe())
+    except PlatformError as exc:
+        return exc.detail
+    return None

@@ -16,8 +16,6 @@ import pytest
 from tests.city_platform.receiver import Receiver
 from tests.conftest import PlatformProcess
 
-pytestmark = pytest.mark.slow  # two platform processes and a PostgreSQL database: ~6 s
-
 
 @pytest.fixture
 def pair(pg_database: str) -> Iterator[tuple[httpx.Client, httpx.Client]]:
@@ -52,6 +50,7 @@ def known(client: httpx.Client, sub_id: str) -> bool:
     return False
 
 
+@pytest.mark.slow  # two platform processes and a PostgreSQL database: ~6 s
 def test_two_platforms_share_entities_and_notify_each_change_once(
     pair: tuple[httpx.Client, httpx.Client],
 ) -> None:
@@ -131,6 +130,7 @@ def spot(n: int, lon: float, lat: float) -> dict[str, object]:
     }
 
 
+@pytest.mark.slow  # two platform processes: ~8 s
 def test_the_api_answers_the_same_on_sqlite_and_postgresql(pg_database: str) -> None:
     """The same entities and queries (geo, q, paging, idPattern, temporal lastN) through a
     platform on SQLite and one on PostgreSQL: the same answers, byte for byte in JSON."""
@@ -178,3 +178,21 @@ def _without_times(doc: object) -> object:
     if isinstance(doc, list):
         return [_without_times(v) for v in doc]
     return doc
+
+
+def test_an_unreachable_database_is_one_line_and_exit_2() -> None:
+    """testbed platform --db postgresql://... with no server there: a line naming the URL
+    (its password masked), exit status 2, no traceback."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from tests.conftest import free_port  # noqa: PLC0415
+
+    url = f"postgresql://city:secret@[::1]:{free_port()}/city"
+    argv = [sys.executable, "-m", "testbed", "platform", "--host", "::1"]
+    argv += ["--port", str(free_port()), "--db", url]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "platform: --db: cannot connect to postgresql://city:***@[::1]:" in done.stderr
+    assert "secret" not in done.stderr
+    assert "Traceback" not in done.stderr
