@@ -355,8 +355,10 @@ class PostgresStorage(PgHistory, PgDocuments, Storage):
                 if limit is not None:
                     page_sql += f" LIMIT {int(limit)}"
                 page = [orjson.loads(r[0]) for r in await db.fetch(page_sql, *params)]
+                if not count:
+                    return page, None
                 total = await db.fetchval(f"SELECT count(*) {' '.join(sql)}", *params)
-                return page, (int(total) if count else None)
+                return page, int(total)
             page = []
             total = 0
             stop = None if limit is None else offset + limit
