@@ -38,17 +38,20 @@ def drop_repeats(
     backend's terms, None for a row without observedAt; ``stored`` has the stored instances'
     documents of the keys that have any.  A repeat within ``rows`` is dropped too."""
     keep: list[int] = []
-    seen: dict[Hashable, list[dict[str, Any]]] = {}
+    # The instances at each key so far (stored, then kept here), compared only when a key has
+    # some: most keys are new, and building a copy of every row cost 1 us.
+    seen: dict[Hashable, list[Mapping[str, Any]]] = {}
     for i, (key, row) in enumerate(zip(keys, rows, strict=True)):
         if key is None:
             keep.append(i)
             continue
         known = seen.get(key)
         if known is None:
-            known = seen[key] = [content(doc) for doc in stored.get(key, ())]
-        mine = content(row.instance)
-        if mine in known:
-            continue
-        known.append(mine)
+            known = seen[key] = list(stored.get(key, ()))
+        if known:
+            mine = content(row.instance)
+            if any(content(doc) == mine for doc in known):
+                continue
+        known.append(row.instance)
         keep.append(i)
     return keep
