@@ -196,3 +196,43 @@ def test_an_unreachable_database_is_one_line_and_exit_2() -> None:
     assert "platform: --db: cannot connect to postgresql://city:***@[::1]:" in done.stderr
     assert "secret" not in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow  # two platforms and five periodic rounds: ~8 s
+def test_a_periodic_subscription_is_notified_by_one_process(
+    pair: tuple[httpx.Client, httpx.Client],
+) -> None:
+    """timeInterval (CIM 009 5.2.12) on two processes: one of them, holding the advisory lock,
+    notifies each interval; without the lock both would, twice the notifications."""
+    from datetime import datetime  # noqa: PLC0415
+
+    a, b = pair
+    receiver = Receiver()
+    try:
+        assert a.post("/entities", json=room(1, 20.0)).status_code == 201
+        sub = {
+            "id": "urn:ngsi-ld:Subscription:periodic",
+            "type": "Subscription",
+            "entities": [{"type": "Room"}],
+            "timeInterval": 1,
+            "notification": {"endpoint": {"uri": receiver.url, "accept": "application/json"}},
+        }
+        assert a.post("/subscriptions", json=sub).status_code == 201
+        assert known(b, sub["id"])
+        first = len(receiver.received)  # rounds before B knew it are A's alone
+        deadline = time.monotonic() + 20
+        while len(receiver.received) < first + 6:
+            assert time.monotonic() < deadline, f"only {len(receiver.received)} notifications"
+            time.sleep(0.05)
+        times = sorted(
+            datetime.fromisoformat(n["notifiedAt"].replace("Z", "+00:00"))
+            for n in receiver.received[first:]
+        )
+        span = (times[-1] - times[0]).total_seconds()
+        # One process: one notification a second, so 6 take at least ~5 s; two processes
+        # would put 6 within ~2.5 s.
+        assert span >= 3.5, (
+            f"{len(times)} notifications within {span:.1f} s: more than one notifier"
+        )
+    finally:
+        receiver.close()
