@@ -342,6 +342,8 @@ class SubscriptionManager:
             log.exception("subscription %s: reloading it failed", sub_id)
 
     async def __aexit__(self, *exc: object) -> None:
+        for task in list(self._reloads):
+            task.cancel()  # the storage closes after us
         for live in self._live.values():
             if live.task is not None:
                 live.task.cancel()
