@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -61,9 +62,15 @@ class PlatformProcess:
 
 
 @pytest.fixture(scope="module")
-def platform() -> Iterator[PlatformProcess]:
-    """One real platform per test module; tests isolate themselves with their own tenant."""
-    proc = PlatformProcess()
+def platform(request: pytest.FixtureRequest) -> Iterator[PlatformProcess]:
+    """One real platform per test module; tests isolate themselves with their own tenant.
+    R197_TEST_DB=postgresql puts it on a fresh PostgreSQL database of the session's cluster
+    (the API suites on the other backend; CI runs them on SQLite)."""
+    db = ":memory:"
+    if os.environ.get("R197_TEST_DB") == "postgresql":
+        cluster: PgCluster = request.getfixturevalue("pg_cluster")
+        db = cluster.create_database(f"m_{uuid.uuid4().hex[:12]}")
+    proc = PlatformProcess(db=db)
     proc.start()
     yield proc
     proc.stop()
