@@ -152,13 +152,27 @@ def run_publisher(port: int, count: int, devices: int, first: int) -> float:
     return float(started.value)
 
 
+def cpu_seconds(procs: list[ManagedProcess]) -> float:
+    """User + system CPU time of the processes, from /proc (Linux)."""
+    total = 0.0
+    for proc in procs:
+        assert proc.pid is not None
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def one_run(stack: ScaleStack, readings: int, devices: int) -> dict[str, float]:
     before = stack.forwarded()[0]
+    cpu_gw, cpu_pf = cpu_seconds(stack.gateways), cpu_seconds(stack.platforms)
     stored_before = stack.stored(devices)
     began = run_publisher(stack.broker.port, readings, devices, stack.sent)
     stack.sent += readings
     done = stack.wait_forwarded(before + readings)
     seconds = done - began
+    # CPU per 1,000 readings, taken before the counting below (the temporal reads cost too).
+    gw_ms = (cpu_seconds(stack.gateways) - cpu_gw) / readings * 1e6
+    pf_ms = (cpu_seconds(stack.platforms) - cpu_pf) / readings * 1e6
     # What the gateways forwarded is in the platform; the count must be exact.  Polled: another
     # connection saw the last rows up to ~0.3 s after the gateways' counters had them.
     deadline = time.monotonic() + 30
@@ -170,7 +184,10 @@ def one_run(stack: ScaleStack, readings: int, devices: int) -> dict[str, float]:
     stored = stack.stored(devices) - stored_before
     if stored != readings:
         raise RuntimeError(f"{stored} LAeq instances stored for {readings} readings")
-    return {"readings": readings, "seconds": seconds, "readings_per_s": readings / seconds}
+    return {
+        "readings": readings, "seconds": seconds, "readings_per_s": readings / seconds,
+        "gateway_cpu_ms_per_1000": gw_ms, "platform_cpu_ms_per_1000": pf_ms,
+    }  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -196,10 +213,13 @@ def measure(
             ScaleStack(Path(tmp), n, url) as stack,
         ):
             one_run(stack, min(readings, 2000), devices)  # warm-up: sessions, series, caches
-            rates = []
+            rates, gw_cpu, pf_cpu = [], [], []
             for i in range(runs):
                 gw.log(f"scale-out: {n} gateway(s), run {i + 1}/{runs}, {readings:,} readings")
-                rates.append(one_run(stack, readings, devices)["readings_per_s"])
+                run = one_run(stack, readings, devices)
+                rates.append(run["readings_per_s"])
+                gw_cpu.append(run["gateway_cpu_ms_per_1000"])
+                pf_cpu.append(run["platform_cpu_ms_per_1000"])
             out.append(
                 {
                     "gateways": n,
@@ -208,6 +228,8 @@ def measure(
                     "median": statistics.median(rates),
                     "min": min(rates),
                     "max": max(rates),
+                    "gateway_cpu_ms_per_1000": statistics.median(gw_cpu),
+                    "platform_cpu_ms_per_1000": statistics.median(pf_cpu),
                 }
             )
     return out
@@ -215,14 +237,16 @@ def measure(
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = [
-        "| gateways | platforms | readings/run | readings/s median | min | max |",
-        "|---|---|---|---|---|---|",
+        "| gateways | platforms | readings/run | readings/s median | min | max "
+        "| gateways' CPU ms / 1,000 | platforms' CPU ms / 1,000 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     return "\n".join(
         head
         + [
             f"| {r['gateways']} | {r['platforms']} | {r['readings']:,} | {r['median']:,.0f} | "
-            f"{r['min']:,.0f} | {r['max']:,.0f} |"
+            f"{r['min']:,.0f} | {r['max']:,.0f} | {r['gateway_cpu_ms_per_1000']:.0f} | "
+            f"{r['platform_cpu_ms_per_1000']:.0f} |"
             for r in rows
         ]
     )
