@@ -88,6 +88,7 @@ def db_url(request: pytest.FixtureRequest) -> str | None:
     return url
 
 
+@pytest.mark.slow  # 9-14 s: real broker, platform(s), three gateways, a kill
 async def test_three_gateways_one_killed_store_every_reading_once(
     tmp_path: Path, db_url: str | None
 ) -> None:
