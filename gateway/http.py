@@ -53,6 +53,7 @@ def build_app(
     health: Callable[[float], dict[str, Any]],
     *,
     notify_token: str | None = None,
+    recent_ids: Callable[[float], list[str]] | None = None,
 ) -> Starlette:
     last_log = [-LOG_EVERY]
 
@@ -79,7 +80,11 @@ def build_app(
             recent = -1.0
         if not 0 <= recent <= 86_400:
             return PlainTextResponse("recent: seconds, 0 to 86400", status_code=400)
-        return Response(orjson.dumps(health(recent)), media_type="application/json")
+        state = health(recent)
+        if recent_ids is not None and request.query_params.get("ids") == "1":
+            # The ids too: `testbed up --gateways N` counts a device heard by any gateway once.
+            state["recentIds"] = recent_ids(recent)
+        return Response(orjson.dumps(state), media_type="application/json")
 
     async def post_notify(request: Request) -> Response:
         if notify_token:

@@ -204,8 +204,9 @@ class Gateway(Parts):
 
     async def _start_http(self, tasks: Background) -> None:
         app = build_app(
-            self.metrics, self._on_notification, self.health, notify_token=self.config.notify_token
-        )
+            self.metrics, self._on_notification, self.health,
+            notify_token=self.config.notify_token, recent_ids=self.recent_ids,
+        )  # fmt: skip
         config = uvicorn.Config(
             app,
             host=self.config.http_host,
@@ -237,6 +238,11 @@ class Gateway(Parts):
             "forwarded": self.metrics.value("r197_gateway_forwarded_total"),
             "rejected": self.metrics.value("r197_gateway_rejected_total"),
         }
+
+    def recent_ids(self, recent: float = RECENT) -> list[str]:
+        """The devices :meth:`health` counts in ``devicesRecent``."""
+        since = time.monotonic() - recent
+        return sorted(d for d, t in self._heard.items() if t >= since)
 
     # -- southbound ---------------------------------------------------------------------------
 

@@ -61,15 +61,16 @@ class Summary:
     rate: SlidingRate = field(default_factory=SlidingRate)
     platform_headers: dict[str, str] = field(default_factory=dict)  # the secure city's token
     # gateway-2 .. /health (testbed up --gateways N): their counts are added to gateway 1's;
-    # "online" is the most any one gateway heard (a shared subscription spreads each device's
-    # readings over all of them, so each hears nearly every MQTT device: a lower bound).
+    # "online" counts each device once, whichever gateways heard it (their recentIds: a shared
+    # subscription spreads each device's readings over all of them).
     more_gateways: tuple[str, ...] = ()
 
     async def line(self, client: httpx.AsyncClient, restarts: str = "") -> str:
         health: dict[str, Any] = {}
         entities = "?"
         try:
-            answer = await client.get(self.gateway_health, params={"recent": f"{self.recent:g}"})
+            params = {"recent": f"{self.recent:g}", **({"ids": "1"} if self.more_gateways else {})}
+            answer = await client.get(self.gateway_health, params=params)
             health = answer.json()
             for url in self.more_gateways:
                 health = _added(health, await self._health_of(client, url))
@@ -100,7 +101,7 @@ class Summary:
     async def _health_of(self, client: httpx.AsyncClient, url: str) -> dict[str, Any]:
         try:
             found: dict[str, Any] = (
-                await client.get(url, params={"recent": f"{self.recent:g}"})
+                await client.get(url, params={"recent": f"{self.recent:g}", "ids": "1"})
             ).json()
         except (httpx.HTTPError, ValueError):
             return {}  # one of several down: the supervisor's restart note says so
@@ -112,6 +113,7 @@ def _added(total: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
     for key in ("forwarded", "rejected", "queued"):
         if isinstance(out.get(key), int | float) and isinstance(more.get(key), int | float):
             out[key] = out[key] + more[key]
-    if isinstance(more.get("devicesRecent"), int):
-        out["devicesRecent"] = max(int(out.get("devicesRecent", 0)), more["devicesRecent"])
+    if isinstance(out.get("recentIds"), list) and isinstance(more.get("recentIds"), list):
+        out["recentIds"] = sorted({*out["recentIds"], *more["recentIds"]})
+        out["devicesRecent"] = len(out["recentIds"])
     return out

@@ -4,6 +4,7 @@ processes; and the command lines it builds (StackLayout)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ import pytest
 from testbed.cli import build_parser
 from testbed.parts import ROOT
 from testbed.processes import PortClaim, free_port
+from testbed.summary import Summary
 from testbed.up import layout_of
 
 SCENARIO = """\
@@ -127,6 +129,21 @@ def test_two_gateways_two_platforms_one_database(tmp_path: Path) -> None:
 
             # Both gateways take a share of the MQTT readings (one $share group) ...
             wait_until(lambda: forwarded(http) > 0 and forwarded(http + 1) > 0, lines, 60)
+
+            def heard() -> set[str]:  # what the summary's "devices online" counts, once each
+                ids: set[str] = set()
+                for port in (http, http + 1):
+                    r = client.get(f"http://[::1]:{port}/health", params={"ids": "1"})
+                    ids |= set(r.json()["recentIds"])
+                return ids
+
+            wait_until(lambda: len(heard()) == 5, lines, 60)  # 4 MQTT, 1 CoAP push
+            summary = Summary(
+                gateway_health=f"http://[::1]:{http}/health",
+                platform_url=f"http://[::1]:{platform}", devices=5, recent=60,
+                more_gateways=(f"http://[::1]:{http + 1}/health",), platform_headers=auth,
+            )  # fmt: skip
+            assert "devices online 5/5" in asyncio.run(summary_line(summary))
             # ... gateway 1 still has the CoAP push device, and both platforms show it all
             # (one database behind them).
             want = {"NoiseLevelObserved", "WeatherObserved"}
@@ -142,6 +159,11 @@ def test_two_gateways_two_platforms_one_database(tmp_path: Path) -> None:
         reader.join(timeout=5)
     assert proc.returncode == 0, "".join(lines)
     assert "city stopped" in "".join(lines)
+
+
+async def summary_line(summary: Summary) -> str:
+    async with httpx.AsyncClient(timeout=5) as client:
+        return await summary.line(client)
 
 
 def wait_until(check: object, lines: list[str], within: float) -> None:
