@@ -12,7 +12,7 @@ min and max, and writes a JSON file and a Markdown table (``benchmarks/results/`
    crosses 100 ms;
 4. simulator scale: memory per device, CPU per 1,000 readings/s (simulator and gateway);
 5. bytes on the wire per reading per protocol x encoding, and idle bytes per device per hour;
-6. the platform alone (batch upsert, GET p99, temporal lastN);
+6. the platform alone (batch upsert, GET p99, temporal lastN) on SQLite and on PostgreSQL;
 7. the Node-RED peer on the MQTT SenML JSON workload, run in turn with ours;
 8. the InfluxDB sink's overhead on the platform's batch upsert (VictoriaMetrics as the server);
 9. scale-out: readings/s through 1, 2 and 4 gateways of one shared subscription (benchmarks/
@@ -611,15 +611,21 @@ class Suite:
             updates=50_000 // scale, entities=100_000 // scale, history=1_000_000 // scale,
             samples=5_000 // scale, clients=4, repeats=self.runs,
         )  # fmt: skip
-        result = plat.run(args)
-        runs = result["runs"]
-        self.result["platform"] = {
-            "entities": result["entities"],
-            "history_rows": result["history_rows"],
-            "upsert_updates_per_s": spread(runs["upsert_updates_per_s"]),
-            "get_p99_ms": spread(runs["get_p99_ms"]),
-            "last_n_p99_ms": spread(runs["last_n_p99_ms"]),
-        }
+        figures: dict[str, dict[str, Any]] = {}
+        # The same workload on both storage backends in one run (issue 19): SQLite, then
+        # PostgreSQL 15 + PostGIS in a throw-away cluster (testbed.pgcluster, fsync on).
+        for backend in ("sqlite", "postgresql"):
+            args.backend = backend
+            result = plat.run(args)
+            runs = result["runs"]
+            figures[backend] = {
+                "entities": result["entities"],
+                "history_rows": result["history_rows"],
+                "upsert_updates_per_s": spread(runs["upsert_updates_per_s"]),
+                "get_p99_ms": spread(runs["get_p99_ms"]),
+                "last_n_p99_ms": spread(runs["last_n_p99_ms"]),
+            }
+        self.result["platform"] = {**figures["sqlite"], "postgresql": figures["postgresql"]}
 
     def influx(self) -> None:
         log("8. the InfluxDB sink's overhead")
@@ -748,10 +754,11 @@ def markdown(result: dict[str, Any]) -> str:
                           f"{coap['rd_lifetime_s']:.0f} s registration lifetime (a refresh every {coap['rd_lifetime_s'] / 2:.0f} s).", ""]  # fmt: skip
     if "platform" in result:
         p = result["platform"]
-        lines += ["| platform alone | figure |", "|---|---|",
-                  f"| batch upsert (100 entities x 5 Properties) | {fmt(p['upsert_updates_per_s'])} attribute updates/s |",
-                  f"| GET /entities/{{id}} p99, {p['entities']:,} entities | {fmt(p['get_p99_ms'], '.2f', ' ms')} |",
-                  f"| temporal lastN=100 p99, {p['history_rows']:,} history rows | {fmt(p['last_n_p99_ms'], '.2f', ' ms')} |", ""]  # fmt: skip
+        pg = p.get("postgresql", p)  # runs before issue 19 measured SQLite only
+        lines += ["| platform alone | SQLite | PostgreSQL 15 + PostGIS |", "|---|---|---|",
+                  f"| batch upsert (100 entities x 5 Properties), attribute updates/s | {fmt(p['upsert_updates_per_s'])} | {fmt(pg['upsert_updates_per_s'])} |",
+                  f"| GET /entities/{{id}} p99, {p['entities']:,} entities | {fmt(p['get_p99_ms'], '.2f', ' ms')} | {fmt(pg['get_p99_ms'], '.2f', ' ms')} |",
+                  f"| temporal lastN=100 p99, {p['history_rows']:,} history rows | {fmt(p['last_n_p99_ms'], '.2f', ' ms')} | {fmt(pg['last_n_p99_ms'], '.2f', ' ms')} |", ""]  # fmt: skip
     peer = result.get("peer")
     if peer and "error" in peer:
         lines += [f"Peer: not run ({peer['error']}).", ""]

@@ -50,6 +50,8 @@ def test_quick_benchmark_suite_runs_every_workload(tmp_path: Path) -> None:
     assert result["idle_mqtt"]["app_bytes_per_cycle"] >= 4  # PINGREQ + PINGRESP, 2 bytes each
     assert result["idle_coap"]["app_bytes_per_refresh"] >= 8  # two CoAP headers, 4 bytes each
     assert positive(result["platform"]["upsert_updates_per_s"])
+    assert positive(result["platform"]["postgresql"]["upsert_updates_per_s"])
+    assert positive(result["platform"]["postgresql"]["last_n_p99_ms"])
     peer = result["peer"]
     assert "error" not in peer, peer.get("error")
     assert peer["peer"].startswith("Node-RED")
