@@ -18,7 +18,8 @@ const UNITS = {
 const ONLINE_SECONDS = 60; // as the gateway's /health devicesRecent and `testbed up`
 
 const state = { entities: new Map(), markers: new Map(), selected: null, attr: null, chart: null,
-                devices: new Map(), inventory: {}, gateway: null, events: null, live: 0 };
+                devices: new Map(), inventory: {}, gateway: null, events: null, live: 0,
+                fitted: false, started: false };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -160,6 +161,7 @@ function upsert(entity) {
     marker.on("click", () => select(entity.id));
     marker.bindPopup(() => popupOf(state.entities.get(entity.id)));
     state.markers.set(entity.id, marker);
+    if (state.started) fitToMarkers();
   } else {
     marker.setLatLng([coords[1], coords[0]]);
     if (marker.isPopupOpen()) marker.setPopupContent(popupOf(merged));
@@ -347,16 +349,25 @@ async function showReport(name) {
 
 // -- start ---------------------------------------------------------------------------------
 
+// Fit the map to the devices once: at start, or, when the page opened before any device had
+// reported (a city just started), when the first markers arrive by notification; otherwise
+// they would sit outside the default view.
+function fitToMarkers() {
+  if (state.fitted) return;
+  const points = [...state.markers.values()].map((m) => m.getLatLng());
+  if (!points.length) return;
+  state.fitted = true;
+  const bounds = L.latLngBounds(points).pad(0.08);
+  map.fitBounds(bounds);
+  grid(bounds);
+}
+
 async function start() {
   const r = await api("/api/entities");
   if (!r.ok) return;
   for (const entity of r.body) upsert(entity);
-  const points = [...state.markers.values()].map((m) => m.getLatLng());
-  if (points.length) {
-    const bounds = L.latLngBounds(points).pad(0.08);
-    map.fitBounds(bounds);
-    grid(bounds);
-  }
+  fitToMarkers();
+  state.started = true;
   document.getElementById("map").dataset.markers = String(state.markers.size);
   const inv = await api("/api/inventory");
   if (inv.ok) state.inventory = inv.body;
