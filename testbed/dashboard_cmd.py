@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.processes import port_arg
+from testbed.secret_file import read_secret
 from testbed.settings import Settings
 
 DEFAULT_PORT = 8090
@@ -80,9 +81,7 @@ def run_dashboard(args: argparse.Namespace, settings: Settings) -> int:
     token = None
     try:
         if args.token_file is not None:
-            token = args.token_file.read_text().strip() or None
-            if token is None:
-                raise ValueError(f"{args.token_file} is empty")
+            token = read_secret(args.token_file)  # EmptySecretError is a ValueError
         devices = json.loads(args.devices.read_text()) if args.devices else {}
     except (OSError, ValueError) as exc:
         print(f"dashboard: {exc}", file=sys.stderr, flush=True)

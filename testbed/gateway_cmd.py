@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from testbed.secret_file import EmptySecretError, read_secret
 from testbed.settings import Settings
 
 if TYPE_CHECKING:
@@ -123,12 +124,11 @@ def read_token(path: Path | str | None, what: str) -> str | None:
     if path is None or str(path) == "":
         return None
     try:
-        token = Path(path).read_text(encoding="utf-8").strip()
+        return read_secret(path)
     except OSError as exc:
         raise SystemExit(f"testbed gateway: cannot read the {what} file: {exc}") from None
-    if not token:
-        raise SystemExit(f"testbed gateway: the {what} file {path} is empty")
-    return token
+    except EmptySecretError:
+        raise SystemExit(f"testbed gateway: the {what} file {path} is empty") from None
 
 
 def oscore_keys(path: str | Path | None) -> Path | None:

@@ -9,6 +9,7 @@ from city_platform.influx.outbox import outbox_path
 from city_platform.influx.sink import InfluxConfig, InfluxSink
 from city_platform.influx.storage import InfluxSinkStorage
 from city_platform.storage.base import Storage
+from testbed.secret_file import EmptySecretError, read_secret
 from testbed.settings import PlatformSettings, default_db_path
 
 
@@ -46,11 +47,9 @@ def wrap(storage: Storage, args: argparse.Namespace, cfg: PlatformSettings, db: 
     token = ""
     if token_file:
         try:
-            token = Path(token_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
+            token = read_secret(token_file)
+        except (OSError, EmptySecretError) as exc:
             raise InfluxFlagError(f"--influx-token-file: {exc}") from exc
-        if not token:
-            raise InfluxFlagError(f"--influx-token-file: {token_file} is empty")
     config = InfluxConfig(
         url=url,
         org=args.influx_org or cfg.influx_org,
