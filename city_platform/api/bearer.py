@@ -26,10 +26,10 @@ import logging
 import time
 from typing import Any, Final
 
-import orjson
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from city_platform.api.raw_answer import send_json
 from city_platform.auth import (
     AuthError,
     InsufficientScope,
@@ -161,21 +161,9 @@ class BearerAuth:
 
 
 async def _refuse(send: Send, exc: AuthError) -> None:
-    body = orjson.dumps(
-        {"type": "about:blank", "title": exc.title, "status": exc.status, "detail": exc.detail}
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": exc.status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", exc.challenge(REALM).encode("latin-1")),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    doc = {"type": "about:blank", "title": exc.title, "status": exc.status, "detail": exc.detail}
+    challenge = (b"www-authenticate", exc.challenge(REALM).encode("latin-1"))
+    await send_json(send, exc.status, doc, (challenge,))
 
 
 def document_security(app: FastAPI) -> None:

@@ -18,9 +18,9 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote_to_bytes
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from city_platform.api.raw_answer import send_json
 from city_platform.errors import BadRequestData
 
 MAX_QUERY_STRING = 64 * 1024  # bytes, before percent-decoding
@@ -61,17 +61,6 @@ class TargetGuard:
             try:
                 check_target(scope["path"], scope.get("raw_path"), scope.get("query_string", b""))
             except BadRequestData as exc:
-                body = orjson.dumps(exc.problem())
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": exc.status,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                await send_json(send, exc.status, exc.problem())
                 return
         await self.app(scope, receive, send)
